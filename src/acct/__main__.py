@@ -1,0 +1,20 @@
+"""Entry point. ``acct prompt`` takes a fast path that imports the standard library only."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["prompt"]:
+        from acct.prompt import main as prompt_main
+
+        return prompt_main(args[1:])
+    from acct.cli import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The command-line interface: the only layer that prints or prompts.
+
+Each command module registers its commands on ``app``; ``run`` is the single place where
+errors turn into messages and exit statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+from acct import __version__
+from acct.errors import EXIT_INTERRUPTED, AcctError
+
+app = typer.Typer(
+    name="acct",
+    help="Keep several Claude accounts, see their quota, and run coding tools on the best one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"acct {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Keep several Claude accounts, see their quota, and run coding tools on the best one."""
+
+
+def _register() -> None:
+    # Imported for their side effect: each module adds its commands to ``app``.
+    import importlib
+
+    for mod in ("accounts", "login", "targets", "exec", "shell"):
+        try:
+            importlib.import_module(f"acct.cli.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"acct.cli.{mod}":
+                raise
+
+
+_register()
+
+
+def report(e: AcctError) -> None:
+    from acct.cli.render import mode
+
+    text = f"acct: {e.message}"
+    if e.hint:
+        text += f" ({e.hint})"
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+    if mode.json:
+        sys.stdout.write(json.dumps({"version": 1, "kind": "error", "error": e.to_dict()}, indent=2) + "\n")
+
+
+def run(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, prog_name="acct")
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        sys.stderr.write(f"{code}\n")
+        return 1
+    except AcctError as e:
+        report(e)
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("acct: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 1
+    return 0

@@ -1,0 +1,85 @@
+"""Output helpers. Data goes to stdout; progress, prompts, warnings and errors to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+
+JSON_VERSION = 1
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Mode:
+    json = False
+
+
+mode = _Mode()
+
+
+def emit_json(kind: str, payload: dict[str, Any]) -> None:
+    """Print one versioned JSON document on stdout."""
+    doc = {"version": JSON_VERSION, "kind": kind, **payload}
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str) -> None:
+    err.print(message)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]acct: warning:[/] {message}")
+
+
+def line(message: str) -> None:
+    """One plain line on stderr, flushed at once (no markup, safe for URLs)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(max(0, seconds))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h}h"
+
+
+def until(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "-"
+    return human_duration(ts - (time.time() if now is None else now))
+
+
+def local_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    dt = datetime.fromtimestamp(ts).astimezone()
+    if abs(ts - time.time()) < 20 * 3600:
+        return dt.strftime("%H:%M %Z")
+    return dt.strftime("%b %d %H:%M %Z")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}%"

@@ -1,0 +1,50 @@
+"""Everything a command needs, built once from the environment and passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from acct.config import Config, load_config
+from acct.endpoints import Endpoints
+from acct.paths import Paths
+from acct.state import State
+from acct.store import Store
+
+USER_AGENT = "acct/0.1"
+
+
+@dataclass
+class Ctx:
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @cached_property
+    def paths(self) -> Paths:
+        return Paths.from_env(self.env)
+
+    @cached_property
+    def endpoints(self) -> Endpoints:
+        return Endpoints.from_env(self.env)
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.paths.config_file)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.paths)
+
+    @cached_property
+    def state(self) -> State:
+        return State(self.paths)
+
+    def http(self, *, timeout: float = 20.0):  # -> httpx.Client (import kept lazy for start-up)
+        import httpx
+
+        return httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"user-agent": USER_AGENT},
+            trust_env=True,
+        )

@@ -1,0 +1,85 @@
+"""Where acct keeps its files, built once from an environment mapping.
+
+``ACCT_HOME`` puts every acct file under one directory (``config/``, ``data/``, ``state/``).
+Otherwise the platform's conventions apply (XDG on Linux, via platformdirs elsewhere).
+Tests build a ``Paths`` from a dict; nothing reads globals behind their back.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+APP = "acct"
+
+
+def _xdg(env: Mapping[str, str], var: str, home: Path, default: str) -> Path:
+    value = env.get(var, "")
+    # The XDG spec says relative paths are invalid and must be ignored.
+    if value and os.path.isabs(value):
+        return Path(value)
+    return home / default
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+    config_dir: Path
+    data_dir: Path
+    state_dir: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:
+        env = os.environ if env is None else env
+        home = Path(env.get("HOME") or os.path.expanduser("~"))
+        root = env.get("ACCT_HOME")
+        if root:
+            base = Path(root).expanduser()
+            return cls(home, base / "config", base / "data", base / "state")
+        if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+            return cls(
+                home,
+                _xdg(env, "XDG_CONFIG_HOME", home, ".config") / APP,
+                _xdg(env, "XDG_DATA_HOME", home, ".local/share") / APP,
+                _xdg(env, "XDG_STATE_HOME", home, ".local/state") / APP,
+            )
+        import platformdirs
+
+        return cls(
+            home,
+            Path(platformdirs.user_config_dir(APP, appauthor=False)),
+            Path(platformdirs.user_data_dir(APP, appauthor=False)),
+            Path(platformdirs.user_state_dir(APP, appauthor=False)),
+        )
+
+    @property
+    def accounts_file(self) -> Path:
+        return self.data_dir / "accounts.toml"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def state_db(self) -> Path:
+        return self.state_dir / "state.db"
+
+    @property
+    def prompt_file(self) -> Path:
+        """One line per target, kept current for shells to read without starting Python."""
+        return self.state_dir / "prompt"
+
+    @property
+    def prompt_state_file(self) -> Path:
+        """What ``acct prompt`` reads: small JSON, standard library only."""
+        return self.state_dir / "prompt.json"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.state_dir / "locks"
+
+    def account_lock(self, account_id: str) -> Path:
+        return self.locks_dir / f"account-{account_id}.lock"

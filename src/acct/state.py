@@ -1,0 +1,282 @@
+"""Shared state of all acct processes: usage cache, benches (cooldowns) and exec history.
+
+SQLite in WAL mode: many readers and one writer at a time, safe across processes. Every
+transaction is short; ``busy_timeout`` makes a writer wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from acct.errors import Busy, CorruptFile
+from acct.fsio import FILE_MODE, ensure_dir
+from acct.models import Usage, UsageRecord, Window
+from acct.paths import Paths
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    account_id    TEXT PRIMARY KEY,
+    usage_json    TEXT,
+    fetched_at    REAL,
+    attempted_at  REAL,
+    error         TEXT,
+    error_message TEXT,
+    backoff_until REAL,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    inflight_until REAL
+);
+CREATE TABLE IF NOT EXISTS bench (
+    account_id TEXT PRIMARY KEY,
+    until      REAL NOT NULL,
+    kind       TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    set_at     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    t          REAL NOT NULL,
+    event      TEXT NOT NULL,
+    account_id TEXT,
+    target     TEXT,
+    detail     TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Bench:
+    account_id: str
+    until: float
+    kind: str  # quota | cooloff | auth
+    reason: str
+    set_at: float
+
+
+def usage_to_json(u: Usage) -> str:
+    def w(x: Window | None) -> list[float | None] | None:
+        return None if x is None else [x.utilization, x.resets_at]
+
+    return json.dumps(
+        {
+            "five_hour": w(u.five_hour),
+            "seven_day": w(u.seven_day),
+            "scoped": [list(s) for s in u.scoped],
+            "extra_usage_enabled": u.extra_usage_enabled,
+        }
+    )
+
+
+def usage_from_json(text: str) -> Usage:
+    d = json.loads(text)
+
+    def w(x: Any) -> Window | None:
+        return None if x is None else Window(x[0], x[1])
+
+    return Usage(
+        five_hour=w(d.get("five_hour")),
+        seven_day=w(d.get("seven_day")),
+        scoped=tuple(tuple(s) for s in d.get("scoped", [])),  # type: ignore[misc]
+        extra_usage_enabled=d.get("extra_usage_enabled"),
+    )
+
+
+class State:
+    def __init__(self, paths: Paths, *, timeout: float = 10.0) -> None:
+        self.path = paths.state_db
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            ensure_dir(self.path.parent)
+            if not self.path.exists():
+                # Create 0600 before SQLite opens it.
+                import os
+
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as e:
+                raise CorruptFile(
+                    f"state database {self.path} is unreadable ({e}); it holds only caches",
+                    hint=f"move {self.path} aside; acct rebuilds it",
+                ) from None
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise Busy(f"state database {self.path} is busy ({e})") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    # --- usage cache -------------------------------------------------------------------------
+
+    @staticmethod
+    def _row_to_record(row: sqlite3.Row | tuple[Any, ...]) -> UsageRecord:
+        (aid, uj, fetched, attempted, err, msg, backoff, failures, _inflight) = row
+        return UsageRecord(
+            account_id=aid,
+            usage=usage_from_json(uj) if uj else None,
+            fetched_at=fetched,
+            attempted_at=attempted,
+            error=err,
+            error_message=msg,
+            backoff_until=backoff,
+            failures=failures or 0,
+        )
+
+    def usage(self, account_id: str) -> UsageRecord | None:
+        row = self._connect().execute("SELECT * FROM usage WHERE account_id=?", (account_id,)).fetchone()
+        return self._row_to_record(row) if row else None
+
+    def all_usage(self) -> dict[str, UsageRecord]:
+        rows = self._connect().execute("SELECT * FROM usage").fetchall()
+        return {r[0]: self._row_to_record(r) for r in rows}
+
+    def claim_poll(self, account_id: str, *, min_age: float, lease: float, now: float | None = None) -> bool:
+        """Decide atomically whether this process may poll the account's usage now.
+
+        No when the cached values are younger than ``min_age``, while a back-off runs, or while
+        another process holds the poll lease. Yes takes the lease for ``lease`` seconds.
+        """
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT fetched_at, backoff_until, inflight_until FROM usage WHERE account_id=?",
+                (account_id,),
+            ).fetchone()
+            if row:
+                fetched, backoff, inflight = row
+                if fetched is not None and now - fetched < min_age:
+                    return False
+                if backoff is not None and now < backoff:
+                    return False
+                if inflight is not None and now < inflight:
+                    return False
+                c.execute(
+                    "UPDATE usage SET inflight_until=?, attempted_at=? WHERE account_id=?",
+                    (now + lease, now, account_id),
+                )
+            else:
+                c.execute(
+                    "INSERT INTO usage (account_id, attempted_at, inflight_until) VALUES (?,?,?)",
+                    (account_id, now, now + lease),
+                )
+            return True
+
+    def put_usage(self, account_id: str, usage: Usage, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            c.execute(
+                """INSERT INTO usage (account_id, usage_json, fetched_at, attempted_at, error,
+                       error_message, backoff_until, failures, inflight_until)
+                   VALUES (?,?,?,?,NULL,NULL,NULL,0,NULL)
+                   ON CONFLICT(account_id) DO UPDATE SET usage_json=excluded.usage_json,
+                       fetched_at=excluded.fetched_at, attempted_at=excluded.attempted_at,
+                       error=NULL, error_message=NULL, backoff_until=NULL, failures=0,
+                       inflight_until=NULL""",
+                (account_id, usage_to_json(usage), now, now),
+            )
+
+    def put_usage_error(
+        self,
+        account_id: str,
+        error: str,
+        message: str,
+        *,
+        backoff_until: float | None,
+        now: float | None = None,
+    ) -> UsageRecord:
+        """Record a failed poll; last good values are kept. Returns the updated record."""
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            c.execute(
+                """INSERT INTO usage (account_id, attempted_at, error, error_message, backoff_until,
+                       failures, inflight_until) VALUES (?,?,?,?,?,1,NULL)
+                   ON CONFLICT(account_id) DO UPDATE SET attempted_at=excluded.attempted_at,
+                       error=excluded.error, error_message=excluded.error_message,
+                       backoff_until=excluded.backoff_until, failures=usage.failures+1,
+                       inflight_until=NULL""",
+                (account_id, now, error, message, backoff_until),
+            )
+            row = c.execute("SELECT * FROM usage WHERE account_id=?", (account_id,)).fetchone()
+        return self._row_to_record(row)
+
+    def release_poll(self, account_id: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE usage SET inflight_until=NULL WHERE account_id=?", (account_id,))
+
+    def forget(self, account_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM usage WHERE account_id=?", (account_id,))
+            c.execute("DELETE FROM bench WHERE account_id=?", (account_id,))
+
+    # --- benches -----------------------------------------------------------------------------
+
+    def bench(self, account_id: str, until: float, *, kind: str, reason: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            c.execute(
+                """INSERT INTO bench (account_id, until, kind, reason, set_at) VALUES (?,?,?,?,?)
+                   ON CONFLICT(account_id) DO UPDATE SET until=excluded.until, kind=excluded.kind,
+                       reason=excluded.reason, set_at=excluded.set_at""",
+                (account_id, until, kind, reason, now),
+            )
+
+    def unbench(self, account_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM bench WHERE account_id=?", (account_id,))
+
+    def benches(self, now: float | None = None) -> dict[str, Bench]:
+        """Benches still in force at ``now``."""
+        now = time.time() if now is None else now
+        rows = self._connect().execute("SELECT * FROM bench WHERE until > ?", (now,)).fetchall()
+        return {r[0]: Bench(*r) for r in rows}
+
+    # --- history -----------------------------------------------------------------------------
+
+    def record(self, event: str, *, account_id: str | None = None, target: str | None = None, **detail: Any) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO history (t, event, account_id, target, detail) VALUES (?,?,?,?,?)",
+                (time.time(), event, account_id, target, json.dumps(detail) if detail else None),
+            )
+
+    def history(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._connect().execute(
+            "SELECT t, event, account_id, target, detail FROM history ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [
+            {"t": t, "event": e, "account_id": a, "target": tg, **(json.loads(d) if d else {})}
+            for t, e, a, tg, d in rows
+        ]
+
+    def last_used(self) -> dict[str, float]:
+        rows = self._connect().execute(
+            "SELECT account_id, MAX(t) FROM history WHERE event='lend' GROUP BY account_id"
+        ).fetchall()
+        return {a: t for a, t in rows if a}
