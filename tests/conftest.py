@@ -1,0 +1,168 @@
+"""Shared fixtures: a temporary HOME, a real fake Anthropic server, and acct run as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acct.context import Ctx
+from acct.models import Account, Tokens
+from tests.fake_anthropic.client import FakeAnthropic
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Variables that would leak the developer's real accounts into a test, or change what acct reads.
+_SCRUB_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "ACCT_", "XDG_", "PI_", "OPENCODE_", "CODEX_")
+
+
+def clean_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
+    env.update(
+        HOME=str(home),
+        COLUMNS="200",
+        LINES="50",
+        NO_COLOR="1",
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.pop("TERM_PROGRAM", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    server = FakeAnthropic()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir(mode=0o755)
+    return h
+
+
+@pytest.fixture
+def env(home: Path, fake: FakeAnthropic) -> dict[str, str]:
+    return clean_env(home, fake.env())
+
+
+@pytest.fixture
+def ctx(env: dict[str, str]) -> Ctx:
+    return Ctx(env=env)
+
+
+@dataclass
+class AcctRunner:
+    env: dict[str, str]
+    calls: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        check: bool = False,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = dict(self.env)
+        if env:
+            full_env.update(env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "acct", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            cwd=cwd or full_env["HOME"],
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        self.calls.append(proc)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"acct {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+
+@pytest.fixture
+def acct(env: dict[str, str]) -> AcctRunner:
+    return AcctRunner(env)
+
+
+def seed_account(
+    fake: FakeAnthropic,
+    ctx: Ctx,
+    name: str,
+    *,
+    email: str | None = None,
+    plan: str = "claude_max",
+    five_hour: float | None = None,
+    seven_day: float | None = None,
+    expires_in: int | None = None,
+    scopes: list[str] | None = None,
+) -> Account:
+    """Create an account on the fake, mint it a lineage, and store it as `acct login` would."""
+    email = email or f"{name}@example.com"
+    fa = fake.add_account(email=email, plan=plan)
+    if five_hour is not None or seven_day is not None:
+        fake.set_usage(fa["uuid"], five_hour=five_hour or 0.0, seven_day=seven_day or 0.0)
+    tok = fake.mint(fa["uuid"], scopes=scopes, expires_in=expires_in)
+    from acct.models import PLAN_BY_ORG_TYPE
+
+    acc = Account(
+        name=name,
+        uuid=fa["uuid"],
+        email=email,
+        display_name=fa.get("display_name"),
+        org_uuid=fa.get("org_uuid"),
+        org_name=fa.get("org_name"),
+        plan=PLAN_BY_ORG_TYPE.get(plan, plan),
+        tier=fa.get("rate_limit_tier"),
+        tokens=Tokens(
+            access=tok["access_token"],
+            refresh=tok.get("refresh_token"),
+            expires_at=int(time.time()) + int(tok.get("expires_in", 28800)),
+            scopes=tuple(tok.get("scope", "").split()),
+        ),
+    )
+    with ctx.store.transaction() as accounts:
+        accounts.add(acc)
+    return acc
+
+
+def store_secrets(ctx: Ctx) -> set[str]:
+    """Every token and key the store holds now."""
+    out: set[str] = set()
+    for a in ctx.store.read():
+        if a.api_key:
+            out.add(a.api_key)
+        if a.tokens:
+            out.update(x for x in (a.tokens.access, a.tokens.refresh) if x)
+    return out
+
+
+def assert_no_secrets(texts: list[str] | str, secrets: set[str]) -> None:
+    if isinstance(texts, str):
+        texts = [texts]
+    for text in texts:
+        for s in secrets:
+            assert s not in text, f"a secret (…{s[-6:]}) leaked into output"
+        for prefix in ("sk-ant-oat", "sk-ant-ort", "sk-ant-api"):
+            assert prefix not in text, f"something token-shaped ({prefix}…) leaked into output"
