@@ -1,0 +1,364 @@
+"""`FakeAnthropic`: start the fake server as a subprocess and drive its admin endpoints.
+
+    with FakeAnthropic() as fake:
+        account = fake.add_account(email="work@example.com", plan="claude_max")
+        tokens = fake.mint(account["uuid"])
+        env = {**os.environ, **fake.env()}   # points acct at the fake
+
+Standard library only (urllib), so it works wherever the tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Self, cast
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from .server import CLAUDE_CODE_SCOPES, CLIENT_ID, sha8
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT_S = 15.0
+
+
+class FakeAnthropicError(RuntimeError):
+    """An admin call failed, or the server did not start."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _when(value: datetime | float | str | None) -> str | float | None:
+    """A reset time for the admin API: datetimes become ISO-8601, the rest passes through."""
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+class FakeAnthropic:
+    """Handle on one fake Anthropic server process."""
+
+    def __init__(self, *, latency_ms: int = 0, verbose: bool = False) -> None:
+        self._latency_ms = latency_ms
+        self._verbose = verbose
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self.port: int = 0
+
+    # ----- lifecycle -----
+
+    def start(self) -> Self:
+        if self._proc is not None:
+            return self
+        args = [sys.executable, "-m", "tests.fake_anthropic", "--port", "0", "--watch-stdin"]
+        if self._latency_ms:
+            args += ["--latency-ms", str(self._latency_ms)]
+        if self._verbose:
+            args.append("--verbose")
+        # Closed in stop(); kept so a failed start can show what the server said.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,  # kept open: the server exits when it closes
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        line = self._read_port_line()
+        if not line.startswith(b"PORT "):
+            self.stop()
+            raise FakeAnthropicError(f"fake Anthropic did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self
+
+    def _read_port_line(self) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        out: list[bytes] = []
+        reader = threading.Thread(target=lambda: out.append(stdout.readline()))
+        reader.daemon = True
+        reader.start()
+        reader.join(START_TIMEOUT_S)
+        if out and out[0]:
+            return out[0].strip()
+        if self._stderr is not None:
+            self._stderr.seek(0)
+            return b"(no PORT line) " + self._stderr.read()[-2000:]
+        return b"(no PORT line)"
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # ----- addresses -----
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise FakeAnthropicError("the fake is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + "/v1/oauth/token"
+
+    @property
+    def authorize_url(self) -> str:
+        return self.base_url + "/oauth/authorize"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point acct at this fake."""
+        return {
+            "ACCT_API_BASE": self.base_url,
+            "ACCT_TOKEN_URL": self.token_url,
+            "ACCT_AUTHORIZE_URL": self.authorize_url,
+        }
+
+    # ----- admin endpoints -----
+
+    def _admin(
+        self,
+        method: str,
+        name: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        url = f"{self.base_url}/_admin/{name}"
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")
+            raise FakeAnthropicError(f"{method} /_admin/{name}: {exc.code} {detail}") from None
+
+    def add_account(
+        self,
+        email: str | None = None,
+        *,
+        uuid: str | None = None,
+        plan: str = "claude_max",
+        display_name: str | None = None,
+        org_uuid: str | None = None,
+        org_name: str | None = None,
+        rate_limit_tier: str | None = None,
+    ) -> dict[str, Any]:
+        """Create (or replace, same uuid) an account; missing fields are generated.
+
+        `plan` is the organization_type: claude_max, claude_pro, claude_team, claude_enterprise.
+        Returns {uuid, email, display_name, org_uuid, org_name, organization_type, rate_limit_tier}.
+        """
+        body = {
+            "uuid": uuid,
+            "email": email,
+            "organization_type": plan,
+            "display_name": display_name,
+            "org_uuid": org_uuid,
+            "org_name": org_name,
+            "rate_limit_tier": rate_limit_tier,
+        }
+        fields = {k: v for k, v in body.items() if v is not None}
+        return cast(dict[str, Any], self._admin("POST", "accounts", fields))
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._admin("GET", "accounts"))
+
+    def mint(
+        self,
+        uuid: str,
+        scopes: list[str] | tuple[str, ...] | None = None,
+        expires_in: int | None = None,
+    ) -> dict[str, Any]:
+        """A fresh lineage for the account, as the token endpoint would answer it.
+
+        scopes default to Claude Code's; ["user:inference"] gives a setup token.
+        expires_in may be 0 or negative for an access token that is already expired.
+        """
+        body: dict[str, Any] = {"uuid": uuid}
+        if scopes is not None:
+            body["scopes"] = list(scopes)
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return cast(dict[str, Any], self._admin("POST", "mint", body))
+
+    def mint_setup_token(self, uuid: str) -> str:
+        """An access token with only user:inference, like `claude setup-token` prints."""
+        return str(
+            self.mint(uuid, scopes=["user:inference"], expires_in=365 * 86400)["access_token"]
+        )
+
+    def api_key(self, uuid: str) -> str:
+        """An `sk-ant-api03-` key for the account, accepted by /v1/messages as x-api-key."""
+        return str(self._admin("POST", "api-key", {"uuid": uuid})["api_key"])
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change run-time settings (see DEFAULT_CONFIG in server.py); returns all of them."""
+        return cast(dict[str, Any], self._admin("POST", "config", settings))
+
+    def config(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self._admin("GET", "config"))
+
+    def set_usage(self, uuid: str, **settings: Any) -> dict[str, Any]:
+        """Set what /api/oauth/usage answers for the account (percent 0-100).
+
+        Keys left out keep their value; None means null:
+          five_hour, seven_day                      utilization in percent
+          five_hour_resets_at, seven_day_resets_at  datetime, ISO-8601 string or epoch seconds
+          variant                                   "full", "limits_only" or "nulls"
+          seven_day_opus, seven_day_sonnet, seven_day_oauth_apps   percent or None
+          weekly_scoped                             {"Opus": 100}: extra weekly_scoped limits
+          extra_usage                               dict answered as extra_usage
+          document                                  dict answered verbatim instead
+        """
+        body = {k: _when(v) if k.endswith("_resets_at") else v for k, v in settings.items()}
+        return cast(dict[str, Any], self._admin("POST", "usage", {"uuid": uuid, **body}))
+
+    def set_messages(
+        self,
+        uuid: str,
+        mode: str,
+        reset_epoch: int | None = None,
+        claim: str | None = None,
+    ) -> dict[str, Any]:
+        """How /v1/messages answers the account: ok, quota, throttle, unauthorized, overage."""
+        body: dict[str, Any] = {"uuid": uuid, "mode": mode, "reset_epoch": reset_epoch}
+        if claim is not None:
+            body["claim"] = claim
+        return cast(dict[str, Any], self._admin("POST", "messages", body))
+
+    def next_login(self, uuid: str | None) -> None:
+        """The account the next browser login approves as (None: back to the default)."""
+        self._admin("POST", "next-login", {"uuid": uuid})
+
+    def authorize_code(self, **params: Any) -> dict[str, Any]:
+        """Run the authorize step without a browser; returns {code, state, account_uuid}.
+
+        Takes the authorize query parameters (client_id, redirect_uri, scope, state,
+        code_challenge, ...); code=true, response_type=code, S256 and the client id default.
+        """
+        body = {
+            "code": "true",
+            "client_id": CLIENT_ID,
+            "response_type": "code",
+            "scope": " ".join(CLAUDE_CODE_SCOPES),
+            "code_challenge_method": "S256",
+            **params,
+        }
+        return cast(dict[str, Any], self._admin("POST", "authorize-code", body))
+
+    def open_authorize(self, url: str, *, follow_redirect: bool = True) -> dict[str, Any]:
+        """Act as the user's browser on an authorize URL (whatever its host).
+
+        Returns {"status", "code", "state"}; for the manual flow also "paste" (CODE#STATE);
+        for a loopback redirect also "location" and, when `follow_redirect`, the status and
+        body the loopback callback answered ("callback_status", "callback_body").
+        """
+        parts = urlsplit(url)
+        target = self.authorize_url + ("?" + parts.query if parts.query else "")
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            response = opener.open(target, timeout=30)
+            status, headers, body = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            status, headers, body = exc.code, exc.headers, exc.read()
+        result: dict[str, Any] = {"status": status}
+        if status == 200:
+            paste = headers.get("X-Fake-Code", "")
+            code, _, state = paste.partition("#")
+            result.update(paste=paste, code=code, state=state)
+        elif status == 302:
+            location = headers["Location"]
+            query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+            result.update(location=location, code=query.get("code"), state=query.get("state"))
+            if follow_redirect:
+                try:
+                    with urllib.request.urlopen(location, timeout=30) as callback:
+                        result.update(
+                            callback_status=callback.status, callback_body=callback.read()
+                        )
+                except urllib.error.HTTPError as exc:
+                    result.update(callback_status=exc.code, callback_body=exc.read())
+        else:
+            raise FakeAnthropicError(f"authorize refused: {status} {body.decode(errors='replace')}")
+        return result
+
+    def log(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Requests seen: {kind, path, method, status, t, grant_type?, account_uuid?, token_sha8?}.
+
+        kind: authorize, token_code, token_refresh, token_other, usage, profile, messages,
+        count_tokens, not_found.
+        """
+        return cast(list[dict[str, Any]], self._admin("GET", "log", query={"kind": kind}))
+
+    def stats(self) -> dict[str, int]:
+        """Request counts per kind (token_refresh, token_code, usage, profile, messages, ...)."""
+        return cast(dict[str, int], self._admin("GET", "stats"))
+
+    def lineage(
+        self,
+        uuid: str | None = None,
+        refresh_token: str | None = None,
+        access_token: str | None = None,
+    ) -> dict[str, Any]:
+        """{"revoked", "live_refresh_sha8", "refresh_count", ...} of a lineage.
+
+        By token: the lineage that token belongs to. By uuid: the account's newest lineage,
+        with all of its lineages under "lineages".
+        """
+        query = {"uuid": uuid, "refresh_token": refresh_token, "access_token": access_token}
+        return cast(dict[str, Any], self._admin("GET", "lineage", query=query))
+
+    def revoke(self, uuid: str | None = None, *, refresh_token: str | None = None) -> int:
+        """Revoke every lineage of the account (or the lineage of one refresh token)."""
+        body = {"refresh_token": refresh_token} if refresh_token else {"uuid": uuid}
+        return int(self._admin("POST", "revoke", body)["revoked"])
+
+    def reset_log(self) -> None:
+        """Forget the request log and the stats."""
+        self._admin("POST", "reset-log")
+
+    def reset_throttle(self, uuid: str | None = None) -> None:
+        """Forget recent usage requests (of one account, or all) so usage answers again."""
+        self._admin("POST", "reset-throttle", {"uuid": uuid})
+
+    @staticmethod
+    def sha8(token: str) -> str:
+        """The fingerprint the log uses for a token."""
+        return sha8(token)
+
+
+def start_fake(**kwargs: Any) -> FakeAnthropic:
+    """Start a fake outside a `with` block; call .stop() when done."""
+    return FakeAnthropic(**kwargs).start()
+
+
+__all__ = ["REPO_ROOT", "FakeAnthropic", "FakeAnthropicError", "start_fake"]
