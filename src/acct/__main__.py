@@ -11,6 +11,10 @@ def main(argv: list[str] | None = None) -> int:
         from acct.prompt import main as prompt_main
 
         return prompt_main(args[1:])
+    if args[:1] == ["__complete"]:
+        from acct.names import main as names_main
+
+        return names_main(args[1:])
     from acct.cli import run
 
     return run(args)

@@ -1,0 +1,38 @@
+"""``acct __complete accounts``: account names for the shell completion scripts.
+
+Called on every <Tab>, so it imports the standard library only and reads the account store
+with ``tomllib`` directly (names only, no validation). It prints one name per line, nothing on
+any problem, and always exits 0: completion must stay quiet.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+
+from acct.prompt import dirs
+
+
+def account_names(env: Mapping[str, str]) -> list[str]:
+    try:
+        with open(os.path.join(dirs(env)[0], "accounts.toml"), "rb") as fh:
+            doc = tomllib.load(fh)
+    except (OSError, ValueError):
+        return []
+    accounts = doc.get("accounts")
+    if not isinstance(accounts, list):
+        return []
+    return [a["name"] for a in accounts if isinstance(a, dict) and isinstance(a.get("name"), str)]
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["accounts"]:
+        try:
+            prefix = argv[1] if len(argv) > 1 else ""
+            sys.stdout.write("".join(f"{n}\n" for n in account_names(os.environ) if n.startswith(prefix)))
+            sys.stdout.flush()
+        except Exception:  # completion must stay quiet
+            pass
+    return 0
