@@ -1,0 +1,239 @@
+"""``acct login`` and ``acct refresh``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import webbrowser
+from typing import Annotated
+
+import typer
+
+from acct import oauth
+from acct.cli import app, render
+from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
+from acct.context import Ctx
+from acct.errors import AcctError, HeldByTarget, Interrupted, UsageError
+from acct.models import Account
+
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Seconds to wait for the browser or a pasted code.",
+        show_default=True,
+    ),
+]
+
+
+def _account_json(acc: Account) -> dict[str, object]:
+    return {
+        "name": acc.name,
+        "kind": acc.kind,
+        "email": acc.email,
+        "plan": acc.plan,
+        "uuid": acc.uuid,
+        "fingerprint": acc.fingerprint,
+    }
+
+
+def _can_open_browser() -> bool:
+    """False when the only browser would take over this terminal (lynx, w3m... without a display)."""
+    if os.environ.get("BROWSER"):
+        return True
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    foreground = isinstance(browser, webbrowser.GenericBrowser) and not isinstance(
+        browser, webbrowser.BackgroundBrowser
+    )
+    return not foreground
+
+
+def _show_prompt(prompt: oauth.LoginPrompt, open_browser: bool) -> None:
+    render.line("Open this URL in a browser to log in:")
+    render.line(prompt.url)
+    if prompt.manual:
+        render.line("Then paste the code the page shows (CODE#STATE) here and press Enter:")
+    else:
+        render.line("Or paste CODE#STATE or the redirect URL here and press Enter.")
+    if open_browser and _can_open_browser():
+        try:
+            webbrowser.open(prompt.url)
+        except webbrowser.Error:
+            return
+
+
+def _report(result: oauth.LoginResult, json_out: bool) -> None:
+    for note in result.notes:
+        render.warn(note)
+    acc = result.account
+    if json_out:
+        render.emit_json("login", {"account": _account_json(acc), "created": result.created})
+    elif acc.kind == "api_key":
+        render.out.print(
+            f"{'added' if result.created else 'updated'} {acc.name} (api key {acc.fingerprint})",
+            markup=False,
+        )
+    else:
+        render.out.print(
+            f"logged in {acc.name} {acc.email or '-'} ({acc.plan or 'plan unknown'})", markup=False
+        )
+
+
+def _read_api_key() -> str:
+    if sys.stdin.isatty():
+        return typer.prompt("API key", hide_input=True, err=True)
+    return sys.stdin.read()
+
+
+def _login_hint(c: Ctx, name: str | None) -> str | None:
+    """Re-logging into a stored account pre-fills its email on the login page."""
+    if not name:
+        return None
+    acc = c.store.read().find(name)
+    return acc.email if acc is not None and acc.is_oauth else None
+
+
+@app.command()
+def login(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="Name for the account (default: its email)."),
+    ] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the URL.")] = False,
+    manual: Annotated[
+        bool,
+        typer.Option(
+            "--manual", help="Paste the code the page shows (for a browser on another machine)."
+        ),
+    ] = False,
+    timeout: TimeoutOpt = oauth.LOGIN_TIMEOUT,
+    api_key: Annotated[
+        bool,
+        typer.Option(
+            "--api-key", help="Store an API key (read from a hidden prompt or stdin) instead."
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Log in to a Claude account in the browser (OAuth) and store it."""
+    render.mode.json = json_out
+    c = ctx()
+    if api_key:
+        if not name:
+            raise UsageError(
+                "--api-key needs a NAME for the account", hint="acct login NAME --api-key"
+            )
+        _report(oauth.store_api_key(c, name, _read_api_key()), json_out)
+        return
+    try:
+        result = oauth.login_flow(
+            c,
+            name=name,
+            manual=manual,
+            timeout=timeout,
+            paste_fd=sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None,
+            on_prompt=lambda prompt: _show_prompt(prompt, open_browser=not (no_browser or manual)),
+            login_hint=_login_hint(c, name),
+        )
+    except KeyboardInterrupt:
+        raise Interrupted("login interrupted; nothing was stored") from None
+    _report(result, json_out)
+
+
+RefreshTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout", min=0.1, help="Seconds to wait for the token endpoint.", show_default=True
+    ),
+]
+
+
+def _refresh_one(c: Ctx, acc: Account, timeout: float) -> dict[str, object]:
+    seen = acc.tokens.lineage_fingerprint if acc.tokens else None
+    result = oauth.refresh_result(c, acc.id, force=True, seen=seen, timeout=timeout)
+    fresh = result.account
+    expires_at = fresh.tokens.expires_at if fresh.tokens else None
+    return {
+        "name": fresh.name,
+        "fingerprint": fresh.fingerprint,
+        "expires_at": render.iso(expires_at),
+        "expires_at_epoch": expires_at,
+        "refreshed_here": result.sent,
+    }
+
+
+def _print_refreshed(row: dict[str, object]) -> None:
+    expires = row["expires_at_epoch"]
+    assert expires is None or isinstance(expires, int)
+    how = "refreshed" if row["refreshed_here"] else "already refreshed by another process"
+    render.out.print(
+        f"{row['name']}: {how}; expires in {render.until(expires)} ({render.local_time(expires)}), "
+        f"token {row['fingerprint']}",
+        markup=False,
+    )
+
+
+def _pick(c: Ctx) -> str:
+    try:
+        from acct.cli.picker import pick_account
+    except ModuleNotFoundError as e:
+        if e.name != "acct.cli.picker":
+            raise
+        raise UsageError(
+            "name an account: acct refresh NAME", hint="`acct list` shows the names"
+        ) from None
+    return pick_account(c, "Refresh which account?", filter=lambda row: row.kind == "oauth")
+
+
+@app.command()
+def refresh(
+    name: AccountArg = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Refresh every OAuth account acct holds.")
+    ] = False,
+    timeout: RefreshTimeoutOpt = oauth.HTTP_TIMEOUT,
+    json_out: JsonOpt = False,
+) -> None:
+    """Refresh an account's access token now (spends its refresh token)."""
+    render.mode.json = json_out
+    c = ctx()
+    accounts = c.store.read()
+    if all_ and name:
+        raise UsageError("give a NAME or --all, not both")
+    if all_:
+        targets = [a for a in accounts if a.is_oauth and a.enabled]
+    else:
+        if name is None:
+            if not is_interactive():
+                raise UsageError(
+                    "name an account: acct refresh NAME", hint="`acct list` shows the names"
+                )
+            name = _pick(c)
+        targets = [accounts.get(name)]
+    rows: list[dict[str, object]] = []
+    failure: AcctError | None = None
+    for acc in targets:
+        try:
+            row = _refresh_one(c, acc, timeout)
+        except HeldByTarget as e:
+            if not all_:
+                raise
+            render.warn(f"skipped {acc.name}: {e.message}")
+            continue
+        except AcctError as e:
+            if not all_:
+                raise
+            render.warn(f"{acc.name}: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+            failure = failure or e
+            continue
+        rows.append(row)
+        if not json_out:
+            _print_refreshed(row)
+    if json_out:
+        render.emit_json("refresh", {"accounts": rows})
+    if failure is not None:
+        raise typer.Exit(failure.exit_code)

@@ -1,0 +1,334 @@
+"""`acct login`: the browser flow (loopback callback or a pasted code) as a real child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from acct.context import Ctx
+from acct.models import Holder
+from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.fake_anthropic.client import FakeAnthropic
+
+
+class LoginProcess:
+    """`acct login ...` running in the background, its stdin a pipe kept open for pastes."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "acct", "login", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=env["HOME"],
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr_lines: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def url(self) -> str:
+        """The authorize URL, read from stderr as soon as it is printed."""
+        while True:
+            line = self._lines.get(timeout=30)
+            assert line is not None, "acct login ended before printing a URL:\n" + "".join(
+                self.stderr_lines
+            )
+            if line.startswith("http"):
+                return line.strip()
+
+    def paste(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        code = self.proc.wait(timeout=timeout)
+        self.proc.stdin.close()
+        while self._lines.get(timeout=10) is not None:
+            pass
+        return code, out, "".join(self.stderr_lines)
+
+
+def authorize(url: str) -> httpx.Response:
+    """Play the browser at the login page: one GET, no redirects followed."""
+    response = httpx.get(url, follow_redirects=False, timeout=30)
+    assert response.status_code in (200, 302), response.text
+    return response
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def stored(ctx: Ctx) -> list:
+    return list(ctx.store.read())
+
+
+def test_login_via_loopback_stores_the_account(
+    fake: FakeAnthropic, env, ctx: Ctx, acct: AcctRunner
+) -> None:
+    fake.add_account(email="work@example.com", plan="claude_max")
+    login = LoginProcess(env, "--no-browser")
+    url = login.url()
+    params = query_of(url)
+    assert params["code"] == "true" and params["code_challenge_method"] == "S256"
+    assert params["redirect_uri"].startswith("http://localhost:") and params[
+        "redirect_uri"
+    ].endswith("/callback")
+    location = authorize(url).headers["location"]
+    page = httpx.get(location, timeout=30)
+    assert page.status_code == 200 and "login complete" in page.text
+    code, out, err = login.finish()
+    assert code == 0, err
+    assert out.strip() == "logged in work@example.com work@example.com (max)"
+    assert "paste" in err.lower()
+
+    [acc] = stored(ctx)
+    assert (acc.name, acc.email, acc.plan, acc.kind) == (
+        "work@example.com",
+        "work@example.com",
+        "max",
+        "oauth",
+    )
+    assert acc.tier == "default_claude_max_20x" and acc.uuid and acc.org_uuid
+    assert acc.tokens and acc.tokens.refresh and "user:inference" in acc.tokens.scopes
+    assert not fake.lineage(refresh_token=acc.tokens.refresh)["revoked"]
+    store = ctx.paths.accounts_file
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.parent.stat().st_mode) == 0o700
+
+    listing = acct("list", "--json")
+    if listing.returncode == 0:
+        assert "work@example.com" in listing.stdout and "max" in listing.stdout
+    assert_no_secrets([out, err, page.text, listing.stdout, listing.stderr], store_secrets(ctx))
+
+
+def test_login_by_pasting_code_and_state(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="paste@example.com", plan="claude_pro")
+    login = LoginProcess(env, "--manual", "--json")
+    url = login.url()
+    assert query_of(url)["redirect_uri"] == "https://platform.claude.com/oauth/code/callback"
+    page = authorize(url)
+    pasted = page.headers["x-fake-code"]
+    assert pasted in page.text and "#" in pasted
+    login.paste(pasted)
+    code, out, err = login.finish()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "login" and doc["created"] is True
+    assert doc["account"]["email"] == "paste@example.com" and doc["account"]["plan"] == "pro"
+    [acc] = stored(ctx)
+    assert doc["account"]["fingerprint"] == acc.fingerprint
+    assert_no_secrets([out, err], store_secrets(ctx) | {pasted.split("#")[0]})
+
+
+def test_login_by_pasting_the_redirect_url(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="remote@example.com")
+    login = LoginProcess(env, "--no-browser")
+    location = authorize(login.url()).headers["location"]
+    login.paste(location)  # the browser could not reach this machine; the user copies the address
+    code, _, err = login.finish()
+    assert code == 0, err
+    assert [a.email for a in stored(ctx)] == ["remote@example.com"]
+
+
+def test_a_callback_with_the_wrong_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="x@example.com")
+    login = LoginProcess(env, "--no-browser")
+    location = authorize(login.url()).headers["location"]
+    parts = urlsplit(location)
+    forged = urlunsplit(
+        parts._replace(query=urlencode({**query_of(location), "state": "someone-else"}))
+    )
+    page = httpx.get(forged, timeout=30)
+    assert page.status_code == 400 and "Nothing was stored" in page.text
+    code, _, err = login.finish()
+    assert code != 0 and "state mismatch" in err and "nothing was stored" in err
+    assert not ctx.paths.accounts_file.exists()
+    assert fake.stats()["token_code"] == 0
+
+
+def test_a_pasted_code_with_the_wrong_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="x@example.com")
+    login = LoginProcess(env, "--manual")
+    code_value = authorize(login.url()).headers["x-fake-code"].split("#")[0]
+    login.paste(f"{code_value}#not-our-state")
+    code, _, err = login.finish()
+    assert code != 0 and "state mismatch" in err
+    assert not ctx.paths.accounts_file.exists()
+    assert fake.stats()["token_code"] == 0
+
+
+def test_login_times_out_with_nothing_written(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    login = LoginProcess(env, "--no-browser", "--timeout", "1")
+    login.url()
+    code, _, err = login.finish()
+    assert code == 1
+    assert "no login answer within 1s" in err and "nothing was stored" in err
+    assert not ctx.paths.accounts_file.exists()
+
+
+def test_ctrl_c_ends_login_with_130_and_nothing_written(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    login = LoginProcess(env, "--no-browser")
+    login.url()
+    login.proc.send_signal(signal.SIGINT)
+    code, _, err = login.finish()
+    assert code == 130, err
+    assert "interrupted" in err and "nothing was stored" in err
+    assert not ctx.paths.accounts_file.exists()
+
+
+def _login_loopback(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    login = LoginProcess(env, "--no-browser", *args)
+    location = authorize(login.url()).headers["location"]
+    httpx.get(location, timeout=30)
+    return login.finish()
+
+
+def test_logging_in_twice_keeps_one_account(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="twice@example.com")
+    code, _, err = _login_loopback(env)
+    assert code == 0, err
+    [first] = stored(ctx)
+    code, out, err = _login_loopback(env, "othername", "--json")
+    assert code == 0, err
+    [second] = stored(ctx)
+    doc = json.loads(out)
+    assert doc["created"] is False and doc["account"]["name"] == "twice@example.com"
+    assert "updated it rather than adding 'othername'" in err
+    assert second.id == first.id and second.name == first.name
+    assert second.tokens and first.tokens and second.tokens.refresh != first.tokens.refresh
+
+
+def test_a_new_login_clears_needs_login_and_custody(
+    fake: FakeAnthropic, env, ctx: Ctx, home: Path
+) -> None:
+    acc = seed_account(fake, ctx, "work", email="work@example.com")
+    fake.next_login(acc.uuid)
+    with ctx.store.transaction() as accounts:
+        held = Holder("claude-code", str(home / ".claude/.credentials.json"), "abcd1234", 1)
+        accounts.put(accounts.get("work").copy(needs_login=True, holder=held))
+    code, out, err = _login_loopback(env, "work")
+    assert code == 0, err
+    assert out.strip() == "logged in work work@example.com (max)"
+    [after] = stored(ctx)
+    assert after.id == acc.id and not after.needs_login and after.holder is None
+
+
+def test_the_email_name_taken_by_another_identity_gets_a_unique_name(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    seed_account(fake, ctx, "same@example.com", email="other@example.com")
+    newcomer = fake.add_account(email="same@example.com")
+    fake.next_login(newcomer["uuid"])
+    code, out, err = _login_loopback(env)
+    assert code == 0, err
+    assert out.startswith("logged in same@example.com-2 same@example.com")
+    assert sorted(a.name for a in stored(ctx)) == ["same@example.com", "same@example.com-2"]
+
+
+def test_profile_403_degrades_to_the_token_answer_identity(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    account = fake.add_account(email="setup@example.com", plan="claude_max")
+    fake.configure(profile_fail_status=403)
+    code, out, err = _login_loopback(env)
+    assert code == 0, err
+    assert out.strip() == "logged in setup@example.com setup@example.com (plan unknown)"
+    assert "403" in err
+    [acc] = stored(ctx)
+    assert acc.uuid == account["uuid"] and acc.org_uuid == account["org_uuid"] and acc.plan is None
+    assert not acc.needs_login
+
+
+def test_api_key_login_from_stdin(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
+    key = fake.api_key(fake.add_account(email="k@example.com")["uuid"])
+    proc = acct("login", "ci", "--api-key", "--json", input=key + "\n")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["created"] is True and doc["account"]["kind"] == "api_key"
+    [acc] = stored(ctx)
+    assert (acc.name, acc.kind, acc.api_key) == ("ci", "api_key", key)
+    listing = acct("list", "--json")
+    if listing.returncode == 0:
+        assert "api_key" in listing.stdout
+    assert_no_secrets([proc.stdout, proc.stderr, listing.stdout, listing.stderr], {key})
+
+
+def test_api_key_without_the_usual_prefix_warns(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    proc = acct("login", "odd", "--api-key", input="some-other-key\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "does not start with sk-ant-api" in proc.stderr
+    assert "some-other-key" not in proc.stdout + proc.stderr
+    assert stored(ctx)[0].kind == "api_key"
+
+
+def test_api_key_needs_a_name(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
+    proc = acct("login", "--api-key", input="sk-ant-api03-xyz\n")
+    assert proc.returncode == 2
+    assert not ctx.paths.accounts_file.exists()
+
+
+def test_manual_login_with_closed_input_fails_cleanly(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    proc = acct("login", "--manual", "--timeout", "30")
+    assert proc.returncode == 2 and "no code was pasted" in proc.stderr
+    assert not ctx.paths.accounts_file.exists()
+
+
+def test_login_url_is_one_flushed_line(fake: FakeAnthropic, env) -> None:
+    env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
+    login = LoginProcess(env, "--no-browser", "--timeout", "30")
+    url = login.url()  # read while the process still waits: it was flushed, not buffered
+    assert " " not in url and url.startswith(fake.authorize_url + "?")
+    login.proc.send_signal(signal.SIGINT)
+    login.finish()
+
+
+@pytest.mark.parametrize("flag", ["--no-browser", "--manual"])
+def test_no_browser_is_opened(fake: FakeAnthropic, env, tmp_path: Path, flag: str) -> None:
+    marker = tmp_path / "opened"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {marker}\n')
+    browser.chmod(0o755)
+    login = LoginProcess({**env, "BROWSER": str(browser)}, flag, "--timeout", "1")
+    login.url()
+    login.finish()
+    assert not marker.exists()
+
+
+def test_the_browser_is_opened_by_default(fake: FakeAnthropic, env, tmp_path: Path) -> None:
+    marker = tmp_path / "opened"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {marker}\n')
+    browser.chmod(0o755)
+    login = LoginProcess({**env, "BROWSER": str(browser)}, "--timeout", "2")
+    url = login.url()
+    login.finish()
+    assert marker.read_text().strip() == url
+    assert os.stat(marker).st_size > 0

@@ -1,0 +1,200 @@
+"""`acct refresh`: one request per lineage link, and every failure leaves the store sound."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from acct.context import Ctx
+from acct.fsio import file_lock
+from acct.models import Account, Holder
+from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.fake_anthropic.client import FakeAnthropic
+
+
+def _in_lock_wait(pid: int) -> bool:
+    """True once the process sleeps between attempts at a lock (Linux: /proc/PID/wchan)."""
+    try:
+        return "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+def test_eight_processes_refreshing_at_once_send_one_request(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    fake.reset_log()
+    fake.configure(token_delay_ms=1000)  # keep the one refresh in flight while the others queue
+    cmd = [sys.executable, "-m", "acct", "refresh", "work", "--json"]
+    with file_lock(ctx.paths.account_lock(acc.id)):
+        procs = [
+            subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                env=env,
+                cwd=env["HOME"],
+            )
+            for _ in range(8)
+        ]
+        # Every process has looked at the store once it waits for the account's lock.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(_in_lock_wait(p.pid) for p in procs):
+            time.sleep(0.05)
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    for out, err, code in results:
+        assert code == 0, err
+    docs = [json.loads(out)["accounts"][0] for out, _, _ in results]
+
+    assert fake.stats()["token_refresh"] == 1
+    [after] = ctx.store.read()
+    assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
+    assert {d["fingerprint"] for d in docs} == {after.fingerprint}
+    assert sum(d["refreshed_here"] for d in docs) == 1
+    lineage = fake.lineage(refresh_token=after.tokens.refresh)
+    assert not lineage["revoked"] and lineage["refresh_count"] == 1
+    assert lineage["live_refresh_sha8"] == fake.sha8(after.tokens.refresh)
+    assert_no_secrets(
+        [t for out, err, _ in results for t in (out, err)], store_secrets(ctx) | _secrets(acc)
+    )
+
+
+def _secrets(acc: Account) -> set[str]:
+    assert acc.tokens
+    return {s for s in (acc.tokens.access, acc.tokens.refresh) if s}
+
+
+def test_refresh_prints_the_new_expiry_and_fingerprint(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    before = seed_account(fake, ctx, "work", expires_in=600)
+    proc = acct("refresh", "work")
+    assert proc.returncode == 0, proc.stderr
+    [after] = ctx.store.read()
+    assert after.tokens and after.tokens.expires_at > time.time() + 3600
+    assert (
+        proc.stdout.startswith("work: refreshed; expires in ") and after.fingerprint in proc.stdout
+    )
+    assert_no_secrets([proc.stdout, proc.stderr], store_secrets(ctx) | _secrets(before))
+
+
+def test_invalid_grant_marks_the_account_and_asks_for_a_login(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    other = seed_account(fake, ctx, "home")
+    fake.revoke(acc.uuid)
+    proc = acct("refresh", "work")
+    assert proc.returncode == 4
+    assert "acct login work" in proc.stderr
+    work, home = ctx.store.read().get("work"), ctx.store.read().get("home")
+    assert work.needs_login and work.tokens == acc.tokens and work.holder is None
+    assert home == other
+    assert fake.stats()["token_refresh"] == 1
+    again = acct("refresh", "work")  # a dead lineage is not sent again
+    assert again.returncode == 4 and fake.stats()["token_refresh"] == 1
+    assert_no_secrets([proc.stdout, proc.stderr, again.stderr], store_secrets(ctx))
+
+
+def test_server_error_is_transient_and_keeps_the_tokens(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    fake.configure(token_fail_status=503)
+    proc = acct("refresh", "work")
+    assert proc.returncode == 1
+    assert "503" in proc.stderr and "try again later" in proc.stderr
+    [after] = ctx.store.read()
+    assert after.tokens == acc.tokens and not after.needs_login
+    fake.configure(token_fail_status=None)
+    assert acct("refresh", "work").returncode == 0
+
+
+def test_a_hanging_token_endpoint_times_out_as_a_transient_error(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    fake.configure(token_delay_ms=5000)
+    proc = acct("refresh", "work", "--timeout", "1")
+    assert proc.returncode == 1
+    assert "did not answer within 1s" in proc.stderr
+    [after] = ctx.store.read()
+    assert after.tokens == acc.tokens and not after.needs_login
+
+
+def _lend(ctx: Ctx, name: str, path: str) -> None:
+    with ctx.store.transaction() as accounts:
+        acc = accounts.get(name)
+        assert acc.tokens
+        holder = Holder("claude-code", path, acc.tokens.lineage_fingerprint, int(time.time()))
+        accounts.put(acc.copy(holder=holder))
+
+
+def test_a_lent_lineage_is_not_refreshed(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Path
+) -> None:
+    seed_account(fake, ctx, "work")
+    path = str(home / ".claude" / ".credentials.json")
+    _lend(ctx, "work", path)
+    before = ctx.store.read().get("work")
+    proc = acct("refresh", "work")
+    assert proc.returncode == 1
+    assert path in proc.stderr and "claude-code" in proc.stderr
+    assert fake.stats()["token_refresh"] == 0
+    assert ctx.store.read().get("work") == before
+
+
+def test_refresh_all_skips_lent_accounts(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Path
+) -> None:
+    seed_account(fake, ctx, "work")
+    seed_account(fake, ctx, "home")
+    _lend(ctx, "home", str(home / ".pi/agent/auth.json"))
+    proc = acct("refresh", "--all", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [d["name"] for d in json.loads(proc.stdout)["accounts"]] == ["work"]
+    assert "skipped home" in proc.stderr
+    assert fake.stats()["token_refresh"] == 1
+
+
+def test_refresh_all_reports_a_dead_account_with_its_exit_status(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "work")
+    dead = seed_account(fake, ctx, "old")
+    fake.revoke(dead.uuid)
+    proc = acct("refresh", "--all")
+    assert proc.returncode == 4
+    assert proc.stdout.startswith("work: refreshed") and "acct login old" in proc.stderr
+
+
+def test_refresh_without_a_name_and_no_terminal_is_a_usage_error(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "work")
+    proc = acct("refresh")
+    assert proc.returncode == 2 and "acct refresh NAME" in proc.stderr
+    assert fake.stats()["token_refresh"] == 0
+
+
+def test_refresh_of_an_unknown_account_is_not_found(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "work")
+    assert acct("refresh", "nope").returncode == 3
+
+
+def test_an_api_key_account_has_nothing_to_refresh(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    key = fake.api_key(fake.add_account(email="k@example.com")["uuid"])
+    assert acct("login", "ci", "--api-key", input=key).returncode == 0
+    proc = acct("refresh", "ci")
+    assert proc.returncode == 2 and "API key" in proc.stderr
+    assert_no_secrets([proc.stdout, proc.stderr], {key})
