@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from acct.errors import Busy, CorruptFile, NeedsLogin, UsageError
+from acct.fsio import atomic_write, dir_lock, read_json_object
 from acct.models import Account, Tokens, fingerprint
 
 
@@ -48,12 +53,276 @@ class Target(Protocol):
     def path(self, env: Mapping[str, str]) -> Path:
         """The credential file, honouring the tool's environment relocation."""
 
-    def read(self, env: Mapping[str, str]) -> Entry | None:
-        """The Anthropic OAuth entry, or None when there is none. CorruptFile when unparseable."""
+    def read(self, env: Mapping[str, str], *, path: Path | None = None) -> Entry | None:
+        """The Anthropic OAuth entry, or None when there is none. CorruptFile when unparseable.
+        ``path`` reads another file of the same format instead of the tool's own."""
 
-    def write(self, env: Mapping[str, str], account: Account) -> Entry:
+    def write(
+        self, env: Mapping[str, str], account: Account, *, path: Path | None = None, expect: str | None = None
+    ) -> Entry:
         """Write the account's tokens as the tool's entry: atomic, 0600, under the tool's lock,
-        keeping every other key. Refuses (CorruptFile) a file it cannot parse."""
+        keeping every other key. Refuses (CorruptFile) a file it cannot parse. With ``expect``
+        (see ``entry_fingerprint``) the write happens only if the file still holds that."""
+
+    def remove(self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None) -> bool:
+        """Take the entry out of the file (other keys kept); False when there was none."""
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         """The argv that resumes the interrupted work in the tool (argv[0] is the command)."""
+
+
+# --- shared machinery of the JSON credential files -------------------------------------------
+# (Everything below is added for the three targets; the interface above stays as it was.)
+
+NO_ENTRY = "none"  # entry_fingerprint() of a file without an entry
+_MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this in the year 5138; epoch ms in 1973
+
+
+class TargetChanged(Busy):
+    """The tool wrote its file between acct's look and acct's write: look again, then retry."""
+
+    code = "target_changed"
+
+
+def entry_fingerprint(entry: Entry | None) -> str:
+    """What a file holds, for compare-and-swap: the lineage fingerprint, ``-`` when blanked."""
+    if entry is None:
+        return NO_ENTRY
+    return "-" if entry.blank else entry.lineage_fingerprint
+
+
+def epoch_seconds(value: object) -> int:
+    """An expiry the tools write in milliseconds; a value that can only be seconds is read as such."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    v = float(value)
+    return int(v // 1000) if v >= _MS_THRESHOLD else int(v)
+
+
+def epoch_ms(seconds: int) -> int:
+    return int(seconds) * 1000
+
+
+def home_of(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HOME") or os.path.expanduser("~"))
+
+
+def env_dir(env: Mapping[str, str], var: str) -> Path | None:
+    """An absolute directory named by ``var`` (``~`` expanded against the env's HOME), or None."""
+    value = env.get(var, "").strip()
+    if not value:
+        return None
+    if value == "~" or value.startswith("~/"):
+        value = str(home_of(env)) + value[1:]
+    return Path(value) if os.path.isabs(value) else None
+
+
+def corrupt_entry(path: Path, key: str, problem: str) -> CorruptFile:
+    return CorruptFile(
+        f"{path}: the {key!r} entry {problem}; acct leaves the file untouched",
+        hint=f"fix or move {path} aside, then try again",
+    )
+
+
+def want_str(obj: Mapping[str, object], key: str, path: Path, entry_key: str, *, optional: bool = False) -> str:
+    v = obj.get(key)
+    if v is None and optional:
+        return ""
+    if not isinstance(v, str):
+        raise corrupt_entry(path, entry_key, f"has no text {key!r}")
+    return v
+
+
+def require_oauth(account: Account, target: str) -> Tokens:
+    """The tokens to hand a tool; API keys and logins that need renewing are refused."""
+    if not account.is_oauth or account.tokens is None:
+        raise UsageError(
+            f"account {account.name!r} is an API key; {target} needs a Claude subscription login",
+            hint="set ANTHROPIC_API_KEY for the tool instead",
+        )
+    if account.needs_login or account.tokens.is_blank:
+        raise NeedsLogin(
+            f"account {account.name!r} needs a new login", hint=f"run `acct login {account.name}`"
+        )
+    return account.tokens
+
+
+def dump_json(doc: Mapping[str, object]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def positionals(args: Sequence[str], value_opts: frozenset[str], variadic_opts: frozenset[str] = frozenset()) -> list[int]:
+    """Indices of the positional arguments in ``args`` (argv without the command).
+
+    ``value_opts`` take one value (``--model X``); ``variadic_opts`` take every following
+    non-option word, as commander.js parses them. ``--opt=value`` is one word; after ``--`` all
+    words are positional.
+    """
+    out: list[int] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            out.extend(range(i + 1, len(args)))
+            break
+        if a.startswith("-") and a != "-":
+            name = a.split("=", 1)[0]
+            if "=" in a:
+                i += 1
+                continue
+            if name in value_opts:
+                i += 2
+                continue
+            if name in variadic_opts:
+                i += 1
+                while i < len(args) and not args[i].startswith("-"):
+                    i += 1
+                continue
+            i += 1
+            continue
+        out.append(i)
+        i += 1
+    return out
+
+
+def has_flag(args: Sequence[str], *names: str) -> bool:
+    return any(a.split("=", 1)[0] in names for a in args)
+
+
+class JsonTarget:
+    """A tool whose credentials live under one key of a JSON object file.
+
+    Subclasses say where the file is, which lock the tool honours, and how an account becomes an
+    entry. This class does the safe part once: read (``CorruptFile`` when the file does not parse),
+    and read-modify-write under the tool's lock with compare-and-swap, keeping every other key.
+    """
+
+    name: str = ""
+    entry_key: str = ""
+    commands: tuple[str, ...] = ()
+    refresh_margin: float = 0.0
+    patterns: Patterns = Patterns()
+    extra_usage_billing: bool = False
+
+    def __init__(self, *, lock_timeout: float = 10.0) -> None:
+        self.lock_timeout = lock_timeout  # how long to wait for the tool's own lock
+
+    # -- to provide ---------------------------------------------------------------------------
+
+    def path(self, env: Mapping[str, str]) -> Path:
+        raise NotImplementedError
+
+    def lock_dir(self, env: Mapping[str, str], path: Path) -> Path | None:
+        """The tool's proper-lockfile directory guarding ``path``, or None (no lock convention)."""
+        return None
+
+    def parse_entry(self, obj: Mapping[str, object], path: Path) -> Entry | None:
+        raise NotImplementedError
+
+    def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
+        raise NotImplementedError
+
+    def before_write(self, env: Mapping[str, str], path: Path) -> None:
+        """Refuse early (before the credential file changes) what ``after_write`` would refuse."""
+
+    def after_write(self, env: Mapping[str, str], path: Path, account: Account) -> None:
+        """Anything else the tool needs besides its credential file (Claude Code's identity)."""
+
+    def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------------
+
+    def _file(self, env: Mapping[str, str], path: Path | None) -> Path:
+        return Path(path) if path is not None else self.path(env)
+
+    def _entry_of(self, doc: Mapping[str, object] | None, path: Path) -> Entry | None:
+        if not doc or self.entry_key not in doc:
+            return None
+        obj = doc[self.entry_key]
+        if not isinstance(obj, dict):
+            raise corrupt_entry(path, self.entry_key, "is not an object")
+        return self.parse_entry(obj, path)
+
+    def read(self, env: Mapping[str, str], *, path: Path | None = None) -> Entry | None:
+        p = self._file(env, path)
+        return self._entry_of(read_json_object(p, what=f"{self.name} credentials"), p)
+
+    @contextlib.contextmanager
+    def _locked(self, env: Mapping[str, str], path: Path) -> Iterator[None]:
+        lock = self.lock_dir(env, path)
+        if lock is None:
+            yield
+            return
+        with dir_lock(lock, timeout=self.lock_timeout, what=f"{self.name}'s credentials ({lock})"):
+            yield
+
+    def _check(self, current: Entry | None, expect: str | None, path: Path) -> None:
+        if expect is not None and entry_fingerprint(current) != expect:
+            raise TargetChanged(
+                f"{self.name} changed {path} while acct was writing it",
+                hint="try again; the tool may be refreshing its login",
+            )
+
+    def write(
+        self,
+        env: Mapping[str, str],
+        account: Account,
+        *,
+        path: Path | None = None,
+        expect: str | None = None,
+    ) -> Entry:
+        """Write ``account`` as the entry. ``expect`` (an :func:`entry_fingerprint`) makes the
+        write conditional: if the file holds anything else by then, :class:`TargetChanged`."""
+        tokens = require_oauth(account, self.name)
+        p = self._file(env, path)
+        self.before_write(env, p)
+        with self._locked(env, p):
+            doc = read_json_object(p, what=f"{self.name} credentials") or {}
+            self._check(self._entry_of(doc, p), expect, p)
+            doc[self.entry_key] = self.render_entry(account, tokens, doc.get(self.entry_key))
+            atomic_write(p, dump_json(doc))
+            entry = self._entry_of(doc, p)
+        self.after_write(env, p, account)
+        assert entry is not None
+        return entry
+
+    def remove(self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None) -> bool:
+        """Take the entry out of the file, keeping every other key. False when there was none."""
+        p = self._file(env, path)
+        with self._locked(env, p):
+            doc = read_json_object(p, what=f"{self.name} credentials")
+            if not doc or self.entry_key not in doc:
+                return False
+            self._check(self._entry_of(doc, p), expect, p)
+            del doc[self.entry_key]
+            atomic_write(p, dump_json(doc))
+        return True
+
+
+class ProviderEntryTarget(JsonTarget):
+    """OpenCode and Pi: ``{"anthropic": {"type": "oauth", "refresh", "access", "expires"}}``.
+
+    An ``anthropic`` entry of another type (an API key) reads as "no OAuth entry"; a write
+    replaces it. Only the four keys above are written: OpenCode drops entries that fail its
+    schema on its next write.
+    """
+
+    entry_key = "anthropic"
+
+    def parse_entry(self, obj: Mapping[str, object], path: Path) -> Entry | None:
+        if obj.get("type") != "oauth":
+            return None
+        access = want_str(obj, "access", path, self.entry_key, optional=True)
+        refresh = want_str(obj, "refresh", path, self.entry_key, optional=True)
+        tokens = Tokens(access=access, refresh=refresh or None, expires_at=epoch_seconds(obj.get("expires")))
+        known = {"type", "access", "refresh", "expires"}
+        return Entry(tokens=tokens, blank=tokens.is_blank, extra={k: v for k, v in obj.items() if k not in known})
+
+    def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
+        return {
+            "type": "oauth",
+            "refresh": tokens.refresh or "",
+            "access": tokens.access,
+            "expires": epoch_ms(tokens.expires_at),
+        }

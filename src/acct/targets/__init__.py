@@ -1,0 +1,42 @@
+"""The registry of targets: the coding tools whose credential files acct writes."""
+
+from __future__ import annotations
+
+import os
+
+from acct.errors import UsageError
+from acct.targets.base import Entry, JsonTarget, Patterns, Target, TargetChanged, entry_fingerprint
+from acct.targets.claude_code import ClaudeCode
+from acct.targets.opencode import OpenCode
+from acct.targets.pi import Pi
+
+TARGETS: dict[str, JsonTarget] = {t.name: t for t in (ClaudeCode(), OpenCode(), Pi())}
+TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
+
+
+def get_target(name: str) -> JsonTarget:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown target {name!r} (targets: {', '.join(TARGET_NAMES)})",
+        ) from None
+
+
+def target_for_command(argv0: str) -> str | None:
+    """The target a command runs (``/usr/bin/claude`` → ``claude-code``), or None."""
+    base = os.path.basename(argv0)
+    return next((t.name for t in TARGETS.values() if base in t.commands), None)
+
+
+__all__ = [
+    "TARGETS",
+    "TARGET_NAMES",
+    "Entry",
+    "Patterns",
+    "Target",
+    "TargetChanged",
+    "entry_fingerprint",
+    "get_target",
+    "target_for_command",
+]

@@ -1,0 +1,75 @@
+"""`acct doctor` as a real process: files, environment, Pi's retry and OpenCode's plugin."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from acct.context import Ctx
+from tests.conftest import AcctRunner, seed_account
+from tests.fake_anthropic.client import FakeAnthropic
+
+
+def test_doctor_all_good_when_nothing_is_set_up(acct: AcctRunner) -> None:
+    p = acct("doctor")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "not set up" in p.stdout
+
+
+def test_doctor_reports_overriding_env(acct: AcctRunner) -> None:
+    p = acct("doctor", env={"CLAUDE_CODE_OAUTH_TOKEN": "x", "ANTHROPIC_OAUTH_TOKEN": "y"})
+    assert p.returncode == 1
+    assert "CLAUDE_CODE_OAUTH_TOKEN is set" in p.stdout
+
+
+def test_doctor_fixes_pi_retry_keeping_other_keys(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Path
+) -> None:
+    seed_account(fake, ctx, "work")
+    acct("use", "work", "-t", "pi", check=True)
+    settings = home / ".pi" / "agent" / "settings.json"
+    settings.write_text(
+        json.dumps({"theme": "dark", "retry": {"enabled": True, "baseDelayMs": 500}})
+    )
+    p = acct("doctor")
+    assert p.returncode == 1 and "maxRetries" in p.stdout
+    p = acct("doctor", "--fix", "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["ok"] and any(c["fixed"] for c in doc["checks"])
+    got = json.loads(settings.read_text())
+    assert got == {
+        "theme": "dark",
+        "retry": {"enabled": True, "baseDelayMs": 500, "provider": {"maxRetries": 0}},
+    }
+    assert stat.S_IMODE(settings.stat().st_mode) == 0o600
+    assert acct("doctor").returncode == 0
+
+
+def test_doctor_opencode_plugin(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Path
+) -> None:
+    seed_account(fake, ctx, "work")
+    acct("use", "work", "-t", "opencode", check=True)
+    cfg = home / ".config" / "opencode" / "opencode.json"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(json.dumps({"$schema": "https://opencode.ai/config.json", "plugin": ["other"]}))
+    p = acct("doctor")
+    assert p.returncode == 1 and "opencode-anthropic-auth" in p.stdout
+    assert acct("doctor", "--fix").returncode == 0
+    assert json.loads(cfg.read_text())["plugin"] == ["other", "opencode-anthropic-auth"]
+
+
+def test_doctor_flags_corrupt_and_blanked_files(home: Path, acct: AcctRunner) -> None:
+    cc = home / ".claude" / ".credentials.json"
+    cc.parent.mkdir(parents=True)
+    cc.write_text("{nope")
+    p = acct("doctor", "--fix")
+    assert p.returncode == 1 and "not valid JSON" in p.stdout
+    assert cc.read_text() == "{nope"
+    cc.write_text(
+        json.dumps({"claudeAiOauth": {"accessToken": "", "refreshToken": "", "expiresAt": 0}})
+    )
+    p = acct("doctor")
+    assert p.returncode == 1 and "blanked" in p.stdout
