@@ -1,0 +1,341 @@
+"""``acct list`` and account management: remove, rename, disable, enable."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+
+from acct.cli import app
+from acct.cli.common import (
+    AccountArg,
+    JsonOpt,
+    RequiredAccountArg,
+    YesOpt,
+    complete_account,
+    ctx,
+    is_interactive,
+)
+from acct.cli.picker import notes, pick_account, state_text, usage_problem
+from acct.cli.render import (
+    emit_json,
+    err,
+    human_duration,
+    info,
+    iso,
+    line,
+    mode,
+    out,
+    pct,
+    until,
+    warn,
+)
+from acct.context import Ctx
+from acct.errors import UsageError
+from acct.models import Account, Window
+from acct.store import validate_name
+from acct.views import AccountView, current_views
+
+UsageOpt = Annotated[
+    bool,
+    typer.Option(
+        "--usage", "-u", help="Poll the usage of accounts whose cached values are stale first."
+    ),
+]
+
+
+def _update_prompt(c: Ctx) -> None:
+    with contextlib.suppress(Exception):
+        from acct import prompt_state
+
+        prompt_state.update(c)
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[Any]:
+    """A progress callback for :func:`acct.usage.poll`: a live bar on a terminal, else one line."""
+    if quiet:
+        yield None
+        return
+    if not err.is_terminal:
+
+        def note(done: int, total: int) -> None:
+            if done == 0:
+                line(f"acct: polling usage of {total} account{'s' if total != 1 else ''}…")
+
+        yield note
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(
+        TextColumn("polling usage"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task("usage", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield tick
+
+
+def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
+    from acct.usage import poll
+
+    with _progress(quiet) as progress:
+        poll(c, accounts, progress=progress)
+
+
+def _window_json(w: Window | None, row: AccountView) -> dict[str, Any] | None:
+    if w is None:
+        return None
+    return {
+        "utilization": w.utilization,
+        "utilization_now": row.utilization(w),
+        "resets_at": iso(w.resets_at),
+        "resets_at_epoch": w.resets_at,
+    }
+
+
+def _retry_at(row: AccountView) -> float | None:
+    return row.backoff_until if row.retry_in is not None else None
+
+
+def row_json(row: AccountView) -> dict[str, Any]:
+    """One account for ``--json``: the table's data, times as ISO-8601 plus epoch, no secret."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "plan": row.plan,
+        "kind": row.kind,
+        "enabled": row.enabled,
+        "state": row.state,
+        "usable": row.usable,
+        "bench": None
+        if row.bench_until is None
+        else {
+            "until": iso(row.bench_until),
+            "until_epoch": row.bench_until,
+            "kind": row.bench_kind,
+            "reason": row.bench_reason,
+        },
+        "holder": None
+        if row.holder_target is None
+        else {"target": row.holder_target, "path": row.holder_path},
+        "usage": {
+            "five_hour": _window_json(row.five_hour, row),
+            "seven_day": _window_json(row.seven_day, row),
+            "scoped": [
+                {"label": label, "utilization": p, "resets_at": iso(r), "resets_at_epoch": r}
+                for label, p, r in row.scoped
+            ],
+            "fetched_at": iso(row.fetched_at),
+            "fetched_at_epoch": row.fetched_at,
+            "age_seconds": row.usage_age,
+            "error": None
+            if row.usage_error is None
+            else {
+                "code": row.usage_error,
+                "message": row.usage_error_message,
+                "retry_at": iso(_retry_at(row)),
+                "retry_at_epoch": _retry_at(row),
+            },
+            "note": row.usage_note,
+        },
+        "resets_at": iso(row.relevant_reset),
+        "resets_at_epoch": row.relevant_reset,
+        "fingerprint": row.fingerprint,
+        "last_used_at": iso(row.last_used_at),
+    }
+
+
+def _age(row: AccountView) -> str:
+    age = row.usage_age
+    return "-" if age is None else f"{human_duration(age)} ago"
+
+
+def _table(rows: list[AccountView]) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for title, justify in (
+        ("NAME", "left"),
+        ("EMAIL", "left"),
+        ("PLAN", "left"),
+        ("STATE", "left"),
+        ("5H", "right"),
+        ("7D", "right"),
+        ("RESETS", "right"),
+        ("USAGE AGE", "right"),
+        ("TOKEN", "left"),
+    ):
+        table.add_column(title, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    with_notes = any(notes(r) for r in rows)
+    if with_notes:
+        table.add_column("NOTE", overflow="fold")
+    for r in rows:
+        cells = [
+            r.name,
+            r.email or "-",
+            r.plan or ("api key" if r.kind == "api_key" else "-"),
+            state_text(r),
+            pct(r.utilization(r.five_hour)),
+            pct(r.utilization(r.seven_day)),
+            until(r.relevant_reset, r.now),
+            _age(r),
+            r.fingerprint,
+        ]
+        if with_notes:
+            cells.append(notes(r))
+        table.add_row(*cells, style="dim" if not r.usable else None)
+    return table
+
+
+def list_accounts(usage: bool, json: bool) -> None:
+    mode.json = json
+    c = ctx()
+    accounts = list(c.store.read())
+    if usage and accounts:
+        _refresh_usage(c, accounts, quiet=json)
+        accounts = list(c.store.read())  # a poll may refresh tokens or find a signed-out account
+    rows = current_views(c, accounts, time.time())
+    if json:
+        emit_json("accounts", {"accounts": [row_json(r) for r in rows]})
+        return
+    if not rows:
+        line("No accounts yet: run `acct login` to add one.")
+        return
+    out.print(_table(rows))
+    if not usage and any(
+        r.fetched_at is None and usage_problem(r) is None for r in rows if r.kind == "oauth"
+    ):
+        info("[dim]`acct list --usage` fetches usage.[/]")
+
+
+@app.command("list")
+def list_cmd(usage: UsageOpt = False, json: JsonOpt = False) -> None:
+    """List accounts with their state, quota usage and token fingerprint."""
+    list_accounts(usage, json)
+
+
+@app.command("ls", hidden=True)
+def ls_cmd(usage: UsageOpt = False, json: JsonOpt = False) -> None:
+    """List accounts (same as `acct list`)."""
+    list_accounts(usage, json)
+
+
+# --- management -------------------------------------------------------------------------------
+
+
+def _ask(question: str) -> bool:
+    import questionary
+    from prompt_toolkit.output import create_output
+
+    answer = questionary.confirm(
+        question, default=False, output=create_output(stdout=sys.stderr)
+    ).ask()
+    if answer is None:
+        from acct.errors import Interrupted
+
+        raise Interrupted("cancelled")
+    return bool(answer)
+
+
+@app.command()
+def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
+    """Remove an account and forget its cached usage and benches."""
+    c = ctx()
+    if name is None:
+        name = pick_account(c, "Remove which account?", command="remove")
+    account = c.store.read().get(name)
+    if not yes:
+        if not is_interactive():
+            raise UsageError(
+                f"removing {name!r} needs confirmation", hint=f"run `acct remove {name} --yes`"
+            )
+        if not _ask(f"Remove account {name} ({account.email or account.kind})?"):
+            info(f"Kept {name}.")
+            return
+    with c.store.transaction() as accounts:
+        removed = accounts.remove(name)
+    c.state.forget(removed.id)
+    _update_prompt(c)
+    info(f"Removed account {name}.")
+    if removed.holder is not None:
+        warn(
+            f"{removed.holder.target}'s file {removed.holder.path} still holds this account's tokens: "
+            "the tool keeps using it until another account is lent there"
+        )
+
+
+FirstNameArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="OLD",
+        help="The account to rename; alone, the new name (a picker asks for OLD).",
+        autocompletion=complete_account,
+    ),
+]
+NewNameArg = Annotated[
+    str | None, typer.Argument(metavar="NEW", help="Its new name.", show_default=False)
+]
+
+
+@app.command()
+def rename(first: FirstNameArg, second: NewNameArg = None) -> None:
+    """Rename an account: `acct rename OLD NEW`, or `acct rename NEW` to pick OLD from a list.
+
+    Usage, benches and custody are keyed by the account's id, so they follow the new name.
+    """
+    c = ctx()
+    if second is None:
+        if not is_interactive():
+            raise UsageError("name the account to rename: acct rename OLD NEW")
+        old, new = pick_account(c, f"Rename which account to {first}?"), first
+    else:
+        old, new = first, second
+    validate_name(new)
+    with c.store.transaction() as accounts:
+        account = accounts.get(old)
+        if old == new:
+            return
+        if accounts.find(new):
+            raise UsageError(f"an account named {new!r} exists already", hint="choose another name")
+        accounts.put(account.copy(name=new))
+    _update_prompt(c)
+    info(f"Renamed {old} to {new}.")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    c = ctx()
+    word = "enabled" if enabled else "disabled"
+    with c.store.transaction() as accounts:
+        account = accounts.get(name)
+        if account.enabled == enabled:
+            info(f"{name} is {word} already.")
+            return
+        accounts.put(account.copy(enabled=enabled))
+    _update_prompt(c)
+    info(
+        f"{name} is {word}."
+        + ("" if enabled else f" acct will not pick it until you run `acct enable {name}`.")
+    )
+
+
+@app.command()
+def disable(name: RequiredAccountArg) -> None:
+    """Keep an account but never pick it or poll its usage."""
+    _set_enabled(name, False)
+
+
+@app.command()
+def enable(name: RequiredAccountArg) -> None:
+    """Let acct pick a disabled account again."""
+    _set_enabled(name, True)

@@ -1,0 +1,469 @@
+"""Usage of each account's 5-hour and 7-day quota windows, from the throttled usage endpoint.
+
+The endpoint allows about 30 requests per account per hour (FACTS §2), so every poll goes through
+the shared cache in :class:`acct.state.State`: values younger than ``config.usage_min_age`` are
+reused, a process claims an account before polling it (no two processes poll the same account at
+once), a 429 starts an exponential back-off that nothing overrides, and a failed poll keeps the
+last good values. Nothing here prints; one account's failure is data, never an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from acct.endpoints import OAUTH_BETA
+from acct.errors import AcctError, AuthError, NeedsLogin, NetworkError, ProtocolError, RateLimited
+from acct.models import Account, Usage, UsageRecord, Window
+
+if TYPE_CHECKING:
+    import httpx
+
+    from acct.context import Ctx
+
+# Back-off after a failed poll: (first delay, ceiling) in seconds, doubling per consecutive failure.
+BACKOFF_RATE_LIMITED = (300.0, 3600.0)
+BACKOFF_NETWORK = (60.0, 900.0)
+BACKOFF_AUTH = (300.0, 3600.0)
+BACKOFF_FORBIDDEN = 24 * 3600.0
+# Cached values this young count as a confirmation (``confirm``): no need to spend a request.
+CONFIRM_MAX_AGE = 30.0
+# Refresh an access token from the store before polling when it has less than this left.
+TOKEN_MARGIN = 60.0
+_MAX_WORKERS = 32
+
+Progress = Callable[[int, int], None]  # (polls done, polls started) as they finish
+
+
+class UsageTimeout(NetworkError):
+    code = "timeout"
+
+
+class UsageServerError(NetworkError):
+    code = "server_error"
+
+
+class UsageForbidden(AuthError):
+    """403: the token may not read usage (a setup token has ``user:inference`` only)."""
+
+    code = "forbidden"
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def _epoch(value: Any) -> float | None:
+    """``resets_at`` as epoch seconds: ISO-8601 text (the usual form) or a number."""
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            return None
+        try:
+            return dt.timestamp()
+        except (OverflowError, OSError, ValueError):
+            return None
+    n = _number(value)
+    if n is None or n <= 0:
+        return None
+    return n / 1000.0 if n > 1e11 else n
+
+
+def _window(value: Any, key: str = "utilization") -> Window | None:
+    if not isinstance(value, Mapping):
+        return None
+    w = Window(_number(value.get(key)), _epoch(value.get("resets_at")))
+    return None if w.utilization is None and w.resets_at is None else w
+
+
+def _scope_label(limit: Mapping[str, Any]) -> str | None:
+    scope = limit.get("scope")
+    model = scope.get("model") if isinstance(scope, Mapping) else None
+    label = model.get("display_name") if isinstance(model, Mapping) else None
+    return label if isinstance(label, str) and label else None
+
+
+def parse_usage(doc: Any) -> Usage:
+    """Read a usage answer (FACTS §2). Fields may be null or absent; some answers carry only
+    ``limits[]``, where ``session`` is the 5-hour window, ``weekly_all`` the 7-day one and
+    ``weekly_scoped`` a per-model weekly cap.
+
+    Raises :class:`ProtocolError` for anything that is not a usage answer; never anything else.
+    """
+    if not isinstance(doc, Mapping):
+        raise ProtocolError("the usage answer is not a JSON object")
+    if not any(k in doc for k in ("five_hour", "seven_day", "limits")):
+        raise ProtocolError("the usage answer has neither five_hour, seven_day nor limits")
+    five_hour = _window(doc.get("five_hour"))
+    seven_day = _window(doc.get("seven_day"))
+    scoped: dict[str, tuple[str, float | None, float | None]] = {}
+    limits = doc.get("limits")
+    for limit in limits if isinstance(limits, list) else ():
+        if not isinstance(limit, Mapping):
+            continue
+        kind = limit.get("kind")
+        w = _window(limit, "percent")
+        if kind == "session" and five_hour is None:
+            five_hour = w
+        elif kind == "weekly_all" and seven_day is None:
+            seven_day = w
+        elif kind == "weekly_scoped" and w is not None and (label := _scope_label(limit)):
+            scoped.setdefault(label.casefold(), (label, w.utilization, w.resets_at))
+    for key, label in (("seven_day_opus", "Opus"), ("seven_day_sonnet", "Sonnet")):
+        w = _window(doc.get(key))
+        if w is not None and w.utilization is not None:
+            scoped.setdefault(label.casefold(), (label, w.utilization, w.resets_at))
+    extra = doc.get("extra_usage")
+    enabled = extra.get("is_enabled") if isinstance(extra, Mapping) else None
+    return Usage(
+        five_hour=five_hour,
+        seven_day=seven_day,
+        scoped=tuple(scoped.values()),
+        extra_usage_enabled=enabled if isinstance(enabled, bool) else None,
+    )
+
+
+# --- one request ------------------------------------------------------------------------------
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``retry-after`` in seconds (a number or an HTTP date); ``0`` is common and means nothing."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def _get(client: httpx.Client, url: str, access: str) -> httpx.Response:
+    import httpx
+
+    headers = {"authorization": f"Bearer {access}", "anthropic-beta": OAUTH_BETA}
+    try:
+        return client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        raise UsageTimeout("the usage request timed out") from None
+    except httpx.HTTPError as e:
+        raise NetworkError(f"cannot reach the usage endpoint ({type(e).__name__})") from None
+
+
+def _answer(response: httpx.Response) -> Usage:
+    status = response.status_code
+    if status == 429:
+        raise RateLimited(
+            "the usage endpoint is rate-limited",
+            retry_after=_retry_after(response.headers.get("retry-after")),
+        )
+    if status == 401:
+        raise AuthError("the access token was refused", hint="run `acct login` if this persists")
+    if status == 403:
+        raise UsageForbidden("this token may not read usage (a setup token?)")
+    if status >= 500:
+        raise UsageServerError(f"the usage endpoint answered {status}")
+    if status != 200:
+        raise ProtocolError(f"the usage endpoint answered {status}")
+    try:
+        doc = response.json()
+    except ValueError:
+        raise ProtocolError("the usage answer is not JSON") from None
+    return parse_usage(doc)
+
+
+def fetch_usage(ctx: Ctx, access: str, *, client: httpx.Client | None = None) -> Usage:
+    """One GET of the usage endpoint with ``access``; failures raise acct errors.
+
+    429 → :class:`RateLimited`, 401 → :class:`AuthError`, 403 → :class:`UsageForbidden`,
+    5xx / timeout / no connection → :class:`NetworkError`, anything odd → :class:`ProtocolError`.
+    """
+    if client is not None:
+        return _answer(_get(client, ctx.endpoints.usage_url, access))
+    with ctx.http(timeout=ctx.config.usage_timeout) as own:
+        return _answer(_get(own, ctx.endpoints.usage_url, access))
+
+
+# --- back-off ---------------------------------------------------------------------------------
+
+
+def _doubling(base_cap: tuple[float, float], failures: int) -> float:
+    base, cap = base_cap
+    return min(cap, base * 2 ** min(failures, 16))
+
+
+def backoff_for(error: AcctError, failures: int) -> float:
+    """Seconds to wait before polling again after ``error``, the ``failures``+1-th in a row."""
+    if isinstance(error, RateLimited):
+        return max(_doubling(BACKOFF_RATE_LIMITED, failures), error.retry_after or 0.0)
+    if isinstance(error, UsageForbidden):
+        return BACKOFF_FORBIDDEN
+    if isinstance(error, NeedsLogin):
+        return 0.0  # not polled until a new login, which may then poll at once
+    if isinstance(error, AuthError):
+        return _doubling(BACKOFF_AUTH, failures)
+    return _doubling(BACKOFF_NETWORK, failures)
+
+
+# --- which token, which accounts --------------------------------------------------------------
+
+
+def pollable(account: Account) -> bool:
+    """OAuth accounts that are enabled, logged in and not setup tokens (those get 403)."""
+    t = account.tokens
+    return (
+        account.is_oauth
+        and account.enabled
+        and not account.needs_login
+        and t is not None
+        and not t.is_blank
+        and not t.is_setup_token
+    )
+
+
+def _live_access(ctx: Ctx, account: Account) -> str | None:
+    """The account's live access token: the tool's file holds it while the lineage is lent."""
+    try:
+        from acct.custody import access_token_for
+    except ImportError:
+        return account.tokens.access if account.tokens else None
+    return access_token_for(ctx, account)
+
+
+def _access_for_poll(ctx: Ctx, account: Account) -> str:
+    """The token to poll with, refreshed first when it is about to expire and acct holds it.
+
+    A lineage lent to a tool is never refreshed here (the tool refreshes its own file).
+    """
+    t = account.tokens
+    if account.holder is None and t is not None and not t.fresh_for(TOKEN_MARGIN):
+        try:
+            from acct.oauth import ensure_fresh
+        except ImportError:
+            pass
+        else:
+            account = ensure_fresh(ctx, account.id, TOKEN_MARGIN)
+    access = _live_access(ctx, account)
+    if not access:
+        raise AuthError("no access token", hint=f"run `acct login {account.name}`")
+    return access
+
+
+# --- polling ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    account_id: str
+    usage: Usage | None = None
+    error: AcctError | None = None
+
+
+def _after_refusal(ctx: Ctx, account: Account, refused: str, error: AuthError) -> str:
+    """A new access token after a 401, when acct holds the lineage and may spend it.
+
+    A revoked lineage comes back ``invalid_grant``: the refresh marks the account as needing a
+    login and raises :class:`NeedsLogin`. Otherwise ``error`` stands.
+    """
+    t = account.tokens
+    if account.holder is not None or t is None or not t.refresh:
+        raise error
+    try:
+        from acct.oauth import refresh
+    except ImportError:
+        raise error from None
+    renewed = refresh(ctx, account.id, force=True, seen=t.lineage_fingerprint)
+    if renewed.tokens is None or renewed.tokens.access == refused:
+        raise error
+    return renewed.tokens.access
+
+
+def _fetch_one(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
+    url = ctx.endpoints.usage_url
+    try:
+        access = _access_for_poll(ctx, account)
+        try:
+            usage = _answer(_get(client, url, access))
+        except UsageForbidden:
+            raise
+        except AuthError as e:
+            usage = _answer(_get(client, url, _after_refusal(ctx, account, access, e)))
+        return _Outcome(account.id, usage=usage)
+    except AcctError as e:
+        return _Outcome(account.id, error=e)
+    except Exception as e:  # noqa: BLE001  (one account must not sink the others' polls)
+        return _Outcome(account.id, error=ProtocolError(f"usage poll failed ({type(e).__name__})"))
+
+
+def _fetch_in_worker(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
+    """:func:`_fetch_one` on a worker thread, with a context of its own: a token refresh may
+    touch the state database, and an SQLite connection belongs to the thread that opened it."""
+    from acct.context import Ctx
+
+    local = Ctx(env=ctx.env)
+    try:
+        return _fetch_one(local, client, account)
+    finally:
+        if "state" in local.__dict__:
+            local.state.close()
+
+
+def _store(ctx: Ctx, outcome: _Outcome, previous: UsageRecord | None, now: float) -> UsageRecord:
+    state = ctx.state
+    if outcome.usage is not None:
+        state.put_usage(outcome.account_id, outcome.usage, now=now)
+        return state.usage(outcome.account_id) or UsageRecord(
+            outcome.account_id, usage=outcome.usage
+        )
+    error = outcome.error or ProtocolError("usage poll failed")
+    failures = previous.failures if previous and previous.error else 0
+    until = now + backoff_for(error, failures)
+    return state.put_usage_error(
+        outcome.account_id, error.code, error.message, backoff_until=until, now=now
+    )
+
+
+def _lease(ctx: Ctx) -> float:
+    """How long a claim keeps other processes off an account: the request and a margin."""
+    return ctx.config.usage_timeout + 30.0
+
+
+def _update_prompt(ctx: Ctx) -> None:
+    with contextlib.suppress(Exception):
+        from acct import prompt_state
+
+        prompt_state.update(ctx)
+
+
+def poll(
+    ctx: Ctx,
+    accounts: Iterable[Account],
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, UsageRecord]:
+    """Refresh the usage of every stale account, all at once, and return the cache's records.
+
+    Stale means older than ``config.usage_min_age`` (``force`` drops that rule, never a
+    back-off). Accounts another process is polling right now are left to it, and its results
+    awaited for up to the usage timeout. The answer holds the current record of every given
+    account the cache knows, polled or not.
+    """
+    accounts = [a for a in accounts if pollable(a)]
+    state = ctx.state
+    min_age = 0.0 if force else ctx.config.usage_min_age
+    lease = _lease(ctx)
+    before = {a.id: state.usage(a.id) for a in accounts}
+    claimed: list[Account] = []
+    elsewhere: dict[str, UsageRecord | None] = {}
+    for a in accounts:
+        if state.claim_poll(a.id, min_age=min_age, lease=lease):
+            claimed.append(a)
+        else:
+            rec = state.usage(a.id)
+            if _polled_elsewhere(rec, min_age, time.time()):
+                elsewhere[a.id] = rec
+    if claimed:
+        _poll_claimed(ctx, claimed, before, progress)
+        _update_prompt(ctx)
+    if elsewhere:
+        _await_others(ctx, elsewhere, deadline=time.monotonic() + ctx.config.usage_timeout + 2.0)
+    records = {a.id: state.usage(a.id) for a in accounts}
+    return {aid: rec for aid, rec in records.items() if rec is not None}
+
+
+def _polled_elsewhere(rec: UsageRecord | None, min_age: float, now: float) -> bool:
+    """A claim refused for an account that is neither fresh nor backing off: another process
+    holds its poll lease right now."""
+    if rec is None:
+        return False
+    fresh = rec.fetched_at is not None and now - rec.fetched_at < min_age
+    backing_off = rec.backoff_until is not None and now < rec.backoff_until
+    return not fresh and not backing_off
+
+
+def _await_others(ctx: Ctx, polling: dict[str, UsageRecord | None], *, deadline: float) -> None:
+    """Wait (briefly) for other processes' polls to land, so this one shows their results."""
+
+    def mark(rec: UsageRecord | None) -> tuple[object, ...]:
+        return (None,) if rec is None else (rec.fetched_at, rec.failures, rec.error)
+
+    waiting = {aid: mark(rec) for aid, rec in polling.items()}
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+        waiting = {aid: m for aid, m in waiting.items() if mark(ctx.state.usage(aid)) == m}
+
+
+def _poll_claimed(
+    ctx: Ctx,
+    claimed: list[Account],
+    before: Mapping[str, UsageRecord | None],
+    progress: Progress | None,
+) -> None:
+    """Fetch in worker threads; the cache (one SQLite connection) is written from this thread."""
+    total = len(claimed)
+    if progress:
+        progress(0, total)
+    done = 0
+    pending = {a.id for a in claimed}
+    try:
+        with (
+            ctx.http(timeout=ctx.config.usage_timeout) as client,
+            ThreadPoolExecutor(
+                max_workers=min(_MAX_WORKERS, total), thread_name_prefix="usage"
+            ) as pool,
+        ):
+            futures = [pool.submit(_fetch_in_worker, ctx, client, a) for a in claimed]
+            for future in as_completed(futures):
+                outcome = future.result()
+                _store(ctx, outcome, before.get(outcome.account_id), time.time())
+                pending.discard(outcome.account_id)
+                done += 1
+                if progress:
+                    progress(done, total)
+    finally:
+        for aid in pending:  # interrupted: let the next process poll these at once
+            with contextlib.suppress(Exception):
+                ctx.state.release_poll(aid)
+
+
+def confirm(ctx: Ctx, account: Account, *, max_age: float = CONFIRM_MAX_AGE) -> UsageRecord:
+    """One fetch to check what a tool reported (is the account really at its limit?).
+
+    Values younger than ``max_age`` count as the answer. While a back-off runs, or another
+    process polls the account, the cached record comes back unchanged (maybe with no usage).
+    """
+    state = ctx.state
+    previous = state.usage(account.id)
+    if not pollable(account) or not state.claim_poll(
+        account.id, min_age=max_age, lease=_lease(ctx)
+    ):
+        return previous or UsageRecord(account.id)
+    try:
+        with ctx.http(timeout=ctx.config.usage_timeout) as client:
+            outcome = _fetch_one(ctx, client, account)
+        record = _store(ctx, outcome, previous, time.time())
+    except BaseException:
+        with contextlib.suppress(Exception):
+            state.release_poll(account.id)
+        raise
+    _update_prompt(ctx)
+    return record

@@ -1,0 +1,142 @@
+"""`acct list`: the table, the JSON document, row states, and a store acct cannot read."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from acct.context import Ctx
+from acct.models import Account, Holder
+from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.fake_anthropic.client import FakeAnthropic
+
+HEADERS = ("NAME", "EMAIL", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN")
+
+
+def rows_by_name(stdout: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in stdout.splitlines()[1:] if line.strip()}
+
+
+def test_no_accounts_says_how_to_add_one(acct: AcctRunner) -> None:
+    proc = acct("list")
+    assert proc.returncode == 0
+    assert proc.stdout == ""
+    assert "acct login" in proc.stderr
+    doc = json.loads(acct("list", "--json", check=True).stdout)
+    assert doc == {"version": 1, "kind": "accounts", "accounts": []}
+
+
+def test_table_shows_cached_usage_without_network(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    work = seed_account(fake, ctx, "work", five_hour=37.0, seven_day=12.0)
+    seed_account(fake, ctx, "home", plan="claude_pro", five_hour=90.0, seven_day=40.0)
+    before = acct("list", check=True)
+    assert fake.log("usage") == []
+    assert all(h in before.stdout.splitlines()[0] for h in HEADERS)
+    assert "37%" not in before.stdout
+
+    polled = acct("list", "--usage", check=True)
+    assert "polling usage of 2 accounts" in polled.stderr
+    rows = rows_by_name(polled.stdout)
+    assert "work@example.com" in rows["work"] and "37%" in rows["work"] and "12%" in rows["work"]
+    assert work.fingerprint in rows["work"]
+    assert " pro " in rows["home"] and "90%" in rows["home"]
+    assert "ago" in rows["work"]
+
+    cached = acct("list", check=True)
+    assert "37%" in rows_by_name(cached.stdout)["work"]
+    assert len(fake.log("usage")) == 2
+    assert_no_secrets([p.stdout + p.stderr for p in acct.calls], store_secrets(ctx))
+
+
+def test_ls_is_a_hidden_alias(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
+    seed_account(fake, ctx, "work")
+    assert "work@example.com" in acct("ls", check=True).stdout
+    assert " ls " not in acct("--help", check=True).stdout
+
+
+def test_json_document_carries_the_table_data(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    work = seed_account(fake, ctx, "work", five_hour=37.0, seven_day=12.0)
+    fake.set_usage(work.uuid, weekly_scoped={"Opus": 55})
+    proc = acct("list", "--usage", "--json", check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["version"] == 1 and doc["kind"] == "accounts"
+    (row,) = doc["accounts"]
+    assert row["name"] == "work" and row["email"] == "work@example.com" and row["plan"] == "max"
+    assert row["state"] == "ok" and row["usable"] is True
+    assert row["fingerprint"] == work.fingerprint
+    five = row["usage"]["five_hour"]
+    assert five["utilization"] == 37.0
+    assert abs(time.time() + 4 * 3600 - five["resets_at_epoch"]) < 3700
+    assert five["resets_at"].endswith(("+00:00", "Z")) or "T" in five["resets_at"]
+    assert row["usage"]["seven_day"]["utilization"] == 12.0
+    assert row["usage"]["scoped"][0]["label"] == "Opus"
+    assert row["usage"]["error"] is None
+    assert row["resets_at_epoch"] == five["resets_at_epoch"]
+    assert "polling" not in proc.stderr
+    assert_no_secrets([proc.stdout, proc.stderr], store_secrets(ctx))
+    assert "token" not in {k.lower() for k in row}
+
+
+def test_row_states(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Any) -> None:
+    seed_account(fake, ctx, "fine", five_hour=1.0)
+    benched = seed_account(fake, ctx, "resting", five_hour=100.0)
+    seed_account(fake, ctx, "lent", five_hour=20.0)
+    seed_account(fake, ctx, "off", five_hour=2.0)
+    seed_account(fake, ctx, "gone", five_hour=3.0)
+    key_owner = fake.add_account(email="key@example.com")
+    path = str(home / ".claude" / ".credentials.json")
+    with ctx.store.transaction() as accounts:
+        accounts.put(
+            accounts.get("lent").copy(
+                holder=Holder("claude-code", path, "abcd1234", int(time.time()))
+            )
+        )
+        accounts.put(accounts.get("off").copy(enabled=False))
+        accounts.put(accounts.get("gone").copy(needs_login=True))
+        accounts.add(Account(name="key", kind="api_key", api_key=fake.api_key(key_owner["uuid"])))
+    ctx.state.bench(benched.id, time.time() + 7200, kind="quota", reason="5-hour limit reached")
+
+    proc = acct("list", "--usage", check=True)
+    rows = rows_by_name(proc.stdout)
+    assert " ok " in rows["fine"]
+    assert "benched 1h59m" in rows["resting"] or "benched 2h00m" in rows["resting"]
+    assert "5-hour limit reached" in rows["resting"]
+    assert "held by claude-code" in rows["lent"] and path in rows["lent"]
+    assert "disabled" in rows["off"]
+    assert "needs login" in rows["gone"]
+    assert "api key" in rows["key"]
+    # Disabled, logged-out and API-key accounts are not polled; benched and lent ones are.
+    assert len(fake.log("usage")) == 3
+
+    doc = {a["name"]: a for a in json.loads(acct("list", "--json", check=True).stdout)["accounts"]}
+    assert doc["resting"]["state"] == "benched" and doc["resting"]["bench"]["kind"] == "quota"
+    assert doc["resting"]["resets_at_epoch"] == doc["resting"]["bench"]["until_epoch"]
+    assert doc["lent"]["state"] == "held" and doc["lent"]["usable"] is True
+    assert doc["lent"]["holder"] == {"target": "claude-code", "path": path}
+    assert doc["off"]["state"] == "disabled" and doc["gone"]["state"] == "needs_login"
+    assert doc["key"]["kind"] == "api_key" and doc["key"]["usage"]["note"]
+    assert_no_secrets([p.stdout + p.stderr for p in acct.calls], store_secrets(ctx))
+
+
+@pytest.mark.parametrize("args", [("list",), ("list", "--usage"), ("list", "--json")])
+def test_corrupt_store_is_reported_and_left_alone(
+    ctx: Ctx, acct: AcctRunner, args: tuple[str, ...]
+) -> None:
+    path = ctx.paths.accounts_file
+    path.parent.mkdir(parents=True, mode=0o700)
+    garbage = b'version = 1\n[[accounts]]\nname = "work"\nid = \n\xff'
+    path.write_bytes(garbage)
+    proc = acct(*args)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("acct: ") and str(path) in lines[0]
+    assert path.read_bytes() == garbage
+    if "--json" in args:
+        assert json.loads(proc.stdout)["error"]["code"] == "corrupt"
