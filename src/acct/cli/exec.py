@@ -1,0 +1,548 @@
+"""``acct exec -- CMD [ARGS...]``: run a coding tool on the best account, rotating on a limit.
+
+One run: pick an account, lend it to the tool's file (custody refreshes it first while the store
+holds it), run the tool on the same terminal, harvest the file back, classify the ending.
+
+- ``quota``: one usage fetch confirms it; the account is benched until the reset the tool named
+  (or the full window's reset), or for ``cooloff`` when usage shows room left. Then the next
+  account is lent and the tool re-runs with its resume arguments.
+- ``auth``: a blanked file marks the account "needs login" (harvest); otherwise it rests for
+  ``cooloff``. The next account takes over, resuming.
+- ``throttle``: the server asks every client to slow down; that says nothing about the account.
+  No bench, no rotation: acct exits with the tool's status and the user re-runs when ready.
+- ``ok`` / ``other``: acct exits with the tool's status (128+N when signal N killed it).
+
+``[targets.NAME] resume_args`` in ``config.toml`` replaces the arguments of a resumed run;
+``{prompt}`` in them becomes the continuation prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import typer
+
+from acct.classify import Ending, classify
+from acct.cli import app
+from acct.cli.common import TargetOpt, complete_account, ctx
+from acct.cli.render import human_duration, line, local_time, warn
+from acct.config import POLICIES
+from acct.context import Ctx
+from acct.errors import AcctError, AllLimited, Interrupted, NeedsLogin, NotFound, UsageError
+from acct.models import Account, Usage, UsageRecord
+from acct.pick import Choice, pick
+from acct.runner import RunResult, run
+from acct.targets import JsonTarget, get_target, target_for_command
+
+# Variables that would make the tool ignore the file acct writes (FACTS §3).
+OVERRIDES: dict[str, tuple[str, ...]] = {
+    "claude-code": ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
+    "pi": ("ANTHROPIC_OAUTH_TOKEN", "ANTHROPIC_API_KEY"),
+    "opencode": ("OPENCODE_AUTH_CONTENT",),
+}
+TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+FULL = 100.0
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    argv: list[str]
+    target: str | None = None
+    account: str | None = None
+    policy: str | None = None
+    explain: bool = False
+    rotate: bool = True
+    max_rotations: int | None = None
+    wait: bool = False
+    nested: bool = False
+
+
+@dataclass
+class Rest:
+    """Why an account stops for now, and until when."""
+
+    until: float
+    kind: str  # quota | cooloff | auth | needs_login
+    label: str  # "5-hour limit", "7-day limit", "limit", ...
+    note: str = ""
+
+
+@dataclass
+class Session:
+    c: Ctx
+    opts: ExecOptions
+    target: JsonTarget
+    policy: str
+    tried: set[str] = field(default_factory=set)
+    rotations: int = 0
+    pending_rotation: dict[str, object] | None = None
+
+    # --- choosing ----------------------------------------------------------------------------
+
+    def _runnable(self, accounts: list[Account]) -> list[Account]:
+        """API keys can run Claude Code only (through ANTHROPIC_API_KEY); other tools need a login."""
+        return [a for a in accounts if a.is_oauth or self.target.name == "claude-code"]
+
+    def _pick(self, exclude: set[str]) -> Choice:
+        st = self.c.state
+        now = time.time()
+        accounts = self._runnable(list(self.c.store.read()))
+        return pick(
+            accounts,
+            st.all_usage(),
+            st.benches(now),
+            now,
+            self.policy,
+            last_used=st.last_used(),
+            exclude=exclude,
+        )
+
+    def choose(self) -> Account:
+        """The next account to run: probes never-polled ones once, waits with ``--wait``."""
+        probed = False
+        while True:
+            choice = self._pick(self.tried)
+            if choice.account is None and self.tried:
+                choice = self._pick(set())
+            if choice.account is not None and choice.probe and not probed:
+                probed = True
+                self._probe(choice.probe)
+                continue
+            if self.opts.explain:
+                explain(choice)
+            if choice.account is not None:
+                return choice.account
+            self._wait_or_give_up(choice)
+            self.tried.clear()
+
+    def _probe(self, ids: tuple[str, ...]) -> None:
+        from acct import usage
+
+        accounts = [a for a in self.c.store.read() if a.id in ids]
+        with contextlib.suppress(AcctError):
+            usage.poll(self.c, accounts)
+
+    def _wait_or_give_up(self, choice: Choice) -> None:
+        earliest = self._earliest_reset()
+        if earliest is None:
+            accounts = list(self.c.store.read())
+            if not accounts:
+                raise NotFound("there are no accounts yet", hint="run `acct login`")
+            if any(a.needs_login for a in accounts):
+                raise NeedsLogin(
+                    choice.reason, hint="run `acct login NAME` for the accounts that need it"
+                )
+            raise UsageError(choice.reason, hint="`acct enable NAME` or `acct login`")
+        name, until = earliest
+        when = f"{name} at {local_time(until)} (in {human_duration(until - time.time())})"
+        if not self.opts.wait:
+            raise AllLimited(
+                f"every account is rate-limited; the earliest reset is {when}",
+                hint="pass --wait to wait for it",
+            )
+        countdown(until, f"every account is rate-limited; waiting for {when}")
+
+    def _earliest_reset(self) -> tuple[str, float] | None:
+        now = time.time()
+        benches = self.c.state.benches(now)
+        usable = [
+            a
+            for a in self._runnable(list(self.c.store.read()))
+            if a.enabled and not a.needs_login and a.id in benches
+        ]
+        if not usable:
+            return None
+        a = min(usable, key=lambda x: (benches[x.id].until, x.name))
+        return a.name, benches[a.id].until
+
+    def first(self) -> Account:
+        if self.opts.account is None:
+            return self.choose()
+        acc = self.c.store.read().get(self.opts.account)
+        bench = self.c.state.benches().get(acc.id)
+        if bench is not None:
+            warn(
+                f"{acc.name} is benched until {local_time(bench.until)} ({bench.reason}); running it as asked"
+            )
+        if self.opts.explain:
+            line(f"acct: {acc.name}: chosen with --account")
+        return acc
+
+    # --- one run -----------------------------------------------------------------------------
+
+    def child_env(self, base: Mapping[str, str], acc: Account) -> dict[str, str]:
+        env = dict(base)
+        env.update(ACCT_ACCOUNT=acc.name, ACCT_TARGET=self.target.name, ACCT_EXEC="1")
+        if not acc.is_oauth and acc.api_key:
+            env["ANTHROPIC_API_KEY"] = acc.api_key
+        return env
+
+    def lend(self, acc: Account) -> Account:
+        """Lend ``acc`` (or, when it turns out to need a login, the next one)."""
+        from acct import custody
+
+        while True:
+            if not acc.is_oauth:
+                return acc
+            try:
+                custody.lend(self.c, acc.id, self.target.name, self.c.env)
+                return acc
+            except NeedsLogin as e:
+                if self.opts.account is not None and not self.rotations:
+                    raise
+                warn(f"{e.message}; trying another account")
+                self.tried.add(acc.id)
+                acc = self.choose()
+
+    def run_once(
+        self, acc: Account, argv: list[str], env: Mapping[str, str]
+    ) -> tuple[RunResult, Ending]:
+        from acct import custody
+
+        self.c.state.close()  # no SQLite handle held open across the child's lifetime
+        result = run(argv, self.child_env(env, acc))
+        if acc.is_oauth:
+            hv = custody.harvest(self.c, self.target.name, self.c.env)
+            if hv.status == "blank" and hv.account_id == acc.id:
+                return result, Ending("auth", None, hv.message)
+        ending = classify(
+            self.target,
+            result.status,
+            result.tail,
+            time.time(),
+            extra=self.c.config.target(self.target.name),
+        )
+        if ending.kind == "other" and not result.captured and 0 < result.status < 128:
+            ending = self._usage_says(acc, result) or ending
+        self._record_run(acc, result, ending)
+        return result, ending
+
+    def _usage_says(self, acc: Account, result: RunResult) -> Ending | None:
+        """On a terminal the tool's words are not seen: a full window in a fresh fetch tells."""
+        rec, _ = self._confirm(acc, result)
+        if rec is None or not _fresh(rec, result):
+            return None
+        now = time.time()
+        full = [
+            (label, reset)
+            for label, reset in full_windows(rec.usage)
+            if reset is None or reset > now
+        ]
+        if not full:
+            return None
+        label, reset = max(full, key=lambda w: w[1] or 0)
+        return Ending("quota", reset, "usage shows a full window", label)
+
+    def _confirm(self, acc: Account, result: RunResult) -> tuple[UsageRecord | None, float]:
+        """One usage fetch unless the cache holds values fetched since the run began."""
+        from acct import usage
+
+        t0 = time.monotonic()
+        current = self.c.store.read().by_id(acc.id) or acc
+        try:
+            rec: UsageRecord | None = usage.confirm(
+                self.c, current, max_age=max(0.0, time.time() - result.started_at)
+            )
+        except AcctError:
+            rec = None
+        return rec, time.monotonic() - t0
+
+    # --- after a limit -----------------------------------------------------------------------
+
+    def rest(self, acc: Account, ending: Ending, result: RunResult) -> tuple[Rest, float]:
+        """Bench the account after a quota or auth ending; returns the rest and the time spent
+        confirming with the usage endpoint."""
+        now = time.time()
+        cfg = self.c.config
+        if ending.kind == "auth":
+            current = self.c.store.read().by_id(acc.id)
+            if current is not None and current.needs_login:
+                return Rest(now, "needs_login", "login"), 0.0
+            r = Rest(now + cfg.cooloff, "auth", "login", "its login was refused")
+            self._bench(acc, r)
+            return r, 0.0
+        rec, spent = self._confirm(acc, result)
+        r = quota_rest(
+            ending, rec if rec is not None and _fresh(rec, result) else None, now, cfg.cooloff
+        )
+        self._bench(acc, r)
+        return r, spent
+
+    def _bench(self, acc: Account, r: Rest) -> None:
+        reason = f"{r.label} limit" + (f"; {r.note}" if r.note else "")
+        if r.kind == "auth":
+            reason = r.note
+        self.c.state.bench(acc.id, r.until, kind=r.kind, reason=reason)
+        with contextlib.suppress(AcctError):
+            self.c.state.record(
+                "bench",
+                account_id=acc.id,
+                target=self.target.name,
+                until=r.until,
+                kind=r.kind,
+                reason=reason,
+            )
+        _update_prompt(self.c)
+
+    def _record_run(self, acc: Account, result: RunResult, ending: Ending) -> None:
+        with contextlib.suppress(AcctError):
+            st = self.c.state
+            if self.pending_rotation is not None:
+                gap = result.started_at - float(self.pending_rotation.pop("ended_at"))  # type: ignore[arg-type]
+                st.record(
+                    "rotate",
+                    target=self.target.name,
+                    gap_ms=round(gap * 1000, 1),
+                    **self.pending_rotation,
+                )
+                self.pending_rotation = None
+            st.record(
+                "exec",
+                account_id=acc.id,
+                target=self.target.name,
+                status=result.status,
+                ending=ending.kind,
+                rotation=self.rotations,
+                started_at=result.started_at,
+                ended_at=result.ended_at,
+            )
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        env = scrubbed_env(self.c.env, self.target.name)
+        acc = self.lend(self.first())
+        argv = list(self.opts.argv)
+        while True:
+            result, ending = self.run_once(acc, argv, env)
+            if any(s in TERMINATING for s in result.forwarded):
+                return result.status
+            if ending.kind == "throttle":
+                line(
+                    f"acct: {acc.name} was throttled by the server (not a usage limit); not rotating"
+                )
+            if ending.kind not in ("quota", "auth"):
+                return result.status
+            self.tried.add(acc.id)
+            r, confirm_s = self.rest(acc, ending, result)
+            limit = self.opts.max_rotations
+            limit = self.c.config.max_rotations if limit is None else limit
+            if not self.opts.rotate or self.rotations >= limit:
+                line(
+                    f"acct: {acc.name} {_what(r)}{'' if self.opts.rotate else ' (--no-rotate)'}; "
+                    + (
+                        f"stopping after {self.rotations} rotations"
+                        if self.opts.rotate
+                        else "not rotating"
+                    )
+                )
+                return result.status
+            nxt = self.lend(self.choose())
+            line(f"acct: {acc.name} {_what(r)} → switching to {nxt.name}")
+            self.rotations += 1
+            self.pending_rotation = {
+                "account_id": acc.id,
+                "to": nxt.id,
+                "ended_at": result.ended_at,
+                "confirm_ms": round(confirm_s * 1000, 1),
+            }
+            argv = resumed_argv(self.target, self.opts.argv, self.c)
+            acc = nxt
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _fresh(rec: UsageRecord, result: RunResult) -> bool:
+    """Whether the record was fetched after the run began (so it can confirm or deny a limit)."""
+    return (
+        rec.usage is not None and rec.fetched_at is not None and rec.fetched_at >= result.started_at
+    )
+
+
+def full_windows(u: Usage | None) -> list[tuple[str, float | None]]:
+    """Windows at or over 100 %: (label, resets_at). A reset may have passed a moment ago."""
+    if u is None:
+        return []
+    out: list[tuple[str, float | None]] = []
+    for label, w in (("5-hour", u.five_hour), ("7-day", u.seven_day)):
+        if w is not None and w.utilization is not None and w.utilization >= FULL:
+            out.append((label, w.resets_at))
+    for label, pct, reset in u.scoped:
+        if pct is not None and pct >= FULL:
+            out.append((f"{label} weekly", reset))
+    return out
+
+
+def quota_rest(ending: Ending, rec: UsageRecord | None, now: float, cooloff: float) -> Rest:
+    """Until when a limited account rests.
+
+    A fresh usage answer with room left everywhere means the tool's limit was not the plan's:
+    rest for ``cooloff``. Otherwise the latest of the reset the tool named and the resets of the
+    full windows; ``cooloff`` when nothing names a time.
+    """
+    if rec is not None and rec.usage is not None:
+        full = full_windows(rec.usage)
+        if not full:
+            peak = rec.usage.peak
+            note = f"usage shows {peak:.0f}%" if peak is not None else "usage does not confirm it"
+            return Rest(now + cooloff, "cooloff", ending.window or "usage", note)
+        resets = [t for _, t in full if t is not None]
+        if ending.reset_at is not None:
+            resets.append(ending.reset_at)
+        label = ending.window or max(full, key=lambda w: w[1] or 0)[0]
+        # A reset that passed while acct was confirming: the account may run again at once.
+        return Rest(max(resets) if resets else now + cooloff, "quota", label)
+    if ending.reset_at is not None and ending.reset_at > now:
+        return Rest(ending.reset_at, "quota", ending.window or "usage")
+    return Rest(now + cooloff, "cooloff", ending.window or "usage", "no reset time given")
+
+
+def _what(r: Rest) -> str:
+    if r.kind == "needs_login":
+        return "needs a new login"
+    if r.kind == "auth":
+        return f"had its login refused (resting {human_duration(r.until - time.time())})"
+    text = f"hit its {r.label} limit (resets {local_time(r.until)})"
+    if r.kind == "cooloff":
+        text = f"reported its {r.label} limit ({r.note}; resting {human_duration(r.until - time.time())})"
+    return text
+
+
+def scrubbed_env(env: Mapping[str, str], target: str) -> dict[str, str]:
+    """The child's environment without variables that would override the file acct writes."""
+    out = dict(env)
+    for name in OVERRIDES.get(target, ()):
+        if out.pop(name, None) is not None:
+            warn(f"{name} is set; removed for this run so {target} uses the account acct lends it")
+    return out
+
+
+def resumed_argv(target: JsonTarget, argv: list[str], c: Ctx) -> list[str]:
+    tc = c.config.target(target.name)
+    prompt = tc.continuation_prompt or c.config.continuation_prompt
+    if tc.resume_args is not None:
+        return [argv[0], *(a.replace("{prompt}", prompt) for a in tc.resume_args)]
+    return target.resume_args(argv, prompt)
+
+
+def explain(choice: Choice) -> None:
+    for i, r in enumerate(choice.ranking, 1):
+        mark = f"{i:>2}." if r.eligible else " -"
+        line(f"acct: {mark} {r.name}: {r.why}")
+    if choice.account is not None:
+        line(f"acct: chose {choice.account.name} ({choice.reason})")
+
+
+def countdown(until: float, message: str) -> None:
+    """Wait until ``until``, showing the time left on stderr; Ctrl-C cancels (exit 130)."""
+    tty = sys.stderr.isatty()
+    if not tty:
+        line(f"acct: {message}")
+    try:
+        while (left := until - time.time()) > 0:
+            if tty:
+                sys.stderr.write(f"\racct: {message}: {human_duration(left)} left \x1b[K")
+                sys.stderr.flush()
+            time.sleep(min(1.0, left))
+    except KeyboardInterrupt:
+        if tty:
+            sys.stderr.write("\n")
+        raise Interrupted("stopped waiting for a reset") from None
+    if tty:
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+
+def _update_prompt(c: Ctx) -> None:
+    with contextlib.suppress(Exception):
+        from acct import prompt_state
+
+        prompt_state.update(c)
+
+
+def run_exec(c: Ctx, opts: ExecOptions) -> int:
+    if not opts.argv:
+        raise UsageError("no command to run", hint="acct exec -- claude [ARGS...]")
+    if c.env.get("ACCT_EXEC") and not opts.nested:
+        raise UsageError(
+            "acct exec is already running around this shell (ACCT_EXEC is set): a nested run would "
+            "take the tool's file over from the outer one",
+            hint="pass --nested to run it anyway",
+        )
+    name = opts.target or target_for_command(opts.argv[0])
+    if name is None:
+        raise UsageError(
+            f"cannot tell which tool {os.path.basename(opts.argv[0])!r} is",
+            hint="pass --target claude-code, opencode or pi",
+        )
+    policy = opts.policy or c.config.policy
+    if policy not in POLICIES:
+        raise UsageError(f"unknown policy {policy!r} (policies: {', '.join(POLICIES)})")
+    if opts.max_rotations is not None and opts.max_rotations < 0:
+        raise UsageError("--max-rotations must be 0 or more")
+    return Session(c, opts, get_target(name), policy).run()
+
+
+@app.command(
+    "exec",
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def exec_command(
+    cmd: Annotated[
+        list[str],
+        typer.Argument(metavar="CMD", help="The tool and its arguments.", show_default=False),
+    ],
+    target: TargetOpt = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account", "-a", help="Start with this account.", autocompletion=complete_account
+        ),
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="headroom, pace, round-robin or drain.")
+    ] = None,
+    explain_: Annotated[
+        bool, typer.Option("--explain", help="Show how the account was chosen.")
+    ] = False,
+    no_rotate: Annotated[
+        bool, typer.Option("--no-rotate", help="Never re-run the tool on another account.")
+    ] = False,
+    max_rotations: Annotated[
+        int | None,
+        typer.Option(
+            "--max-rotations", help="Switch accounts at most this often (default from config)."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="When every account is limited, wait for the first reset."),
+    ] = False,
+    nested: Annotated[
+        bool, typer.Option("--nested", help="Run even inside another `acct exec`.")
+    ] = False,
+) -> None:
+    """Run a coding tool on the best account; when it stops on a usage limit, switch and resume.
+
+    The tool comes from the command's name (claude, opencode, pi) unless --target says. acct exits with the tool's own status (128+N when signal N ended it); 5 when every account is rate-limited.
+    """
+    opts = ExecOptions(
+        argv=list(cmd),
+        target=target,
+        account=account,
+        policy=policy,
+        explain=explain_,
+        rotate=not no_rotate,
+        max_rotations=max_rotations,
+        wait=wait,
+        nested=nested,
+    )
+    raise typer.Exit(run_exec(ctx(), opts))
