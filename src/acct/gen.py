@@ -184,7 +184,9 @@ def tree(app: Any = None) -> Command:
     import typer.main
 
     if app is None:
-        from acct.cli import app
+        from acct.cli import app, load_all
+
+        load_all()
     root = typer.main.get_command(app)
     with _probe_home():
         ctx = root.make_context("acct", [], resilient_parsing=True)

@@ -38,19 +38,53 @@ def _root(
     """Keep several Claude accounts, see their quota, and run coding tools on the best one."""
 
 
-def _register() -> None:
-    # Imported for their side effect: each module adds its commands to ``app``.
-    import importlib
+# Which module defines each command. Running one command imports only its module, which
+# keeps start-up short (``acct exec`` wraps every run of a tool); help, completion and the
+# generators import them all.
+COMMAND_MODULES: dict[str, str] = {
+    "login": "login",
+    "refresh": "login",
+    "list": "accounts",
+    "ls": "accounts",
+    "remove": "accounts",
+    "rename": "accounts",
+    "disable": "accounts",
+    "enable": "accounts",
+    "use": "targets",
+    "status": "targets",
+    "doctor": "targets",
+    "import": "targets",
+    "exec": "exec",
+    "prompt": "shell",
+    "shell-init": "shell",
+    "completion": "shell",
+}
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "shell")
+_loaded: set[str] = set()
 
-    for mod in ("accounts", "login", "targets", "exec", "shell"):
-        try:
-            importlib.import_module(f"acct.cli.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"acct.cli.{mod}":
-                raise
+
+def _load(module: str) -> None:
+    if module not in _loaded:
+        import importlib
+
+        importlib.import_module(f"acct.cli.{module}")
+        _loaded.add(module)
 
 
-_register()
+def load_all() -> None:
+    """Register every command (for help, completion scripts and the man page)."""
+    for module in _MODULE_ORDER:
+        _load(module)
+
+
+def load_for(argv: list[str]) -> None:
+    """Register just the command ``argv`` names, or all of them when it names none."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    module = COMMAND_MODULES.get(first or "")
+    if module is None:
+        load_all()
+    else:
+        _load(module)
 
 
 def report(e: AcctError) -> None:
@@ -66,8 +100,10 @@ def report(e: AcctError) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    load_for(args)
     try:
-        app(args=argv, prog_name="acct")
+        app(args=args, prog_name="acct")
     except SystemExit as e:
         code = e.code
         if code is None:
