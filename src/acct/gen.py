@@ -142,7 +142,11 @@ def _param(p: Any, ctx: Any, command: Any) -> Param:
     is_option = p.param_type_name == "option"
     takes_value = not (is_option and (p.is_flag or p.count))
     kind, choices = _kind(p, ctx, command) if takes_value else ("none", ())
-    metavar = p.make_metavar(ctx) if hasattr(p, "make_metavar") else p.name.upper()
+    # Our own spelling, not Typer's: its metavars differ between releases.
+    if is_option:
+        metavar = "" if not takes_value else (p.metavar or (p.name or "").upper())
+    else:
+        metavar = (p.name or "").upper()
     return Param(
         name=p.name or "",
         # Sorted (short spellings first): Click may keep the help option's names in a set.
@@ -154,8 +158,21 @@ def _param(p: Any, ctx: Any, command: Any) -> Param:
         kind=kind,
         choices=choices,
         variadic=(not is_option) and p.nargs == -1,
-        metavar=str(metavar).strip("[].").strip() if not is_option else str(metavar),
+        metavar=metavar,
     )
+
+
+def _usage(cmd: Any, ctx: Any) -> str:
+    """``[OPTIONS] NAME [MORE]...`` in our own spelling (Typer's changes between releases)."""
+    pieces = ["[OPTIONS]"]
+    if getattr(cmd, "commands", None):
+        pieces.append("COMMAND [ARGS]...")
+    for p in cmd.get_params(ctx):
+        if p.param_type_name != "argument" or getattr(p, "hidden", False):
+            continue
+        label = (p.name or "").upper() + ("..." if p.nargs == -1 else "")
+        pieces.append(label if p.required else f"[{label}]")
+    return " ".join(pieces)
 
 
 def _command(cmd: Any, ctx: Any, path: tuple[str, ...]) -> Command:
@@ -164,7 +181,7 @@ def _command(cmd: Any, ctx: Any, path: tuple[str, ...]) -> Command:
         path=path,
         help=help_text,
         short=first_sentence(plain(cmd.short_help) or help_text),
-        usage=" ".join(cmd.collect_usage_pieces(ctx)),
+        usage=_usage(cmd, ctx),
     )
     for p in cmd.get_params(ctx):
         if getattr(p, "hidden", False):
