@@ -486,14 +486,15 @@ def test_usage_throttle_window_slides(fake: FakeAnthropic, http: httpx.Client) -
     assert http.get("/api/oauth/usage", headers=oauth_headers(access)).status_code == 200
 
 
-def test_usage_and_profile_need_the_beta_header_and_a_valid_token(
+def test_usage_needs_the_beta_header_and_both_need_a_valid_token(
     fake: FakeAnthropic, http: httpx.Client
 ) -> None:
     account = fake.add_account()
     access = fake.mint(account["uuid"])["access_token"]
+    assert http.get("/api/oauth/usage", headers={"Authorization": f"Bearer {access}"}).status_code == 400
+    # The real Claude Code fetches the profile with a bare bearer token, and it works.
+    assert http.get("/api/oauth/profile", headers={"Authorization": f"Bearer {access}"}).status_code == 200
     for path in ("/api/oauth/usage", "/api/oauth/profile"):
-        r = http.get(path, headers={"Authorization": f"Bearer {access}"})
-        assert r.status_code == 400
         assert http.get(path, headers=oauth_headers("sk-ant-oat01-bogus")).status_code == 401
     expired = fake.mint(account["uuid"], expires_in=0)["access_token"]
     r = http.get("/api/oauth/usage", headers=oauth_headers(expired))

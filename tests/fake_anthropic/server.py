@@ -631,7 +631,8 @@ class FakeState:
             if status is not None:
                 return Reply(status, api_error(status, "configured failure"))
             try:
-                self._check_beta(headers)
+                # No beta check here: the real Claude Code (2.1.197) calls the profile with a
+                # bare bearer token and the real service answers it.
                 token, _, lineage = self._bearer(headers, "user:profile")
             except Fail as exc:
                 return exc.reply

@@ -1,0 +1,174 @@
+"""Fixtures for the end-to-end tier: the real coding tools from npm against the fake Anthropic.
+
+The tools are installed once per cache (see npm_clients.py); where npm or its registry is not
+reachable the whole tier is skipped. Every run is kept off the internet: the fake serves
+``/v1/messages`` through ``ANTHROPIC_BASE_URL`` and all other HTTPS traffic goes to a proxy
+address nothing listens on, so a token URL or profile request fails at once instead of
+reaching the real service. Tests that need the tool's token refresh use ``claude_env_tls``
+instead: an HTTPS proxy with a throw-away CA that hands the fixed Anthropic hosts to the fake.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import AcctRunner
+from tests.e2e.mitm import Certs, ProxyUnavailable, TlsProxy, make_certs
+from tests.e2e.npm_clients import CLAUDE_CODE, PI, ClientUnavailable, NpmClient, ensure_installed
+from tests.fake_anthropic.client import FakeAnthropic
+
+# Claude Code without auto-update, telemetry or other calls home (FACTS §5).
+CLAUDE_QUIET = {
+    "DISABLE_AUTOUPDATER": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_TELEMETRY": "1",
+}
+PI_QUIET = {"PI_OFFLINE": "1", "PI_TELEMETRY": "0"}
+
+
+def _installed(client: NpmClient) -> Path:
+    try:
+        return ensure_installed(client)
+    except ClientUnavailable as exc:
+        pytest.skip(f"e2e: {client.spec} is not available: {exc}")
+
+
+@pytest.fixture(scope="session")
+def claude_code_bin() -> Path:
+    """The real Claude Code binary, pinned (the tier is skipped where it cannot be installed)."""
+    return _installed(CLAUDE_CODE)
+
+
+@pytest.fixture(scope="session")
+def pi_bin() -> Path:
+    """The real Pi binary, pinned (skipped where it cannot be installed)."""
+    return _installed(PI)
+
+
+@pytest.fixture(scope="session")
+def dead_proxy() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` where the port is bound but never listens: connections are refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def offline_env(proxy: str) -> dict[str, str]:
+    """Send everything but loopback to `proxy` (loopback must bypass it, or the tool hangs retrying)."""
+    return {
+        "HTTPS_PROXY": proxy,
+        "HTTP_PROXY": proxy,
+        "https_proxy": proxy,
+        "http_proxy": proxy,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+@pytest.fixture
+def bin_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def claude_env(
+    env: dict[str, str],
+    fake: FakeAnthropic,
+    bin_dir: Path,
+    claude_code_bin: Path,
+    dead_proxy: str,
+) -> dict[str, str]:
+    """The test's environment with the real `claude` first on PATH, talking to the fake."""
+    (bin_dir / "claude").symlink_to(claude_code_bin)
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        ANTHROPIC_BASE_URL=fake.base_url,
+        **CLAUDE_QUIET,
+        **offline_env(dead_proxy),
+    )
+    return env
+
+
+@pytest.fixture
+def pi_env(
+    env: dict[str, str],
+    fake: FakeAnthropic,
+    bin_dir: Path,
+    pi_bin: Path,
+    dead_proxy: str,
+) -> dict[str, str]:
+    """The test's environment with the real `pi` first on PATH, its Anthropic provider at the fake.
+
+    ``models.json`` moves the provider's base URL (FACTS §5); ``settings.json`` turns Pi's 429
+    retries off, so it exits on a limit instead of sleeping for the retry-after.
+    """
+    (bin_dir / "pi").symlink_to(pi_bin)
+    pi_dir = Path(env["HOME"]) / ".pi" / "agent"
+    pi_dir.mkdir(parents=True, mode=0o700)
+    (pi_dir / "models.json").write_text(
+        json.dumps({"providers": {"anthropic": {"baseUrl": fake.base_url}}})
+    )
+    (pi_dir / "settings.json").write_text(
+        json.dumps({"retry": {"enabled": False, "provider": {"maxRetries": 0}}})
+    )
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        **PI_QUIET,
+        **offline_env(dead_proxy),
+    )
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The directory the tool runs in (its sessions are filed under it)."""
+    d = tmp_path / "project"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def run_acct(claude_env: dict[str, str]) -> AcctRunner:
+    """``acct ...`` as a real process in the environment where `claude` is the real one."""
+    return AcctRunner(claude_env)
+
+
+@pytest.fixture
+def run_acct_pi(pi_env: dict[str, str]) -> AcctRunner:
+    """``acct ...`` as a real process in the environment where `pi` is the real one."""
+    return AcctRunner(pi_env)
+
+
+@pytest.fixture(scope="session")
+def proxy_certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    try:
+        return make_certs(tmp_path_factory.mktemp("certs"))
+    except ProxyUnavailable as exc:
+        pytest.skip(f"e2e: no HTTPS proxy for the tools' fixed hosts: {exc}")
+
+
+@pytest.fixture
+def tls_proxy(fake: FakeAnthropic, proxy_certs: Certs) -> Iterator[TlsProxy]:
+    proxy = TlsProxy(fake.port, proxy_certs).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def claude_env_tls(claude_env: dict[str, str], tls_proxy: TlsProxy) -> dict[str, str]:
+    """`claude_env` where the token, profile and usage URLs reach the fake through `tls_proxy`."""
+    claude_env.update(tls_proxy.env())
+    return claude_env
