@@ -1,0 +1,122 @@
+"""No token ever shows: every command is run, and everything it prints or leaves behind is scanned.
+
+The run list must name every command acct has, so a new command cannot skip the scan.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from acct.cli import COMMAND_MODULES
+from acct.context import Ctx
+from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.fake_anthropic.client import FakeAnthropic
+from tests.fake_tool import install
+
+API_KEY = "sk-ant-api03-" + "k" * 40
+
+
+def login_manual(env: dict[str, str], fake: FakeAnthropic) -> subprocess.CompletedProcess[str]:
+    """`acct login --manual`: read the URL from stderr, play the browser, paste CODE#STATE."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acct", "login", "--manual", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=env["HOME"],
+    )
+    assert proc.stderr is not None and proc.stdin is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("http"):
+            break
+    answer = fake.open_authorize(line.strip(), follow_redirect=False)
+    out, err = proc.communicate(answer["paste"] + "\n", timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(seen) + err)
+
+
+def test_no_command_prints_or_leaves_a_token(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, acct: AcctRunner, tmp_path: Path
+) -> None:
+    env.update(
+        PATH=f"{install(tmp_path / 'bin')}{os.pathsep}{env['PATH']}",
+        ANTHROPIC_BASE_URL=fake.base_url,
+        # A token in the environment that exec must strip (and must not echo).
+        CLAUDE_CODE_OAUTH_TOKEN="sk-ant-oat01-" + "e" * 40,
+    )
+    fake.next_login(fake.add_account(email="new@example.com")["uuid"])
+    seed_account(fake, ctx, "work", five_hour=20, seven_day=10)
+    seed_account(fake, ctx, "side", five_hour=50, seven_day=60)
+
+    secrets: set[str] = {API_KEY, env["CLAUDE_CODE_OAUTH_TOKEN"]}
+    outputs: list[str] = []
+    ran: set[str] = set()
+
+    def run(*args: str, input: str | None = None, ok: bool = True) -> None:
+        proc = acct(*args, input=input)
+        if ok:
+            assert proc.returncode == 0, f"acct {' '.join(args)}: {proc.stderr}"
+        outputs.extend((proc.stdout, proc.stderr))
+        secrets.update(store_secrets(ctx))
+        ran.add(args[0])
+
+    proc = login_manual(env, fake)
+    assert proc.returncode == 0, proc.stderr
+    outputs.extend((proc.stdout, proc.stderr))
+    ran.add("login")
+    secrets.update(store_secrets(ctx))
+
+    run("login", "--api-key", "key", input=API_KEY + "\n")
+    run("list")
+    run("ls", "--json")
+    run("list", "--usage", "--json")
+    run("refresh", "work", "--json")
+    run("refresh", "side")
+    run("use", "side")
+    run("status")
+    run("status", "--json")
+    run("exec", "--explain", "--", "claude", "-p", "hi")
+    run("import", "claude-code", "--json", ok=False)  # already known: fine either way
+    run("doctor", "--json", ok=False)  # exits 1 while a problem (e.g. Pi's retry) remains
+    run("doctor", ok=False)
+    run("prompt")
+    run("prompt", "--format", "{account} {5h} {7d} {reset}")
+    run("shell-init", "bash")
+    run("completion", "bash")
+    run("rename", "side", "side2")
+    run("disable", "side2")
+    run("enable", "side2")
+    run("remove", "side2", "--yes")
+    run("list", "--json")
+
+    assert ran >= set(COMMAND_MODULES), f"commands never scanned: {set(COMMAND_MODULES) - ran}"
+    assert len(secrets) > 6, "the scan must know the tokens it looks for"
+    assert_no_secrets(outputs, secrets)
+
+    # What acct leaves on disk outside its store: state database, prompt files, config.
+    paths = ctx.paths
+    for root in (paths.state_dir, paths.config_dir):
+        for f in root.rglob("*") if root.exists() else []:
+            if f.is_file():
+                text = f.read_bytes().decode("utf-8", "replace")
+                assert_no_secrets(text, secrets)
+
+
+@pytest.mark.parametrize("command", [["list", "--json"], ["status", "--json"]])
+def test_json_documents_carry_fingerprints_not_tokens(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, command: list[str]
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    proc = acct(*command)
+    assert proc.returncode == 0, proc.stderr
+    assert_no_secrets(proc.stdout, store_secrets(ctx))
+    if command[0] == "list":
+        assert acc.fingerprint in proc.stdout
