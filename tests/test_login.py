@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -235,6 +236,30 @@ def test_a_new_login_clears_needs_login_and_custody(
     assert out.strip() == "logged in work work@example.com (max)"
     [after] = stored(ctx)
     assert after.id == acc.id and not after.needs_login and after.holder is None
+
+
+def test_a_new_login_lifts_the_old_lineages_poll_backoff_and_login_bench(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    acc = seed_account(fake, ctx, "work", email="work@example.com")
+    fake.next_login(acc.uuid)
+    now = time.time()
+    ctx.state.put_usage_error(acc.id, "auth", "refused", backoff_until=now + 3600)
+    ctx.state.bench(acc.id, now + 3600, kind="auth", reason="its login was refused")
+    ctx.state.bench(acc.id, now + 7200, kind="quota", reason="5-hour limit")
+    code, _, err = _login_loopback(env, "work")
+    assert code == 0, err
+    record = ctx.state.usage(acc.id)
+    assert record is not None and record.backoff_until is None and record.error is None
+    bench = ctx.state.benches().get(acc.id)
+    # A quota bench describes the account, not its login: it stays. (Benches are one per account,
+    # and the later quota bench replaced the auth one; check an auth bench alone is lifted.)
+    assert bench is not None and bench.kind == "quota"
+    ctx.state.bench(acc.id, now + 3600, kind="auth", reason="its login was refused")
+    fake.next_login(acc.uuid)
+    code, _, err = _login_loopback(env, "work")
+    assert code == 0, err
+    assert acc.id not in ctx.state.benches()
 
 
 def test_the_email_name_taken_by_another_identity_gets_a_unique_name(

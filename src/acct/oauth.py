@@ -691,6 +691,8 @@ def store_login(ctx: Ctx, answer: TokenAnswer, *, name: str | None = None) -> Lo
             result = _add_login(accounts, answer, profile, name, notes)
         else:
             result = _update_login(accounts, acc, answer, profile, name, notes)
+    with contextlib.suppress(AcctError):  # the login is stored; stale caches only delay a poll
+        ctx.state.fresh_login(result.account.id)
     if acc is not None and acc.holder is not None:
         _custody_changed(ctx)
     return result

@@ -226,6 +226,19 @@ class State:
             row = c.execute("SELECT * FROM usage WHERE account_id=?", (account_id,)).fetchone()
         return self._row_to_record(row)
 
+    def fresh_login(self, account_id: str) -> None:
+        """A new login: forget the old lineage's poll failures and a bench for a refused login.
+
+        Usage values and quota benches stay: they describe the account, not its tokens.
+        """
+        with self._tx() as c:
+            c.execute(
+                """UPDATE usage SET error=NULL, error_message=NULL, backoff_until=NULL,
+                       failures=0 WHERE account_id=?""",
+                (account_id,),
+            )
+            c.execute("DELETE FROM bench WHERE account_id=? AND kind='auth'", (account_id,))
+
     def release_poll(self, account_id: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE usage SET inflight_until=NULL WHERE account_id=?", (account_id,))
