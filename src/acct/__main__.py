@@ -7,7 +7,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["prompt"]:
+    if args[:1] == ["prompt"] and not {"-h", "--help"} & set(args):
         from acct.prompt import main as prompt_main
 
         return prompt_main(args[1:])

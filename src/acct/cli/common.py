@@ -52,9 +52,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a versioned JSON do
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 AccountArg = Annotated[
     str | None,
-    typer.Argument(help="Account name (a picker opens on a terminal when omitted).", autocompletion=complete_account),
+    typer.Argument(
+        metavar="NAME",
+        help="Account name (a picker opens on a terminal when omitted).",
+        autocompletion=complete_account,
+    ),
 ]
-RequiredAccountArg = Annotated[str, typer.Argument(help="Account name.", autocompletion=complete_account)]
+RequiredAccountArg = Annotated[
+    str, typer.Argument(metavar="NAME", help="Account name.", autocompletion=complete_account)
+]
 TargetOpt = Annotated[
     str | None,
     typer.Option("--target", "-t", help="claude-code, opencode or pi.", autocompletion=complete_target),

@@ -498,7 +498,7 @@ def run_exec(c: Ctx, opts: ExecOptions) -> int:
 def exec_command(
     cmd: Annotated[
         list[str],
-        typer.Argument(metavar="CMD", help="The tool and its arguments.", show_default=False),
+        typer.Argument(metavar="CMD...", help="The tool and its arguments, after --.", show_default=False),
     ],
     target: TargetOpt = None,
     account: Annotated[
