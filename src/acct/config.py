@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,6 @@ class Config:
     usage_timeout: float = 20.0  # seconds for one usage request
     refresh_margin: float = 1800.0  # an access token lent to a tool keeps at least this long
     cooloff: float = 900.0  # bench when a limit is reported but usage does not confirm it
-    throttle_pause: float = 30.0  # pause after a plain throttle (never an hours-long bench)
     max_rotations: int = 8
     continuation_prompt: str = DEFAULT_CONTINUATION_PROMPT
     targets: dict[str, TargetConfig] = field(default_factory=dict)
@@ -65,8 +65,25 @@ def load_config(path: Path) -> Config:
     return config_from_dict(doc, path)
 
 
+_KEYS = {
+    "default_target",
+    "policy",
+    "continuation_prompt",
+    "usage_min_age",
+    "usage_timeout",
+    "refresh_margin",
+    "cooloff",
+    "max_rotations",
+    "targets",
+}
+_TARGET_KEYS = {"resume_args", "continuation_prompt", "quota_patterns", "throttle_patterns", "auth_patterns"}
+
+
 def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> Config:
     base = Config()
+    unknown = sorted(set(doc) - _KEYS)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
     kw: dict[str, Any] = {}
     for key in ("default_target", "policy", "continuation_prompt"):
         if key in doc:
@@ -75,7 +92,7 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
             kw[key] = doc[key]
     if kw.get("policy", base.policy) not in POLICIES:
         raise ConfigError(f"config {path}: policy must be one of {', '.join(POLICIES)}")
-    for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff", "throttle_pause"):
+    for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
             kw[key] = _num(doc[key], key)
     if "max_rotations" in doc:
@@ -87,6 +104,9 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
     for name, t in raw_targets.items():
         if not isinstance(t, dict):
             raise ConfigError(f"config {path}: [targets.{name}] must be a table")
+        bad = sorted(set(t) - _TARGET_KEYS)
+        if bad:
+            raise ConfigError(f"config {path}: unknown key {bad[0]!r} in [targets.{name}]")
         tk: dict[str, Any] = {}
         if "resume_args" in t:
             tk["resume_args"] = _strs(t["resume_args"], f"targets.{name}.resume_args")
@@ -98,6 +118,13 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
             key = f"{kind}_patterns"
             if key in t:
                 tk[key] = _strs(t[key], f"targets.{name}.{key}")
+                for pattern in tk[key]:
+                    try:
+                        re.compile(pattern)
+                    except re.error as e:
+                        raise ConfigError(
+                            f"config {path}: targets.{name}.{key}: {pattern!r} is not a valid regular expression ({e})"
+                        ) from None
         targets[name] = TargetConfig(**tk)
     kw["targets"] = targets
     return Config(**kw)

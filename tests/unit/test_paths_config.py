@@ -40,7 +40,15 @@ def test_config_defaults_and_errors(tmp_path: Path) -> None:
     c = load_config(f)
     assert c.policy == "pace" and c.usage_min_age == 60
     assert c.target("claude-code").resume_args == ("-c",)
-    for bad in ('policy = "random"', "usage_min_age = -1", "[targets]\nx = 1", "= broken"):
+    for bad in (
+        'policy = "random"',
+        "usage_min_age = -1",
+        "[targets]\nx = 1",
+        "= broken",
+        "polcy = 'pace'",
+        "[targets.pi]\nresume = []",
+        "[targets.pi]\nquota_patterns = ['(unclosed']",
+    ):
         f.write_text(bad)
         with pytest.raises(ConfigError):
             load_config(f)
