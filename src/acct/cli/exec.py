@@ -39,7 +39,7 @@ from acct.errors import AcctError, AllLimited, Interrupted, NeedsLogin, NotFound
 from acct.models import Account, Usage, UsageRecord
 from acct.pick import Choice, pick
 from acct.runner import RunResult, run
-from acct.targets import JsonTarget, get_target, target_for_command
+from acct.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
 
 # Variables that would make the tool ignore the file acct writes (FACTS §3).
 OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -319,6 +319,8 @@ class Session:
     def run(self) -> int:
         env = scrubbed_env(self.c.env, self.target.name)
         acc = self.lend(self.first())
+        if self.target.extra_usage_billing and acc.is_oauth:
+            line(f"acct: note: {EXTRA_USAGE_NOTE.format(tool=self.target.name)}")
         argv = list(self.opts.argv)
         while True:
             result, ending = self.run_once(acc, argv, env)

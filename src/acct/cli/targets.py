@@ -19,7 +19,7 @@ from acct.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
 from acct.fsio import dir_lock, read_json_object, real_path, write_json
 from acct.models import Account, Holder, Tokens, fingerprint
 from acct.store import Accounts
-from acct.targets import TARGET_NAMES, get_target
+from acct.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
 from acct.targets.base import Entry, JsonTarget
 
 TargetsOpt = Annotated[
@@ -31,9 +31,6 @@ TargetsOpt = Annotated[
         autocompletion=complete_target,
     ),
 ]
-EXTRA_USAGE_NOTE = (
-    "Anthropic bills Claude subscription traffic from {tool} as extra usage, not plan quota"
-)
 
 
 def _extra_usage_note(name: str) -> str:

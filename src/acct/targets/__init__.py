@@ -13,6 +13,10 @@ from acct.targets.pi import Pi
 TARGETS: dict[str, JsonTarget] = {t.name: t for t in (ClaudeCode(), OpenCode(), Pi())}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
 
+EXTRA_USAGE_NOTE = (
+    "Anthropic bills Claude subscription traffic from {tool} as extra usage, not plan quota"
+)
+
 
 def get_target(name: str) -> JsonTarget:
     try:
@@ -30,6 +34,7 @@ def target_for_command(argv0: str) -> str | None:
 
 
 __all__ = [
+    "EXTRA_USAGE_NOTE",
     "TARGETS",
     "TARGET_NAMES",
     "Entry",
