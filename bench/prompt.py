@@ -1,6 +1,20 @@
-"""How fast is the prompt? Median wall time of `acct prompt` against a bare Python start,
-and of the bash prompt function from `acct shell-init bash`, with a check that it starts no
-process. Run: .venv/bin/python bench/prompt.py [N]
+"""How fast is the prompt? Median wall and CPU time of `acct prompt` against a bare start of the
+same interpreter, and of the bash prompt function from `acct shell-init bash`, with a check that
+it starts no process.
+
+Run: .venv/bin/python bench/prompt.py [N] [--wheel]
+
+Every case runs once to warm up (and write bytecode caches), then the cases take turns, N rounds,
+so a change in machine load touches them alike. CPU time (user + system of the child) moves less
+with load than wall time; both are shown.
+
+The console script is whatever the installer wrote next to the interpreter. pip's launcher
+imports `re` before acct's code runs (for a Windows-only `sys.argv[0]` fix-up), which costs more
+than everything acct does; uv's launcher does not. The "launcher without `re`" line runs acct
+through a copy of uv's launcher template, so both kinds of install are measured.
+`--wheel` also builds a wheel of this checkout and installs it (without dependencies: the
+prompt needs none) into a temporary virtualenv, to compare a regular install with the editable
+one the checkout uses.
 """
 
 from __future__ import annotations
@@ -15,17 +29,49 @@ import tempfile
 import time
 from pathlib import Path
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
+N = int(ARGS[0]) if ARGS else 30
+WHEEL = "--wheel" in sys.argv[1:]
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+TARGET = 1.3
+
+# uv's console-script template (pip's is the same plus `import re` and a `re.sub`).
+LAUNCHER = """#!{python}
+# -*- coding: utf-8 -*-
+import sys
+from acct.__main__ import main
+if __name__ == "__main__":
+    if sys.argv[0].endswith("-script.pyw"):
+        sys.argv[0] = sys.argv[0][:-11]
+    elif sys.argv[0].endswith(".exe"):
+        sys.argv[0] = sys.argv[0][:-4]
+    sys.exit(main())
+"""
 
 
-def median_ms(argv: list[str], env: dict[str, str]) -> float:
-    times = []
+def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, child CPU ms) of one run of ``argv``."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - t) * 1000
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}")
+    return wall, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def measure(cases: dict[str, list[str]], env: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Median (wall ms, CPU ms) per case, the cases taking turns."""
+    for argv in cases.values():
+        run_once(argv, env)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for _ in range(N):
-        t = time.perf_counter()
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        for name, argv in cases.items():
+            samples[name].append(run_once(argv, env))
+    return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+            for name, s in samples.items()}
 
 
 def setup(home: Path) -> dict[str, str]:
@@ -41,6 +87,47 @@ def setup(home: Path) -> dict[str, str]:
     (state / "prompt.json").write_text(json.dumps(doc))
     (state / "prompt").write_text("claude-code\twork 37%\n")
     return env
+
+
+def launcher(python: Path, where: Path) -> Path:
+    path = where / "acct-launcher"
+    path.write_text(LAUNCHER.format(python=python))
+    path.chmod(0o755)
+    return path
+
+
+def install_wheel(where: Path) -> Path:
+    """A fresh virtualenv with this checkout installed from a wheel; its interpreter."""
+    dist = where / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(dist), str(REPO)], check=True)
+    venv = where / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    *map(str, dist.glob("*.whl"))], check=True)
+    return python
+
+
+def cases_for(python: Path, where: Path) -> dict[str, list[str]]:
+    script = python.parent / "acct"
+    imports_re = "import re" in script.read_text()
+    return {
+        "python -c pass": [str(python), "-c", "pass"],
+        "python -c 'import re'": [str(python), "-c", "import re"],
+        f"acct prompt ({'launcher imports re' if imports_re else 'console script'})": [str(script), "prompt"],
+        "acct prompt (launcher without re)": [str(launcher(python, where)), "prompt"],
+        "python -m acct prompt": [str(python), "-m", "acct", "prompt"],
+    }
+
+
+def report(title: str, results: dict[str, tuple[float, float]]) -> None:
+    base_wall, base_cpu = results["python -c pass"]
+    print(f"{title}\n{'':38s} {'wall ms':>8s} {'ratio':>6s} {'cpu ms':>8s} {'ratio':>6s}")
+    for name, (wall, cpu) in results.items():
+        mark = f"  (target <= {TARGET})" if name.startswith("acct prompt") else ""
+        print(f"  {name:36s} {wall:8.1f} {wall / base_wall:6.2f} {cpu:8.1f} {cpu / base_cpu:6.2f}{mark}")
 
 
 def bash_function(env: dict[str, str], home: Path) -> tuple[float, str]:
@@ -68,16 +155,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         env = setup(home)
-        base = median_ms([sys.executable, "-c", "pass"], env)
-        base_s = median_ms([sys.executable, "-S", "-c", "pass"], env)
-        module = median_ms([sys.executable, "-m", "acct", "prompt"], env)
-        script = median_ms([str(BIN / "acct"), "prompt"], env)
-        print(f"python3 -c pass            {base:7.1f} ms")
-        print(f"python3 -S -c pass         {base_s:7.1f} ms")
-        print(f"python -m acct prompt      {module:7.1f} ms  ratio {module / base:.2f} (target <= 1.3)")
-        print(f"acct prompt (console)      {script:7.1f} ms  ratio {script / base:.2f} (target <= 1.3)")
+        print(f"{N} rounds; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        report(f"this checkout ({sys.executable}, editable install)",
+               measure(cases_for(Path(sys.executable), home), env))
+        if WHEEL:
+            where = home / "wheel"
+            where.mkdir()
+            python = install_wheel(where)
+            report(f"regular install from a wheel ({python})", measure(cases_for(python, where), env))
         per_call, processes = bash_function(env, home)
-        print(f"bash __acct_prompt         {per_call:7.3f} ms per call (target < 2 ms); {processes}")
+        print(f"bash __acct_prompt {per_call:7.3f} ms per call (target < 2 ms); {processes}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -64,7 +66,7 @@ def bash_complete(script: str, env: dict[str, str], *words: str) -> list[str]:
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
     proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", driver, "bash", *words],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
     assert proc.stderr == ""
     return [w for w in proc.stdout.splitlines() if w]
 
@@ -158,7 +160,7 @@ def test_bash_wrapped_command_line(cenv, tmp_path, wrapper_tree, words, expected
 class TestFish:
     def complete(self, script: Path, env: dict[str, str], line: str) -> list[str]:
         proc = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C {line!r}"],
-                              capture_output=True, text=True, env=env, timeout=60)
+                              capture_output=True, text=True, env=env, timeout=60, check=False)
         assert proc.stderr == ""
         return [w.split("\t")[0] for w in proc.stdout.splitlines()]
 
@@ -177,16 +179,131 @@ class TestFish:
         assert "--account" not in self.complete(script, cenv, "acct exec -- echo --acc")
 
 
+ZSH_SETUP = r"""
+bindkey -e
+fpath=({fpath} $fpath)
+autoload -Uz compinit && compinit -u -D
+unsetopt autolist beep
+__t_capture={capture}
+# Record the matches each completion function adds (after zsh filtered them by what was typed),
+# then add them for real. Calls that only collect matches into an array (-O, -A, -D) pass through.
+compadd() {{
+    local __t_arg
+    for __t_arg in "$@"; do
+        [[ $__t_arg == (-|--) ]] && break
+        if [[ $__t_arg == -[OAD]* ]]; then
+            builtin compadd "$@"
+            return
+        fi
+    done
+    local -a __t_hits
+    builtin compadd -A __t_hits "$@"
+    (( $#__t_hits )) && print -rl -- $__t_hits >>| $__t_capture
+    builtin compadd "$@"
+}}
+__t_done() {{ print -r -- "BUFFER:$BUFFER" >>| $__t_capture; print -r -- END >>| $__t_capture }}
+zle -N __t_done
+bindkey '^T' __t_done
+PS1='> '
+print -r -- END >| $__t_capture
+"""
+
+
+class ZshSession:
+    """An interactive `zsh -f` with compinit and the committed `_acct` on fpath, typed at like a person.
+
+    ``complete(line)`` types ``line``, presses Tab, then a key whose widget writes the command
+    line to a file: the candidates zsh offered and the line as Tab left it.
+    """
+
+    def __init__(self, env: dict[str, str], tmp: Path, script: Path) -> None:
+        import pexpect
+
+        fpath = tmp / "fpath"
+        fpath.mkdir()
+        shutil.copy(script, fpath / "_acct")
+        self.capture = tmp / "capture"
+        setup = tmp / "setup.zsh"
+        setup.write_text(ZSH_SETUP.format(fpath=fpath, capture=self.capture))
+        self.child = pexpect.spawn("zsh", ["-f", "-i"], env={**env, "TERM": "xterm"}, encoding="utf-8",
+                                   dimensions=(50, 200), timeout=30)
+        self.child.sendline(f"source {setup}")
+        self.wait()
+
+    def wait(self) -> list[str]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = self.capture.read_text() if self.capture.exists() else ""
+            if text.endswith("END\n"):
+                return text.splitlines()[:-1]
+            if not self.child.isalive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"zsh did not answer; its screen: {self.child.before!r}")
+
+    def complete(self, line: str) -> tuple[list[str], str]:
+        self.capture.write_text("")
+        self.child.send(line + "\t\x14")  # Tab, then Ctrl-T (the widget above)
+        lines = self.wait()
+        self.child.send("\x15")  # Ctrl-U: clear the line for the next one
+        assert lines and lines[-1].startswith("BUFFER:"), lines
+        return lines[:-1], lines[-1].removeprefix("BUFFER:")
+
+    def close(self) -> None:
+        self.child.sendline("exit")
+        self.child.close(force=True)
+
+
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed")
-def test_zsh_script_loads_under_compinit(cenv, tmp_path) -> None:
-    fpath = tmp_path / "fpath"
-    fpath.mkdir()
-    shutil.copy(REPO / "completions/_acct", fpath / "_acct")
-    script = (
-        f"fpath=({fpath} $fpath); autoload -Uz compinit; compinit -u -D; "
-        "autoload -Uz +X _acct; print -r -- ${_comps[acct]} $+functions[_acct]"
-    )
-    proc = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True, env=cenv, timeout=60)
-    assert (proc.stdout, proc.stderr) == ("_acct 1\n", "")
-    syntax = subprocess.run(["zsh", "-n", str(REPO / "completions/_acct")], capture_output=True, text=True)
-    assert syntax.returncode == 0, syntax.stderr
+class TestZsh:
+    def test_script_loads_under_compinit(self, cenv, tmp_path) -> None:
+        fpath = tmp_path / "fpath"
+        fpath.mkdir()
+        shutil.copy(REPO / "completions/_acct", fpath / "_acct")
+        script = (
+            f"fpath=({fpath} $fpath); autoload -Uz compinit; compinit -u -D; "
+            "autoload -Uz +X _acct; print -r -- ${_comps[acct]} $+functions[_acct]"
+        )
+        proc = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True, env=cenv, timeout=60,
+                              check=False)
+        assert (proc.stdout, proc.stderr) == ("_acct 1\n", "")
+        syntax = subprocess.run(["zsh", "-n", str(REPO / "completions/_acct")], capture_output=True, text=True,
+                                check=False)
+        assert syntax.returncode == 0, syntax.stderr
+
+    @pytest.fixture
+    def zsh(self, cenv, tmp_path) -> Iterator[ZshSession]:
+        pytest.importorskip("pexpect")
+        session = ZshSession(cenv, tmp_path, REPO / "completions/_acct")
+        yield session
+        session.close()
+
+    def test_commands_and_values(self, zsh: ZshSession) -> None:
+        offered, _ = zsh.complete("acct ")
+        assert {"use", "exec", "prompt", "shell-init"} <= set(offered)
+        assert set(zsh.complete("acct prompt --target ")[0]) == {"claude-code", "opencode", "pi"}
+        assert zsh.complete("acct shell-init z") == (["zsh"], "acct shell-init zsh ")
+
+    def test_account_names_come_from_the_store(self, zsh: ZshSession, cenv) -> None:
+        offered, line = zsh.complete("acct use ")
+        assert sorted(offered) == ["side-2", "work"] and line == "acct use "
+        assert zsh.complete("acct use s") == (["side-2"], "acct use side-2 ")
+        assert zsh.complete("acct use nope")[0] == []
+        assert sorted(zsh.complete("acct exec --account ")[0]) == ["side-2", "work"]
+        with Ctx(cenv).store.transaction() as accounts:
+            accounts.remove("side-2")
+        assert zsh.complete("acct use ") == (["work"], "acct use work ")
+
+    def test_exec_completes_the_wrapped_command(self, zsh: ZshSession, cenv, tmp_path) -> None:
+        tools = tmp_path / "tools"
+        tools.mkdir()
+        for name in ("gizmo-acct", "gizmo-other"):
+            (tools / name).write_text("#!/bin/sh\n")
+            (tools / name).chmod(0o755)
+        zsh.child.sendline(f"path=({tools} $path)")
+        for line in ("acct exec -- giz", "acct exec giz", "acct exec -a work -- giz"):
+            offered, typed = zsh.complete(line)
+            assert sorted(offered) == ["gizmo-acct", "gizmo-other"], (line, offered)
+            assert typed == line.removesuffix("giz") + "gizmo-", typed
+        offered, _ = zsh.complete("acct exec -- gizmo-acct --acc")
+        assert "--account" not in offered

@@ -378,7 +378,7 @@ def _zoption(o: Param) -> str:
 def _zargument(a: Param, index: int) -> str:
     label = _zq(a.metavar.lower() or a.name)
     if a.kind == "command":
-        return f"'*::{label}:_normal'"
+        return f"'*::{label}:_acct_command'"
     where = "*" if a.variadic else str(index)
     return f"'{where}:{label}:{_zaction(a)}'"
 
@@ -423,6 +423,16 @@ def zsh(root: Command) -> str:
         "    local -a names",
         '    names=(${(f)"$(command acct __complete accounts 2>/dev/null)"})',
         "    _describe -t accounts account names",
+        "}",
+        "",
+        "# The words of a wrapped command (`acct exec -- CMD ARGS`). _arguments leaves a `--` that",
+        "# comes right after the subcommand in front of them; drop it so CMD completes as a command.",
+        "_acct_command() {",
+        "    if [[ $words[1] == -- ]] && (( CURRENT > 1 )); then",
+        '        words=("${(@)words[2,-1]}")',
+        "        (( CURRENT-- ))",
+        "    fi",
+        "    _normal",
         "}",
         "",
     ]
@@ -783,7 +793,10 @@ def drift(base: Path = REPO) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--check"]:
+    if args not in ([], ["--check"]):
+        sys.stderr.write("usage: python -m acct.gen [--check]\n")
+        return 2
+    if args == ["--check"]:
         stale = drift()
         for path in stale:
             sys.stderr.write(f"{path} is out of date: run `python -m acct.gen`\n")
