@@ -25,8 +25,7 @@ def tool_log(tmp_path: Path) -> Path:
     return tmp_path / "tool.jsonl"
 
 
-@pytest.fixture
-def xenv(
+def exec_env(
     env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
 ) -> dict[str, str]:
     """The environment with the fake tools first on PATH, talking to the fake server."""
@@ -37,6 +36,13 @@ def xenv(
         FAKE_TOOL_LOG=str(tool_log),
     )
     return env
+
+
+@pytest.fixture
+def xenv(
+    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
+) -> dict[str, str]:
+    return exec_env(env, fake, tmp_path, tool_log)
 
 
 @pytest.fixture
@@ -263,7 +269,9 @@ def test_blanked_file_marks_needs_login_and_rotates(fake, ctx, run, tool_log) ->
 
 
 def test_foreign_keys_survive_in_every_tool_file(fake, ctx, run, home) -> None:
-    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    # One account per tool: exec never takes an account lent to another tool's file.
+    for i, name in enumerate(("a", "b", "c")):
+        seed_account(fake, ctx, name, five_hour=1 + i, seven_day=1 + i)
     files = {
         "claude": (
             home / ".claude/.credentials.json",

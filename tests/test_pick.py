@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acct.models import Account, Tokens, Usage, UsageRecord, Window
+from acct.models import Account, Holder, Tokens, Usage, UsageRecord, Window
 from acct.pick import pick
 
 NOW = 1_800_000_000.0
@@ -196,6 +196,22 @@ def test_stale_window_counts_as_reset() -> None:
     )
     choice = choose([a, b], [stale, rec("b", 40, 40)])
     assert choice.account.name == "a"
+
+
+def test_account_lent_to_another_tool_file_is_skipped_and_explained() -> None:
+    here = ("claude-code", "/home/u/.claude/.credentials.json")
+    lent = Holder("pi", "/home/u/.pi/agent/auth.json", "fp", int(NOW))
+    mine = Holder(*here, "fp", int(NOW))
+    accounts = [acc("pi-one", holder=lent), acc("in-use", holder=mine), acc("free")]
+    records = [rec("pi-one", 0, 0), rec("in-use", 50, 50), rec("free", 60, 60)]
+    choice = pick(accounts, {r.account_id: r for r in records}, {}, NOW, last_used={}, here=here)
+    assert choice.account.name == "in-use"  # lent to this very file: the one in use
+    why = {r.name: r for r in choice.ranking}
+    assert not why["pi-one"].eligible
+    assert why["pi-one"].why == "lent to pi (/home/u/.pi/agent/auth.json)"
+    # Another file's account is skipped even when nothing else can run.
+    alone = pick(accounts[:1], {}, {}, NOW, last_used={}, here=here)
+    assert alone.account is None and "lent to pi" in alone.reason
 
 
 def test_unknown_policy_is_refused() -> None:

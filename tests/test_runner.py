@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -28,7 +29,13 @@ try:
 except CommandNotFound as e:
     doc = {"error": e.message, "exit": e.exit_code}
 else:
-    doc = {"status": r.status, "tail": r.tail, "forwarded": list(r.forwarded)}
+    doc = {
+        "status": r.status,
+        "tail": r.tail,
+        "forwarded": list(r.forwarded),
+        "captured": list(r.captured),
+        "interrupted": r.interrupted,
+    }
 open(report, "w").write(json.dumps(doc))
 print("SUPERVISOR ALIVE", file=sys.stderr)
 """
@@ -158,6 +165,75 @@ def test_ctrl_c_on_a_terminal_reaches_the_child_and_spares_the_supervisor(
     report = json.loads(report_file.read_text())
     assert report["status"] == 130
     assert report["forwarded"] == []  # the terminal signalled the child itself
+    assert report["interrupted"]
+
+
+def test_ctrl_c_a_tool_handles_itself_is_still_recorded_as_an_interrupt(
+    tmp_path: Path, report_file: Path
+) -> None:
+    """A tool that catches Ctrl-C and exits 1 must not look like a tool that failed alone."""
+    marker = tmp_path / "ready"
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda n, f: sys.exit(1))\n"
+        f"pathlib.Path({str(marker)!r}).write_text('1')\n"
+        "time.sleep(60)\n"
+    )
+    cmd, env = driver(py(child), report_file)
+    term = pexpect.spawn(cmd[0], cmd[1:], timeout=30, env=env)
+    try:
+        _wait_for(marker)
+        term.sendintr()
+        term.expect("SUPERVISOR ALIVE")
+        term.expect(pexpect.EOF)
+    finally:
+        term.close(force=True)
+    report = json.loads(report_file.read_text())
+    assert report["status"] == 1
+    assert report["interrupted"]
+
+
+def test_a_run_nobody_interrupted_is_not_marked_interrupted() -> None:
+    report, _ = drive(*py("import sys; sys.exit(1)"))
+    assert report["status"] == 1 and not report["interrupted"]
+
+
+def test_stdout_on_a_terminal_with_stderr_redirected_is_not_reported_as_captured(
+    tmp_path: Path, report_file: Path
+) -> None:
+    """Which streams acct sees is per stream: stdout on the terminal is not in the tail."""
+    cmd, env = driver(py("import sys; print('to the terminal'); sys.exit(1)"), report_file)
+    errors = tmp_path / "stderr.txt"
+    shell = f"{shlex.join(cmd)} 2>{shlex.quote(str(errors))}"
+    term = pexpect.spawn("/bin/sh", ["-c", shell], timeout=30, env=env)
+    try:
+        term.expect("to the terminal")
+        term.expect(pexpect.EOF)
+    finally:
+        term.close(force=True)
+    report = json.loads(report_file.read_text())
+    assert report["captured"] == [2]
+    assert "to the terminal" not in report["tail"]
+
+
+def test_reader_going_away_stops_the_child_with_sigpipe(report_file: Path) -> None:
+    """``acct exec -- claude -p x | head -1``: the tool stops once head has its line."""
+    cmd, env = driver(["yes", "a line"], report_file)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"a line\n"
+        proc.stdout.close()  # what head does after its first line
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report = json.loads(report_file.read_text())
+    assert report["status"] == 128 + signal.SIGPIPE
+    assert report["captured"] == [1, 2]
+    assert b"SUPERVISOR ALIVE" in err
 
 
 def _wait_for(path: Path, timeout: float = 20) -> None:

@@ -9,6 +9,9 @@ Policies:
 - ``round-robin``: the least recently used.
 - ``drain``: the soonest weekly reset first.
 
+An account whose lineage is lent to another tool's file may not run: that tool spends its refresh
+token, and only ``acct use`` moves it. One lent to the file this choice is for is the one in use.
+
 Every policy ranks OAuth accounts before API-key accounts (an API key is spent only when no
 subscription can run) and an account with a window at 100 % after every account without one.
 Unknown usage ranks as a fresh account; the caller is told which eligible accounts were never
@@ -30,9 +33,12 @@ FULL = 100.0
 
 
 class BenchLike(Protocol):
-    until: float
-    kind: str
-    reason: str
+    @property
+    def until(self) -> float: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,16 @@ def _pace_gap(u: Usage | None, now: float) -> float | None:
 
 
 def _ineligible(
-    a: Account, benches: Mapping[str, BenchLike], now: float, exclude: Collection[str]
+    a: Account,
+    benches: Mapping[str, BenchLike],
+    now: float,
+    exclude: Collection[str],
+    here: tuple[str, str] | None,
 ) -> str | None:
     if a.id in exclude or a.name in exclude:
         return "already tried in this run"
+    if a.holder is not None and (a.holder.target, a.holder.path) != here:
+        return f"lent to {a.holder.target} ({a.holder.path})"
     if not a.enabled:
         return "disabled"
     if a.needs_login:
@@ -181,11 +193,14 @@ def pick(
     *,
     last_used: Mapping[str, float],
     exclude: Collection[str] = (),
+    here: tuple[str, str] | None = None,
 ) -> Choice:
     """Rank every account under ``policy`` and choose the best eligible one.
 
     ``exclude`` holds account ids (or names) that may not be chosen, e.g. the ones that already
-    hit a limit during this run. The result is deterministic: the account name breaks ties.
+    hit a limit during this run. ``here`` is the tool file the account is for, as custody records
+    it (target, resolved path): an account lent to any other file is skipped. The result is
+    deterministic: the account name breaks ties.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}")
@@ -196,7 +211,7 @@ def pick(
         rec = usage_records.get(a.id)
         u = rec.usage if rec else None
         last = last_used.get(a.id, float(a.last_used_at or 0))
-        blocked = _ineligible(a, benches, now, exclude)
+        blocked = _ineligible(a, benches, now, exclude, here)
         if blocked is not None:
             ranking.append(Ranked(a.name, False, (math.inf,), blocked))
             continue

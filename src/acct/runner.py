@@ -3,11 +3,12 @@
 - A stream that is a terminal is inherited, so the tool sees a TTY and draws as it likes.
 - A stream that is not a terminal (a pipe, a file) goes through a pipe: a thread copies every
   byte to acct's own descriptor unchanged and keeps the last ``TAIL_BYTES`` for
-  :mod:`acct.classify`.
+  :mod:`acct.classify`. When acct's reader goes away (``acct exec -- claude -p x | head -1``),
+  copying stops and the child's pipe is closed, so the child gets SIGPIPE as it would alone.
 - SIGTERM and SIGHUP sent to acct are forwarded to the child. SIGINT (and SIGQUIT) typed on the
   terminal reach the child directly, since it stays in acct's process group; acct only keeps
   them from killing itself. When acct is not the terminal's foreground process, a SIGINT it
-  receives is forwarded instead.
+  receives is forwarded instead. Either way the run is marked ``interrupted``.
 - The status is the child's exit code, or 128+N when signal N killed it (as shells report it).
 """
 
@@ -31,6 +32,7 @@ from acct.errors import NotFound
 TAIL_BYTES = 64 * 1024
 _CHUNK = 65536
 _JOIN_TIMEOUT = 2.0  # after the child exits, a grandchild may still hold its pipes open
+_INTERRUPTS = (signal.SIGINT, signal.SIGQUIT)
 
 
 class CommandNotFound(NotFound):
@@ -50,7 +52,8 @@ class RunResult:
     started_at: float  # epoch seconds
     ended_at: float
     forwarded: tuple[int, ...] = ()  # signals acct received and passed on
-    captured: bool = True  # False when both streams were terminals (``tail`` is then empty)
+    captured: tuple[int, ...] = (1, 2)  # descriptors whose output ``tail`` holds (not terminals)
+    interrupted: bool = False  # SIGINT or SIGQUIT reached acct (typed on the terminal or sent)
 
 
 class _Tail:
@@ -73,7 +76,7 @@ class _Tail:
 
 
 def _write_all(fd: int, data: bytes) -> bool:
-    """Write everything; False once the reader went away (the child keeps being drained)."""
+    """Write everything; False once the reader went away."""
     view = memoryview(data)
     while view:
         try:
@@ -89,7 +92,11 @@ def _write_all(fd: int, data: bytes) -> bool:
 
 
 def _pump(src: int, dst: int, tail: _Tail) -> None:
-    alive = True
+    """Copy the child's stream to ours until it ends or our reader goes away.
+
+    In the second case the read end closes at once: the child's next write fails (SIGPIPE) and
+    it stops, as it would writing to that reader itself.
+    """
     try:
         while True:
             try:
@@ -99,8 +106,8 @@ def _pump(src: int, dst: int, tail: _Tail) -> None:
             if not data:
                 return
             tail.add(data)
-            if alive:
-                alive = _write_all(dst, data)
+            if not _write_all(dst, data):
+                return
     finally:
         os.close(src)
 
@@ -131,10 +138,12 @@ class _Forwarder:
         self.pid: int | None = None
         self.pending: list[int] = []
         self.received: list[int] = []
+        self.absorbed: list[int] = []
         self.saved: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum not in self.forward:
+            self.absorbed.append(signum)
             return
         self.received.append(signum)
         if self.pid is None:
@@ -157,6 +166,10 @@ class _Forwarder:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self.saved.items():
             signal.signal(sig, old)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(s in _INTERRUPTS for s in (*self.received, *self.absorbed))
 
 
 def _status(returncode: int) -> int:
@@ -209,9 +222,15 @@ def run(
         ended = time.time()
         for t in threads:
             t.join(_JOIN_TIMEOUT)
-    tail = "\n".join(tails[fd].text() for fd in (1, 2) if capture[fd])
+    captured = tuple(fd for fd in (1, 2) if capture[fd])
     return RunResult(
-        _status(returncode), tail, started, ended, tuple(fw.received), any(capture.values())
+        _status(returncode),
+        "\n".join(tails[fd].text() for fd in captured),
+        started,
+        ended,
+        tuple(fw.received),
+        captured,
+        fw.interrupted,
     )
 
 

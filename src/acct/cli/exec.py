@@ -12,6 +12,11 @@ holds it), run the tool on the same terminal, harvest the file back, classify th
   No bench, no rotation: acct exits with the tool's status and the user re-runs when ready.
 - ``ok`` / ``other``: acct exits with the tool's status (128+N when signal N killed it).
 
+Accounts lent to another tool's file are never taken from it (only ``acct use`` moves an
+account): that tool may be spending its refresh token. Nothing is benched or rotated when the
+user interrupted the run, when the file cannot be read back, or when the file held another
+account by the end of the run (an ``acct use`` switched it meanwhile).
+
 ``[targets.NAME] resume_args`` in ``config.toml`` replaces the arguments of a resumed run;
 ``{prompt}`` in them becomes the continuation prompt.
 """
@@ -24,8 +29,8 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Annotated
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -35,18 +40,32 @@ from acct.cli.common import TargetOpt, complete_account, ctx
 from acct.cli.render import human_duration, line, local_time, warn
 from acct.config import POLICIES
 from acct.context import Ctx
-from acct.errors import AcctError, AllLimited, Interrupted, NeedsLogin, NotFound, UsageError
-from acct.models import Account, Usage, UsageRecord
+from acct.errors import (
+    AcctError,
+    AllLimited,
+    HeldByTarget,
+    Interrupted,
+    NeedsLogin,
+    NotFound,
+    UsageError,
+)
+from acct.models import Account, Holder, Usage, UsageRecord
 from acct.pick import Choice, pick
 from acct.runner import RunResult, run
 from acct.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
 
-# Variables that would make the tool ignore the file acct writes (FACTS §3).
+if TYPE_CHECKING:
+    from acct.custody import HarvestResult
+
+# Variables that would make the tool ignore the file acct writes (FACTS §3). Pi reads its file
+# before ANTHROPIC_OAUTH_TOKEN and ANTHROPIC_API_KEY: those stay.
 OVERRIDES: dict[str, tuple[str, ...]] = {
     "claude-code": ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
-    "pi": ("ANTHROPIC_OAUTH_TOKEN", "ANTHROPIC_API_KEY"),
     "opencode": ("OPENCODE_AUTH_CONTENT",),
 }
+# Where each tool prints its limit (FACTS §4): when acct does not see that stream, it asks the
+# usage endpoint instead.
+LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 FULL = 100.0
 
@@ -80,9 +99,10 @@ class Session:
     opts: ExecOptions
     target: JsonTarget
     policy: str
+    here: tuple[str, str]  # the file this run lends to, as custody records it (target, path)
     tried: set[str] = field(default_factory=set)
     rotations: int = 0
-    pending_rotation: dict[str, object] | None = None
+    pending_rotation: dict[str, Any] | None = None
 
     # --- choosing ----------------------------------------------------------------------------
 
@@ -102,6 +122,7 @@ class Session:
             self.policy,
             last_used=st.last_used(),
             exclude=exclude,
+            here=self.here,
         )
 
     def choose(self) -> Account:
@@ -139,6 +160,11 @@ class Session:
                 raise NeedsLogin(
                     choice.reason, hint="run `acct login NAME` for the accounts that need it"
                 )
+            if any(self._elsewhere(a) for a in accounts):
+                raise HeldByTarget(
+                    choice.reason,
+                    hint=f"`acct use NAME --target {self.target.name}` moves an account here",
+                )
             raise UsageError(choice.reason, hint="`acct enable NAME` or `acct login`")
         name, until = earliest
         when = f"{name} at {local_time(until)} (in {human_duration(until - time.time())})"
@@ -155,7 +181,7 @@ class Session:
         usable = [
             a
             for a in self._runnable(list(self.c.store.read()))
-            if a.enabled and not a.needs_login and a.id in benches
+            if a.enabled and not a.needs_login and a.id in benches and not self._elsewhere(a)
         ]
         if not usable:
             return None
@@ -184,34 +210,70 @@ class Session:
             env["ANTHROPIC_API_KEY"] = acc.api_key
         return env
 
+    def _elsewhere(self, acc: Account) -> Holder | None:
+        """The other tool file ``acc`` is lent to, if any (this run's own file does not count)."""
+        h = acc.holder
+        return h if h is not None and (h.target, h.path) != self.here else None
+
+    def _refuse_elsewhere(self, acc: Account) -> None:
+        current = self.c.store.read().by_id(acc.id) or acc
+        h = self._elsewhere(current)
+        if h is not None:
+            raise HeldByTarget(
+                f"account {acc.name!r} is lent to {h.target} ({h.path}); acct exec does not "
+                "take it from there",
+                hint=f"run another account, or move it with `acct use {acc.name} --target "
+                f"{self.target.name}`",
+            )
+
     def lend(self, acc: Account) -> Account:
-        """Lend ``acc`` (or, when it turns out to need a login, the next one)."""
+        """Lend ``acc`` (or, when it needs a login or another tool holds it, the next one)."""
         from acct import custody
 
         while True:
             if not acc.is_oauth:
                 return acc
             try:
+                self._refuse_elsewhere(acc)
                 custody.lend(self.c, acc.id, self.target.name, self.c.env)
                 return acc
-            except NeedsLogin as e:
+            except (NeedsLogin, HeldByTarget) as e:
                 if self.opts.account is not None and not self.rotations:
                     raise
+                if isinstance(e, HeldByTarget) and not self._held_elsewhere_now(acc):
+                    raise  # about the file, not the account: another account would fare no better
                 warn(f"{e.message}; trying another account")
                 self.tried.add(acc.id)
                 acc = self.choose()
 
+    def _held_elsewhere_now(self, acc: Account) -> bool:
+        current = self.c.store.read().by_id(acc.id)
+        return current is not None and self._elsewhere(current) is not None
+
     def run_once(
         self, acc: Account, argv: list[str], env: Mapping[str, str]
     ) -> tuple[RunResult, Ending]:
-        from acct import custody
-
         self.c.state.close()  # no SQLite handle held open across the child's lifetime
         result = run(argv, self.child_env(env, acc))
+        ending = self._ending(acc, result)
+        self._record_run(acc, result, ending)
+        return result, ending
+
+    def _ending(self, acc: Account, result: RunResult) -> Ending:
+        """How the run ended, for the account it ran on; ``other`` whenever acct must not act."""
+        from acct import custody
+
+        held: str | None = acc.id
+        who = acc.name
         if acc.is_oauth:
-            hv = custody.harvest(self.c, self.target.name, self.c.env)
+            try:
+                hv = custody.harvest(self.c, self.target.name, self.c.env)
+            except AcctError as e:
+                warn(f"{e.message}; not benching or rotating after this run")
+                return Ending("other", None, e.message)
             if hv.status == "blank" and hv.account_id == acc.id:
-                return result, Ending("auth", None, hv.message)
+                return Ending("auth", None, hv.message)
+            held, who = self._file_held(hv)
         ending = classify(
             self.target,
             result.status,
@@ -219,13 +281,37 @@ class Session:
             time.time(),
             extra=self.c.config.target(self.target.name),
         )
-        if ending.kind == "other" and not result.captured and 0 < result.status < 128:
+        if ending.kind == "other" and held == acc.id and self._unseen(result):
             ending = self._usage_says(acc, result) or ending
-        self._record_run(acc, result, ending)
-        return result, ending
+        if ending.kind in ("quota", "auth") and held != acc.id:
+            warn(
+                f"{self.target.name}'s file held {who} when the run ended, not {acc.name} "
+                f"(switched during the run); not benching {acc.name} or rotating"
+            )
+            return replace(ending, kind="other")
+        return ending
+
+    def _file_held(self, hv: HarvestResult) -> tuple[str | None, str]:
+        """The account the tool's file held after the run (id or None, and how to name it)."""
+        held = hv.known_id if hv.status == "foreign" else hv.account_id
+        if hv.status == "absent":
+            held = None
+        acc = self.c.store.read().by_id(held) if held is not None else None
+        if acc is not None:
+            return held, acc.name
+        return held, hv.identity or (
+            "no login" if hv.entry is None else "a login acct does not track"
+        )
+
+    def _unseen(self, result: RunResult) -> bool:
+        """Whether the tool ended with an error on a stream acct did not read (a terminal)."""
+        streams = LIMIT_STREAMS.get(self.target.name, (1, 2))
+        missed = any(fd not in result.captured for fd in streams)
+        return missed and 0 < result.status < 128 and not result.interrupted
 
     def _usage_says(self, acc: Account, result: RunResult) -> Ending | None:
-        """On a terminal the tool's words are not seen: a full window in a fresh fetch tells."""
+        """Unseen words: a full 5-hour or 7-day window in a fresh fetch tells a limit. Per-model
+        weekly caps do not: a run they stop names them, and a full one would bench for days."""
         rec, _ = self._confirm(acc, result)
         if rec is None or not _fresh(rec, result):
             return None
@@ -295,7 +381,7 @@ class Session:
         with contextlib.suppress(AcctError):
             st = self.c.state
             if self.pending_rotation is not None:
-                gap = result.started_at - float(self.pending_rotation.pop("ended_at"))  # type: ignore[arg-type]
+                gap = result.started_at - float(self.pending_rotation.pop("ended_at"))
                 st.record(
                     "rotate",
                     target=self.target.name,
@@ -324,7 +410,7 @@ class Session:
         argv = list(self.opts.argv)
         while True:
             result, ending = self.run_once(acc, argv, env)
-            if any(s in TERMINATING for s in result.forwarded):
+            if result.interrupted or any(s in TERMINATING for s in result.forwarded):
                 return result.status
             if ending.kind == "throttle":
                 line(
@@ -369,8 +455,12 @@ def _fresh(rec: UsageRecord, result: RunResult) -> bool:
     )
 
 
-def full_windows(u: Usage | None) -> list[tuple[str, float | None]]:
-    """Windows at or over 100 %: (label, resets_at). A reset may have passed a moment ago."""
+def full_windows(u: Usage | None, named: str | None = None) -> list[tuple[str, float | None]]:
+    """Windows at or over 100 %: (label, resets_at). A reset may have passed a moment ago.
+
+    The 5-hour and 7-day windows always count; a per-model weekly cap (``Opus weekly``) only when
+    ``named`` is it, i.e. when the tool said that cap stopped it: such a cap stops one model only.
+    """
     if u is None:
         return []
     out: list[tuple[str, float | None]] = []
@@ -378,8 +468,9 @@ def full_windows(u: Usage | None) -> list[tuple[str, float | None]]:
         if w is not None and w.utilization is not None and w.utilization >= FULL:
             out.append((label, w.resets_at))
     for label, pct, reset in u.scoped:
-        if pct is not None and pct >= FULL:
-            out.append((f"{label} weekly", reset))
+        scoped = f"{label} weekly"
+        if pct is not None and pct >= FULL and named and scoped.casefold() == named.casefold():
+            out.append((scoped, reset))
     return out
 
 
@@ -391,7 +482,7 @@ def quota_rest(ending: Ending, rec: UsageRecord | None, now: float, cooloff: flo
     full windows; ``cooloff`` when nothing names a time.
     """
     if rec is not None and rec.usage is not None:
-        full = full_windows(rec.usage)
+        full = full_windows(rec.usage, ending.window)
         if not full:
             peak = rec.usage.peak
             note = f"usage shows {peak:.0f}%" if peak is not None else "usage does not confirm it"
@@ -490,7 +581,11 @@ def run_exec(c: Ctx, opts: ExecOptions) -> int:
         raise UsageError(f"unknown policy {policy!r} (policies: {', '.join(POLICIES)})")
     if opts.max_rotations is not None and opts.max_rotations < 0:
         raise UsageError("--max-rotations must be 0 or more")
-    return Session(c, opts, get_target(name), policy).run()
+    from acct import custody
+
+    target = get_target(name)
+    here = (target.name, custody.holder_path(target.path(c.env)))
+    return Session(c, opts, target, policy, here).run()
 
 
 @app.command(
@@ -500,7 +595,9 @@ def run_exec(c: Ctx, opts: ExecOptions) -> int:
 def exec_command(
     cmd: Annotated[
         list[str],
-        typer.Argument(metavar="CMD...", help="The tool and its arguments, after --.", show_default=False),
+        typer.Argument(
+            metavar="CMD...", help="The tool and its arguments, after --.", show_default=False
+        ),
     ],
     target: TargetOpt = None,
     account: Annotated[
