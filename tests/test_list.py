@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -140,3 +141,110 @@ def test_corrupt_store_is_reported_and_left_alone(
     assert path.read_bytes() == garbage
     if "--json" in args:
         assert json.loads(proc.stdout)["error"]["code"] == "corrupt"
+
+
+# --- width: nothing that identifies an account is cut ----------------------------------------
+
+
+def _list_on_a_terminal(env: dict[str, str], columns: int) -> str:
+    """`acct list` with stdout on a pseudo-terminal `columns` wide; what it showed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acct", "list"],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env={**env, "COLUMNS": str(columns)},
+        cwd=env["HOME"],
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # bold and dim: what a terminal shows as style
+
+
+def _narrow_fixture(fake: FakeAnthropic, ctx: Ctx) -> list[Account]:
+    alice = seed_account(
+        fake, ctx, "alice@example.com", email="alice@example.com", five_hour=37.0, seven_day=12.0
+    )
+    work = seed_account(fake, ctx, "work", email="bob.longname@corp.example.org", five_hour=5.0)
+    gone = seed_account(fake, ctx, "gone")
+    with ctx.store.transaction() as accounts:
+        accounts.put(accounts.get("gone").copy(needs_login=True))
+    now = time.time()
+    from acct.models import Usage, Window
+
+    ctx.state.put_usage(alice.id, Usage(Window(37.0, now + 3 * 3600), Window(12.0, now + 86400)))
+    ctx.state.put_usage(work.id, Usage(Window(5.0, now + 3600), Window(0.0, now + 86400)))
+    ctx.state.put_usage_error(gone.id, "rate_limited", "429", backoff_until=now + 600)
+    return [alice, work, ctx.store.read().get("gone")]
+
+
+def test_list_at_80_columns_cuts_no_name_plan_state_usage_or_token(
+    fake: FakeAnthropic, ctx: Ctx, env: dict[str, str]
+) -> None:
+    accounts = _narrow_fixture(fake, ctx)
+    text = _list_on_a_terminal(env, 80)
+    assert "…" not in text, text
+    header = text.splitlines()[0]
+    for title in ("NAME", "PLAN", "STATE", "5H", "7D", "TOKEN"):
+        assert title in header, text
+    for acc in accounts:
+        assert acc.name in text and acc.fingerprint in text, text
+    assert "needs login" in text and "37%" in text and "12%" in text and "max" in text
+    # What no longer fits beside the row follows the table.
+    assert "gone: usage: rate-limited, retry in" in text
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+
+
+def test_list_into_a_pipe_is_never_cut_to_the_terminal_width(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    accounts = _narrow_fixture(fake, ctx)
+    proc = acct("list", env={"COLUMNS": "40"})
+    assert proc.returncode == 0, proc.stderr
+    rows = rows_by_name(proc.stdout)
+    assert "…" not in proc.stdout
+    assert all(h in proc.stdout.splitlines()[0] for h in (*HEADERS, "NOTE"))
+    assert "bob.longname@corp.example.org" in rows["work"]
+    assert "usage: rate-limited, retry in" in rows["gone"]
+    for acc in accounts:
+        assert acc.fingerprint in rows[acc.name]
+
+
+def test_email_is_left_out_when_it_only_repeats_the_name(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "alice@example.com", email="alice@example.com")
+    header = acct("list", check=True).stdout.splitlines()[0]
+    assert "EMAIL" not in header and "NAME" in header
+
+
+def test_list_suggests_polling_only_when_a_polled_account_lacks_usage(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "gone")
+    with ctx.store.transaction() as accounts:
+        accounts.put(accounts.get("gone").copy(needs_login=True))
+    assert "--usage" not in acct("list", check=True).stderr  # a logged-out account is never polled
+    seed_account(fake, ctx, "fresh")
+    assert "`acct list --usage` fetches usage" in acct("list", check=True).stderr

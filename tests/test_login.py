@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -38,6 +39,7 @@ class LoginProcess:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.stderr_lines: list[str] = []
+        self.url_seen = ""
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -55,7 +57,8 @@ class LoginProcess:
                 self.stderr_lines
             )
             if line.startswith("http"):
-                return line.strip()
+                self.url_seen = line.strip()
+                return self.url_seen
 
     def paste(self, text: str) -> None:
         assert self.proc.stdin is not None
@@ -103,7 +106,7 @@ def test_login_via_loopback_stores_the_account(
     assert page.status_code == 200 and "login complete" in page.text
     code, out, err = login.finish()
     assert code == 0, err
-    assert out.strip() == "logged in work@example.com work@example.com (max)"
+    assert out.strip() == "logged in work@example.com (max)"
     assert "paste" in err.lower()
 
     [acc] = stored(ctx)
@@ -155,20 +158,45 @@ def test_login_by_pasting_the_redirect_url(fake: FakeAnthropic, env, ctx: Ctx) -
     assert [a.email for a in stored(ctx)] == ["remote@example.com"]
 
 
-def test_a_callback_with_the_wrong_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+def test_a_callback_with_the_wrong_state_is_ignored_and_the_login_goes_on(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    """Any local program can call the loopback port: a stray answer must not end the login."""
     fake.add_account(email="x@example.com")
     login = LoginProcess(env, "--no-browser")
     location = authorize(login.url()).headers["location"]
     parts = urlsplit(location)
-    forged = urlunsplit(
-        parts._replace(query=urlencode({**query_of(location), "state": "someone-else"}))
-    )
-    page = httpx.get(forged, timeout=30)
-    assert page.status_code == 400 and "Nothing was stored" in page.text
+    for query in (
+        {**query_of(location), "state": "someone-else"},
+        {"code": "x", "state": "y"},
+        {"code": "x"},
+        {"error": "access_denied", "state": "y"},
+    ):
+        page = httpx.get(urlunsplit(parts._replace(query=urlencode(query))), timeout=30)
+        assert page.status_code == 400 and "ignored" in page.text and "Nothing was stored" in page.text
+    assert login.proc.poll() is None and fake.stats()["token_code"] == 0
+    assert httpx.get(location, timeout=30).status_code == 200
     code, _, err = login.finish()
-    assert code != 0 and "state mismatch" in err and "nothing was stored" in err
+    assert code == 0, err
+    assert [a.email for a in stored(ctx)] == ["x@example.com"]
+
+
+def test_a_login_error_from_the_callback_is_printed_without_control_characters(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    login = LoginProcess(env, "--no-browser")
+    state = query_of(login.url())["state"]
+    error = "access_denied\x1b]0;owned\x07\x1b[2J"
+    port = urlsplit(query_of(login.url_seen)["redirect_uri"]).port
+    page = httpx.get(
+        f"http://127.0.0.1:{port}/callback?" + urlencode({"error": error, "state": state}),
+        timeout=30,
+    )
+    assert page.status_code == 400
+    code, _, err = login.finish()
+    assert code == 4 and "not approved (access_denied]0;owned[2J)" in err
+    assert "\x1b" not in err and "\x07" not in err
     assert not ctx.paths.accounts_file.exists()
-    assert fake.stats()["token_code"] == 0
 
 
 def test_a_pasted_code_with_the_wrong_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
@@ -233,7 +261,7 @@ def test_a_new_login_clears_needs_login_and_custody(
         accounts.put(accounts.get("work").copy(needs_login=True, holder=held))
     code, out, err = _login_loopback(env, "work")
     assert code == 0, err
-    assert out.strip() == "logged in work work@example.com (max)"
+    assert out.strip() == "logged in work (work@example.com, max)"
     [after] = stored(ctx)
     assert after.id == acc.id and not after.needs_login and after.holder is None
 
@@ -270,7 +298,7 @@ def test_the_email_name_taken_by_another_identity_gets_a_unique_name(
     fake.next_login(newcomer["uuid"])
     code, out, err = _login_loopback(env)
     assert code == 0, err
-    assert out.startswith("logged in same@example.com-2 same@example.com")
+    assert out.strip() == "logged in same@example.com-2 (same@example.com, max)"
     assert sorted(a.name for a in stored(ctx)) == ["same@example.com", "same@example.com-2"]
 
 
@@ -281,7 +309,7 @@ def test_profile_403_degrades_to_the_token_answer_identity(
     fake.configure(profile_fail_status=403)
     code, out, err = _login_loopback(env)
     assert code == 0, err
-    assert out.strip() == "logged in setup@example.com setup@example.com (plan unknown)"
+    assert out.strip() == "logged in setup@example.com (plan unknown)"
     assert "403" in err
     [acc] = stored(ctx)
     assert acc.uuid == account["uuid"] and acc.org_uuid == account["org_uuid"] and acc.plan is None
@@ -357,3 +385,131 @@ def test_the_browser_is_opened_by_default(fake: FakeAnthropic, env, tmp_path: Pa
     login.finish()
     assert marker.read_text().strip() == url
     assert os.stat(marker).st_size > 0
+
+
+# --- an idle connection to the callback port (browsers open speculative ones) ----------------
+
+
+def _idle_connection(url: str) -> socket.socket:
+    """Connect to the loopback callback and send nothing, as a browser's pre-connect does."""
+    port = urlsplit(query_of(url)["redirect_uri"]).port
+    assert port
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def _ended(login: LoginProcess, within: float = 30) -> int | None:
+    """The exit status, or None (after killing it) when the login still runs: it hung."""
+    try:
+        return login.proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        login.proc.kill()
+        login.proc.wait()
+        return None
+
+
+def test_an_idle_connection_to_the_callback_port_does_not_block_the_login(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    fake.add_account(email="chrome@example.com")
+    login = LoginProcess(env, "--no-browser", "--timeout", "60")
+    url = login.url()
+    with _idle_connection(url), _idle_connection(url):
+        location = authorize(url).headers["location"]
+        try:
+            page = httpx.get(location, timeout=15)
+        finally:
+            status = _ended(login)
+        assert page.status_code == 200 and "login complete" in page.text
+        assert status == 0, "".join(login.stderr_lines)
+    assert [a.email for a in stored(ctx)] == ["chrome@example.com"]
+
+
+def test_login_timeout_fires_while_an_idle_connection_is_open(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    login = LoginProcess(env, "--no-browser", "--timeout", "1")
+    with _idle_connection(login.url()):
+        status = _ended(login)
+    assert status == 1, "acct login did not end at its --timeout while a connection sat idle"
+    assert "no login answer within 1s" in "".join(login.stderr_lines)
+    assert not ctx.paths.accounts_file.exists()
+
+
+def test_ctrl_c_ends_login_while_an_idle_connection_is_open(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    login = LoginProcess(env, "--no-browser")
+    with _idle_connection(login.url()):
+        time.sleep(0.3)  # let the server take the connection in
+        login.proc.send_signal(signal.SIGINT)
+        status = _ended(login)
+    assert status == 130, "acct login did not end on Ctrl-C while a connection sat idle"
+    assert "interrupted" in "".join(login.stderr_lines)
+    assert not ctx.paths.accounts_file.exists()
+
+
+# --- what is checked before the browser flow, and naming ---------------------------------------
+
+
+def test_a_pasted_code_without_its_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="x@example.com")
+    login = LoginProcess(env, "--manual")
+    code_only = authorize(login.url()).headers["x-fake-code"].split("#")[0]
+    login.paste(code_only)
+    code, _, err = login.finish()
+    assert code == 2 and "paste the whole CODE#STATE" in err and "nothing was stored" in err
+    assert not ctx.paths.accounts_file.exists()
+    assert fake.stats()["token_code"] == 0
+    assert code_only not in err
+
+
+def test_a_pasted_redirect_url_without_its_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    fake.add_account(email="x@example.com")
+    login = LoginProcess(env, "--no-browser")
+    location = authorize(login.url()).headers["location"]
+    parts = urlsplit(location)
+    login.paste(urlunsplit(parts._replace(query=urlencode({"code": query_of(location)["code"]}))))
+    code, _, err = login.finish()
+    assert code == 2 and "CODE#STATE" in err
+    assert fake.stats()["token_code"] == 0
+
+
+def test_login_on_a_corrupt_store_fails_before_the_browser_flow(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    path = ctx.paths.accounts_file
+    path.parent.mkdir(parents=True, mode=0o700)
+    path.write_text("version = 1\n[[accounts]\n")
+    proc = acct("login", "--no-browser", "--timeout", "30")
+    assert proc.returncode == 1
+    assert "http" not in proc.stderr and str(path) in proc.stderr
+    assert fake.log("authorize") == [] and path.read_text() == "version = 1\n[[accounts]\n"
+
+
+def test_login_with_the_name_of_another_account_is_stored_under_its_email(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    """`acct login work` where the browser logged in someone else: `work` stays as it was."""
+    work = seed_account(fake, ctx, "work", email="work@example.com")
+    newcomer = fake.add_account(email="new@example.com")
+    fake.next_login(newcomer["uuid"])
+    code, out, err = _login_loopback(env, "work")
+    assert code == 0, err
+    assert out.strip() == "logged in new@example.com (max)"
+    assert "'work' is the account work@example.com, but this login is new@example.com" in err
+    assert "stored it as 'new@example.com' and left 'work' unchanged" in err
+    accounts = ctx.store.read()
+    assert accounts.get("work") == work
+    assert accounts.get("new@example.com").uuid == newcomer["uuid"]
+
+
+def test_a_new_login_keeps_a_rate_limit_backoff(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+    """The usage endpoint throttles per account: a new login does not lift a 429 back-off."""
+    acc = seed_account(fake, ctx, "work", email="work@example.com")
+    fake.next_login(acc.uuid)
+    until = time.time() + 3600
+    ctx.state.put_usage_error(acc.id, "rate_limited", "429", backoff_until=until)
+    code, _, err = _login_loopback(env, "work")
+    assert code == 0, err
+    record = ctx.state.usage(acc.id)
+    assert record is not None and record.error == "rate_limited" and record.backoff_until == until

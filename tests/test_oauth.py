@@ -6,6 +6,7 @@ import base64
 import hashlib
 import re
 import time
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -60,18 +61,25 @@ def test_authorize_url_has_exactly_the_claude_code_parameters() -> None:
         ("  abc#def \n", "abc", "def"),
         ("http://localhost:5/callback?code=abc&state=def", "abc", "def"),
         ("https://platform.claude.com/oauth/code/callback?code=abc&state=def", "abc", "def"),
-        ("abc", "abc", "OURS"),
-        ("http://localhost:5/callback?code=abc", "abc", "OURS"),
     ],
 )
 def test_parse_pasted(text: str, code: str, state: str) -> None:
-    answer = oauth.parse_pasted(text, "OURS")
+    answer = oauth.parse_pasted(text)
     assert answer is not None and (answer.code, answer.state) == (code, state)
+
+
+@pytest.mark.parametrize(
+    "text", ["abc", "abc#", "abc#  ", "http://localhost:5/callback?code=abc"]
+)
+def test_a_pasted_code_without_a_state_carries_none_to_check(text: str) -> None:
+    """The caller refuses these: without the state nothing ties the code to this login."""
+    answer = oauth.parse_pasted(text)
+    assert answer is not None and answer.code == "abc" and answer.state is None
 
 
 @pytest.mark.parametrize("text", ["", "   ", "http://localhost:5/callback?state=x", "#x"])
 def test_parse_pasted_refuses_what_has_no_code(text: str) -> None:
-    assert oauth.parse_pasted(text, "OURS") is None
+    assert oauth.parse_pasted(text) is None
 
 
 def test_token_answer_keeps_the_old_refresh_token_when_none_comes_back() -> None:
@@ -79,7 +87,12 @@ def test_token_answer_keeps_the_old_refresh_token_when_none_comes_back() -> None
         {"access_token": "a2", "expires_in": 100}, default_scopes=("s",), now=1000
     )
     old = Tokens("a1", "r1", 10, ("s",))
-    assert answer.tokens(old) == Tokens("a2", "r1", 1100, ("s",))
+    assert answer.tokens(old) == Tokens("a2", "r1", 1100, ("s",), obtained_at=1000)
+
+
+def test_printable_strips_control_characters() -> None:
+    assert oauth.printable("access_denied\x1b[2J\x07\r\nx") == "access_denied[2Jx"
+    assert len(oauth.printable("e" * 500)) == 100
 
 
 def test_exchange_code_and_profile(fake: FakeAnthropic, ctx: Ctx) -> None:
@@ -127,8 +140,10 @@ def test_unreachable_token_endpoint_is_a_network_error(
 ) -> None:
     c = Ctx(env={**env, "ACCT_TOKEN_URL": "http://127.0.0.1:9/v1/oauth/token"})
     acc = seed_account(fake, c, "work")
-    with pytest.raises(NetworkError):
+    with pytest.raises(NetworkError) as e:
         oauth.refresh(c, acc.id, force=True)
+    assert "nothing was sent" in e.value.message and e.value.hint == "try again later"
+    assert not isinstance(e.value, oauth.RefreshUnanswered)
     assert c.store.read().get("work").tokens == acc.tokens
 
 
@@ -203,3 +218,54 @@ def test_store_api_key_refuses_an_oauth_name(fake: FakeAnthropic, ctx: Ctx) -> N
     seed_account(fake, ctx, "work")
     with pytest.raises(UsageError):
         oauth.store_api_key(ctx, "work", "sk-ant-api03-x")
+
+
+def _set_obtained_at(ctx: Ctx, name: str, when: int | None) -> None:
+    with ctx.store.transaction() as accounts:
+        a = accounts.get(name)
+        assert a.tokens
+        accounts.put(a.copy(tokens=replace(a.tokens, obtained_at=when)))
+
+
+def test_a_forced_refresh_right_after_another_sends_nothing(fake: FakeAnthropic, ctx: Ctx) -> None:
+    acc = seed_account(fake, ctx, "work")
+    first = oauth.refresh_result(ctx, acc.id, force=True)
+    assert first.sent and first.account.tokens and first.account.tokens.obtained_at
+    again = oauth.refresh_result(ctx, acc.id, force=True)  # looked at the store after the first
+    assert not again.sent and again.account.tokens == first.account.tokens
+    assert fake.stats()["token_refresh"] == 1
+
+
+def test_a_forced_refresh_of_older_tokens_is_sent(fake: FakeAnthropic, ctx: Ctx) -> None:
+    acc = seed_account(fake, ctx, "work")
+    _set_obtained_at(ctx, "work", int(time.time()) - 3600)
+    assert oauth.refresh_result(ctx, acc.id, force=True).sent
+    assert fake.stats()["token_refresh"] == 1
+
+
+def test_tokens_obtained_after_the_caller_began_are_not_refreshed_again(
+    fake: FakeAnthropic, ctx: Ctx
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    now = int(time.time())
+    _set_obtained_at(ctx, "work", now - 300)  # older than a minute, younger than the caller
+    result = oauth.refresh_result(ctx, acc.id, force=True, since=now - 600)
+    assert not result.sent and fake.stats()["token_refresh"] == 0
+
+
+def test_a_refresh_left_unanswered_says_it_may_have_gone_through(
+    fake: FakeAnthropic, ctx: Ctx
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    fake.configure(token_delay_ms=3000)
+    with pytest.raises(oauth.RefreshUnanswered) as e:
+        oauth.refresh(ctx, acc.id, force=True, timeout=0.5)
+    assert "did not answer within 0.5s" in e.value.message
+    assert "may have gone through" in e.value.message
+    assert e.value.hint == "if the next refresh fails, run `acct login work`"
+    assert "try again later" not in str(e.value.hint)
+    assert ctx.store.read().get("work").tokens == acc.tokens
+
+
+def test_refresh_waits_a_minute_for_its_answer() -> None:
+    assert oauth.REFRESH_TIMEOUT >= 60 and oauth.STORE_WAIT > oauth.REFRESH_TIMEOUT

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from acct import oauth
 from acct.context import Ctx
 from acct.fsio import file_lock
 from acct.models import Account, Holder
@@ -23,15 +27,11 @@ def _in_lock_wait(pid: int) -> bool:
         return False
 
 
-def test_eight_processes_refreshing_at_once_send_one_request(
-    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx
-) -> None:
-    acc = seed_account(fake, ctx, "work")
-    fake.reset_log()
-    fake.configure(token_delay_ms=1000)  # keep the one refresh in flight while the others queue
+def _refresh_processes(env: dict[str, str], n: int, stagger: float) -> list[subprocess.Popen[str]]:
     cmd = [sys.executable, "-m", "acct", "refresh", "work", "--json"]
-    with file_lock(ctx.paths.account_lock(acc.id)):
-        procs = [
+    procs = []
+    for _ in range(n):
+        procs.append(
             subprocess.Popen(
                 cmd,
                 stdout=subprocess.PIPE,
@@ -41,17 +41,19 @@ def test_eight_processes_refreshing_at_once_send_one_request(
                 env=env,
                 cwd=env["HOME"],
             )
-            for _ in range(8)
-        ]
-        # Every process has looked at the store once it waits for the account's lock.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not all(_in_lock_wait(p.pid) for p in procs):
-            time.sleep(0.05)
+        )
+        time.sleep(stagger)
+    return procs
+
+
+def _one_refresh_for_all(
+    fake: FakeAnthropic, ctx: Ctx, acc: Account, procs: list[subprocess.Popen[str]]
+) -> None:
+    """Exactly one request reached the server; every process ended with the same valid token."""
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     for out, err, code in results:
         assert code == 0, err
     docs = [json.loads(out)["accounts"][0] for out, _, _ in results]
-
     assert fake.stats()["token_refresh"] == 1
     [after] = ctx.store.read()
     assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
@@ -63,6 +65,39 @@ def test_eight_processes_refreshing_at_once_send_one_request(
     assert_no_secrets(
         [t for out, err, _ in results for t in (out, err)], store_secrets(ctx) | _secrets(acc)
     )
+
+
+def test_eight_processes_started_one_after_another_send_one_refresh(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx
+) -> None:
+    """Started over about a second, most find the store already refreshed by the first: they
+    must take those tokens rather than spend the new refresh token once more."""
+    acc = seed_account(fake, ctx, "work")
+    fake.reset_log()
+    _one_refresh_for_all(fake, ctx, acc, _refresh_processes(env, 8, stagger=0.14))
+
+
+def test_eight_processes_started_at_once_send_one_refresh(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    fake.reset_log()
+    _one_refresh_for_all(fake, ctx, acc, _refresh_processes(env, 8, stagger=0))
+
+
+def test_processes_that_read_the_store_before_the_refresh_send_nothing(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx
+) -> None:
+    """All eight looked at the old lineage before any refresh (they queue on the account's lock):
+    the lineage moved on when their turn comes, so they send nothing."""
+    acc = seed_account(fake, ctx, "work")
+    fake.reset_log()
+    with file_lock(ctx.paths.account_lock(acc.id)):
+        procs = _refresh_processes(env, 8, stagger=0)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(_in_lock_wait(p.pid) for p in procs):
+            time.sleep(0.05)
+    _one_refresh_for_all(fake, ctx, acc, procs)
 
 
 def _secrets(acc: Account) -> set[str]:
@@ -116,16 +151,83 @@ def test_server_error_is_transient_and_keeps_the_tokens(
     assert acct("refresh", "work").returncode == 0
 
 
-def test_a_hanging_token_endpoint_times_out_as_a_transient_error(
+def test_a_hanging_token_endpoint_is_not_called_a_safe_retry(
     fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
 ) -> None:
+    """The server rotated the lineage and its answer never came: acct says the refresh may
+    have gone through, and the next refresh finds the lineage dead and asks for a login."""
     acc = seed_account(fake, ctx, "work")
-    fake.configure(token_delay_ms=5000)
-    proc = acct("refresh", "work", "--timeout", "1")
-    assert proc.returncode == 1
-    assert "did not answer within 1s" in proc.stderr
+    fake.configure(token_delay_ms=3000)
+    with pytest.raises(oauth.RefreshUnanswered) as e:
+        oauth.refresh(ctx, acc.id, force=True, timeout=0.5)
+    assert "may have gone through" in e.value.message and "try again" not in e.value.message
+    assert e.value.hint == "if the next refresh fails, run `acct login work`"
     [after] = ctx.store.read()
     assert after.tokens == acc.tokens and not after.needs_login
+
+    fake.configure(token_delay_ms=0)
+    again = acct("refresh", "work")
+    assert again.returncode == 4
+    assert "signed out" in again.stderr and "acct login work" in again.stderr
+    assert ctx.store.read().get("work").needs_login
+    assert fake.stats()["token_refresh"] == 2
+    assert_no_secrets([again.stdout, again.stderr], store_secrets(ctx))
+
+
+def test_refresh_has_no_timeout_option_to_cut_its_answer_short(acct: AcctRunner) -> None:
+    proc = acct("refresh", "work", "--timeout", "1")
+    assert proc.returncode == 2 and "--timeout" in proc.stderr
+
+
+def _corrupt_during_the_refresh(fake: FakeAnthropic, ctx: Ctx, acc: Account) -> bytes:
+    """Once the server has rotated the lineage (its answer still delayed), break the store."""
+    deadline = time.monotonic() + 30
+    while fake.lineage(uuid=acc.uuid)["refresh_count"] == 0:
+        assert time.monotonic() < deadline, "the refresh never reached the server"
+        time.sleep(0.02)
+    path = ctx.paths.accounts_file
+    good = path.read_bytes()
+    path.write_bytes(good + b"\n[[[ not toml\n")
+    return good
+
+
+def test_a_refresh_answer_the_store_cannot_take_is_rescued_not_dropped(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    acc = seed_account(fake, ctx, "work")
+    fake.reset_log()
+    fake.configure(token_delay_ms=1500)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acct", "refresh", "work"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=env["HOME"],
+    )
+    good = _corrupt_during_the_refresh(fake, ctx, acc)
+    _, err = proc.communicate(timeout=60)
+    rescue = oauth.rescue_path(ctx, acc.id)
+    assert proc.returncode == 1
+    assert f"the refreshed tokens of 'work' were saved to {rescue} (0600)" in err
+    assert "the store could not take them: account store" in err
+    assert "run `acct refresh work`, which stores them from that file" in err
+    assert rescue.exists() and stat.S_IMODE(rescue.stat().st_mode) == 0o600
+    assert stat.S_IMODE(rescue.parent.stat().st_mode) == 0o700
+
+    ctx.paths.accounts_file.write_bytes(good)  # the user repairs the store
+    fake.configure(token_delay_ms=0)
+    again = acct("refresh", "work")
+    assert again.returncode == 0, again.stderr
+    assert "stored the tokens an earlier refresh could not store" in again.stdout
+    assert fake.stats()["token_refresh"] == 1  # nothing spent a second time
+    [after] = ctx.store.read()
+    assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
+    lineage = fake.lineage(refresh_token=after.tokens.refresh)
+    assert not lineage["revoked"] and lineage["live_refresh_sha8"] == fake.sha8(after.tokens.refresh)
+    assert not rescue.exists()
+    assert_no_secrets([err, again.stdout, again.stderr], store_secrets(ctx) | _secrets(acc))
 
 
 def _lend(ctx: Ctx, name: str, path: str) -> None:

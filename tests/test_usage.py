@@ -405,3 +405,14 @@ def test_resets_in_the_past_count_as_zero(fake: FakeAnthropic, ctx: Ctx, acct: A
     row = list_json(acct, "--usage")["work"]
     assert row["usage"]["five_hour"]["utilization"] == 80.0
     assert row["usage"]["five_hour"]["utilization_now"] == 0.0
+
+
+def test_the_poll_lease_outlasts_a_poll_that_refreshes_the_token_twice(ctx: Ctx) -> None:
+    """Another process must not poll (and refresh) the account while this poll may still run:
+    a refresh before the request, a 401, another refresh and a second request."""
+    from acct import oauth
+    from acct.usage import _lease
+
+    one_refresh = oauth.refresh_worst_case()
+    assert one_refresh >= oauth.REFRESH_TIMEOUT + oauth.STORE_WAIT
+    assert _lease(ctx) >= 2 * (ctx.config.usage_timeout + one_refresh)

@@ -20,10 +20,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from acct.errors import Busy, CorruptFile
+from acct.errors import AcctError, Busy, CorruptFile
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+
+
+class FileAccessError(AcctError):
+    """The file system refused: a path component is a file, no permission, a full disk..."""
+
+    code = "file"
+
+
+def os_error(action: str, path: Path | str, e: OSError) -> FileAccessError:
+    """One line naming what acct tried, where, and what the system said."""
+    reason = e.strerror or type(e).__name__
+    culprit = e.filename if e.filename and str(e.filename) != str(path) else None
+    where = f"{path} ({reason}: {culprit})" if culprit else f"{path}: {reason}"
+    return FileAccessError(f"cannot {action} {where}")
 
 
 def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
@@ -33,6 +47,8 @@ def ensure_dir(path: Path, mode: int = DIR_MODE) -> Path:
         old = os.umask(0o077)
         try:
             os.makedirs(path, mode=mode, exist_ok=True)
+        except OSError as e:
+            raise os_error("create the directory", path, e) from None
         finally:
             os.umask(old)
     return path
@@ -62,7 +78,10 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Pat
         data = data.encode("utf-8")
     target = real_path(Path(path))
     ensure_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise os_error("write", target, e) from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
@@ -70,9 +89,11 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Pat
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise os_error("write", target, e) from None
         raise
     _fsync_dir(target.parent)
     return target
@@ -130,6 +151,8 @@ def file_lock(path: Path, *, timeout: float = 10.0, what: str | None = None) -> 
             f"{what or path} is locked by another process (waited {timeout:g}s)",
             hint="try again in a moment",
         ) from None
+    except OSError as e:
+        raise os_error("lock", lock_path, e) from None
     try:
         yield
     finally:
@@ -172,7 +195,7 @@ def dir_lock(
             if e.errno == errno.ENOENT:
                 ensure_dir(lock_dir.parent)
                 continue
-            raise
+            raise os_error("lock", lock_dir, e) from None
     try:
         yield
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -35,6 +36,15 @@ class Tokens:
     refresh: str | None = field(repr=False)
     expires_at: int  # epoch seconds
     scopes: tuple[str, ...] = ()
+    # Epoch seconds when acct got these from the token endpoint (None: unknown, e.g. taken from a
+    # tool's file). A forced refresh right after another process's refresh sends nothing.
+    obtained_at: int | None = None
+    # Keys of the stored ``tokens`` table this acct does not know, written back unchanged.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def obtained_since(self, moment: float) -> bool:
+        """Whether these tokens came from the token endpoint at or after ``moment``."""
+        return self.obtained_at is not None and self.obtained_at >= moment
 
     def seconds_left(self, now: float | None = None) -> float:
         return self.expires_at - (time.time() if now is None else now)
@@ -70,6 +80,7 @@ class Holder:
     path: str
     fingerprint: str  # lineage fingerprint of what acct wrote (or found, for an import)
     since: int
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -91,6 +102,8 @@ class Account:
     added_at: int = field(default_factory=lambda: int(time.time()))
     last_used_at: int = 0
     holder: Holder | None = None
+    # Keys of the stored account this acct does not know (a newer acct wrote them): kept as they are.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def fingerprint(self) -> str:

@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -31,7 +32,9 @@ from acct.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, OAUTH_BETA, SCOPES, E
 from acct.errors import (
     AcctError,
     AuthError,
+    CorruptFile,
     HeldByTarget,
+    Interrupted,
     NeedsLogin,
     NetworkError,
     NotFound,
@@ -39,7 +42,7 @@ from acct.errors import (
     RateLimited,
     UsageError,
 )
-from acct.fsio import file_lock
+from acct.fsio import ensure_dir, file_lock, read_json_object, write_json
 from acct.models import PLAN_BY_ORG_TYPE, Account, Tokens
 from acct.store import Accounts, validate_name
 
@@ -49,6 +52,16 @@ DEFAULT_EXPIRES_IN = (
     3600  # assumed when a token answer names no lifetime: refresh early rather than late
 )
 _WAIT_SLICE = 0.25  # the login wait wakes this often, so Ctrl-C is seen at once
+_HANDLER_TIMEOUT = 5.0  # a loopback connection that sends no request is dropped after this
+
+# A refresh answer cut short may be lost after the server has rotated the lineage, so a refresh
+# waits long for its answer, and longer still for the store lock once the answer is in hand.
+REFRESH_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 10.0
+STORE_WAIT = 120.0
+# A forced refresh sends nothing when the stored tokens are this young: another process has
+# just refreshed them, and a second refresh would only rotate the lineage under its feet.
+RECENT_REFRESH = 60.0
 
 
 class ProfileForbidden(AuthError):
@@ -117,11 +130,20 @@ class TokenAnswer:
     email: str | None = None
     org_uuid: str | None = None
     org_name: str | None = None
+    obtained_at: int | None = None
 
     def tokens(self, previous: Tokens | None = None) -> Tokens:
-        """The stored form; keeps the previous refresh token when the answer carries none."""
+        """The stored form; keeps the previous refresh token when the answer carries none, and
+        the stored keys this acct does not know."""
         keep = previous.refresh if previous else None
-        return Tokens(self.access, self.refresh or keep, self.expires_at, self.scopes)
+        return Tokens(
+            self.access,
+            self.refresh or keep,
+            self.expires_at,
+            self.scopes,
+            self.obtained_at,
+            extra=previous.extra if previous else {},
+        )
 
 
 def _str(d: Any, key: str) -> str | None:
@@ -139,15 +161,17 @@ def parse_token_answer(
         expires_in = DEFAULT_EXPIRES_IN
     scope = _str(doc, "scope")
     account, org = doc.get("account"), doc.get("organization")
+    now = time.time() if now is None else now
     return TokenAnswer(
         access=doc["access_token"],
         refresh=_str(doc, "refresh_token"),
-        expires_at=int((time.time() if now is None else now) + expires_in),
+        expires_at=int(now + expires_in),
         scopes=tuple(scope.split()) if scope else default_scopes,
         account_uuid=_str(account, "uuid"),
         email=_str(account, "email_address"),
         org_uuid=_str(org, "uuid"),
         org_name=_str(org, "name"),
+        obtained_at=int(now),
     )
 
 
@@ -166,22 +190,46 @@ def _oauth_error(response: Any) -> str | None:
     return None
 
 
+class _Unanswered(Exception):
+    """The request may have reached the token endpoint, but no answer came back."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 def _post_token(ctx: Ctx, body: dict[str, str], *, timeout: float) -> Any:
-    """POST a JSON grant to the token endpoint; the response (any status) or NetworkError."""
+    """POST a JSON grant to the token endpoint; the response (any status).
+
+    Failures before anything was sent raise NetworkError (safe to retry). Once the request may
+    have been sent, a timeout or a broken connection raises :class:`_Unanswered`: the server may
+    have acted on it (for a refresh: rotated the lineage) and only its answer was lost.
+    """
     import httpx
 
+    unsent = (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        httpx.ProxyError,
+        httpx.UnsupportedProtocol,
+        httpx.LocalProtocolError,
+    )
     try:
         with ctx.http(timeout=timeout) as client:
             return client.post(
                 ctx.endpoints.token_url, json=body, headers={"accept": "application/json"}
             )
-    except httpx.TimeoutException:
+    except unsent as e:
         raise NetworkError(
-            f"the token endpoint did not answer within {timeout:g}s", hint="try again later"
+            f"cannot reach the token endpoint ({type(e).__name__}); nothing was sent",
+            hint="try again later",
         ) from None
+    except httpx.ReadTimeout:
+        raise _Unanswered(f"the token endpoint did not answer within {timeout:g}s") from None
     except httpx.HTTPError as e:
-        raise NetworkError(
-            f"cannot reach the token endpoint: {type(e).__name__}", hint="try again later"
+        raise _Unanswered(
+            f"the connection to the token endpoint broke before its answer ({type(e).__name__})"
         ) from None
 
 
@@ -228,7 +276,13 @@ def exchange_code(
         "redirect_uri": redirect_uri,
         "code_verifier": verifier,
     }
-    response = _post_token(ctx, body, timeout=timeout)
+    try:
+        response = _post_token(ctx, body, timeout=timeout)
+    except _Unanswered as e:
+        raise NetworkError(
+            f"{e.detail}: the login code may be spent; nothing was stored",
+            hint="run `acct login` again",
+        ) from None
     failure = _transient(response, "the token endpoint")
     if failure:
         raise failure
@@ -308,10 +362,17 @@ def fetch_profile(ctx: Ctx, access: str, *, timeout: float = HTTP_TIMEOUT) -> Pr
 # --- refresh ----------------------------------------------------------------------------------
 
 
+class RefreshUnanswered(NetworkError):
+    """A refresh request went out and no answer came back: the lineage may have rotated."""
+
+    code = "refresh_unanswered"
+
+
 @dataclass(frozen=True)
 class RefreshResult:
     account: Account
     sent: bool  # False: nothing was sent (still fresh, or another process refreshed it first)
+    recovered: bool = False  # the tokens came from the recovery file of an earlier refresh
 
 
 def _load(ctx: Ctx, account_id: str) -> Account:
@@ -342,7 +403,7 @@ def refresh(
     force: bool = False,
     margin: float | None = None,
     seen: str | None = None,
-    timeout: float = HTTP_TIMEOUT,
+    timeout: float = REFRESH_TIMEOUT,
 ) -> Account:
     """Refresh the account's tokens unless they are fresh for ``margin`` seconds (or ``force``).
 
@@ -355,10 +416,26 @@ def refresh(
 
 
 def ensure_fresh(
-    ctx: Ctx, account_id: str, margin: float, *, timeout: float = HTTP_TIMEOUT
+    ctx: Ctx, account_id: str, margin: float, *, timeout: float = REFRESH_TIMEOUT
 ) -> Account:
     """The account with an access token good for at least ``margin`` seconds."""
     return refresh(ctx, account_id, margin=margin, timeout=timeout)
+
+
+def _lock_wait(timeout: float) -> float:
+    """How long to wait for an account's lock: its holder may be waiting for a slow endpoint."""
+    return CONNECT_TIMEOUT + timeout + 30.0
+
+
+def refresh_worst_case(timeout: float = REFRESH_TIMEOUT) -> float:
+    """The longest one :func:`refresh_result` call can take: the lock, two requests (a refusal of
+    ``scope`` is asked again without it) and the wait to store the answer."""
+    return _lock_wait(timeout) + 2 * (CONNECT_TIMEOUT + timeout) + STORE_WAIT
+
+
+def _just_refreshed(tokens: Tokens, since: float, now: float) -> bool:
+    """Tokens the token endpoint gave moments ago, or after the caller began."""
+    return tokens.obtained_since(now - RECENT_REFRESH) or tokens.obtained_since(since)
 
 
 def refresh_result(
@@ -368,18 +445,31 @@ def refresh_result(
     force: bool = False,
     margin: float | None = None,
     seen: str | None = None,
-    timeout: float = HTTP_TIMEOUT,
+    since: float | None = None,
+    timeout: float = REFRESH_TIMEOUT,
 ) -> RefreshResult:
-    """:func:`refresh`, also saying whether a request was sent."""
+    """:func:`refresh`, also saying whether a request was sent.
+
+    ``since`` is when the caller began (default: now). A forced refresh sends nothing when the
+    stored tokens were obtained after it, or within the last :data:`RECENT_REFRESH` seconds:
+    processes started one after another must not each spend the lineage once.
+    """
+    since = time.time() if since is None else since
     margin = ctx.config.refresh_margin if margin is None else margin
     if seen is None:
         before = _load(ctx, account_id)
         seen = before.tokens.lineage_fingerprint if before.tokens else None
-    lock_wait = timeout + 30.0  # the holder may be waiting for a slow token endpoint
-    with file_lock(ctx.paths.account_lock(account_id), timeout=lock_wait, what="the account"):
+    with file_lock(
+        ctx.paths.account_lock(account_id), timeout=_lock_wait(timeout), what="the account"
+    ):
         acc = _load(ctx, account_id)
+        rescued = _adopt_rescued(ctx, acc)
+        if rescued is not None:
+            return RefreshResult(rescued, sent=False, recovered=True)
         tokens = _check_refreshable(acc)
         if tokens.lineage_fingerprint != seen:
+            return RefreshResult(acc, sent=False)
+        if force and _just_refreshed(tokens, since, time.time()):
             return RefreshResult(acc, sent=False)
         if not force and tokens.fresh_for(margin):
             return RefreshResult(acc, sent=False)
@@ -389,8 +479,9 @@ def refresh_result(
                 + ("is being replaced" if force else "is about to expire"),
                 hint=f"acct login {acc.name}",
             )
-        answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
-        return RefreshResult(_store_refreshed(ctx, acc, tokens, answer), sent=True)
+        with _spending():
+            answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
+            return RefreshResult(_keep_refreshed(ctx, acc, tokens, answer), sent=True)
 
 
 def _refresh_body(refresh_token: str, scopes: tuple[str, ...]) -> dict[str, str]:
@@ -400,12 +491,25 @@ def _refresh_body(refresh_token: str, scopes: tuple[str, ...]) -> dict[str, str]
     return body
 
 
+def _post_refresh(ctx: Ctx, acc: Account, body: dict[str, str], *, timeout: float) -> Any:
+    try:
+        return _post_token(ctx, body, timeout=timeout)
+    except _Unanswered as e:
+        raise RefreshUnanswered(
+            f"{e.detail} while refreshing {acc.name!r}: the refresh may have gone through, "
+            "and then its new tokens are lost",
+            hint=f"if the next refresh fails, run `acct login {acc.name}`",
+        ) from None
+
+
 def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
     assert tokens.refresh
-    response = _post_token(ctx, _refresh_body(tokens.refresh, tokens.scopes), timeout=timeout)
+    response = _post_refresh(
+        ctx, acc, _refresh_body(tokens.refresh, tokens.scopes), timeout=timeout
+    )
     if response.status_code == 400 and tokens.scopes and _oauth_error(response) == "invalid_scope":
         # Some servers refuse `scope` on refresh; such a refusal spends nothing, so ask once without it.
-        response = _post_token(ctx, _refresh_body(tokens.refresh, ()), timeout=timeout)
+        response = _post_refresh(ctx, acc, _refresh_body(tokens.refresh, ()), timeout=timeout)
     failure = _transient(response, "the token endpoint")
     if failure:
         raise failure
@@ -441,7 +545,8 @@ def _mark_needs_login(ctx: Ctx, account_id: str, spent: Tokens) -> None:
 
 
 def _store_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer) -> Account:
-    with ctx.store.transaction() as accounts:
+    # The answer in hand is the lineage's only live copy: wait long for the store.
+    with ctx.store.transaction(timeout=STORE_WAIT) as accounts:
         acc = accounts.by_id(seen.id)
         if acc is None:
             raise NotFound(f"account {seen.name!r} was removed while it was being refreshed")
@@ -453,17 +558,167 @@ def _store_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer
         return updated
 
 
+# --- keeping a refresh answer that could not be stored ------------------------------------------
+
+
+def rescue_path(ctx: Ctx, account_id: str) -> Path:
+    """Where a refresh answer the store could not take waits for the next refresh (0600)."""
+    return ctx.paths.state_dir / "rescued" / f"{account_id}.json"
+
+
+def _keep_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer) -> Account:
+    """Store the answer; when that fails, never drop it: write it to the rescue file and say so."""
+    try:
+        return _store_refreshed(ctx, seen, spent, answer)
+    except NotFound:
+        raise
+    except AcctError as e:
+        problem = e.message
+    path = rescue_path(ctx, seen.id)
+    tokens = answer.tokens(spent)
+    doc = {
+        "version": 1,
+        "account_id": seen.id,
+        "account_name": seen.name,
+        "spent_lineage": spent.lineage_fingerprint,
+        "saved_at": int(time.time()),
+        "tokens": {
+            "access": tokens.access,
+            "refresh": tokens.refresh,
+            "expires_at": tokens.expires_at,
+            "scopes": list(tokens.scopes),
+            "obtained_at": tokens.obtained_at,
+        },
+    }
+    try:
+        write_json(path, doc)
+    except AcctError as e:
+        raise AcctError(
+            f"the refreshed tokens of {seen.name!r} are lost: the store could not take them "
+            f"({problem}), nor could they be saved ({e.message})",
+            hint=f"fix that, then run `acct login {seen.name}`",
+        ) from None
+    raise AcctError(
+        f"the refreshed tokens of {seen.name!r} were saved to {path} (0600): "
+        f"the store could not take them: {problem}",
+        hint=f"fix that, then run `acct refresh {seen.name}`, which stores them from that file; "
+        "keep the file until then",
+    )
+
+
+def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
+    """Store the tokens of an earlier refresh the store could not take, when they continue the
+    stored lineage. The rescue file goes once they are stored; one that belongs to an older
+    lineage (a login replaced it) is left for the user to look at."""
+    path = rescue_path(ctx, acc.id)
+    if not path.exists():
+        return None
+    doc = read_json_object(path, what="rescued refresh answer") or {}
+    rescued = _rescued_tokens(doc, path)
+    stored = acc.tokens
+    if stored is not None and rescued.lineage_fingerprint == stored.lineage_fingerprint:
+        path.unlink(missing_ok=True)  # stored already
+        return None
+    if acc.holder is not None or stored is None:
+        return None
+    if doc.get("spent_lineage") != stored.lineage_fingerprint:
+        return None
+    with ctx.store.transaction(timeout=STORE_WAIT) as accounts:
+        current = accounts.by_id(acc.id)
+        if current is None or current.tokens != stored:
+            return None
+        updated = current.copy(tokens=rescued, needs_login=False)
+        accounts.put(updated)
+    path.unlink(missing_ok=True)
+    return updated
+
+
+def _rescued_tokens(doc: dict[str, Any], path: Path) -> Tokens:
+    t = doc.get("tokens")
+    t = t if isinstance(t, dict) else {}
+    access, refresh, expires = t.get("access"), t.get("refresh"), t.get("expires_at")
+    scopes, obtained = t.get("scopes"), t.get("obtained_at")
+    if (
+        not isinstance(access, str)
+        or not isinstance(refresh, str | None)
+        or not isinstance(expires, int)
+        or not isinstance(scopes, list)
+        or not isinstance(obtained, int | None)
+    ):
+        raise CorruptFile(
+            f"rescued refresh answer {path} is not one acct wrote; acct leaves it untouched",
+            hint=f"move {path} aside",
+        )
+    return Tokens(access, refresh, expires, tuple(str(x) for x in scopes), obtained)
+
+
+def refresh_unstored(
+    ctx: Ctx, tokens: Tokens, *, what: str, timeout: float = REFRESH_TIMEOUT
+) -> TokenAnswer:
+    """Spend the refresh token of a lineage the store does not hold, and return the answer.
+
+    For a tool's file refreshed in place under the tool's own lock, as the tool itself would
+    (``acct import`` of a login whose access token expired): the caller writes the rotated pair
+    back into that file. ``what`` names the login in errors. Nothing in the store changes;
+    :class:`NeedsLogin` when the lineage is dead, :class:`RefreshUnanswered` when the answer
+    was lost.
+    """
+    if not tokens.refresh:
+        raise NeedsLogin(f"{what} has no refresh token", hint="log in again")
+    return _send_refresh(ctx, Account(name=what, id=""), tokens, timeout=timeout)
+
+
+# --- refreshes in flight ------------------------------------------------------------------------
+
+_flight = threading.Condition()
+_in_flight = 0
+_closing = False
+
+
+@contextlib.contextmanager
+def _spending() -> Iterator[None]:
+    """Mark a refresh between sending and storing: an interrupted process lets it finish."""
+    global _in_flight
+    with _flight:
+        if _closing:
+            raise Interrupted("interrupted before refreshing; nothing was sent")
+        _in_flight += 1
+    try:
+        yield
+    finally:
+        with _flight:
+            _in_flight -= 1
+            _flight.notify_all()
+
+
+def finish_refreshes(timeout: float) -> bool:
+    """Start no new refresh in this process and wait for those in flight to be stored.
+
+    Called when the process is about to end early (Ctrl-C) while worker threads may be
+    refreshing: a refresh cut off between the server's answer and the store loses the lineage.
+    Returns False when some are still running after ``timeout`` seconds.
+    """
+    global _closing
+    with _flight:
+        _closing = True
+        return _flight.wait_for(lambda: _in_flight == 0, timeout=timeout)
+
+
 # --- the login flow ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CodeAnswer:
     code: str = field(repr=False)
-    state: str
+    state: str | None  # None: the paste carried no state, so it cannot be checked
 
 
-def parse_pasted(text: str, our_state: str) -> CodeAnswer | None:
-    """``CODE#STATE``, a full redirect URL (``...?code=..&state=..``) or a bare code."""
+def parse_pasted(text: str) -> CodeAnswer | None:
+    """``CODE#STATE`` or a full redirect URL (``...?code=..&state=..``); None when no code.
+
+    A code without its state comes back with ``state=None``: the caller refuses it, since the
+    state is what ties the answer to this login attempt.
+    """
     text = text.strip()
     if not text:
         return None
@@ -472,9 +727,18 @@ def parse_pasted(text: str, our_state: str) -> CodeAnswer | None:
         code = (query.get("code") or [""])[0]
         if not code:
             return None
-        return CodeAnswer(code, (query.get("state") or [our_state])[0])
+        states = query.get("state")
+        return CodeAnswer(code, states[0] if states else None)
     code, sep, state = text.partition("#")
-    return CodeAnswer(code.strip(), state.strip() if sep else our_state) if code.strip() else None
+    if not code.strip():
+        return None
+    return CodeAnswer(code.strip(), state.strip() if sep and state.strip() else None)
+
+
+def printable(text: str, limit: int = 100) -> str:
+    """``text`` without control characters (they could rewrite the terminal), cut to ``limit``."""
+    clean = "".join(c for c in text if c.isprintable())
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 _PAGE = """<!doctype html>
@@ -483,8 +747,16 @@ _PAGE = """<!doctype html>
 """
 
 
-class _CallbackServer(HTTPServer):
-    """The loopback redirect target; each answer goes into the flow's event queue."""
+class _CallbackServer(ThreadingHTTPServer):
+    """The loopback redirect target; each answer goes into the flow's event queue.
+
+    One thread per connection, none waited for at the end: browsers open idle speculative
+    connections to localhost, and one of them must neither block the real callback nor keep
+    the login from ending (on time-out or Ctrl-C).
+    """
+
+    daemon_threads = True
+    block_on_close = False
 
     def __init__(self, events: queue.Queue[tuple[str, Any]], state: str) -> None:
         self.events = events
@@ -498,6 +770,7 @@ class _CallbackServer(HTTPServer):
 
 class _CallbackHandler(BaseHTTPRequestHandler):
     server: _CallbackServer
+    timeout = _HANDLER_TIMEOUT  # socket timeout: a silent connection is dropped
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the default writes every request to stderr."""
@@ -518,19 +791,22 @@ class _CallbackHandler(BaseHTTPRequestHandler):
             self._page(404, "acct: not found")
             return
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if query.get("state") != self.server.expected_state:
+            # Not an answer to this login (another attempt, or some other local program):
+            # ignore it and keep waiting for the real one.
+            self._page(
+                400,
+                "acct: this answer belongs to another login attempt and was ignored. "
+                "Nothing was stored.",
+            )
+            return
         if "error" in query:
-            self._page(400, f"acct: login failed ({query['error']}). You can close this tab.")
-            self.server.events.put(("denied", query["error"]))
+            error = printable(query["error"])
+            self._page(400, f"acct: login failed ({error}). You can close this tab.")
+            self.server.events.put(("denied", error))
             return
         if not query.get("code"):
             self._page(400, "acct: this address expects a login answer (no code).")
-            return
-        if query.get("state") != self.server.expected_state:
-            self._page(
-                400,
-                "acct: login refused: this answer belongs to another login. Nothing was stored.",
-            )
-            self.server.events.put(("bad_state", None))
             return
         self._page(200, "acct: login complete, you can close this tab")
         self.server.events.put(("code", CodeAnswer(query["code"], query["state"])))
@@ -604,17 +880,29 @@ def _wait_for_code(
         if kind == "denied":
             raise AuthError(f"the login was not approved ({value}); nothing was stored")
         if kind == "paste":
-            value = parse_pasted(value, state)
-            if value is None:
-                raise UsageError(
-                    "that is not a login code: paste CODE#STATE or the whole redirect URL; nothing was stored"
-                )
-        if kind == "bad_state" or value.state != state:
+            value = _pasted_answer(value)
+        if value.state != state:
             raise AuthError(
                 "login refused: the answer belongs to another login attempt (state mismatch); nothing was stored",
                 hint="run `acct login` again",
             )
         return value
+
+
+def _pasted_answer(text: str) -> CodeAnswer:
+    answer = parse_pasted(text)
+    if answer is None:
+        raise UsageError(
+            "that is not a login code: paste the whole CODE#STATE the page shows, or the whole "
+            "redirect URL; nothing was stored"
+        )
+    if answer.state is None:
+        raise UsageError(
+            "that code has no state, so acct cannot tell it belongs to this login: paste the "
+            "whole CODE#STATE the page shows (or the whole redirect URL); nothing was stored",
+            hint="run `acct login` again",
+        )
+    return answer
 
 
 @dataclass(frozen=True)
@@ -641,6 +929,10 @@ def login_flow(
     """
     if name is not None:
         validate_name(name)
+    # A store acct cannot read or write would refuse the login at the end: say so before the
+    # user goes through the browser.
+    ctx.store.read()
+    ensure_dir(ctx.paths.accounts_file.parent)
     pkce, state = new_pkce(), new_state()
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     if paste_fd is not None:
@@ -655,7 +947,7 @@ def login_flow(
         url = authorize_url(ctx.endpoints, redirect_uri, pkce.challenge, state, login_hint)
         on_prompt(LoginPrompt(url, redirect_uri, manual))
         answer = _wait_for_code(events, state, timeout=timeout, manual=manual)
-    tokens = exchange_code(ctx, answer.code, answer.state, pkce.verifier, redirect_uri)
+    tokens = exchange_code(ctx, answer.code, state, pkce.verifier, redirect_uri)
     return store_login(ctx, tokens, name=name)
 
 
@@ -722,13 +1014,25 @@ def _update_login(
 def _add_login(
     accounts: Accounts, answer: TokenAnswer, profile: Profile, name: str | None, notes: list[str]
 ) -> LoginResult:
+    """A new account. A NAME the user gave that belongs to another account is not taken over:
+    the login is stored under its email (made unique), and a note names both accounts."""
     uuid = profile.uuid or answer.account_uuid
-    wanted = name or profile.email or answer.email or (uuid or "account")[:8]
-    final = accounts.unique_name(wanted)
-    if final != wanted:
+    email = profile.email or answer.email
+    default = email or (uuid or "account")[:8]
+    taken = accounts.find(name) if name else None
+    if taken is not None:
+        final = accounts.unique_name(default)
         notes.append(
-            f"the name {wanted!r} belongs to another account: stored this one as {final!r}"
+            f"{name!r} is the account {taken.email or taken.name}, but this login is "
+            f"{email or 'another account'}: stored it as {final!r} and left {name!r} unchanged"
         )
+    else:
+        wanted = name or default
+        final = accounts.unique_name(wanted)
+        if final != wanted:
+            notes.append(
+                f"the name {wanted!r} belongs to another account: stored this one as {final!r}"
+            )
     created = _with_identity(Account(name=final), answer, profile).copy(tokens=answer.tokens())
     accounts.add(created)
     return LoginResult(created, created=True, notes=tuple(notes))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from acct.errors import Busy, CorruptFile
-from acct.fsio import FILE_MODE, ensure_dir
+from acct.fsio import FILE_MODE, FileAccessError, ensure_dir, os_error
 from acct.models import Usage, UsageRecord, Window
 from acct.paths import Paths
 
@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS history (
     detail     TEXT
 );
 """
+
+# Poll failures a new login cures (the codes acct.usage records for a refused token).
+LOGIN_ERRORS = ("auth", "needs_login", "forbidden")
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,20 @@ class State:
                 # Create 0600 before SQLite opens it.
                 import os
 
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+                try:
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
+                except OSError as e:
+                    raise os_error("create the state database", self.path, e) from None
             try:
                 conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.executescript(_SCHEMA)
+            except sqlite3.OperationalError as e:
+                raise FileAccessError(
+                    f"cannot open the state database {self.path}: {e}",
+                    hint=f"check that {self.path.parent} is a writable directory",
+                ) from None
             except sqlite3.DatabaseError as e:
                 raise CorruptFile(
                     f"state database {self.path} is unreadable ({e}); it holds only caches",
@@ -227,15 +238,17 @@ class State:
         return self._row_to_record(row)
 
     def fresh_login(self, account_id: str) -> None:
-        """A new login: forget the old lineage's poll failures and a bench for a refused login.
+        """A new login: forget the old lineage's refused polls and a bench for a refused login.
 
-        Usage values and quota benches stay: they describe the account, not its tokens.
+        Usage values, quota benches and other back-offs stay: they describe the account (or the
+        endpoint), not its tokens. A 429 back-off in particular is per account, whatever the login.
         """
+        codes = ", ".join("?" * len(LOGIN_ERRORS))
         with self._tx() as c:
             c.execute(
-                """UPDATE usage SET error=NULL, error_message=NULL, backoff_until=NULL,
-                       failures=0 WHERE account_id=?""",
-                (account_id,),
+                f"""UPDATE usage SET error=NULL, error_message=NULL, backoff_until=NULL,
+                       failures=0 WHERE account_id=? AND error IN ({codes})""",
+                (account_id, *LOGIN_ERRORS),
             )
             c.execute("DELETE FROM bench WHERE account_id=? AND kind='auth'", (account_id,))
 

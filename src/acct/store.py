@@ -8,10 +8,10 @@ the accounts, and writes them back atomically only if something changed.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,12 @@ def validate_name(name: str) -> str:
 class Accounts:
     """The accounts of one store snapshot, in their stored order."""
 
-    def __init__(self, accounts: list[Account] | None = None) -> None:
+    def __init__(
+        self, accounts: list[Account] | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         self._items: list[Account] = list(accounts or [])
+        # Top-level keys of the file this acct does not know: written back unchanged.
+        self.extra: dict[str, Any] = dict(extra or {})
 
     def __iter__(self) -> Iterator[Account]:
         return iter(self._items)
@@ -108,9 +112,29 @@ class Accounts:
 
 # --- serialization --------------------------------------------------------------------------
 
+# The keys this acct reads and writes. Anything else in the file is kept as it is, so an older
+# acct does not drop what a newer one stored.
+_ACCOUNT_KEYS = frozenset(
+    {
+        "id", "name", "kind", "uuid", "email", "display_name", "org_uuid", "org_name", "plan",
+        "tier", "enabled", "needs_login", "added_at", "last_used_at", "api_key", "tokens", "holder",
+    }
+)  # fmt: skip
+_TOKEN_KEYS = frozenset({"access", "refresh", "expires_at", "scopes", "obtained_at"})
+_HOLDER_KEYS = frozenset({"target", "path", "fingerprint", "since"})
+_TOP_KEYS = frozenset({"version", "accounts"})
+
+
+class _Malformed(ValueError):
+    """A part of the store that is not what acct wrote (reported as a corrupt store)."""
+
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def _unknown(d: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in known}
 
 
 def account_to_toml(a: Account) -> dict[str, Any]:
@@ -131,14 +155,21 @@ def account_to_toml(a: Account) -> dict[str, Any]:
         "last_used_at": a.last_used_at,
         "api_key": a.api_key,
     }
-    out = _drop_none(d)
+    out = {**_unknown(dict(a.extra), _ACCOUNT_KEYS), **_drop_none(d)}
     if a.tokens is not None:
         t = a.tokens
-        out["tokens"] = _drop_none(
-            {"access": t.access, "refresh": t.refresh, "expires_at": t.expires_at, "scopes": list(t.scopes)}
-        )
+        known = {
+            "access": t.access,
+            "refresh": t.refresh,
+            "expires_at": t.expires_at,
+            "scopes": list(t.scopes),
+            "obtained_at": t.obtained_at,
+        }
+        out["tokens"] = {**_unknown(dict(t.extra), _TOKEN_KEYS), **_drop_none(known)}
     if a.holder is not None:
-        out["holder"] = asdict(a.holder)
+        h = a.holder
+        known = {"target": h.target, "path": h.path, "fingerprint": h.fingerprint, "since": h.since}
+        out["holder"] = {**_unknown(dict(h.extra), _HOLDER_KEYS), **known}
     return out
 
 
@@ -153,43 +184,68 @@ def _want(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str,
     return v
 
 
+_MAX_EPOCH = 2**53  # far beyond any real date; keeps int() and datetime conversions sane
+
+
+def _epoch(d: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:
+    """A time in epoch seconds: an integer, or a finite float (rounded down)."""
+    if key not in d and default is not ...:
+        return default
+    v = _want(d, key, (int, float), where)
+    if isinstance(v, bool) or not math.isfinite(v) or abs(v) > _MAX_EPOCH:
+        raise ValueError(f"{where}: {key!r} is not a usable time ({v!r})")
+    return int(v)
+
+
+def _tokens_from_toml(t: Any, where: str) -> Tokens:
+    where += " tokens"
+    if not isinstance(t, dict):
+        raise _Malformed(f"{where}: 'tokens' is not a table")
+    scopes = _want(t, "scopes", list, where, [])
+    return Tokens(
+        access=_want(t, "access", str, where),
+        refresh=_want(t, "refresh", str, where, None),
+        expires_at=_epoch(t, "expires_at", where, 0),
+        scopes=tuple(str(s) for s in scopes),
+        obtained_at=_epoch(t, "obtained_at", where, None),
+        extra=_unknown(t, _TOKEN_KEYS),
+    )
+
+
+def _holder_from_toml(h: Any, where: str) -> Holder:
+    where += " holder"
+    if not isinstance(h, dict):
+        raise _Malformed(f"{where}: 'holder' is not a table")
+    return Holder(
+        target=_want(h, "target", str, where),
+        path=_want(h, "path", str, where),
+        fingerprint=_want(h, "fingerprint", str, where),
+        since=_epoch(h, "since", where, 0),
+        extra=_unknown(h, _HOLDER_KEYS),
+    )
+
+
 def account_from_toml(d: Any, index: int) -> Account:
     where = f"account #{index + 1}"
     if not isinstance(d, dict):
-        raise ValueError(f"{where} is not a table")
+        raise _Malformed(f"{where} is not a table")
     name = _want(d, "name", str, where)
+    if not _NAME_RE.match(name):
+        raise ValueError(f"{where}: invalid account name {name!r}")
     where = f"account {name!r}"
     kind = _want(d, "kind", str, where, "oauth")
     if kind not in ("oauth", "api_key"):
         raise ValueError(f"{where}: unknown kind {kind!r}")
-    opt = lambda k: _want(d, k, str, where, None)  # noqa: E731
-    tokens = None
-    if "tokens" in d:
-        t = d["tokens"]
-        if not isinstance(t, dict):
-            raise ValueError(f"{where}: 'tokens' is not a table")
-        scopes = _want(t, "scopes", list, where, [])
-        tokens = Tokens(
-            access=_want(t, "access", str, where + " tokens"),
-            refresh=_want(t, "refresh", str, where + " tokens", None),
-            expires_at=int(_want(t, "expires_at", (int, float), where + " tokens", 0)),
-            scopes=tuple(str(s) for s in scopes),
-        )
-    holder = None
-    if "holder" in d:
-        h = d["holder"]
-        if not isinstance(h, dict):
-            raise ValueError(f"{where}: 'holder' is not a table")
-        holder = Holder(
-            target=_want(h, "target", str, where + " holder"),
-            path=_want(h, "path", str, where + " holder"),
-            fingerprint=_want(h, "fingerprint", str, where + " holder"),
-            since=int(_want(h, "since", (int, float), where + " holder", 0)),
-        )
+    opt = lambda k: _want(d, k, str, where, None)
+    tokens = _tokens_from_toml(d["tokens"], where) if "tokens" in d else None
+    holder = _holder_from_toml(d["holder"], where) if "holder" in d else None
     if kind == "api_key" and not opt("api_key"):
         raise ValueError(f"{where}: an api_key account without 'api_key'")
+    account_id = _want(d, "id", str, where)
+    if not account_id:
+        raise ValueError(f"{where}: empty 'id'")
     return Account(
-        id=_want(d, "id", str, where),
+        id=account_id,
         name=name,
         kind=kind,
         uuid=opt("uuid"),
@@ -203,23 +259,42 @@ def account_from_toml(d: Any, index: int) -> Account:
         api_key=opt("api_key"),
         enabled=_want(d, "enabled", bool, where, True),
         needs_login=_want(d, "needs_login", bool, where, False),
-        added_at=int(_want(d, "added_at", (int, float), where, 0)),
-        last_used_at=int(_want(d, "last_used_at", (int, float), where, 0)),
+        added_at=_epoch(d, "added_at", where, 0),
+        last_used_at=_epoch(d, "last_used_at", where, 0),
         holder=holder,
+        extra=_unknown(d, _ACCOUNT_KEYS),
     )
 
 
 def dumps(accounts: Accounts) -> str:
-    doc = {"version": SCHEMA_VERSION, "accounts": [account_to_toml(a) for a in accounts]}
+    doc = {
+        "version": SCHEMA_VERSION,
+        **_unknown(accounts.extra, _TOP_KEYS),
+        "accounts": [account_to_toml(a) for a in accounts],
+    }
     header = "# acct account store. Holds secrets: keep it 0600. Edit with `acct`, not by hand.\n"
     return header + tomli_w.dumps(doc)
+
+
+def _duplicates(items: list[Account]) -> str | None:
+    """The first name or id that appears twice, as a problem to report."""
+    names: set[str] = set()
+    ids: set[str] = set()
+    for a in items:
+        if a.name in names:
+            return f"the name {a.name!r} appears twice"
+        if a.id in ids:
+            return f"the id {a.id!r} appears twice (accounts {a.name!r} and another)"
+        names.add(a.name)
+        ids.add(a.id)
+    return None
 
 
 def loads(text: str, path: Path) -> Accounts:
     def corrupt(problem: str) -> CorruptFile:
         return CorruptFile(
             f"account store {path} is unreadable: {problem}; acct leaves it untouched",
-            hint=f"fix or move {path} aside (it holds your tokens: keep a copy)",
+            hint=f"fix or move {path} aside, keeping a copy: it holds your tokens",
         )
 
     try:
@@ -229,6 +304,8 @@ def loads(text: str, path: Path) -> Accounts:
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise corrupt("no schema 'version'")
+    if version < 1:
+        raise corrupt(f"schema version {version} is not one acct ever wrote")
     if version > SCHEMA_VERSION:
         raise corrupt(f"schema version {version} is newer than this acct understands ({SCHEMA_VERSION}); upgrade acct")
     raw = doc.get("accounts", [])
@@ -238,12 +315,10 @@ def loads(text: str, path: Path) -> Accounts:
         items = [account_from_toml(d, i) for i, d in enumerate(raw)]
     except ValueError as e:
         raise corrupt(str(e)) from None
-    seen: set[str] = set()
-    for a in items:
-        if a.name in seen:
-            raise corrupt(f"the name {a.name!r} appears twice")
-        seen.add(a.name)
-    return Accounts(items)
+    problem = _duplicates(items)
+    if problem:
+        raise corrupt(problem)
+    return Accounts(items, extra=_unknown(doc, _TOP_KEYS))
 
 
 class Store:
@@ -273,9 +348,14 @@ class Store:
         atomic_write(self.path, dumps(accounts))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Accounts]:
+    def transaction(self, *, timeout: float | None = None) -> Iterator[Accounts]:
+        """Lock, re-read, yield the accounts to change, write them back if they changed.
+
+        ``timeout``: how long to wait for the lock (default: the store's ``lock_timeout``).
+        """
         ensure_dir(self.path.parent)
-        with file_lock(self.path, timeout=self.lock_timeout, what="the account store"):
+        wait = self.lock_timeout if timeout is None else timeout
+        with file_lock(self.path, timeout=wait, what="the account store"):
             accounts = self.read()
             before = dumps(accounts)
             yield accounts

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -38,6 +39,7 @@ CONFIRM_MAX_AGE = 30.0
 # Refresh an access token from the store before polling when it has less than this left.
 TOKEN_MARGIN = 60.0
 _MAX_WORKERS = 32
+_WAIT_SLICE = 0.25  # the wait for results wakes this often, so Ctrl-C is seen at once
 
 Progress = Callable[[int, int], None]  # (polls done, polls started) as they finish
 
@@ -342,8 +344,14 @@ def _store(ctx: Ctx, outcome: _Outcome, previous: UsageRecord | None, now: float
 
 
 def _lease(ctx: Ctx) -> float:
-    """How long a claim keeps other processes off an account: the request and a margin."""
-    return ctx.config.usage_timeout + 30.0
+    """How long a claim keeps other processes off an account: the longest one poll can take.
+
+    A poll may refresh the token first, ask, get a 401, refresh again and ask again. The lease
+    only matters when a poller dies without releasing it; a finished poll releases it at once.
+    """
+    from acct.oauth import refresh_worst_case
+
+    return 2 * (ctx.config.usage_timeout + refresh_worst_case()) + 30.0
 
 
 def _update_prompt(ctx: Ctx) -> None:
@@ -412,37 +420,78 @@ def _await_others(ctx: Ctx, polling: dict[str, UsageRecord | None], *, deadline:
         waiting = {aid: m for aid, m in waiting.items() if mark(ctx.state.usage(aid)) == m}
 
 
+def _start_workers(
+    ctx: Ctx, client: httpx.Client, claimed: list[Account], results: queue.Queue[_Outcome]
+) -> None:
+    """Daemon threads, so Ctrl-C need not wait for a hanging request to time out."""
+    work: queue.SimpleQueue[Account] = queue.SimpleQueue()
+    for a in claimed:
+        work.put(a)
+
+    def worker() -> None:
+        while True:
+            try:
+                account = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                outcome = _fetch_in_worker(ctx, client, account)
+            except Exception as e:  # noqa: BLE001  (the poll waits for one outcome per account)
+                outcome = _Outcome(
+                    account.id, error=ProtocolError(f"usage poll failed ({type(e).__name__})")
+                )
+            results.put(outcome)
+
+    for i in range(min(_MAX_WORKERS, len(claimed))):
+        threading.Thread(target=worker, name=f"usage-{i}", daemon=True).start()
+
+
 def _poll_claimed(
     ctx: Ctx,
     claimed: list[Account],
     before: Mapping[str, UsageRecord | None],
     progress: Progress | None,
 ) -> None:
-    """Fetch in worker threads; the cache (one SQLite connection) is written from this thread."""
+    """Fetch in worker threads; the cache (one SQLite connection) is written from this thread.
+
+    On Ctrl-C the workers are abandoned at once, except one that is storing a token refresh it
+    has been answered: that one is let finish (the answer is the lineage's only live copy).
+    """
     total = len(claimed)
     if progress:
         progress(0, total)
-    done = 0
     pending = {a.id for a in claimed}
+    results: queue.Queue[_Outcome] = queue.Queue()
+    client = ctx.http(timeout=ctx.config.usage_timeout)
+    finished = False
     try:
-        with (
-            ctx.http(timeout=ctx.config.usage_timeout) as client,
-            ThreadPoolExecutor(
-                max_workers=min(_MAX_WORKERS, total), thread_name_prefix="usage"
-            ) as pool,
-        ):
-            futures = [pool.submit(_fetch_in_worker, ctx, client, a) for a in claimed]
-            for future in as_completed(futures):
-                outcome = future.result()
-                _store(ctx, outcome, before.get(outcome.account_id), time.time())
-                pending.discard(outcome.account_id)
-                done += 1
-                if progress:
-                    progress(done, total)
+        _start_workers(ctx, client, claimed, results)
+        while pending:
+            try:
+                outcome = results.get(timeout=_WAIT_SLICE)
+            except queue.Empty:
+                continue
+            _store(ctx, outcome, before.get(outcome.account_id), time.time())
+            pending.discard(outcome.account_id)
+            if progress:
+                progress(total - len(pending), total)
+        finished = True
     finally:
-        for aid in pending:  # interrupted: let the next process poll these at once
-            with contextlib.suppress(Exception):
-                ctx.state.release_poll(aid)
+        if not finished:
+            _abandon(ctx, pending)
+        else:
+            client.close()
+
+
+def _abandon(ctx: Ctx, pending: Iterable[str]) -> None:
+    """Interrupted: let the next process poll at once, and refreshes in flight be stored."""
+    for aid in pending:
+        with contextlib.suppress(Exception):
+            ctx.state.release_poll(aid)
+    with contextlib.suppress(Exception):
+        from acct.oauth import finish_refreshes, refresh_worst_case
+
+        finish_refreshes(refresh_worst_case())
 
 
 def confirm(ctx: Ctx, account: Account, *, max_age: float = CONFIRM_MAX_AGE) -> UsageRecord:

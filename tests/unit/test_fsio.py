@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from acct.errors import Busy, CorruptFile
-from acct.fsio import atomic_write, dir_lock, ensure_dir, file_lock, read_json_object
+from acct.fsio import (
+    FileAccessError,
+    atomic_write,
+    dir_lock,
+    ensure_dir,
+    file_lock,
+    read_json_object,
+)
 
 
 def mode(p: Path) -> int:
@@ -140,3 +147,34 @@ def test_dir_lock_waits_for_holder_and_takes_over_stale(tmp_path: Path) -> None:
 def test_ensure_dir_is_0700(tmp_path: Path) -> None:
     d = ensure_dir(tmp_path / "x" / "y")
     assert mode(d) == 0o700
+
+
+@pytest.mark.parametrize("action", ["ensure_dir", "atomic_write", "file_lock", "dir_lock"])
+def test_a_file_where_a_directory_should_be_is_an_error_naming_the_path(
+    tmp_path: Path, action: str
+) -> None:
+    blocker = tmp_path / "local"
+    blocker.write_text("")
+    target = blocker / "share" / "acct" / "accounts.toml"
+    with pytest.raises(FileAccessError) as e:
+        if action == "ensure_dir":
+            ensure_dir(target.parent)
+        elif action == "atomic_write":
+            atomic_write(target, "x")
+        elif action == "file_lock":
+            with file_lock(target):
+                pass
+        else:
+            with dir_lock(target.parent / "x.lock"):
+                pass
+    assert str(blocker) in e.value.message and "Not a directory" in e.value.message
+    assert e.value.exit_code == 1
+
+
+def test_atomic_write_over_a_directory_is_an_error_naming_it(tmp_path: Path) -> None:
+    target = tmp_path / "accounts.toml"
+    target.mkdir()
+    with pytest.raises(FileAccessError) as e:
+        atomic_write(target, "x")
+    assert str(target) in e.value.message
+    assert [p.name for p in tmp_path.iterdir()] == ["accounts.toml"]  # no temp file left

@@ -92,23 +92,60 @@ def report(e: AcctError) -> None:
 
     text = f"acct: {e.message}"
     if e.hint:
-        text += f" ({e.hint})"
+        text += f"; {e.hint}"
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
     if mode.json:
         sys.stdout.write(json.dumps({"version": 1, "kind": "error", "error": e.to_dict()}, indent=2) + "\n")
 
 
+class _Interrupts:
+    """Notes whether Ctrl-C reached acct itself.
+
+    Typer turns a KeyboardInterrupt into a silent exit 130, which looks the same as ``acct
+    exec`` passing on a tool's own 130. acct's SIGINT handler marks the difference; ``acct
+    exec`` puts its own handlers in place while the tool runs, so the tool's Ctrl-C is not
+    counted here.
+    """
+
+    seen = False
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def install(self) -> None:
+        import signal
+
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, self.handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+
+
+interrupts = _Interrupts()
+
+
+def _os_error(e: OSError) -> int:
+    where = f": {e.filename}" if e.filename else ""
+    sys.stderr.write(f"acct: {e.strerror or type(e).__name__}{where}\n")
+    return 1
+
+
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    load_for(args)
+    interrupts.install()
     try:
+        load_for(args)
         app(args=args, prog_name="acct")
     except SystemExit as e:
         code = e.code
         if code is None:
             return 0
         if isinstance(code, int):
+            if code == EXIT_INTERRUPTED and interrupts.seen:
+                sys.stderr.write("acct: interrupted\n")
             return code
         sys.stderr.write(f"{code}\n")
         return 1
@@ -120,4 +157,6 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 1
+    except OSError as e:
+        return _os_error(e)
     return 0

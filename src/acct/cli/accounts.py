@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -161,41 +161,74 @@ def _age(row: AccountView) -> str:
     return "-" if age is None else f"{human_duration(age)} ago"
 
 
-def _table(rows: list[AccountView]) -> Any:
+# Columns whose cells are never cut: on a narrow terminal the line gets longer instead.
+_WHOLE = ("NAME", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN")
+_RIGHT = ("5H", "7D", "RESETS", "USAGE AGE")
+# Columns that fold onto more lines when space is short, and the least width they get. When
+# even that does not fit, EMAIL is left out and the notes follow the table, one line each.
+_FOLDING = {"EMAIL": 12, "NOTE": 16}
+_GAP = 2  # between columns
+
+
+def _cells(r: AccountView) -> dict[str, str]:
+    return {
+        "NAME": r.name,
+        "EMAIL": r.email or "-",
+        "PLAN": r.plan or ("api key" if r.kind == "api_key" else "-"),
+        "STATE": state_text(r),
+        "5H": pct(r.utilization(r.five_hour)),
+        "7D": pct(r.utilization(r.seven_day)),
+        "RESETS": until(r.relevant_reset, r.now),
+        "USAGE AGE": _age(r),
+        "TOKEN": r.fingerprint,
+        "NOTE": notes(r),
+    }
+
+
+def _columns(rows: list[AccountView], cells: list[dict[str, str]], width: int) -> list[str]:
+    """The columns to show in ``width``: every whole one, then EMAIL and NOTE while they fit.
+
+    EMAIL is left out when it only repeats NAME, NOTE when no row has one.
+    """
+    titles = list(_WHOLE)
+    used = sum(max(len(t), *(len(c[t]) for c in cells)) for t in titles) + _GAP * (len(titles) - 1)
+    wanted = {
+        "EMAIL": any(r.email not in (None, r.name) for r in rows),
+        "NOTE": any(c["NOTE"] for c in cells),
+    }
+    for title, least in _FOLDING.items():
+        if not wanted[title]:
+            continue
+        need = _GAP + min(least, max(len(title), *(len(c[title]) for c in cells)))
+        if used + need <= width:
+            titles.append(title)
+            used += need
+    order = ["NAME", "EMAIL", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN", "NOTE"]
+    return [t for t in order if t in titles]
+
+
+def _table(rows: list[AccountView], width: int) -> tuple[Any, list[str]]:
+    """The listing for a ``width``-column output, and the note lines that did not fit in it."""
     from rich.table import Table
 
+    cells = [_cells(r) for r in rows]
+    titles = _columns(rows, cells, width)
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for title, justify in (
-        ("NAME", "left"),
-        ("EMAIL", "left"),
-        ("PLAN", "left"),
-        ("STATE", "left"),
-        ("5H", "right"),
-        ("7D", "right"),
-        ("RESETS", "right"),
-        ("USAGE AGE", "right"),
-        ("TOKEN", "left"),
-    ):
-        table.add_column(title, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    with_notes = any(notes(r) for r in rows)
-    if with_notes:
-        table.add_column("NOTE", overflow="fold")
-    for r in rows:
-        cells = [
-            r.name,
-            r.email or "-",
-            r.plan or ("api key" if r.kind == "api_key" else "-"),
-            state_text(r),
-            pct(r.utilization(r.five_hour)),
-            pct(r.utilization(r.seven_day)),
-            until(r.relevant_reset, r.now),
-            _age(r),
-            r.fingerprint,
-        ]
-        if with_notes:
-            cells.append(notes(r))
-        table.add_row(*cells, style="dim" if not r.usable else None)
-    return table
+    for title in titles:
+        widest = max(len(title), *(len(c[title]) for c in cells))
+        justify: Literal["left", "right"] = "right" if title in _RIGHT else "left"
+        if title in _WHOLE:
+            table.add_column(title, justify=justify, no_wrap=True, min_width=widest)
+        else:
+            table.add_column(title, overflow="fold", min_width=min(widest, _FOLDING[title]))
+    for r, c in zip(rows, cells, strict=True):
+        table.add_row(*(c[t] for t in titles), style="dim" if not r.usable else None)
+    below = (
+        []
+        if "NOTE" in titles
+        else [f"{r.name}: {c['NOTE']}" for r, c in zip(rows, cells, strict=True) if c["NOTE"]]
+    )
+    return table, below
 
 
 def list_accounts(usage: bool, json: bool) -> None:
@@ -212,11 +245,21 @@ def list_accounts(usage: bool, json: bool) -> None:
     if not rows:
         line("No accounts yet: run `acct login` to add one.")
         return
-    out.print(_table(rows))
-    if not usage and any(
-        r.fetched_at is None and usage_problem(r) is None for r in rows if r.kind == "oauth"
-    ):
+    table, below = _table(rows, out.width)
+    out.print(table)
+    for text in below:
+        out.print(text, markup=False)
+    if not usage and _unpolled(accounts, rows):
         info("[dim]`acct list --usage` fetches usage.[/]")
+
+
+def _unpolled(accounts: list[Account], rows: list[AccountView]) -> bool:
+    """Whether `--usage` would fetch something: an account it polls has no values and no
+    back-off running (disabled, logged-out and API-key accounts are never polled)."""
+    from acct.usage import pollable
+
+    polled = {a.id for a in accounts if pollable(a)}
+    return any(r.id in polled and r.fetched_at is None and usage_problem(r) is None for r in rows)
 
 
 @app.command("list")

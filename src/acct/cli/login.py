@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import webbrowser
 from typing import Annotated
 
@@ -78,9 +79,15 @@ def _report(result: oauth.LoginResult, json_out: bool) -> None:
             markup=False,
         )
     else:
-        render.out.print(
-            f"logged in {acc.name} {acc.email or '-'} ({acc.plan or 'plan unknown'})", markup=False
-        )
+        render.out.print(f"logged in {login_summary(acc)}", markup=False)
+
+
+def login_summary(acc: Account) -> str:
+    """``work (work@example.com, max)``; the email once when it is the name."""
+    plan = acc.plan or "plan unknown"
+    if not acc.email or acc.email == acc.name:
+        return f"{acc.name} ({plan})"
+    return f"{acc.name} ({acc.email}, {plan})"
 
 
 def _read_api_key() -> str:
@@ -144,17 +151,9 @@ def login(
     _report(result, json_out)
 
 
-RefreshTimeoutOpt = Annotated[
-    float,
-    typer.Option(
-        "--timeout", min=0.1, help="Seconds to wait for the token endpoint.", show_default=True
-    ),
-]
-
-
-def _refresh_one(c: Ctx, acc: Account, timeout: float) -> dict[str, object]:
+def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:
     seen = acc.tokens.lineage_fingerprint if acc.tokens else None
-    result = oauth.refresh_result(c, acc.id, force=True, seen=seen, timeout=timeout)
+    result = oauth.refresh_result(c, acc.id, force=True, seen=seen, since=started)
     fresh = result.account
     expires_at = fresh.tokens.expires_at if fresh.tokens else None
     return {
@@ -163,13 +162,19 @@ def _refresh_one(c: Ctx, acc: Account, timeout: float) -> dict[str, object]:
         "expires_at": render.iso(expires_at),
         "expires_at_epoch": expires_at,
         "refreshed_here": result.sent,
+        "recovered": result.recovered,
     }
 
 
 def _print_refreshed(row: dict[str, object]) -> None:
     expires = row["expires_at_epoch"]
     assert expires is None or isinstance(expires, int)
-    how = "refreshed" if row["refreshed_here"] else "already refreshed by another process"
+    if row["refreshed_here"]:
+        how = "refreshed"
+    elif row["recovered"]:
+        how = "stored the tokens an earlier refresh could not store"
+    else:
+        how = "refreshed just now by another process"
     render.out.print(
         f"{row['name']}: {how}; expires in {render.until(expires)} ({render.local_time(expires)}), "
         f"token {row['fingerprint']}",
@@ -195,10 +200,13 @@ def refresh(
     all_: Annotated[
         bool, typer.Option("--all", help="Refresh every OAuth account acct holds.")
     ] = False,
-    timeout: RefreshTimeoutOpt = oauth.HTTP_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
-    """Refresh an account's access token now (spends its refresh token)."""
+    """Refresh an account's access token now (spends its refresh token).
+
+    Several refreshes of one account at once send one request: the others find the new tokens.
+    """
+    started = time.time()
     render.mode.json = json_out
     c = ctx()
     accounts = c.store.read()
@@ -218,7 +226,7 @@ def refresh(
     failure: AcctError | None = None
     for acc in targets:
         try:
-            row = _refresh_one(c, acc, timeout)
+            row = _refresh_one(c, acc, started)
         except HeldByTarget as e:
             if not all_:
                 raise
@@ -227,7 +235,7 @@ def refresh(
         except AcctError as e:
             if not all_:
                 raise
-            render.warn(f"{acc.name}: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+            render.warn(f"{acc.name}: {e.message}" + (f"; {e.hint}" if e.hint else ""))
             failure = failure or e
             continue
         rows.append(row)

@@ -12,7 +12,18 @@ from rich.console import Console
 
 JSON_VERSION = 1
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is read by programs and pagers: never cut it to a terminal's width.
+_PIPE_WIDTH = 10_000
+
+
+def _width() -> int | None:
+    try:
+        return None if sys.stdout.isatty() else _PIPE_WIDTH
+    except (AttributeError, ValueError):
+        return _PIPE_WIDTH
+
+
+out = Console(highlight=False, soft_wrap=True, width=_width())
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -35,7 +46,10 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]acct: warning:[/] {message}")
+    """A warning in plain text (an account name with brackets is not markup)."""
+    from rich.markup import escape
+
+    err.print(f"[yellow]acct: warning:[/] {escape(message)}")
 
 
 def line(message: str) -> None:
