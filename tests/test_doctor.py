@@ -41,7 +41,7 @@ def test_doctor_fixes_pi_retry_keeping_other_keys(
     got = json.loads(settings.read_text())
     assert got == {
         "theme": "dark",
-        "retry": {"enabled": True, "baseDelayMs": 500, "provider": {"maxRetries": 0}},
+        "retry": {"enabled": False, "baseDelayMs": 500, "provider": {"maxRetries": 0}},
     }
     assert stat.S_IMODE(settings.stat().st_mode) == 0o600
     assert acct("doctor").returncode == 0
@@ -73,3 +73,14 @@ def test_doctor_flags_corrupt_and_blanked_files(home: Path, acct: AcctRunner) ->
     )
     p = acct("doctor")
     assert p.returncode == 1 and "blanked" in p.stdout
+
+
+def test_doctor_flags_pi_agent_retry_left_enabled(acct: AcctRunner, home: Path) -> None:
+    settings = home / ".pi" / "agent" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"retry": {"provider": {"maxRetries": 0}}}))
+    p = acct("doctor")
+    assert p.returncode == 1 and "retry.enabled" in p.stdout
+    assert acct("doctor", "--fix").returncode == 0
+    got = json.loads(settings.read_text())
+    assert got == {"retry": {"enabled": False, "provider": {"maxRetries": 0}}}

@@ -4,42 +4,77 @@ Refresh tokens rotate and are single-use, so a lineage lives in exactly one plac
 or the one tool file acct lent it to (``Account.holder``, kept in the store so tokens and custody
 change in one atomic write). The rules here:
 
+- **one custody change per file at a time.** Harvest, lend and reclaim hold acct's own lock of
+  the tool file (``locks_dir/target-<sha8 of its real path>.lock``) from the look at the file to
+  the last record, so two acct processes never interleave on one file. Locks are taken in this
+  order only: target-file locks (several in sorted order, taken together up front) → the
+  account's lock → the store's lock. The tool's own lock is taken inside, around each read-write
+  of its file, and nothing of acct's is taken while it is held except a store write.
 - **harvest** reads a tool's file back. Tokens that changed since acct wrote them are taken into
   the lent account only when the file still holds the same lineage (same refresh token, newer
   access token) or the profile endpoint says they belong to the same account uuid. A blanked
   entry marks the account "needs login" and never replaces its tokens. A file that now holds
-  someone else (the user ran ``/login``) leaves every stored token alone; the lent account's
-  custody is released, since the file no longer holds its lineage. Its stored refresh token may
-  have been spent by the tool before that login: the next refresh tells (``invalid_grant`` marks
-  it "needs login").
+  someone else (the user ran ``/login``) leaves the lent account's tokens alone; its custody is
+  released, since the file no longer holds its lineage. Its stored refresh token may have been
+  spent by the tool before that login: the next refresh tells (``invalid_grant`` marks it "needs
+  login").
+- **a stored account's login found in a file** (the profile names it, and acct did not record
+  the file as its holder: an old session that refreshed it after a switch, or a ``/login`` in the
+  tool). When the account has no holder, the file's tokens are taken into the store and the file
+  recorded as their holder ("adopted") if they are the newest: the stored lineage is dead or
+  absent, or the file's access token expires no earlier than the stored one. Expiry is the only
+  order two lineages of one account have: the token endpoint issues every access token for the
+  same lifetime, so the later expiry was issued later (a tie, both issued within one second,
+  goes to the file: a descendant of the stored link is the likelier). A later link of the stored lineage means
+  the stored refresh token is spent and only the file's is live; a separate later login is live
+  as well, and taking it keeps the proven one (its access token just passed the profile check).
+  An older one is either a spent link or a second login acct does not need: it stays untouched
+  and may be overwritten. When the account is lent to *another* file, the file holds a second
+  lineage of it and either may be the one in use: acct will not overwrite it unless forced.
 - **lend** harvests first, then writes the account into the file. The custody record is set
   *before* the file is written and the previous occupant's record is cleared only *after*: a crash
   in between leaves a record that is too cautious (acct refuses to spend a lineage it still has),
   never a lineage in a file without a record (which could be spent twice). The next harvest of the
   file sorts it out. The write itself is compare-and-swap against what the harvest saw, so a tool
-  refreshing in the meantime is never overwritten.
+  refreshing in the meantime is never overwritten. A login acct could not take back (another
+  identity, one acct could not check, an API key) is replaced only when forced; when forced over
+  a change acct could not check, the accounts recorded there are marked "needs login", since
+  their stored refresh tokens may be spent.
 - a lineage is never written into two files. An account lent elsewhere moves only when that file
   still holds exactly what acct recorded: its entry is removed (other keys kept) before the new
-  file gets it.
+  file gets it, and written back there if the lend fails after that.
+- **renew** (for ``acct import``): a tool's login whose access token has expired is refreshed in
+  its own file, under the tool's own lock, exactly as the tool would do it, so the lineage never
+  has two holders. Only for tools with such a lock (Claude Code, Pi): OpenCode has none and could
+  spend the same refresh token at the same moment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from acct.context import Ctx
-from acct.errors import AcctError, Busy, HeldByTarget, NetworkError, NotFound, RateLimited
+from acct.errors import (
+    AcctError,
+    AuthError,
+    Busy,
+    HeldByTarget,
+    NeedsLogin,
+    NetworkError,
+    NotFound,
+    RateLimited,
+)
 from acct.fsio import file_lock
 from acct.models import Account, Holder, Tokens, fingerprint
-from acct.store import Accounts
 from acct.targets import JsonTarget, get_target
-from acct.targets.base import Entry, TargetChanged, entry_fingerprint, require_oauth
+from acct.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
 
 Status = Literal[
     "absent",
@@ -53,6 +88,13 @@ Status = Literal[
     "adopted",
 ]
 LEND_ATTEMPTS = 3
+# How long to wait for another acct process's custody change of the same file: a lend holding
+# the lock may be waiting for the profile and token endpoints.
+TARGET_LOCK_WAIT = 120.0
+# `acct import` refreshes a file's login first when its access token has less than this left.
+RENEW_BELOW = 60.0
+# Statuses after which the file holds nothing acct would lose by overwriting it.
+_SAFE_TO_REPLACE = ("absent", "blank", "unchanged", "refreshed", "harvested", "adopted")
 
 
 @dataclass(frozen=True)
@@ -65,11 +107,12 @@ class HarvestResult:
       unchanged   the file holds exactly the lineage acct recorded
       refreshed   same refresh token, newer access token: taken into the store
       harvested   the tool rotated the lineage; the profile confirmed the account; taken
-      foreign     the file holds another identity; nothing taken, custody released
+      foreign     the file holds another identity (or an older or second login of a stored
+                  account); nothing taken, custody released
       unverified  the file changed and acct could not confirm whose it is; nothing changed
       untracked   nothing is lent there; the file holds a login acct does not track
-      adopted     nothing was recorded, but the file holds a stored account's exact lineage:
-                  custody recorded so acct will not spend it
+      adopted     the file holds a stored account's exact lineage, or its newest login (see
+                  the module docstring): taken into the store, custody recorded
     """
 
     target: str
@@ -82,10 +125,13 @@ class HarvestResult:
     known_id: str | None = None  # the stored account with that identity, if any
     released: tuple[str, ...] = ()  # names of accounts whose custody of this file was cleared
     message: str = ""
+    checked: bool = False  # the profile endpoint answered for the file's login
+    other: str | None = None  # a login of another kind where the entry goes (an API key)
+    slot: str | None = None  # compare-and-swap fingerprint of what the file holds
 
     @property
     def fingerprint(self) -> str:
-        return entry_fingerprint(self.entry)
+        return self.slot or entry_fingerprint(self.entry)
 
 
 @dataclass(frozen=True)
@@ -100,6 +146,8 @@ class LendResult:
     returned: tuple[str, ...] = ()  # accounts whose lineage came back to the store
     moved_from: str | None = None  # "target (path)" the account was taken from
     already: bool = False  # the file held this account already; nothing was written
+    lost: tuple[str, ...] = ()  # accounts a forced write left needing a new login
+    warnings: tuple[str, ...] = ()  # follow-up steps that failed; the lend itself stands
 
     @property
     def fingerprint(self) -> str:
@@ -127,6 +175,40 @@ def _after_change(ctx: Ctx) -> None:
 def _record(ctx: Ctx, event: str, **detail: object) -> None:
     with contextlib.suppress(AcctError):
         ctx.state.record(event, **detail)  # type: ignore[arg-type]
+
+
+# --- acct's lock of a tool file ----------------------------------------------------------------
+
+_held = threading.local()
+
+
+def _held_keys() -> set[str]:
+    keys: set[str] | None = getattr(_held, "keys", None)
+    if keys is None:
+        keys = _held.keys = set()
+    return keys
+
+
+@contextlib.contextmanager
+def target_lock(ctx: Ctx, *paths: Path | str) -> Iterator[None]:
+    """Hold acct's lock of each tool file: custody changes of one file never interleave.
+
+    Keyed by the real path (one file, one lock). Several files are locked together, in sorted
+    order, so two processes never wait on each other crosswise. Re-entrant within a thread: the
+    files this thread holds already are skipped (callers lock every file they will touch up
+    front, so a nested call only ever asks for files it holds).
+    """
+    held = _held_keys()
+    keys = sorted({holder_path(p) for p in paths} - held)
+    with contextlib.ExitStack() as stack:
+        for key in keys:
+            lock = ctx.paths.locks_dir / f"target-{fingerprint(key)}"
+            stack.enter_context(
+                file_lock(lock, timeout=TARGET_LOCK_WAIT, what=f"acct's custody of {key}")
+            )
+            held.add(key)
+            stack.callback(held.discard, key)
+        yield
 
 
 # --- store updates, guarded against a concurrent process ---------------------------------------
@@ -157,12 +239,49 @@ def _released(acc: Account) -> Account:
     return acc.copy(holder=None)
 
 
+def _spent(acc: Account) -> Account:
+    """Released, and its stored refresh token may be spent: it needs a new login."""
+    return acc.copy(holder=None, needs_login=True)
+
+
 def _with_file_tokens(acc: Account, entry: Entry, lineage: str) -> Account:
     t = entry.tokens
     scopes = t.scopes or (acc.tokens.scopes if acc.tokens else ())
     tokens = Tokens(access=t.access, refresh=t.refresh, expires_at=t.expires_at, scopes=scopes)
     holder = replace(acc.holder, fingerprint=lineage) if acc.holder else None
     return acc.copy(tokens=tokens, holder=holder, needs_login=False)
+
+
+def _is_newest(acc: Account, entry: Entry) -> bool:
+    """Whether the file's login of ``acc`` should replace the stored one (module docstring)."""
+    stored = acc.tokens
+    if stored is None or stored.is_blank or acc.needs_login:
+        return True
+    if stored.lineage_fingerprint == entry.lineage_fingerprint:
+        return True
+    return entry.tokens.expires_at >= stored.expires_at  # issued in the same second: the file's
+
+
+def _adopt(ctx: Ctx, account_id: str, base: HarvestResult, entry: Entry) -> Account | None:
+    """Record the file as the holder of the account's login, taking the file's tokens.
+
+    Under the account's lock, like a claim: a refresh of the stored lineage that started first
+    finishes first (and then the stored tokens are the newer ones), one that starts later sees
+    the holder and sends nothing. None when the account is held somewhere by now, or the
+    stored login is the newer one.
+    """
+    with (
+        file_lock(ctx.paths.account_lock(account_id), what="the account"),
+        ctx.store.transaction() as accounts,
+    ):
+        acc = accounts.by_id(account_id)
+        if acc is None or not acc.is_oauth or acc.holder is not None or not _is_newest(acc, entry):
+            return None
+        fp = entry.lineage_fingerprint
+        holder = Holder(base.target, base.path, fp, int(time.time()))
+        adopted = _with_file_tokens(acc, entry, fp).copy(holder=holder)
+        accounts.put(adopted)
+    return adopted
 
 
 # --- harvest -----------------------------------------------------------------------------------
@@ -175,27 +294,21 @@ def harvest(ctx: Ctx, target_name: str, env: Mapping[str, str] | None = None) ->
     return harvest_at(ctx, target, target.path(e), e)
 
 
-def harvest_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -> HarvestResult:
-    """:func:`harvest` of one file of the target's format (``path`` may be a custody record's)."""
-    key = holder_path(path)
-    entry = target.read(env, path=path)
-    accounts = ctx.store.read()
-    held = accounts.held_by(target.name, key)
-    base = HarvestResult(target=target.name, path=key, status="untracked", entry=entry)
-    if not held:
-        result = _untracked(ctx, base, accounts)
-    elif entry is None:
-        names = _update(ctx, held, _released)
-        result = replace(
-            base,
-            status="absent",
-            released=tuple(names),
-            message=_plural(names, "no longer in the file: custody released"),
-        )
-    elif entry.blank:
-        result = _blanked(ctx, base, held)
-    else:
-        result = _changed_or_not(ctx, base, held, entry)
+def harvest_at(
+    ctx: Ctx,
+    target: JsonTarget,
+    path: Path,
+    env: Mapping[str, str],
+    *,
+    identify: bool = False,
+) -> HarvestResult:
+    """:func:`harvest` of one file of the target's format (``path`` may be a custody record's).
+
+    ``identify`` also asks the profile endpoint whose login an untracked file holds (a lend is
+    about to overwrite it), adopting a stored account's newest login.
+    """
+    with target_lock(ctx, path):
+        result = _harvest(ctx, target, path, env, identify)
     if result.released or result.status in ("blank", "refreshed", "harvested", "adopted"):
         _record(
             ctx, "harvest", account_id=result.account_id, target=target.name, status=result.status
@@ -204,41 +317,77 @@ def harvest_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str])
     return result
 
 
+def _harvest(
+    ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str], identify: bool
+) -> HarvestResult:
+    key = holder_path(path)
+    slot = target.look(env, path=path)
+    entry = slot.entry
+    held = ctx.store.read().held_by(target.name, key)
+    base = HarvestResult(
+        target=target.name,
+        path=key,
+        status="untracked",
+        entry=entry,
+        other=slot.other,
+        slot=slot.fingerprint,
+    )
+    if not held:
+        return _untracked(ctx, base, identify)
+    if entry is None:
+        names = _update(ctx, held, _released)
+        now = f" (it holds {slot.other} now)" if slot.other else ""
+        return replace(
+            base,
+            status="absent",
+            released=tuple(names),
+            message=_plural(names, f"no longer in the file{now}: custody released"),
+        )
+    if entry.blank:
+        return _blanked(ctx, base, held)
+    return _changed_or_not(ctx, base, held, entry)
+
+
 def _plural(names: list[str], what: str) -> str:
     return f"{', '.join(names)}: {what}" if names else ""
 
 
-def _untracked(ctx: Ctx, base: HarvestResult, accounts: Accounts) -> HarvestResult:
+def _untracked(ctx: Ctx, base: HarvestResult, identify: bool) -> HarvestResult:
     entry = base.entry
     if entry is None:
+        if base.other:
+            return replace(base, message=f"the file holds {base.other}, which acct does not track")
         return replace(base, status="absent")
     if entry.blank:
         return replace(
             base, status="blank", message="the file holds a blanked login (needs a new login)"
         )
     fp = entry.lineage_fingerprint
-    same = [a for a in accounts if a.is_oauth and a.tokens and a.tokens.lineage_fingerprint == fp]
-    free = [a for a in same if a.holder is None]
-    if free:
-        acc = free[0]
-        holder = Holder(base.target, base.path, fp, int(time.time()))
-        _update(ctx, [acc], lambda a: a.copy(holder=holder))
-        return replace(
-            base,
-            status="adopted",
-            account_id=acc.id,
-            account_name=acc.name,
-            message=f"the file holds {acc.name}'s lineage: custody recorded",
-        )
+    same = [
+        a
+        for a in ctx.store.read()
+        if a.is_oauth and a.tokens and a.tokens.lineage_fingerprint == fp
+    ]
+    for acc in (a for a in same if a.holder is None):
+        if _adopt(ctx, acc.id, base, entry) is not None:
+            return replace(
+                base,
+                status="adopted",
+                account_id=acc.id,
+                account_name=acc.name,
+                message=f"the file holds {acc.name}'s lineage: custody recorded",
+            )
     if same:
         acc = same[0]
-        assert acc.holder is not None
+        where = f", also recorded at {acc.holder.path}" if acc.holder else ""
         return replace(
             base,
             account_id=acc.id,
             account_name=acc.name,
-            message=f"the file holds {acc.name}'s lineage, also recorded at {acc.holder.path}",
+            message=f"the file holds {acc.name}'s lineage{where}",
         )
+    if identify:
+        return _identify(ctx, base, [], entry)
     return replace(base, message="the file holds a login acct does not track")
 
 
@@ -251,7 +400,7 @@ def _blanked(ctx: Ctx, base: HarvestResult, held: list[Account]) -> HarvestResul
     """
     if len(held) == 1:
         acc = held[0]
-        names = _update(ctx, held, lambda a: a.copy(holder=None, needs_login=True))
+        names = _update(ctx, held, _spent)
         return replace(
             base,
             status="blank",
@@ -278,7 +427,7 @@ def _changed_or_not(
         others = [a for a in held if a is not current]
         released = _update(ctx, others, _released) if others else []
         return _same_lineage(ctx, replace(base, released=tuple(released)), current, entry)
-    return _verify(ctx, base, held, entry)
+    return _identify(ctx, base, held, entry)
 
 
 def _same_lineage(ctx: Ctx, base: HarvestResult, acc: Account, entry: Entry) -> HarvestResult:
@@ -298,20 +447,30 @@ def _same_lineage(ctx: Ctx, base: HarvestResult, acc: Account, entry: Entry) -> 
     )
 
 
-def _verify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) -> HarvestResult:
-    """The file changed: whose is it? Only the profile endpoint can say (slot poisoning guard)."""
+def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) -> HarvestResult:
+    """The file holds a lineage acct did not record there: whose is it?
+
+    Only the profile endpoint can say (the slot poisoning guard). ``held`` are the accounts
+    recorded at the file; empty for a file nothing is lent to.
+    """
     from acct import oauth
 
     try:
         profile = oauth.fetch_profile(ctx, entry.tokens.access)
     except AcctError as e:
-        names = ", ".join(a.name for a in held)
+        if not held:
+            return replace(
+                base,
+                message=f"the file holds a login acct does not track, and acct could not check "
+                f"whose ({e.message})",
+            )
+        written = ", ".join(a.name for a in held)
         return replace(
             base,
             status="unverified",
             account_id=held[0].id,
             account_name=held[0].name,
-            message=f"the file changed since acct wrote {names} and acct could not check "
+            message=f"the file changed since acct wrote {written} and acct could not check "
             f"whose login it holds now ({e.message})",
         )
     owner = next((a for a in held if a.same_identity(profile.uuid, profile.org_uuid)), None)
@@ -328,19 +487,44 @@ def _verify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) ->
             released=tuple(released),
             message=f"{owner.name}: took the tokens the tool rotated",
         )
-    names = _update(ctx, held, _released)
+    names = _update(ctx, held, _released) if held else []
     known = ctx.store.read().by_identity(profile.uuid, profile.org_uuid)
-    who = known.name if known else (profile.email or "an unknown account")
-    return replace(
+    result = replace(
         base,
-        status="foreign",
-        account_id=held[0].id,
-        account_name=held[0].name,
+        status="foreign" if held else "untracked",
+        account_id=held[0].id if held else None,
+        account_name=held[0].name if held else None,
         identity=profile.email,
         known_id=known.id if known else None,
         released=tuple(names),
-        message=f"the file now holds {who}; {', '.join(names) or 'nothing'} released, tokens kept",
+        checked=True,
     )
+    if known is not None and _adopt(ctx, known.id, base, entry) is not None:
+        return replace(
+            result,
+            status="adopted",
+            account_id=known.id,
+            account_name=known.name,
+            message=f"the file holds {known.name}'s newest login: taken into the store, "
+            f"custody recorded" + _also_released(names),
+        )
+    return replace(result, message=_whose(ctx, known, profile.email) + _also_released(names))
+
+
+def _also_released(names: list[str]) -> str:
+    return f"; {', '.join(names)} released, tokens kept" if names else ""
+
+
+def _whose(ctx: Ctx, known: Account | None, email: str | None) -> str:
+    if known is None:
+        return f"the file holds {email or 'an unknown account'}, which acct does not track"
+    now = ctx.store.read().by_id(known.id) or known
+    if now.holder is not None:
+        return (
+            f"the file holds another login of {now.name}, which is lent to {now.holder.target} "
+            f"({now.holder.path})"
+        )
+    return f"the file holds an older login of {now.name}; acct keeps the newer one it has"
 
 
 # --- reclaim -----------------------------------------------------------------------------------
@@ -360,12 +544,25 @@ def reclaim(
     acc = _account(ctx, account_id)
     if acc.holder is None:
         return None
+    with target_lock(ctx, acc.holder.path):
+        seen = acc.holder
+        acc = _account(ctx, account_id)
+        if acc.holder is None or acc.holder.path != seen.path:
+            raise Busy(
+                f"account {acc.name!r} was just moved by another acct process", hint="try again"
+            )
+        return _reclaim_locked(ctx, acc, e)[0]
+
+
+def _reclaim_locked(ctx: Ctx, acc: Account, env: Mapping[str, str]) -> tuple[HarvestResult, bool]:
+    """:func:`reclaim` with the holder's file locked; also says whether its entry was removed."""
+    assert acc.holder is not None
     seen = acc.holder
     target = get_target(seen.target)
-    hv = harvest_at(ctx, target, Path(seen.path), e)
-    acc = _account(ctx, account_id)
+    hv = harvest_at(ctx, target, Path(seen.path), env)
+    acc = _account(ctx, acc.id)
     if acc.holder is None:
-        return hv  # the harvest found the file no longer holds it
+        return hv, False  # the harvest found the file no longer holds it
     if (
         hv.status != "unchanged"
         or acc.holder.fingerprint != seen.fingerprint
@@ -377,7 +574,7 @@ def reclaim(
             hint=f"switch {seen.target} to another account first (`acct use OTHER --target {seen.target}`)",
         )
     try:
-        target.remove(e, path=Path(seen.path), expect=acc.holder.fingerprint)
+        target.remove(env, path=Path(seen.path), expect=acc.holder.fingerprint)
     except TargetChanged:
         raise HeldByTarget(
             f"{seen.target} changed {seen.path} just now: account {acc.name!r} stays there",
@@ -386,7 +583,7 @@ def reclaim(
     _update(ctx, [acc], _released)
     _record(ctx, "reclaim", account_id=acc.id, target=seen.target)
     _after_change(ctx)
-    return hv
+    return hv, True
 
 
 # --- lend --------------------------------------------------------------------------------------
@@ -399,35 +596,66 @@ def _account(ctx: Ctx, account_id: str) -> Account:
     return acc
 
 
+def _force_hint(target: str) -> str:
+    return f"replace it with `acct use NAME --target {target} --force`"
+
+
 def _refuse_unknown(target: str, who: str, fp: str) -> HeldByTarget:
     return HeldByTarget(
         f"{target} holds a login acct does not track ({who}, fp {fp}); replacing it would lose it",
-        hint=f"keep it with `acct import {target}`, or replace it with `acct use NAME --target {target} --force`",
+        hint=f"keep it with `acct import {target}`, or {_force_hint(target)}",
     )
 
 
 def _check_overwrite(ctx: Ctx, hv: HarvestResult, force: bool) -> None:
-    """Refuse to overwrite a lineage acct could not take into its store (nothing lost)."""
-    if force or hv.status in ("absent", "blank", "unchanged", "refreshed", "harvested", "adopted"):
+    """Refuse to overwrite a login acct could not take into its store (nothing lost)."""
+    if force:
         return
-    if hv.status == "foreign":
-        if hv.known_id is None:
-            raise _refuse_unknown(hv.target, hv.identity or "unknown account", hv.fingerprint)
+    if hv.other:
+        raise HeldByTarget(
+            f"{hv.target} holds {hv.other} in {hv.path}, which acct does not track; replacing "
+            "it would lose it",
+            hint=f"keep it in acct with `acct login NAME --api-key`, or {_force_hint(hv.target)}",
+        )
+    if hv.status in _SAFE_TO_REPLACE:
         return
     if hv.status == "unverified":
-        raise HeldByTarget(hv.message, hint="try again when online, or pass --force to replace it")
-    if hv.account_id is not None:
-        return  # a stored lineage recorded at another file too: dropping this copy is safe
-    # untracked: whose is it? A known identity keeps its own lineage in the store: safe to replace.
-    assert hv.entry is not None
-    from acct import oauth
+        names = [a.name for a in _recorded_there(ctx, hv)]
+        who = ", ".join(names) or "the account recorded there"
+        raise HeldByTarget(
+            f"{hv.target} ({hv.path}): {hv.message}",
+            hint=f"try again when online; --force replaces it, and then {who} will need a new "
+            "login (its stored refresh token may be spent)",
+        )
+    if hv.status == "untracked" and hv.account_id is not None:
+        return  # a copy of a stored lineage recorded at another file: dropping it loses nothing
+    if not hv.checked:
+        raise _refuse_unknown(hv.target, "acct could not check whose", hv.fingerprint)
+    known = ctx.store.read().by_id(hv.known_id) if hv.known_id else None
+    if known is None:
+        raise _refuse_unknown(hv.target, hv.identity or "unknown account", hv.fingerprint)
+    if known.holder is not None and (known.holder.target, known.holder.path) != (
+        hv.target,
+        hv.path,
+    ):
+        raise HeldByTarget(
+            f"{hv.target} ({hv.path}) holds another login of {known.name}, which is lent to "
+            f"{known.holder.target} ({known.holder.path}); either may be the one in use, so "
+            "replacing it could lose it",
+            hint=f"if no {hv.target} session uses it any more, {_force_hint(hv.target)}",
+        )
 
-    try:
-        profile = oauth.fetch_profile(ctx, hv.entry.tokens.access)
-    except AcctError:
-        raise _refuse_unknown(hv.target, "acct could not check whose", hv.fingerprint) from None
-    if ctx.store.read().by_identity(profile.uuid, profile.org_uuid) is None:
-        raise _refuse_unknown(hv.target, profile.email or "unknown account", hv.fingerprint)
+
+def _recorded_there(ctx: Ctx, hv: HarvestResult) -> list[Account]:
+    return ctx.store.read().held_by(hv.target, hv.path)
+
+
+def _spent_by_overwrite(ctx: Ctx, hv: HarvestResult, force: bool) -> frozenset[str]:
+    """Accounts a forced write leaves without a live lineage: those recorded at a file that
+    changed in a way acct could not check (the change may be their rotation)."""
+    if not force or hv.status != "unverified":
+        return frozenset()
+    return frozenset(a.id for a in _recorded_there(ctx, hv))
 
 
 def _fresh(ctx: Ctx, acc: Account, target: JsonTarget) -> Account:
@@ -471,14 +699,73 @@ def _claim(ctx: Ctx, account_id: str, target: str, key: str) -> Account:
     return acc
 
 
-def _unclaim(ctx: Ctx, claimed: Account) -> None:
-    _update(ctx, [claimed], _released)
+def _holds(target: JsonTarget, env: Mapping[str, str], path: Path, claimed: Account) -> bool:
+    """Whether the file holds the claimed lineage; True when it cannot be read (cautious)."""
+    assert claimed.tokens is not None
+    try:
+        entry = target.read(env, path=path)
+    except (AcctError, OSError):
+        return True
+    return entry is not None and entry.lineage_fingerprint == claimed.tokens.lineage_fingerprint
 
 
-def _settle(ctx: Ctx, target: str, key: str, account_id: str) -> tuple[str, ...]:
-    """The file now holds the new account: every other record of this file is released."""
+def _write_claimed(
+    ctx: Ctx,
+    target: JsonTarget,
+    env: Mapping[str, str],
+    claimed: Account,
+    path: Path,
+    expect: str,
+) -> Entry:
+    """Write the claimed account; a write that did not happen drops the claim again."""
+    try:
+        return target.write(env, claimed, path=path, expect=expect)
+    except BaseException:
+        if not _holds(target, env, path, claimed):
+            _update(ctx, [claimed], _released)
+        raise
+
+
+def _put_back(ctx: Ctx, account_id: str, holder: Holder, env: Mapping[str, str]) -> None:
+    """A lend failed after taking the account out of a file: write it back there, so the tool
+    keeps its login. Best effort: when that file changed meanwhile, the store keeps it."""
+    target = get_target(holder.target)
+    with contextlib.suppress(AcctError, OSError):
+        claimed = _claim(ctx, account_id, holder.target, holder.path)
+        _write_claimed(ctx, target, env, claimed, Path(holder.path), NO_ENTRY)
+
+
+def _settle(
+    ctx: Ctx, target: str, key: str, account_id: str, spent: frozenset[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The file now holds the new account: every other record of this file is cleared.
+
+    Returns (accounts whose lineage is back in the store, accounts marked "needs login").
+    """
     others = [a for a in ctx.store.read().held_by(target, key) if a.id != account_id]
-    return tuple(_update(ctx, others, _released)) if others else ()
+    returned = _update(ctx, [a for a in others if a.id not in spent], _released)
+    lost = _update(ctx, [a for a in others if a.id in spent], _spent)
+    return tuple(returned), tuple(lost)
+
+
+def _after_write(
+    target: JsonTarget, env: Mapping[str, str], path: Path, account: Account
+) -> tuple[str, ...]:
+    """The tool's other settings (Claude Code's identity): a failure is a warning, since the
+    credentials are written and recorded already."""
+    try:
+        target.after_write(env, path, account)
+    except AcctError as e:
+        problem = e.message
+    except OSError as e:
+        problem = f"{e.strerror or type(e).__name__}: {e.filename or path}"
+    else:
+        return ()
+    warning = (
+        f"{target.name} holds {account.name} now, but updating its other settings failed "
+        f"({problem})"
+    )
+    return (warning,)
 
 
 def _prepare(ctx: Ctx, account_id: str, target: str) -> Account:
@@ -495,12 +782,15 @@ def lend(
     env: Mapping[str, str] | None = None,
     *,
     force: bool = False,
+    move: bool = True,
 ) -> LendResult:
     """Write the account into the target's file and record the file as its lineage's holder.
 
     Harvests the file first (the lineage there returns to the store), moves the account from
-    another file if it is lent elsewhere and unchanged there, refreshes it while the store holds
-    it, then writes compare-and-swap. ``force`` replaces a login acct could not identify.
+    another file if it is lent elsewhere and unchanged there (``move=False`` refuses instead),
+    refreshes it while the store holds it, then writes compare-and-swap. ``force`` replaces a
+    login acct could not take back. The target file, and the file the account is lent to, stay
+    locked throughout.
     """
     target = get_target(target_name)
     e = _env(ctx, env)
@@ -508,55 +798,79 @@ def lend(
     key = holder_path(path)
     _prepare(ctx, account_id, target.name)
     for _ in range(LEND_ATTEMPTS):
-        hv = harvest_at(ctx, target, path, e)
-        acc = _account(ctx, account_id)
-        here = (
-            acc.holder is not None and acc.holder.target == target.name and acc.holder.path == key
-        )
-        if (
-            here
-            and hv.entry is not None
-            and hv.account_id == acc.id
-            and _fresh_enough(ctx, hv, target)
-        ):
-            return LendResult(
-                target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True
-            )
-        _check_overwrite(ctx, hv, force)
-        moved_from = None
-        if acc.holder is not None:
-            if not here:
-                moved_from = f"{acc.holder.target} ({acc.holder.path})"
-            reclaim(ctx, acc.id, e)
-            hv = harvest_at(ctx, target, path, e)  # reclaiming may have emptied this very file
-        acc = _prepare(ctx, account_id, target.name)
-        acc = _fresh(ctx, acc, target)
-        claimed = _claim(ctx, account_id, target.name, key)
-        try:
-            entry = target.write(e, claimed, expect=hv.fingerprint)
-        except TargetChanged:
-            _unclaim(ctx, claimed)
-            continue
-        except BaseException:
-            _unclaim(ctx, claimed)
-            raise
-        returned = _settle(ctx, target.name, key, account_id)
-        _record(ctx, "lend", account_id=account_id, target=target.name, path=key)
-        _after_change(ctx)
-        return LendResult(
-            target.name,
-            key,
-            claimed.id,
-            claimed.name,
-            claimed.plan,
-            entry,
-            hv,
-            returned=returned,
-            moved_from=moved_from,
-        )
+        lent = _account(ctx, account_id).holder
+        files = [key] + ([lent.path] if lent else [])
+        with target_lock(ctx, *files):
+            now = _account(ctx, account_id).holder
+            if now is not None and now.path not in files:
+                continue  # moved by another process meanwhile: lock its new file too
+            if not move and now is not None and now.path != key:
+                acc = _account(ctx, account_id)
+                raise HeldByTarget(
+                    f"account {acc.name!r} is lent to {now.target} ({now.path})",
+                    hint=f"move it with `acct use {acc.name} --target {target.name}`",
+                )
+            result = _lend_locked(ctx, target, path, account_id, e, force)
+        if result is not None:
+            return result
     raise Busy(
         f"{target.name} kept changing {path} while acct tried to write it",
         hint="try again when the tool is idle",
+    )
+
+
+def _lend_locked(
+    ctx: Ctx,
+    target: JsonTarget,
+    path: Path,
+    account_id: str,
+    env: Mapping[str, str],
+    force: bool,
+) -> LendResult | None:
+    """One attempt of :func:`lend` under the files' locks; None when the tool wrote meanwhile."""
+    key = holder_path(path)
+    hv = harvest_at(ctx, target, path, env, identify=True)
+    acc = _account(ctx, account_id)
+    here = acc.holder is not None and acc.holder.target == target.name and acc.holder.path == key
+    if here and hv.entry is not None and hv.account_id == acc.id and _fresh_enough(ctx, hv, target):
+        return LendResult(target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True)
+    _check_overwrite(ctx, hv, force)
+    spent = _spent_by_overwrite(ctx, hv, force)
+    expect = hv.fingerprint
+    taken: Holder | None = None  # where the account was taken out of, to put it back on failure
+    if acc.holder is not None and _reclaim_locked(ctx, acc, env)[1]:
+        taken = acc.holder
+        if taken.path == key:
+            expect = NO_ENTRY  # reclaiming emptied this very file
+    try:
+        acc = _fresh(ctx, _prepare(ctx, account_id, target.name), target)
+        claimed = _claim(ctx, account_id, target.name, key)
+        entry = _write_claimed(ctx, target, env, claimed, path, expect)
+    except BaseException as exc:
+        if taken is not None and _account(ctx, account_id).holder is None:
+            _put_back(ctx, account_id, taken, env)
+        if isinstance(exc, TargetChanged):
+            return None
+        raise
+    returned, lost = _settle(ctx, target.name, key, account_id, spent)
+    _record(ctx, "lend", account_id=account_id, target=target.name, path=key)
+    warnings = _after_write(target, env, path, claimed)
+    _after_change(ctx)
+    moved_from = (
+        f"{taken.target} ({taken.path})" if taken is not None and taken.path != key else None
+    )
+    return LendResult(
+        target.name,
+        key,
+        claimed.id,
+        claimed.name,
+        claimed.plan,
+        entry,
+        hv,
+        returned=returned,
+        moved_from=moved_from,
+        lost=lost,
+        warnings=warnings,
     )
 
 
@@ -564,15 +878,73 @@ def _fresh_enough(ctx: Ctx, hv: HarvestResult, target: JsonTarget) -> bool:
     """Whether an account already in the file can stay as it is.
 
     When the tool has been refreshing it (the entry is its own), yes: the tool manages it. When
-    the file holds exactly acct's write and the access token runs out within the margin, no:
-    acct takes it back, refreshes it and writes it again (OpenCode's refresh is unreliable).
+    the file holds exactly acct's write (or a login acct just adopted) and the access token runs
+    out within the margin, no: acct takes it back, refreshes it and writes it again (OpenCode's
+    refresh is unreliable).
     """
     if hv.status in ("refreshed", "harvested"):
         return True
-    if hv.status != "unchanged" or hv.entry is None:
+    if hv.status not in ("unchanged", "adopted") or hv.entry is None:
         return False
     margin = max(ctx.config.refresh_margin, target.refresh_margin)
     return hv.entry.tokens.fresh_for(margin)
+
+
+# --- renew: refresh a tool's expired login in its own file ----------------------------------------
+
+
+def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -> Entry | None:
+    """Refresh the login in a tool's file in place when its access token has (nearly) expired.
+
+    What the tool itself would do on its next start, under the tool's own lock (see the module
+    docstring), so the file stays the lineage's only holder. Refused, with what to do instead,
+    for a tool without a lock and for a file that holds a copy of a lineage recorded at another
+    file (refreshing it would spend that file's lineage). Returns the entry the file holds after.
+    """
+    from acct import oauth
+
+    key = holder_path(path)
+    hint = f"run {target.name} once so it refreshes its login, then try again"
+    if not target.has_lock(env, path):
+        raise AuthError(
+            f"the access token in {path} has expired, and acct cannot refresh it safely: "
+            f"{target.name} could be refreshing it at the same moment (it takes no lock)",
+            hint=hint,
+        )
+
+    def spend(entry: Entry) -> Tokens | None:
+        if entry.tokens.fresh_for(RENEW_BELOW) or not entry.tokens.refresh:
+            return None  # the tool refreshed it meanwhile, or there is nothing to refresh with
+        fp = entry.lineage_fingerprint
+        for acc in ctx.store.read():
+            copy = acc.tokens is not None and acc.tokens.lineage_fingerprint == fp
+            if copy and acc.holder is not None and acc.holder.path != key:
+                raise HeldByTarget(
+                    f"{path} holds a copy of {acc.name}'s lineage, which is lent to "
+                    f"{acc.holder.target} ({acc.holder.path}); refreshing it here would spend "
+                    "that file's login",
+                    hint=hint,
+                )
+        what = f"the login in {path}"
+        try:
+            answer = oauth.refresh_unstored(ctx, entry.tokens, what=what)
+        except NeedsLogin:
+            raise NeedsLogin(
+                f"{what} is signed out (its refresh token is no longer valid)",
+                hint=f"run /login in {target.name}, or `acct login`",
+            ) from None
+        except oauth.RefreshUnanswered as e:
+            raise NetworkError(
+                f"{e.message}", hint=f"if {target.name} then says it is not logged in, log in again"
+            ) from None
+        return answer.tokens(entry.tokens)
+
+    with target_lock(ctx, path):
+        before = target.read(env, path=path)
+        entry = target.renew(env, spend, path=path)
+    if entry is not None and before is not None and entry.tokens != before.tokens:
+        _record(ctx, "renew", target=target.name, path=key)
+    return entry
 
 
 # --- the live access token ---------------------------------------------------------------------

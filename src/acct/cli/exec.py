@@ -235,7 +235,9 @@ class Session:
                 return acc
             try:
                 self._refuse_elsewhere(acc)
-                custody.lend(self.c, acc.id, self.target.name, self.c.env)
+                result = custody.lend(self.c, acc.id, self.target.name, self.c.env, move=False)
+                for message in result.warnings:
+                    warn(message)
                 return acc
             except (NeedsLogin, HeldByTarget) as e:
                 if self.opts.account is not None and not self.rotations:

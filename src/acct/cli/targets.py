@@ -51,7 +51,8 @@ def use(
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Replace a login in the tool's file that acct does not track."
+            "--force",
+            help="Replace a login in the tool's file that acct cannot take back (it is lost).",
         ),
     ] = False,
     json_out: JsonOpt = False,
@@ -97,6 +98,8 @@ def _lend_json(r: Any) -> dict[str, Any]:
         "already": r.already,
         "returned": list(r.returned),
         "moved_from": r.moved_from,
+        "needs_login": list(r.lost),
+        "warnings": list(r.warnings),
         "harvest": {"status": r.harvest.status, "message": r.harvest.message or None},
         "extra_usage_billing": get_target(r.target).extra_usage_billing,
     }
@@ -112,6 +115,12 @@ def _print_lend(c: Ctx, r: Any) -> None:
         line(f"acct: {', '.join(r.returned)} returned to the store")
     if r.moved_from:
         line(f"acct: moved {r.account_name} from {r.moved_from}")
+    for name in r.lost:
+        warn(
+            f"{name} needs a new login: its lineage in the file was replaced (`acct login {name}`)"
+        )
+    for text in r.warnings:
+        warn(text)
     if get_target(r.target).extra_usage_billing:
         warn(_extra_usage_note(r.target))
 
@@ -253,7 +262,8 @@ OVERRIDING_ENV = {
 }
 # Variables a tool uses only when its file has no Anthropic entry.
 FALLBACK_ENV = {"pi": ("ANTHROPIC_OAUTH_TOKEN", "ANTHROPIC_API_KEY")}
-PI_NO_RETRY = {"retry": {"provider": {"maxRetries": 0}}}
+# Pi retries a 429 at two levels: the agent (`retry.enabled`, on by default) and the provider.
+PI_NO_RETRY = {"retry": {"enabled": False, "provider": {"maxRetries": 0}}}
 
 
 @dataclass
@@ -342,7 +352,9 @@ def _merge(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
 
 def _pi_retry_ok(doc: Mapping[str, Any]) -> bool:
     retry = doc.get("retry")
-    provider = retry.get("provider") if isinstance(retry, dict) else None
+    if not isinstance(retry, dict) or retry.get("enabled") is not False:
+        return False
+    provider = retry.get("provider")
     return isinstance(provider, dict) and provider.get("maxRetries") == 0
 
 
@@ -356,7 +368,12 @@ def _pi_settings_check(c: Ctx, fix: bool) -> list[Check]:
         return [Check("pi", "retry", False, e.message)]
     if _pi_retry_ok(doc):
         return [
-            Check("pi", "retry", True, f"{path}: Pi exits on a 429 (retry.provider.maxRetries = 0)")
+            Check(
+                "pi",
+                "retry",
+                True,
+                f"{path}: Pi exits on a 429 (retry.enabled = false, retry.provider.maxRetries = 0)",
+            )
         ]
     check = Check(
         "pi",
@@ -364,7 +381,7 @@ def _pi_settings_check(c: Ctx, fix: bool) -> list[Check]:
         False,
         f"{path}: Pi retries a 429 for as long as the server says (hours on a quota limit), "
         "so acct cannot rotate",
-        fix="set retry.provider.maxRetries = 0",
+        fix="set retry.enabled = false and retry.provider.maxRetries = 0",
     )
     if fix:
         with dir_lock(Path(str(real_path(path)) + ".lock"), what="Pi's settings"):
@@ -479,16 +496,33 @@ def _read_for_import(c: Ctx, target: JsonTarget, path: Path) -> Entry:
 def import_login(
     c: Ctx, target_name: str, *, name: str | None = None, source: Path | None = None
 ) -> ImportResult:
-    """Take the login a tool holds now into the store; the file stays its live holder."""
-    from acct import custody, oauth
+    """Take the login a tool holds now into the store; the file stays its live holder.
+
+    A login whose access token has expired (the tool sat idle) is refreshed in its file first,
+    as the tool itself would do it (:func:`acct.custody.renew_at`). acct's lock of the file is
+    held throughout, so no other acct process changes its custody meanwhile.
+    """
+    from acct import custody
     from acct.store import validate_name
 
     if name is not None:
         validate_name(name)
     target = get_target(target_name)
     path = Path(source) if source is not None else target.path(c.env)
-    custody.harvest_at(c, target, path, c.env)
-    entry = _read_for_import(c, target, path)
+    with custody.target_lock(c, path):
+        custody.harvest_at(c, target, path, c.env)
+        entry = _read_for_import(c, target, path)
+        if entry.tokens.refresh and not entry.tokens.fresh_for(custody.RENEW_BELOW):
+            custody.renew_at(c, target, path, c.env)
+            entry = _read_for_import(c, target, path)
+        return _store_import(c, target, path, entry, name)
+
+
+def _store_import(
+    c: Ctx, target: JsonTarget, path: Path, entry: Entry, name: str | None
+) -> ImportResult:
+    from acct import custody, oauth
+
     try:
         profile = oauth.fetch_profile(c, entry.tokens.access)
     except oauth.ProfileForbidden:
@@ -496,7 +530,7 @@ def import_login(
     if profile is None and name is None:
         raise UsageError(
             "this token has no profile access (a setup token?): acct cannot tell whose it is",
-            hint=f"name it: acct import {target_name} --name NAME",
+            hint=f"name it: acct import {target.name} --name NAME",
         )
     key = custody.holder_path(path)
     fp = entry.lineage_fingerprint
@@ -511,7 +545,7 @@ def import_login(
         else:
             accounts.put(acc)
     with contextlib.suppress(AcctError):
-        c.state.record("import", account_id=acc.id, target=target_name, path=key)
+        c.state.record("import", account_id=acc.id, target=target.name, path=key)
     with contextlib.suppress(Exception):
         from acct import prompt_state
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from acct.errors import Busy, CorruptFile, NeedsLogin, UsageError
-from acct.fsio import atomic_write, dir_lock, read_json_object
+from acct.fsio import atomic_write, dir_lock, os_error, read_json_object
 from acct.models import Account, Tokens, fingerprint
 
 
@@ -91,6 +92,43 @@ def entry_fingerprint(entry: Entry | None) -> str:
     return "-" if entry.blank else entry.lineage_fingerprint
 
 
+@dataclass(frozen=True)
+class Slot:
+    """What sits under the target's entry key: an OAuth entry, another kind of login, or nothing.
+
+    ``other`` describes a login acct does not write (an API key in OpenCode's or Pi's
+    ``anthropic`` entry); ``fingerprint`` is what compare-and-swap expects, for all three cases.
+    """
+
+    entry: Entry | None
+    other: str | None = None
+    other_fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.other_fingerprint or entry_fingerprint(self.entry)
+
+
+@contextlib.contextmanager
+def _kept_fresh(lock: Path, every: float = 2.0) -> Iterator[None]:
+    """Touch a held proper-lockfile directory every few seconds, as proper-lockfile itself does,
+    so the tool does not take it over as stale while acct waits for the token endpoint."""
+    stop = threading.Event()
+
+    def touch() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(OSError):
+                os.utime(lock)
+
+    worker = threading.Thread(target=touch, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
 def epoch_seconds(value: object) -> int:
     """An expiry the tools write in milliseconds; a value that can only be seconds is read as such."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -151,44 +189,6 @@ def dump_json(doc: Mapping[str, object]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def positionals(args: Sequence[str], value_opts: frozenset[str], variadic_opts: frozenset[str] = frozenset()) -> list[int]:
-    """Indices of the positional arguments in ``args`` (argv without the command).
-
-    ``value_opts`` take one value (``--model X``); ``variadic_opts`` take every following
-    non-option word, as commander.js parses them. ``--opt=value`` is one word; after ``--`` all
-    words are positional.
-    """
-    out: list[int] = []
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a == "--":
-            out.extend(range(i + 1, len(args)))
-            break
-        if a.startswith("-") and a != "-":
-            name = a.split("=", 1)[0]
-            if "=" in a:
-                i += 1
-                continue
-            if name in value_opts:
-                i += 2
-                continue
-            if name in variadic_opts:
-                i += 1
-                while i < len(args) and not args[i].startswith("-"):
-                    i += 1
-                continue
-            i += 1
-            continue
-        out.append(i)
-        i += 1
-    return out
-
-
-def has_flag(args: Sequence[str], *names: str) -> bool:
-    return any(a.split("=", 1)[0] in names for a in args)
-
-
 class JsonTarget:
     """A tool whose credentials live under one key of a JSON object file.
 
@@ -217,7 +217,12 @@ class JsonTarget:
         return None
 
     def parse_entry(self, obj: Mapping[str, object], path: Path) -> Entry | None:
+        """The OAuth entry, or None when ``obj`` is a login of another kind (see ``describe_other``)."""
         raise NotImplementedError
+
+    def describe_other(self, obj: Mapping[str, object]) -> str:
+        """Name, for a person, the login of another kind that ``parse_entry`` turned down."""
+        return f"a {self.entry_key!r} entry acct does not write"
 
     def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
         raise NotImplementedError
@@ -226,7 +231,10 @@ class JsonTarget:
         """Refuse early (before the credential file changes) what ``after_write`` would refuse."""
 
     def after_write(self, env: Mapping[str, str], path: Path, account: Account) -> None:
-        """Anything else the tool needs besides its credential file (Claude Code's identity)."""
+        """Anything else the tool needs besides its credential file (Claude Code's identity).
+
+        Not part of :meth:`write`: custody runs it once the file's new holder is recorded, as a
+        best effort whose failure is reported, never a reason to forget a lineage written."""
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         raise NotImplementedError
@@ -237,16 +245,31 @@ class JsonTarget:
         return Path(path) if path is not None else self.path(env)
 
     def _entry_of(self, doc: Mapping[str, object] | None, path: Path) -> Entry | None:
+        return self._slot_of(doc, path).entry
+
+    def _slot_of(self, doc: Mapping[str, object] | None, path: Path) -> Slot:
         if not doc or self.entry_key not in doc:
-            return None
+            return Slot(None)
         obj = doc[self.entry_key]
         if not isinstance(obj, dict):
             raise corrupt_entry(path, self.entry_key, "is not an object")
-        return self.parse_entry(obj, path)
+        entry = self.parse_entry(obj, path)
+        if entry is not None:
+            return Slot(entry)
+        raw = json.dumps(obj, sort_keys=True, ensure_ascii=False)
+        return Slot(None, self.describe_other(obj), "other-" + fingerprint(raw))
 
     def read(self, env: Mapping[str, str], *, path: Path | None = None) -> Entry | None:
+        return self.look(env, path=path).entry
+
+    def look(self, env: Mapping[str, str], *, path: Path | None = None) -> Slot:
+        """What the entry key holds now: :meth:`read`, plus a login of another kind."""
         p = self._file(env, path)
-        return self._entry_of(read_json_object(p, what=f"{self.name} credentials"), p)
+        try:
+            doc = read_json_object(p, what=f"{self.name} credentials")
+        except OSError as e:
+            raise os_error("read", p, e) from None
+        return self._slot_of(doc, p)
 
     @contextlib.contextmanager
     def _locked(self, env: Mapping[str, str], path: Path) -> Iterator[None]:
@@ -257,8 +280,12 @@ class JsonTarget:
         with dir_lock(lock, timeout=self.lock_timeout, what=f"{self.name}'s credentials ({lock})"):
             yield
 
-    def _check(self, current: Entry | None, expect: str | None, path: Path) -> None:
-        if expect is not None and entry_fingerprint(current) != expect:
+    def has_lock(self, env: Mapping[str, str], path: Path | None = None) -> bool:
+        """Whether the tool takes a lock around its own refresh that acct can take too."""
+        return self.lock_dir(env, self._file(env, path)) is not None
+
+    def _check(self, current: Slot, expect: str | None, path: Path) -> None:
+        if expect is not None and current.fingerprint != expect:
             raise TargetChanged(
                 f"{self.name} changed {path} while acct was writing it",
                 hint="try again; the tool may be refreshing its login",
@@ -272,40 +299,88 @@ class JsonTarget:
         path: Path | None = None,
         expect: str | None = None,
     ) -> Entry:
-        """Write ``account`` as the entry. ``expect`` (an :func:`entry_fingerprint`) makes the
-        write conditional: if the file holds anything else by then, :class:`TargetChanged`."""
+        """Write ``account`` as the entry. ``expect`` (a :attr:`Slot.fingerprint`) makes the
+        write conditional: if the file holds anything else by then, :class:`TargetChanged`.
+
+        Only the credential file changes; the caller runs :meth:`after_write` once the write
+        is recorded (its failure must not undo a write that happened).
+        """
         tokens = require_oauth(account, self.name)
         p = self._file(env, path)
         self.before_write(env, p)
-        with self._locked(env, p):
-            doc = read_json_object(p, what=f"{self.name} credentials") or {}
-            self._check(self._entry_of(doc, p), expect, p)
-            doc[self.entry_key] = self.render_entry(account, tokens, doc.get(self.entry_key))
-            atomic_write(p, dump_json(doc))
-            entry = self._entry_of(doc, p)
-        self.after_write(env, p, account)
+        try:
+            with self._locked(env, p):
+                doc = read_json_object(p, what=f"{self.name} credentials") or {}
+                self._check(self._slot_of(doc, p), expect, p)
+                doc[self.entry_key] = self.render_entry(account, tokens, doc.get(self.entry_key))
+                atomic_write(p, dump_json(doc))
+        except OSError as e:
+            raise os_error("write", p, e) from None
+        entry = self._entry_of(doc, p)
         assert entry is not None
         return entry
 
     def remove(self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None) -> bool:
         """Take the entry out of the file, keeping every other key. False when there was none."""
         p = self._file(env, path)
-        with self._locked(env, p):
-            doc = read_json_object(p, what=f"{self.name} credentials")
-            if not doc or self.entry_key not in doc:
-                return False
-            self._check(self._entry_of(doc, p), expect, p)
-            del doc[self.entry_key]
-            atomic_write(p, dump_json(doc))
+        try:
+            with self._locked(env, p):
+                doc = read_json_object(p, what=f"{self.name} credentials")
+                if not doc or self.entry_key not in doc:
+                    return False
+                self._check(self._slot_of(doc, p), expect, p)
+                del doc[self.entry_key]
+                atomic_write(p, dump_json(doc))
+        except OSError as e:
+            raise os_error("write", p, e) from None
         return True
+
+    def renew(
+        self,
+        env: Mapping[str, str],
+        refresh: Callable[[Entry], Tokens | None],
+        *,
+        path: Path | None = None,
+    ) -> Entry | None:
+        """Refresh the file's login in place, as the tool itself does it.
+
+        Under the tool's lock: read the entry, let ``refresh`` spend its refresh token (it
+        returns the rotated tokens, or None to leave the entry as it is), write the rotated pair
+        back with everything else kept. The tool refreshes under the same lock and re-reads the
+        file, so the lineage never has two holders. Returns the entry the file holds afterwards.
+        Refused for a tool without a lock: it could spend the same refresh token meanwhile.
+        """
+        p = self._file(env, path)
+        lock = self.lock_dir(env, p)
+        if lock is None:
+            raise UsageError(f"{self.name} has no lock acct could take to refresh {p} safely")
+        try:
+            with self._locked(env, p):
+                doc = read_json_object(p, what=f"{self.name} credentials") or {}
+                entry = self._entry_of(doc, p)
+                if entry is None or entry.blank:
+                    return entry
+                with _kept_fresh(lock):
+                    tokens = refresh(entry)
+                if tokens is None:
+                    return entry
+                stand_in = Account(
+                    name=self.name, plan=entry.subscription_type, tier=entry.rate_limit_tier
+                )
+                doc[self.entry_key] = self.render_entry(stand_in, tokens, doc[self.entry_key])
+                atomic_write(p, dump_json(doc))
+        except OSError as e:
+            raise os_error("write", p, e) from None
+        return self._entry_of(doc, p)
 
 
 class ProviderEntryTarget(JsonTarget):
     """OpenCode and Pi: ``{"anthropic": {"type": "oauth", "refresh", "access", "expires"}}``.
 
-    An ``anthropic`` entry of another type (an API key) reads as "no OAuth entry"; a write
-    replaces it. Only the four keys above are written: OpenCode drops entries that fail its
-    schema on its next write.
+    An ``anthropic`` entry of another type (the user's API key, ``{"type": "api", "key": ...}``)
+    reads as "no OAuth entry", and :meth:`look` names it: custody refuses to replace it unless
+    told to. Only the four keys above are written: OpenCode drops entries that fail its schema
+    on its next write.
     """
 
     entry_key = "anthropic"
@@ -318,6 +393,14 @@ class ProviderEntryTarget(JsonTarget):
         tokens = Tokens(access=access, refresh=refresh or None, expires_at=epoch_seconds(obj.get("expires")))
         known = {"type", "access", "refresh", "expires"}
         return Entry(tokens=tokens, blank=tokens.is_blank, extra={k: v for k, v in obj.items() if k not in known})
+
+    def describe_other(self, obj: Mapping[str, object]) -> str:
+        kind, key = obj.get("type"), obj.get("key")
+        if kind in ("api", "api_key") or isinstance(key, str):
+            shown = f" (fp {fingerprint(key)})" if isinstance(key, str) and key else ""
+            return f"an Anthropic API key{shown}"
+        named = f" of type {kind!r}" if isinstance(kind, str) else ""
+        return f"an Anthropic login{named}"
 
     def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
         return {
