@@ -260,7 +260,10 @@ def test_claude_code_merges_identity_key_by_key(tenv: dict[str, str]) -> None:
         )
     )
     acc = account().copy(display_name=None)
-    ClaudeCode().write(tenv, acc)
+    t = ClaudeCode()
+    t.write(tenv, acc)
+    assert json.loads(ident.read_text())["oauthAccount"]["accountUuid"] == "old"  # not yet
+    t.after_write(tenv, t.path(tenv), acc)  # custody runs it once the write is recorded
     doc = json.loads(ident.read_text())
     assert doc["numStartups"] == 7 and doc["projects"] == {"/x": {"allowedTools": []}}
     oa = doc["oauthAccount"]
@@ -459,4 +462,105 @@ def test_patterns_tell_throttle_and_auth_apart() -> None:
     ],
 )
 def test_resume_args(name: str, argv: list[str], expected: list[str]) -> None:
+    assert TARGETS[name].resume_args(argv, "CONT") == expected
+
+
+@pytest.mark.parametrize("name", ["claude-code", "pi"])
+def test_renew_refreshes_in_place_under_the_tools_lock(name: str, tenv: dict[str, str]) -> None:
+    t = get_target(name)
+    path = t.path(tenv)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(FOREIGN[name]))
+    t.write(tenv, account())
+    lock = t.lock_dir(tenv, path)
+    assert lock is not None
+    locked: list[bool] = []
+
+    def refresh(entry: object) -> Tokens:
+        locked.append(lock.exists())
+        return Tokens("sk-ant-oat01-NEW", "sk-ant-ort01-NEW", 2_100_000_000, ("user:inference",))
+
+    got = t.renew(tenv, refresh)
+    assert locked == [True] and not lock.exists()
+    assert got is not None and got.tokens.refresh == "sk-ant-ort01-NEW"
+    back = t.read(tenv)
+    assert back is not None and back.tokens.access == "sk-ant-oat01-NEW"
+    assert back.tokens.expires_at == 2_100_000_000
+    doc = json.loads(path.read_text())
+    assert all(doc[k] == v for k, v in FOREIGN[name].items())
+    assert t.renew(tenv, lambda entry: None) == back  # nothing to do: the file is left alone
+
+
+def test_renew_is_refused_for_a_tool_without_a_lock(tenv: dict[str, str]) -> None:
+    from acct.errors import UsageError
+
+    t = get_target("opencode")
+    t.write(tenv, account())
+    before = t.path(tenv).read_bytes()
+    with pytest.raises(UsageError):
+        t.renew(tenv, lambda entry: None)
+    assert t.path(tenv).read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["opencode", "pi"])
+def test_api_key_entry_is_named_and_guarded_by_compare_and_swap(
+    name: str, tenv: dict[str, str]
+) -> None:
+    from acct.targets.base import NO_ENTRY
+
+    t = get_target(name)
+    path = t.path(tenv)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"anthropic": {"type": "api", "key": "sk-ant-api03-K"}}))
+    slot = t.look(tenv)
+    assert slot.entry is None and t.read(tenv) is None
+    assert slot.other is not None and "API key" in slot.other and "sk-ant" not in slot.other
+    with pytest.raises(TargetChanged):
+        t.write(tenv, account(), expect=NO_ENTRY)  # what acct saw was not "no entry"
+    t.write(tenv, account(), expect=slot.fingerprint)
+    assert t.read(tenv) is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "expected"),
+    [
+        (
+            "claude-code",
+            ["claude", "--effort", "high", "-p", "fix it"],
+            ["claude", "--continue", "--effort", "high", "-p", "CONT"],
+        ),
+        (
+            "claude-code",
+            ["claude", "-n", "w", "-p", "x"],
+            ["claude", "--continue", "-n", "w", "-p", "CONT"],
+        ),
+        (
+            "claude-code",
+            ["claude", "--debug", "api", "-p", "x"],
+            ["claude", "--continue", "--debug", "api", "-p", "CONT"],
+        ),
+        (
+            "claude-code",
+            ["claude", "--file", "f:a", "f:b", "-p", "x"],
+            ["claude", "--continue", "--file", "f:a", "f:b", "-p", "CONT"],
+        ),
+        (
+            "pi",
+            ["pi", "--session-id", "x", "hi"],
+            ["pi", "--continue", "--session-id", "x", "CONT"],
+        ),
+        ("pi", ["pi", "-t", "read", "-p", "hi"], ["pi", "--continue", "-t", "read", "-p", "CONT"]),
+        ("pi", ["pi", "--fork", "s1", "-p", "hi"], ["pi", "--continue", "-p", "CONT"]),
+        (
+            "opencode",
+            ["opencode", "run", "-f", "a", "b", "-m", "x", "hi"],
+            ["opencode", "run", "--continue", "-f", "a", "b", "-m", "x", "CONT"],
+        ),
+    ],
+)
+def test_resume_args_keep_every_option_the_tool_knows(
+    name: str, argv: list[str], expected: list[str]
+) -> None:
+    """An option's value never becomes the continuation prompt, and the prompt is never lost
+    (the tables in acct.targets.cli_options follow each pinned tool's own parser)."""
     assert TARGETS[name].resume_args(argv, "CONT") == expected

@@ -6,8 +6,8 @@ until its reset), ``throttle`` (the server asks to slow down; says nothing about
 
 Textual patterns come from the target (``Target.patterns``) plus the user's extras in
 ``config.toml``; the structured signals that any Claude Code version prints are read here: the
-``--output-format json`` result (``api_error_status``), the ``stream-json`` ``rate_limit_event``
-and the legacy ``Claude AI usage limit reached|<epoch>`` line.
+``--output-format json``/``stream-json`` result (``api_error_status``), the ``stream-json``
+``rate_limit_event`` and the legacy ``Claude AI usage limit reached|<epoch>`` line.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,28 +31,39 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
     )
 }
-# "resets 9:20am (UTC)", "resets 9am (Europe/Berlin)", "resets Nov 26, 8:12am (UTC)"
+# "resets 9:20am (UTC)", "resets 9am (Europe/Berlin)", "resets Nov 26, 8:12am (UTC)", and with
+# the year when the reset falls in another year: "resets Jan 2, 2027, 10am (Europe/Berlin)".
 _RESETS = re.compile(
-    r"resets\s+(?:at\s+)?(?:(?P<mon>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2}),?\s+(?:at\s+)?)?"
+    r"resets\s+(?:at\s+)?"
+    r"(?:(?P<mon>[A-Za-z]{3})[a-z]*\.?\s+(?P<day>\d{1,2}),?\s+(?:(?P<year>\d{4}),?\s+)?(?:at\s+)?)?"
     r"(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>[ap]\.?m\.?)?\s*(?:\((?P<tz>[^)\s]+)\))?",
     re.IGNORECASE,
 )
 _EVENT = "rate limit reached"
 _JUST_NOW = 120.0
 _LEGACY = re.compile(r"Claude AI usage limit reached\|(\d{9,13})")
-# Labels Claude Code puts before "limit", mapped to the window the announcement names.
-_WINDOWS = (
-    (re.compile(r"\bsession limit\b", re.IGNORECASE), "5-hour"),
-    (re.compile(r"\bweekly limit\b", re.IGNORECASE), "7-day"),
-    (re.compile(r"\bOpus limit\b", re.IGNORECASE), "Opus weekly"),
-    (re.compile(r"\bSonnet limit\b", re.IGNORECASE), "Sonnet weekly"),
-    (re.compile(r"\busage credit limit\b", re.IGNORECASE), "usage credit"),
+# Labels Claude Code puts before "limit" (and its other ways to say the account is out), mapped
+# to the window the announcement names.
+_WINDOWS = tuple(
+    (re.compile(pattern, re.IGNORECASE), label)
+    for pattern, label in (
+        (r"\bsession limit\b", "5-hour"),
+        (r"\bweekly limit\b", "7-day"),
+        (r"\bOpus limit\b", "Opus weekly"),
+        (r"\bSonnet limit\b", "Sonnet weekly"),
+        (r"\bFable 5 limit\b", "Fable 5 weekly"),
+        (r"\busage credit limit\b|\bout of usage credits\b", "usage credit"),
+        (r"\bout of extra usage\b", "extra usage"),
+        (r"\bmonthly spend limit\b", "monthly spend"),
+        (r"\bmonthly usage limit\b", "monthly usage"),
+    )
 )
 _RATE_LIMIT_TYPES = {
     "five_hour": "5-hour",
     "seven_day": "7-day",
     "seven_day_opus": "Opus weekly",
     "seven_day_sonnet": "Sonnet weekly",
+    "seven_day_overage_included": "Fable 5 weekly",
 }
 
 
@@ -92,21 +103,25 @@ def classify(
     if exit_status == 0:
         return Ending("ok")
     patterns = merged_patterns(target, extra)
-    structured = _structured(tail_text, now)
+    structured = _structured(tail_text, now, patterns)
     if structured is not None:
         return structured
+    return _by_text(patterns, tail_text, now) or Ending("other")
+
+
+def _by_text(patterns: Patterns, text: str, now: float) -> Ending | None:
     # A throttle message says "(not your usage limit)": look for it before any quota wording.
     for kind, regexes in (
         ("throttle", patterns.throttle),
         ("quota", patterns.quota),
         ("auth", patterns.auth),
     ):
-        line = _search(regexes, tail_text)
+        line = _search(regexes, text)
         if line is not None:
             if kind == "quota":
                 return Ending("quota", parse_reset(line, now), line, window_label(line))
             return Ending(kind, None, line)  # type: ignore[arg-type]
-    return Ending("other")
+    return None
 
 
 def _search(regexes: Iterable[str], text: str) -> str | None:
@@ -127,54 +142,84 @@ def window_label(text: str) -> str | None:
     return None
 
 
-def _structured(text: str, now: float) -> Ending | None:
-    """Signals with a fixed shape: stream-json events, the JSON result, the legacy line.
+def _structured(text: str, now: float, patterns: Patterns) -> Ending | None:
+    """Signals with a fixed shape: the JSON ``result``, ``rate_limit_event``s, the legacy line.
 
-    The newest wins, except that a ``rate_limit_event`` (an exact epoch) lends its reset time
-    and window to a JSON result that names the reset to the minute only.
+    A ``result`` line ends every print-mode run, so when there is one it decides: a rejection
+    earlier in the run says nothing about a run that then failed for another reason. A
+    ``rate_limit_event`` (an exact epoch) lends its reset time and window to a result that
+    names the reset to the minute only. Without a result, the newest signal wins.
     """
-    found: list[Ending] = []
+    result: Ending | None = None
+    found: list[Ending] = []  # events and legacy lines, newest first
     for line in reversed(text.splitlines()):
         s = line.strip()
         m = _LEGACY.search(s)
         if m:
             found.append(Ending("quota", _epoch(m.group(1)), s, None))
             continue
-        if not (s.startswith("{") and s.endswith("}")):
+        doc = _json_line(s)
+        if doc is None:
             continue
-        try:
-            doc = json.loads(s)
-        except json.JSONDecodeError:
+        if doc.get("type") == "result":
+            result = result or _from_result(doc, now, patterns)
             continue
-        ending = _from_json(doc, now) if isinstance(doc, dict) else None
-        if ending is not None:
-            found.append(ending)
-    if not found:
-        return None
-    newest = found[0]
+        event = _from_event(doc)
+        if event is not None:
+            found.append(event)
     exact = next((e for e in found if e.message == _EVENT and e.reset_at is not None), None)
-    if newest.kind == "quota" and exact is not None and newest is not exact:
-        return replace(newest, reset_at=exact.reset_at, window=newest.window or exact.window)
-    return newest
+    if result is not None:
+        if result.kind == "quota" and exact is not None:
+            return replace(result, reset_at=exact.reset_at, window=result.window or exact.window)
+        return result
+    return found[0] if found else None
 
 
-def _from_json(doc: dict[str, object], now: float) -> Ending | None:
+def _json_line(line: str) -> dict[str, object] | None:
+    if not (line.startswith("{") and line.endswith("}")):
+        return None
+    try:
+        doc = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _from_event(doc: dict[str, object]) -> Ending | None:
+    """A ``rate_limit_event`` that rejected the request, or None.
+
+    With overage in use (``isUsingOverage``, or an overage status that allows it) the request
+    went through as paid extra usage: that is no limit.
+    """
     info = doc.get("rate_limit_info")
-    if doc.get("type") == "rate_limit_event" and isinstance(info, dict):
-        if info.get("status") != "rejected":
-            return None
-        reset = info.get("resetsAt")
-        kind = info.get("rateLimitType")
-        window = _RATE_LIMIT_TYPES.get(kind) if isinstance(kind, str) else None
-        reset_at = _epoch(reset) if isinstance(reset, int | float | str) else None
-        return Ending("quota", reset_at, _EVENT, window)
-    if doc.get("type") == "result" and doc.get("is_error") and doc.get("api_error_status") == 429:
-        result = doc.get("result")
-        text = result if isinstance(result, str) else ""
+    if doc.get("type") != "rate_limit_event" or not isinstance(info, dict):
+        return None
+    if info.get("status") != "rejected" or info.get("isUsingOverage") is True:
+        return None
+    if info.get("overageStatus") in ("allowed", "allowed_warning"):
+        return None
+    reset = info.get("resetsAt")
+    kind = info.get("rateLimitType")
+    window = _RATE_LIMIT_TYPES.get(kind) if isinstance(kind, str) else None
+    reset_at = _epoch(reset) if isinstance(reset, int | float | str) else None
+    return Ending("quota", reset_at, _EVENT, window)
+
+
+def _from_result(doc: dict[str, object], now: float, patterns: Patterns) -> Ending:
+    """How the run ended, from its ``result``: a 429 is the limit (or a throttle), a 401 the
+    login; any other error is read with the target's patterns, and otherwise it is ``other``."""
+    result = doc.get("result")
+    text = result.strip() if isinstance(result, str) else ""
+    if not doc.get("is_error"):
+        return Ending("other")
+    status = doc.get("api_error_status")
+    if status == 429:
         if "not your usage limit" in text:
-            return Ending("throttle", None, text.strip())
-        return Ending("quota", parse_reset(text, now), text.strip(), window_label(text))
-    return None
+            return Ending("throttle", None, text)
+        return Ending("quota", parse_reset(text, now), text, window_label(text))
+    if status == 401:
+        return Ending("auth", None, text)
+    return _by_text(patterns, text, now) or Ending("other", None, text)
 
 
 def _epoch(value: float | str) -> float | None:
@@ -186,18 +231,20 @@ def _epoch(value: float | str) -> float | None:
     return v / 1000.0 if v > 1e12 else v
 
 
-def parse_reset(text: str, now: float) -> float | None:
+def parse_reset(text: str, now: float, *, local: tzinfo | None = None) -> float | None:
     """The reset time in a Claude Code limit message, as epoch seconds, or None.
 
     ``resets 9:20am (UTC)`` is the next 9:20 after ``now`` in that zone; ``resets Nov 26,
-    8:12am (UTC)`` the next Nov 26 at 8:12. The zone is ``UTC`` or an IANA name; without one,
-    UTC is assumed.
+    8:12am (UTC)`` the next Nov 26 at 8:12; ``resets Jan 2, 2027, 10am (UTC)`` that very day
+    (Claude Code adds the year when the reset falls in another year). The zone is ``UTC`` or an
+    IANA name; a time without one is in ``local`` (None: this machine's local time, the zone
+    Claude Code prints in).
     """
     m = _RESETS.search(text)
     if not m:
         return None
-    tz = _zone(m.group("tz"))
-    if tz is None:
+    tz = _zone(m.group("tz")) if m.group("tz") else local
+    if m.group("tz") and tz is None:
         return None
     hour = int(m.group("h"))
     minute = int(m.group("m") or 0)
@@ -208,30 +255,43 @@ def parse_reset(text: str, now: float) -> float | None:
         hour = hour % 12 + (12 if ampm == "pm" else 0)
     if hour > 23 or minute > 59:
         return None
-    here = datetime.fromtimestamp(now, tz)
+    here = _wall(now, tz)
     if m.group("mon"):
-        return _dated(m.group("mon"), int(m.group("day")), hour, minute, here)
+        year = int(m.group("year")) if m.group("year") else None
+        return _dated(m.group("mon"), int(m.group("day")), year, (hour, minute), now, tz)
     when = here.replace(hour=hour, minute=minute, second=0, microsecond=0)
     # The message names the minute only: a time in the last two minutes is this very reset.
-    if when.timestamp() <= now - _JUST_NOW:
-        when = (here + timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    return when.timestamp()
+    if _instant(when, tz) <= now - _JUST_NOW:
+        when += timedelta(days=1)
+    return _instant(when, tz)
 
 
-def _dated(mon: str, day: int, hour: int, minute: int, here: datetime) -> float | None:
+def _wall(now: float, tz: tzinfo | None) -> datetime:
+    """The wall-clock time at ``now`` in ``tz`` (None: local time), without a zone."""
+    return datetime.fromtimestamp(now, tz).replace(tzinfo=None)
+
+
+def _instant(wall: datetime, tz: tzinfo | None) -> float:
+    """Epoch seconds of a wall-clock time in ``tz`` (None: local time, through the C library)."""
+    return wall.replace(tzinfo=tz).timestamp() if tz is not None else wall.timestamp()
+
+
+def _dated(
+    mon: str, day: int, year: int | None, at: tuple[int, int], now: float, tz: tzinfo | None
+) -> float | None:
     month = _MONTHS.get(mon[:3].lower())
     if month is None:
         return None
-    for year in (here.year, here.year + 1):
+    this = _wall(now, tz).year
+    # Without a year: the first such date that is not over a day in the past (the clock may be
+    # behind, and a reset just before midnight on Dec 31 is read a little after it).
+    for y in (year,) if year is not None else (this - 1, this, this + 1):
         try:
-            when = here.replace(
-                year=year, month=month, day=day, hour=hour, minute=minute, second=0, microsecond=0
-            )
+            when = _instant(datetime(y, month, day, *at), tz)
         except ValueError:
-            return None
-        # A date a little in the past is this year's (the clock may be behind); else next year.
-        if when.timestamp() > here.timestamp() - 86400:
-            return when.timestamp()
+            continue  # Feb 29 in a year without one
+        if year is not None or when > now - 86400:
+            return when
     return None
 
 

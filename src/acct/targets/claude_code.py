@@ -1,20 +1,23 @@
 """Claude Code: ``claudeAiOauth`` in ``.credentials.json``, identity in ``.claude.json``.
 
-The credentials file is ``$CLAUDE_SECURESTORAGE_CONFIG_DIR`` > ``$CLAUDE_CONFIG_DIR`` >
-``~/.claude``, then ``.credentials.json``. Claude Code refreshes under the proper-lockfile
-directory ``<config dir>/.oauth_refresh.lock``; acct takes the same lock for its writes. Expiry is
-in milliseconds and the scopes must include ``user:inference`` or the tool says "Not logged in".
+The credentials live in Claude Code's secure-storage directory: ``$CLAUDE_SECURESTORAGE_CONFIG_DIR``
+when it is set (``~/.claude`` when it is set but empty), else ``$CLAUDE_CONFIG_DIR`` or
+``~/.claude``. Claude Code refreshes under two proper-lockfile directories, taken in this order:
+``<that dir>/.oauth_refresh.lock``, then the legacy ``<realpath of that dir>.lock`` (the only one
+older versions take); acct takes both, in the same order, for its writes. Expiry is in
+milliseconds and the scopes must include ``user:inference`` or the tool says "Not logged in".
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from acct.endpoints import SCOPES
 from acct.errors import AuthError
-from acct.fsio import atomic_write, read_json_object, real_path
+from acct.fsio import atomic_write, dir_lock, read_json_object, real_path
 from acct.models import Account, Tokens
 from acct.targets.base import (
     Entry,
@@ -25,65 +28,41 @@ from acct.targets.base import (
     env_dir,
     epoch_ms,
     epoch_seconds,
-    has_flag,
     home_of,
-    positionals,
     want_str,
 )
+from acct.targets.cli_options import claude_code_resume_args
 
 ENTRY_KEY = "claudeAiOauth"
 INFERENCE_SCOPE = "user:inference"
 
-# Options of `claude` that take one value, and those that take several (commander variadics).
-_VALUE_OPTS = frozenset(
-    {
-        "--model",
-        "--fallback-model",
-        "--output-format",
-        "--input-format",
-        "--permission-mode",
-        "--permission-prompt-tool",
-        "--append-system-prompt",
-        "--system-prompt",
-        "--settings",
-        "--session-id",
-        "--max-turns",
-        "--agents",
-        "--agent",
-        "--setting-sources",
-        "--max-budget-usd",
-        "--json-schema",
-        "--debug-file",
-        "--plugin-dir",
-        "--remote",
-        "--teleport",
-    }
+# The keys of ``claudeAiOauth`` acct writes; anything else belongs to the lineage in the file.
+OWN_KEYS = frozenset(
+    {"accessToken", "refreshToken", "expiresAt", "scopes", "subscriptionType", "rateLimitTier"}
 )
-_VARIADIC_OPTS = frozenset(
-    {
-        "--allowedTools",
-        "--allowed-tools",
-        "--disallowedTools",
-        "--disallowed-tools",
-        "--add-dir",
-        "--mcp-config",
-        "--betas",
-        "--tools",
-    }
-)
-_RESUME_OPTS = ("--resume", "-r")
-_CONTINUE_OPTS = ("--continue", "-c")
-_SESSION_ID = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
+LOCK_STALE = 10.0  # seconds: Claude Code's proper-lockfile ``stale`` for its refresh locks
 
 PATTERNS = Patterns(
     quota=(
-        # "You've hit your session limit · resets 9:20am (UTC)"; also limit, weekly limit,
-        # Opus limit, Sonnet limit, usage credit limit, usage limit.
-        r"You(?:'|’)ve hit your (?:[A-Za-z]+ ){0,3}limit",
+        # What Claude Code 2.1.197 prints when the unified limit rejects a request (its
+        # rate-limit message builder): "You've hit your session limit · resets 9:20am (UTC)";
+        # also limit, weekly limit, Opus limit, Sonnet limit, Fable 5 limit, usage limit,
+        # usage credit limit, (org's) monthly spend limit, org's monthly usage limit. Not the
+        # fast-mode cooldown ("You've hit your fast limit · resets in 5m"): the run goes on.
+        r"You(?:'|’)ve hit your (?!fast limit)(?:[\w'’]+ ){0,3}limit",
+        # The plan's limit is reached and extra usage cannot take over for this account.
+        r"You(?:'|’)re out of (?:usage credits|extra usage)",
+        r"Your org is out of usage",
+        r"Your seat type doesn(?:'|’)t include (?:usage|extra usage)",
+        r"Your usage allocation has been disabled by your admin",
+        r"Your group(?:'|’)s usage limit is set to \$0",
+        r"This service is disabled for your org",
         r'"api_error_status"\s*:\s*429',
-        r'"rate_limit_event".*"status"\s*:\s*"rejected"',
+        # A rejection that extra usage did not take over (acct.classify reads these events).
+        (
+            r'"rate_limit_event"(?!.*"isUsingOverage"\s*:\s*true)'
+            r'(?!.*"overageStatus"\s*:\s*"allowed).*"status"\s*:\s*"rejected"'
+        ),
         r"Claude AI usage limit reached\|\d+",
     ),
     throttle=(
@@ -102,8 +81,19 @@ PATTERNS = Patterns(
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
-    """``$CLAUDE_CONFIG_DIR`` or ``~/.claude``: where Claude Code keeps its settings and locks."""
+    """``$CLAUDE_CONFIG_DIR`` or ``~/.claude``: where Claude Code keeps its settings."""
     return env_dir(env, "CLAUDE_CONFIG_DIR") or home_of(env) / ".claude"
+
+
+def storage_dir(env: Mapping[str, str]) -> Path:
+    """Where Claude Code keeps its credentials and its refresh lock.
+
+    ``$CLAUDE_SECURESTORAGE_CONFIG_DIR`` whenever it is set, ``~/.claude`` when it is set but
+    empty (not ``$CLAUDE_CONFIG_DIR``); otherwise the config dir.
+    """
+    if "CLAUDE_SECURESTORAGE_CONFIG_DIR" in env:
+        return env_dir(env, "CLAUDE_SECURESTORAGE_CONFIG_DIR") or home_of(env) / ".claude"
+    return config_dir(env)
 
 
 def identity_file(env: Mapping[str, str]) -> Path:
@@ -132,16 +122,39 @@ class ClaudeCode(JsonTarget):
     extra_usage_billing = False
 
     def path(self, env: Mapping[str, str]) -> Path:
-        base = env_dir(env, "CLAUDE_SECURESTORAGE_CONFIG_DIR") or config_dir(env)
-        return base / ".credentials.json"
+        return storage_dir(env) / ".credentials.json"
 
     def is_own_file(self, env: Mapping[str, str], path: Path) -> bool:
         return real_path(path) == real_path(self.path(env))
 
-    def lock_dir(self, env: Mapping[str, str], path: Path) -> Path | None:
-        if self.is_own_file(env, path):
-            return config_dir(env) / ".oauth_refresh.lock"
-        return path.parent / ".oauth_refresh.lock"
+    def lock_base(self, env: Mapping[str, str], path: Path) -> Path:
+        """The directory Claude Code locks for ``path``: its storage dir, or the file's own."""
+        return storage_dir(env) if self.is_own_file(env, path) else path.parent
+
+    def lock_dir(self, env: Mapping[str, str], path: Path) -> Path:
+        return self.lock_base(env, path) / ".oauth_refresh.lock"
+
+    def legacy_lock_dir(self, env: Mapping[str, str], path: Path) -> Path:
+        """``<realpath of the lock base>.lock`` (``~/.claude.lock``); the path as it is when it
+        cannot be resolved, as Claude Code does."""
+        base = self.lock_base(env, path)
+        try:
+            base = Path(os.path.realpath(base, strict=True))
+        except OSError:
+            pass
+        return Path(f"{base}.lock")
+
+    @contextlib.contextmanager
+    def _locked(self, env: Mapping[str, str], path: Path) -> Iterator[None]:
+        """Both of Claude Code's refresh locks, in its order: the new one, then the legacy one."""
+        lock = self.lock_dir(env, path)
+        what = f"{self.name}'s credentials"
+        with dir_lock(lock, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({lock})"):
+            legacy = self.legacy_lock_dir(env, path)  # resolved once the directory exists
+            with dir_lock(
+                legacy, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({legacy})"
+            ):
+                yield
 
     def parse_entry(self, obj: Mapping[str, object], path: Path) -> Entry | None:
         access = want_str(obj, "accessToken", path, ENTRY_KEY, optional=True)
@@ -156,20 +169,12 @@ class ClaudeCode(JsonTarget):
             scopes=tuple(str(s) for s in scopes),
         )
         sub, tier = obj.get("subscriptionType"), obj.get("rateLimitTier")
-        known = {
-            "accessToken",
-            "refreshToken",
-            "expiresAt",
-            "scopes",
-            "subscriptionType",
-            "rateLimitTier",
-        }
         return Entry(
             tokens=tokens,
             blank=tokens.is_blank,
             subscription_type=sub if isinstance(sub, str) else None,
             rate_limit_tier=tier if isinstance(tier, str) else None,
-            extra={k: v for k, v in obj.items() if k not in known},
+            extra={k: v for k, v in obj.items() if k not in OWN_KEYS},
         )
 
     def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
@@ -180,7 +185,13 @@ class ClaudeCode(JsonTarget):
                 "Claude Code cannot use it",
                 hint=f"run `acct login {account.name}`",
             )
-        entry: dict[str, object] = dict(old) if isinstance(old, dict) else {}
+        # Keys acct does not own (Claude Code's ``clientId``...) describe the lineage in the file:
+        # kept when acct rewrites that very lineage (the same link, or the file's own successor
+        # tokens when it renews the entry in place), never handed to another one.
+        renewing = tokens is not account.tokens
+        entry: dict[str, object] = {}
+        if isinstance(old, dict) and (renewing or same_link(old, tokens)):
+            entry.update(old)
         entry.update(
             accessToken=tokens.access,
             refreshToken=tokens.refresh or "",
@@ -218,31 +229,13 @@ class ClaudeCode(JsonTarget):
             read_json_object(identity_file(env), what="Claude Code settings")
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
-        """``claude --continue ...``; in print mode the prompt becomes the continuation prompt.
-
-        ``--resume <session>`` already names the session to go back to and is kept; a bare
-        ``--resume`` (the session picker) becomes ``--continue``.
-        """
-        cmd, args = list(argv[:1]), list(argv[1:])
-        args = _bare_resume_to_continue(args)
-        pos = positionals(args, _VALUE_OPTS | frozenset(_RESUME_OPTS), _VARIADIC_OPTS)
-        if pos:
-            args[pos[0]] = continuation_prompt
-            for i in reversed(pos[1:]):
-                del args[i]
-        elif has_flag(args, "-p", "--print"):
-            args.append(continuation_prompt)
-        if not has_flag(args, *_CONTINUE_OPTS, *_RESUME_OPTS):
-            args.insert(0, "--continue")
-        return cmd + args
+        """``claude --continue ...``; the prompt becomes the continuation prompt (see
+        :func:`acct.targets.cli_options.claude_code_resume_args`)."""
+        return claude_code_resume_args(argv, continuation_prompt)
 
 
-def _bare_resume_to_continue(args: list[str]) -> list[str]:
-    """``--resume`` without a session id opens a picker: resume the latest session instead."""
-    out = list(args)
-    for i, a in enumerate(out):
-        if a in _RESUME_OPTS:
-            nxt = out[i + 1] if i + 1 < len(out) else ""
-            if not _SESSION_ID.match(nxt):
-                out[i] = "--continue"
-    return out
+def same_link(old: Mapping[str, object], tokens: Tokens) -> bool:
+    """Whether the old ``claudeAiOauth`` holds the very link of the lineage being written."""
+    if tokens.refresh:
+        return old.get("refreshToken") == tokens.refresh
+    return bool(tokens.access) and old.get("accessToken") == tokens.access

@@ -11,31 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from acct.targets.base import Patterns, ProviderEntryTarget, env_dir, has_flag, home_of, positionals
+from acct.targets.cli_options import opencode_resume_args
+from acct.targets.base import Patterns, ProviderEntryTarget, env_dir, home_of
 
 PLUGIN = "opencode-anthropic-auth"
 
-_VALUE_OPTS = frozenset(
-    {
-        "--model",
-        "-m",
-        "--agent",
-        "--session",
-        "-s",
-        "--file",
-        "-f",
-        "--format",
-        "--title",
-        "--attach",
-        "--port",
-        "--command",
-        "--variant",
-        "--log-level",
-        "--hostname",
-        "--prompt",
-    }
-)
-_CONTINUE_OPTS = ("--continue", "-c", "--session", "-s")
 
 PATTERNS = Patterns(
     quota=(r"would exceed your account's rate limit",),
@@ -74,14 +54,4 @@ class OpenCode(ProviderEntryTarget):
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         """``opencode run --continue <prompt>``; the interactive TUI gets ``--continue`` alone."""
-        cmd, args = list(argv[:1]), list(argv[1:])
-        if args[:1] != ["run"]:
-            return cmd + (args if has_flag(args, *_CONTINUE_OPTS) else ["--continue", *args])
-        rest = args[1:]
-        pos = positionals(rest, _VALUE_OPTS)
-        for i in reversed(pos):
-            del rest[i]
-        rest.append(continuation_prompt)
-        if not has_flag(rest, *_CONTINUE_OPTS):
-            rest.insert(0, "--continue")
-        return cmd + ["run", *rest]
+        return opencode_resume_args(argv, continuation_prompt)

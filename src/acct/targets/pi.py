@@ -11,27 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from acct.fsio import real_path
-from acct.targets.base import Patterns, ProviderEntryTarget, env_dir, has_flag, home_of, positionals
+from acct.targets.cli_options import pi_resume_args
+from acct.targets.base import Patterns, ProviderEntryTarget, env_dir, home_of
 
-_VALUE_OPTS = frozenset(
-    {
-        "--provider",
-        "--model",
-        "--api-key",
-        "--system-prompt",
-        "--append-system-prompt",
-        "--mode",
-        "--session",
-        "--session-dir",
-        "--models",
-        "--tools",
-        "--thinking",
-        "--extension",
-        "-e",
-        "--export",
-    }
-)
-_CONTINUE_OPTS = ("--continue", "-c", "--resume", "-r", "--session")
 
 PATTERNS = Patterns(
     quota=(r'429 \{[^\n]*"rate_limit_error"',),
@@ -64,14 +46,4 @@ class Pi(ProviderEntryTarget):
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         """``pi --continue ...``; the messages become the continuation prompt (``@file`` kept)."""
-        cmd, args = list(argv[:1]), list(argv[1:])
-        pos = [i for i in positionals(args, _VALUE_OPTS) if not args[i].startswith("@")]
-        if pos:
-            args[pos[0]] = continuation_prompt
-            for i in reversed(pos[1:]):
-                del args[i]
-        elif has_flag(args, "-p", "--print"):
-            args.append(continuation_prompt)
-        if not has_flag(args, *_CONTINUE_OPTS):
-            args.insert(0, "--continue")
-        return cmd + args
+        return pi_resume_args(argv, continuation_prompt)
