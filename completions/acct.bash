@@ -126,8 +126,8 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_cmds='' _acct_opts='-t --target -f --format -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -f=none --format=none' _acct_args='' ;;
     'refresh')
-        _acct_cmds='' _acct_opts='--all --timeout --json -h --help'
-        _acct_vals='--timeout=none' _acct_args='account' ;;
+        _acct_cmds='' _acct_opts='--all --json -h --help'
+        _acct_vals='' _acct_args='account' ;;
     'remove')
         _acct_cmds='' _acct_opts='-y --yes -h --help'
         _acct_vals='' _acct_args='account' ;;

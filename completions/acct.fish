@@ -58,7 +58,7 @@ function __acct_wrapped # the wrapped command line, completed as if typed alone
 end
 
 set -g __acct_paths 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'status' 'use'
-set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'import -n' 'import --name' 'import --from' 'login --timeout' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'refresh --timeout' 'shell-init -t' 'shell-init --target' 'use -t' 'use --target'
+set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'import -n' 'import --name' 'import --from' 'login --timeout' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'use -t' 'use --target'
 set -g __acct_wrappers 'exec'
 
 complete -c acct -f
@@ -117,7 +117,6 @@ complete -c acct -n '__acct_at \'prompt\'' -s t -l target -x -a 'claude-code ope
 complete -c acct -n '__acct_at \'prompt\'' -s f -l format -x -d 'Placeholders: {account} {target} {5h} {7d} {peak} {reset} {5h_reset} {7d_reset} (default: "{account} {peak}")'
 complete -c acct -n '__acct_at \'prompt\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'refresh\'' -l all -d 'Refresh every OAuth account acct holds'
-complete -c acct -n '__acct_at \'refresh\'' -l timeout -x -d 'Seconds to wait for the token endpoint'
 complete -c acct -n '__acct_at \'refresh\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'refresh\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'refresh\'' -x -a '(__acct_accounts)'
@@ -133,7 +132,7 @@ complete -c acct -n '__acct_at \'shell-init\'' -x -a 'bash zsh fish'
 complete -c acct -n '__acct_at \'status\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'status\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'use\'' -s t -l target -x -a 'claude-code opencode pi' -d 'claude-code, opencode or pi (default: config default_target)'
-complete -c acct -n '__acct_at \'use\'' -l force -d 'Replace a login in the tool\'s file that acct does not track'
+complete -c acct -n '__acct_at \'use\'' -l force -d 'Replace a login in the tool\'s file that acct cannot take back (it is lost)'
 complete -c acct -n '__acct_at \'use\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'use\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'use\'' -x -a '(__acct_accounts)'
