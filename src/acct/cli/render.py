@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
+from acct.prompt import duration
+
 JSON_VERSION = 1
 
 # Piped output is read by programs and pagers: never cut it to a terminal's width.
@@ -59,19 +61,8 @@ def line(message: str) -> None:
 
 
 def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(max(0, seconds))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d{h}h"
+    """``45s``, ``12m``, ``3h05m``, ``2d4h``; ``-`` when unknown. The prompt spells it the same."""
+    return "-" if seconds is None else duration(seconds)
 
 
 def until(ts: float | None, now: float | None = None) -> str:
