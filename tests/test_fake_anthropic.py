@@ -542,8 +542,9 @@ def test_usage_failures_latency_and_hang(fake: FakeAnthropic, http: httpx.Client
     ]
     assert codes == [500, 500, 200]
 
-    # Latency is served by concurrent threads, so parallel requests overlap.
-    fake.configure(usage_latency_ms=400)
+    # Latency is served by concurrent threads: requests answered while a slow one is still
+    # pending prove it, with no clock in the assertion.
+    fake.configure(usage_latency_ms=3000)
     results: list[int] = []
 
     def poll() -> None:
@@ -553,15 +554,16 @@ def test_usage_failures_latency_and_hang(fake: FakeAnthropic, http: httpx.Client
             ).status_code
         )
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=poll) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - started
-    assert results == [200] * 5
-    assert 0.4 <= elapsed < 1.8  # one after another would take 2 s
+    arrived = len(fake.log("usage"))
+    slow = threading.Thread(target=poll)
+    slow.start()
+    while len(fake.log("usage")) == arrived:  # the log records a request when it arrives
+        time.sleep(0.02)
+    fake.configure(usage_latency_ms=0)
+    assert http.get("/api/oauth/usage", headers=oauth_headers(access)).status_code == 200
+    assert slow.is_alive(), "a fast request had to wait for the slow one"
+    slow.join()
+    assert results == [200]
 
     fake.configure(usage_latency_ms=0, usage_hang_s=5)
     with pytest.raises(httpx.TimeoutException):
