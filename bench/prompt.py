@@ -8,10 +8,10 @@ Every case runs once to warm up (and write bytecode caches), then the cases take
 so a change in machine load touches them alike. CPU time (user + system of the child) moves less
 with load than wall time; both are shown.
 
-The console script is whatever the installer wrote next to the interpreter. pip's launcher
-imports `re` before acct's code runs (for a Windows-only `sys.argv[0]` fix-up), which costs more
-than everything acct does; uv's launcher does not. The "launcher without `re`" line runs acct
-through a copy of uv's launcher template, so both kinds of install are measured.
+The `acct` command is acct's own launcher (src/bin/acct), installed as a script: pip's generated
+console-script launcher imports `re` before acct's code runs (for a Windows-only `sys.argv[0]`
+fix-up), which costs more than everything acct does. The `python -c 'import re'` line shows that
+cost; the "launcher without re" line runs a copy of uv's template for comparison.
 `--wheel` also builds a wheel of this checkout and installs it (without dependencies: the
 prompt needs none) into a temporary virtualenv, to compare a regular install with the editable
 one the checkout uses.
