@@ -67,8 +67,8 @@ def test_wheel_ships_completions_man_page_and_a_launcher_without_re(tmp_path: Pa
     assert set(expected) <= set(data)
     for installed, source in expected.items():
         assert data[installed] == (REPO / source).read_bytes()
-        # The `acct` command is acct's own launcher: pip's console-script one imports `re` first.
-        with zipfile.ZipFile(wheel) as zf:
-            scripts = {n.split(".data/scripts/", 1)[1]: zf.read(n) for n in zf.namelist() if ".data/scripts/" in n}
-        assert scripts.get("acct", b"").startswith(b"#!python")
-        assert b"import re" not in scripts["acct"] and b"from acct.__main__ import main" in scripts["acct"]
+    # The `acct` command is acct's own launcher: pip's console-script one imports `re` first.
+    with zipfile.ZipFile(wheel) as zf:
+        scripts = {n.split(".data/scripts/", 1)[1]: zf.read(n) for n in zf.namelist() if ".data/scripts/" in n}
+    assert scripts.get("acct", b"").startswith(b"#!python")
+    assert b"import re" not in scripts["acct"] and b"from acct.__main__ import main" in scripts["acct"]
