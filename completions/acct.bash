@@ -111,7 +111,7 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_cmds='' _acct_opts='-h --help'
         _acct_vals='' _acct_args='account' ;;
     'exec')
-        _acct_cmds='' _acct_opts='-t --target -a --account --policy --explain --no-rotate --max-rotations --wait --nested -h --help'
+        _acct_cmds='' _acct_opts='-t --target -a --account --policy --explain --no-rotate --max-rotations --wait --nested --no-proxy --proxy --isolate -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -a=account --account=account --policy=none --max-rotations=none' _acct_args='command*' ;;
     'import')
         _acct_cmds='' _acct_opts='-n --name --from --json -h --help'

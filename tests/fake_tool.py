@@ -19,6 +19,9 @@ Knobs (environment):
   FAKE_TOOL_SIGNAL   kill itself with this signal (TERM, INT, ...) after answering
   FAKE_TOOL_REFRESH  "1": refresh the tokens first even when they are fresh
   FAKE_TOOL_OFFLINE  "1": do not call the API at all
+  FAKE_TOOL_GATE     a path: after answering, wait (up to 120 s) until that file exists
+  FAKE_TOOL_AGAIN    "1": after the sleep, read the credential file again and ask once more
+                     (Claude Code re-reads its file when it changes)
   FAKE_TOOL_TZ       zone named in limit messages (default UTC)
 Standard library only.
 """
@@ -353,6 +356,10 @@ def main(argv: list[str]) -> int:
         if status != 0:
             return status
     after_answer()
+    if os.environ.get("FAKE_TOOL_AGAIN") == "1":
+        status = call_api(tool, args, fmt)
+        if status != 0:
+            return status
     return int(os.environ.get("FAKE_TOOL_EXIT", "0"))
 
 
@@ -388,6 +395,12 @@ def after_answer() -> None:
     if delay:
         log("sleeping", seconds=delay)
         time.sleep(delay)
+    gate = os.environ.get("FAKE_TOOL_GATE")
+    if gate:
+        log("waiting", gate=gate)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
     name = os.environ.get("FAKE_TOOL_SIGNAL")
     if name:
         sig = getattr(signal, "SIG" + name.upper().removeprefix("SIG"))

@@ -32,6 +32,7 @@ class Config:
     refresh_margin: float = 1800.0  # an access token lent to a tool keeps at least this long
     cooloff: float = 900.0  # bench when a limit is reported but usage does not confirm it
     max_rotations: int = 8
+    proxy: bool = True  # `acct exec` reads live usage through a loopback proxy where it can
     continuation_prompt: str = DEFAULT_CONTINUATION_PROMPT
     targets: dict[str, TargetConfig] = field(default_factory=dict)
 
@@ -74,6 +75,7 @@ _KEYS = {
     "refresh_margin",
     "cooloff",
     "max_rotations",
+    "proxy",
     "targets",
 }
 _TARGET_KEYS = {"resume_args", "continuation_prompt", "quota_patterns", "throttle_patterns", "auth_patterns"}
@@ -95,6 +97,10 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
     for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
             kw[key] = _num(doc[key], key)
+    if "proxy" in doc:
+        if not isinstance(doc["proxy"], bool):
+            raise ConfigError(f"config {path}: proxy must be true or false")
+        kw["proxy"] = doc["proxy"]
     if "max_rotations" in doc:
         kw["max_rotations"] = int(_num(doc["max_rotations"], "max_rotations"))
     targets: dict[str, TargetConfig] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +46,48 @@ CREATE TABLE IF NOT EXISTS history (
     target     TEXT,
     detail     TEXT
 );
+CREATE TABLE IF NOT EXISTS session (
+    id          TEXT PRIMARY KEY,
+    pid         INTEGER NOT NULL,
+    pid_start   INTEGER,
+    child_pid   INTEGER,
+    child_start INTEGER,
+    target      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    isolated    INTEGER NOT NULL,
+    account_id  TEXT,
+    started_at  REAL NOT NULL
+);
 """
 
 # Poll failures a new login cures (the codes acct.usage records for a refused token).
 LOGIN_ERRORS = ("auth", "needs_login", "forbidden")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A running ``acct exec``: the file its tool reads, and the account lent there."""
+
+    id: str
+    pid: int  # acct's process
+    pid_start: int | None  # its start time where the system tells (a reused pid differs)
+    child_pid: int | None  # the tool's process, once started
+    child_start: int | None
+    target: str
+    path: str  # the credential file, as custody records it
+    isolated: bool  # a file of its own, under acct's state directory
+    account_id: str | None
+    started_at: float
+
+
+_SESSION_FIELDS = ("child_pid", "child_start", "account_id")
+
+
+def _session_row(r: tuple[Any, ...]) -> SessionRow:
+    sid, pid, pid_start, child_pid, child_start, target, path, isolated, account_id, started = r
+    return SessionRow(
+        sid, pid, pid_start, child_pid, child_start, target, path, bool(isolated), account_id, started
+    )
 
 
 @dataclass(frozen=True)
@@ -213,6 +251,18 @@ class State:
                 (account_id, usage_to_json(usage), now, now),
             )
 
+    def put_observed_usage(self, account_id: str, usage: Usage, *, now: float | None = None) -> None:
+        """Usage read from a tool's own API answers: fresh values, but the usage endpoint's
+        back-off stays (its throttle is per account, whatever else answered)."""
+        now = time.time() if now is None else now
+        with self._tx() as c:
+            c.execute(
+                """INSERT INTO usage (account_id, usage_json, fetched_at, failures) VALUES (?,?,?,0)
+                   ON CONFLICT(account_id) DO UPDATE SET usage_json=excluded.usage_json,
+                       fetched_at=excluded.fetched_at""",
+                (account_id, usage_to_json(usage), now),
+            )
+
     def put_usage_error(
         self,
         account_id: str,
@@ -282,6 +332,50 @@ class State:
         now = time.time() if now is None else now
         rows = self._connect().execute("SELECT * FROM bench WHERE until > ?", (now,)).fetchall()
         return {r[0]: Bench(*r) for r in rows}
+
+    # --- exec sessions -----------------------------------------------------------------------
+
+    def add_session(self, make: Callable[[list[SessionRow]], SessionRow]) -> SessionRow:
+        """Insert the row ``make`` builds from the rows there now, in one transaction: two
+        sessions starting together see each other."""
+        with self._tx() as c:
+            rows = [_session_row(r) for r in c.execute("SELECT * FROM session")]
+            row = make(rows)
+            c.execute(
+                "INSERT INTO session VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    row.id,
+                    row.pid,
+                    row.pid_start,
+                    row.child_pid,
+                    row.child_start,
+                    row.target,
+                    row.path,
+                    int(row.isolated),
+                    row.account_id,
+                    row.started_at,
+                ),
+            )
+        return row
+
+    def sessions(self) -> list[SessionRow]:
+        rows = self._connect().execute("SELECT * FROM session ORDER BY started_at").fetchall()
+        return [_session_row(r) for r in rows]
+
+    def update_session(self, session_id: str, **fields: int | str | None) -> None:
+        """Set ``child_pid``, ``child_start`` or ``account_id`` of a session."""
+        unknown = set(fields) - set(_SESSION_FIELDS)
+        if unknown:
+            raise ValueError(f"not a session field: {', '.join(sorted(unknown))}")
+        if not fields:
+            return
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE session SET {sets} WHERE id=?", (*fields.values(), session_id))
+
+    def remove_session(self, session_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM session WHERE id=?", (session_id,))
 
     # --- history -----------------------------------------------------------------------------
 

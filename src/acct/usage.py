@@ -516,3 +516,49 @@ def confirm(ctx: Ctx, account: Account, *, max_age: float = CONFIRM_MAX_AGE) -> 
         raise
     _update_prompt(ctx)
     return record
+
+
+# --- usage seen in Messages answers -----------------------------------------------------------
+
+
+def _seen_window(seen: Window | None, previous: Window | None, now: float) -> Window | None:
+    """A window from a Messages answer; a missing part keeps the last poll's (a past reset goes)."""
+    if seen is None or seen.utilization is None:
+        return previous
+    if seen.resets_at is not None:
+        return seen
+    kept = previous.resets_at if previous is not None else None
+    return Window(seen.utilization, kept if kept is not None and kept > now else None)
+
+
+def observed_usage(
+    previous: Usage | None, five_hour: Window | None, seven_day: Window | None, now: float
+) -> Usage:
+    """Usage from the ``anthropic-ratelimit-unified-*`` headers of a Messages answer.
+
+    The headers tell the 5-hour and 7-day windows only: per-model weekly caps and the extra
+    usage setting stay as the last poll found them.
+    """
+    prev = previous or Usage()
+    return Usage(
+        five_hour=_seen_window(five_hour, prev.five_hour, now),
+        seven_day=_seen_window(seven_day, prev.seven_day, now),
+        scoped=prev.scoped,
+        extra_usage_enabled=prev.extra_usage_enabled,
+    )
+
+
+def record_observed(
+    ctx: Ctx,
+    account_id: str,
+    five_hour: Window | None,
+    seven_day: Window | None,
+    *,
+    now: float | None = None,
+) -> Usage:
+    """Store usage read from a Messages answer as the account's current values (no request)."""
+    now = time.time() if now is None else now
+    previous = ctx.state.usage(account_id)
+    usage = observed_usage(previous.usage if previous else None, five_hour, seven_day, now)
+    ctx.state.put_observed_usage(account_id, usage, now=now)
+    return usage

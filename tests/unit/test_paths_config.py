@@ -40,6 +40,9 @@ def test_config_defaults_and_errors(tmp_path: Path) -> None:
     c = load_config(f)
     assert c.policy == "pace" and c.usage_min_age == 60
     assert c.target("claude-code").resume_args == ("-c",)
+    assert c.proxy is True
+    f.write_text("proxy = false\n")
+    assert load_config(f).proxy is False
     for bad in (
         'policy = "random"',
         "usage_min_age = -1",
@@ -48,6 +51,7 @@ def test_config_defaults_and_errors(tmp_path: Path) -> None:
         "polcy = 'pace'",
         "[targets.pi]\nresume = []",
         "[targets.pi]\nquota_patterns = ['(unclosed']",
+        'proxy = "no"',
     ):
         f.write_text(bad)
         with pytest.raises(ConfigError):

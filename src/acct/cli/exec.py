@@ -17,6 +17,11 @@ account): that tool may be spending its refresh token. Nothing is benched or rot
 user interrupted the run, when the file cannot be read back, or when the file held another
 account by the end of the run (an ``acct use`` switched it meanwhile).
 
+For Claude Code, a loopback proxy (:mod:`acct.sentinel`, ``--no-proxy`` turns it off) reads
+the rate-limit headers of every answer: they keep the usage cache live without polling, and a
+refusal for quota it saw ends a failed run as ``quota`` with the server's exact reset, even when
+the tool wrote its words to a terminal acct does not read.
+
 ``[targets.NAME] resume_args`` in ``config.toml`` replaces the arguments of a resumed run;
 ``{prompt}`` in them becomes the continuation prompt.
 """
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from acct import sessions
 from acct.classify import Ending, classify
 from acct.cli import app
 from acct.cli.common import TargetOpt, complete_account, ctx
@@ -52,6 +58,8 @@ from acct.errors import (
 from acct.models import Account, Holder, Usage, UsageRecord
 from acct.pick import Choice, pick
 from acct.runner import RunResult, run
+from acct.sentinel import Watch
+from acct.sessions import Opened
 from acct.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
 
 if TYPE_CHECKING:
@@ -66,6 +74,9 @@ OVERRIDES: dict[str, tuple[str, ...]] = {
 # Where each tool prints its limit (FACTS §4): when acct does not see that stream, it asks the
 # usage endpoint instead.
 LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
+# Tools whose Messages requests acct can route through its usage proxy by the environment alone
+# (ANTHROPIC_BASE_URL). OpenCode and Pi take their base URL from config files only.
+PROXIED = ("claude-code",)
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 FULL = 100.0
 
@@ -81,6 +92,8 @@ class ExecOptions:
     max_rotations: int | None = None
     wait: bool = False
     nested: bool = False
+    proxy: bool | None = None  # None: on where the tool can be pointed at it (claude-code)
+    isolate: bool = False
 
 
 @dataclass
@@ -101,8 +114,16 @@ class Session:
     policy: str
     here: tuple[str, str]  # the file this run lends to, as custody records it (target, path)
     tried: set[str] = field(default_factory=set)
+    waited: bool = False  # the last choice waited for a reset (--wait)
     rotations: int = 0
     pending_rotation: dict[str, Any] | None = None
+    watch: Watch | None = None  # the usage proxy in front of the tool, while it runs
+    live: Opened | None = None  # this run's record among the running sessions
+
+    @property
+    def tool_env(self) -> Mapping[str, str]:
+        """The environment the tool reads its file by (an isolated session's own directory)."""
+        return self.live.env if self.live is not None else self.c.env
 
     # --- choosing ----------------------------------------------------------------------------
 
@@ -174,6 +195,7 @@ class Session:
                 hint="pass --wait to wait for it",
             )
         countdown(until, f"every account is rate-limited; waiting for {when}")
+        self.waited = True
 
     def _earliest_reset(self) -> tuple[str, float] | None:
         now = time.time()
@@ -189,6 +211,9 @@ class Session:
         return a.name, benches[a.id].until
 
     def first(self) -> Account:
+        shared = self._shared()
+        if shared is not None:
+            return shared
         if self.opts.account is None:
             return self.choose()
         acc = self.c.store.read().get(self.opts.account)
@@ -201,11 +226,35 @@ class Session:
             line(f"acct: {acc.name}: chosen with --account")
         return acc
 
+    def _shared(self) -> Account | None:
+        """With another live session on this file, the account the file holds: lending another
+        would switch it under that session (OpenCode and Pi have no file per session)."""
+        if self.live is None or not self.live.shared_with:
+            return None
+        accounts = self.c.store.read()
+        acc = next(iter(self._runnable(accounts.held_by(*self.here))), None)
+        if acc is None:
+            return None
+        pids = ", ".join(str(r.pid) for r in self.live.shared_with)
+        if self.opts.account is not None and accounts.get(self.opts.account).id != acc.id:
+            raise UsageError(
+                f"another acct exec (pid {pids}) runs {self.target.name} on {acc.name}; "
+                f"--account {self.opts.account} would switch its file under it",
+                hint=f"run this one on {acc.name}, or wait until that session ends",
+            )
+        line(
+            f"acct: note: another acct exec (pid {pids}) runs {self.target.name} on {acc.name}; "
+            "this session shares it"
+        )
+        return acc
+
     # --- one run -----------------------------------------------------------------------------
 
     def child_env(self, base: Mapping[str, str], acc: Account) -> dict[str, str]:
         env = dict(base)
         env.update(ACCT_ACCOUNT=acc.name, ACCT_TARGET=self.target.name, ACCT_EXEC="1")
+        if self.watch is not None:
+            env.update(self.watch.child_env(env))
         if not acc.is_oauth and acc.api_key:
             env["ANTHROPIC_API_KEY"] = acc.api_key
         return env
@@ -235,7 +284,7 @@ class Session:
                 return acc
             try:
                 self._refuse_elsewhere(acc)
-                result = custody.lend(self.c, acc.id, self.target.name, self.c.env, move=False)
+                result = custody.lend(self.c, acc.id, self.target.name, self.tool_env, move=False)
                 for message in result.warnings:
                     warn(message)
                 return acc
@@ -256,10 +305,19 @@ class Session:
         self, acc: Account, argv: list[str], env: Mapping[str, str]
     ) -> tuple[RunResult, Ending]:
         self.c.state.close()  # no SQLite handle held open across the child's lifetime
-        result = run(argv, self.child_env(env, acc))
+        if self.watch is not None:
+            self.watch.begin(acc)
+        result = run(argv, self.child_env(env, acc), on_start=lambda pid: self._started(pid, acc))
+        if self.watch is not None:
+            self.watch.settle()
         ending = self._ending(acc, result)
         self._record_run(acc, result, ending)
         return result, ending
+
+    def _started(self, pid: int, acc: Account) -> None:
+        if self.live is not None:
+            sessions.note_run(self.c, self.live.row, pid, acc.id)
+            self.c.state.close()
 
     def _ending(self, acc: Account, result: RunResult) -> Ending:
         """How the run ended, for the account it ran on; ``other`` whenever acct must not act."""
@@ -269,7 +327,7 @@ class Session:
         who = acc.name
         if acc.is_oauth:
             try:
-                hv = custody.harvest(self.c, self.target.name, self.c.env)
+                hv = custody.harvest(self.c, self.target.name, self.tool_env)
             except AcctError as e:
                 warn(f"{e.message}; not benching or rotating after this run")
                 return Ending("other", None, e.message)
@@ -283,6 +341,7 @@ class Session:
             time.time(),
             extra=self.c.config.target(self.target.name),
         )
+        ending = self._proxy_says(acc, result, ending)
         if ending.kind == "other" and held == acc.id and self._unseen(result):
             ending = self._usage_says(acc, result) or ending
         if ending.kind in ("quota", "auth") and held != acc.id:
@@ -292,6 +351,15 @@ class Session:
             )
             return replace(ending, kind="other")
         return ending
+
+    def _proxy_says(self, acc: Account, result: RunResult, ending: Ending) -> Ending:
+        """A refusal for quota that the proxy saw as the run's last word makes a failed run a
+        quota ending with the server's exact reset, whether or not acct read the tool's words."""
+        seen = self.watch.quota(acc.id) if self.watch is not None else None
+        if seen is None or result.status == 0 or ending.kind not in ("other", "quota"):
+            return ending
+        message = ending.message or "the server refused a request for quota"
+        return Ending("quota", seen.reset_at, message, seen.window or ending.window)
 
     def _file_held(self, hv: HarvestResult) -> tuple[str | None, str]:
         """The account the tool's file held after the run (id or None, and how to name it)."""
@@ -404,8 +472,18 @@ class Session:
 
     # --- the loop ----------------------------------------------------------------------------
 
+    def watched(self) -> int:
+        """:meth:`run` with the usage proxy in front of the tool when it can be (acct.sentinel)."""
+        asked = self.opts.proxy if self.opts.proxy is not None else (None if self.c.config.proxy else False)
+        self.watch = _start_watch(self.c, self.target.name, asked)
+        try:
+            return self.run()
+        finally:
+            if self.watch is not None:
+                self.watch.stop()
+
     def run(self) -> int:
-        env = scrubbed_env(self.c.env, self.target.name)
+        env = scrubbed_env(self.tool_env, self.target.name)
         acc = self.lend(self.first())
         if self.target.extra_usage_billing and acc.is_oauth:
             line(f"acct: note: {EXTRA_USAGE_NOTE.format(tool=self.target.name)}")
@@ -434,8 +512,13 @@ class Session:
                     )
                 )
                 return result.status
+            self.waited = False
             nxt = self.lend(self.choose())
-            line(f"acct: {acc.name} {_what(r)} → switching to {nxt.name}")
+            if nxt.id == acc.id:
+                line(f"acct: {acc.name} {_what(r)}; waited for its reset → resuming on it")
+            else:
+                after = "waited for a reset, " if self.waited else ""
+                line(f"acct: {acc.name} {_what(r)} → {after}switching to {nxt.name}")
             self.rotations += 1
             self.pending_rotation = {
                 "account_id": acc.id,
@@ -556,6 +639,21 @@ def countdown(until: float, message: str) -> None:
         sys.stderr.flush()
 
 
+def _start_watch(c: Ctx, target: str, asked: bool | None) -> Watch | None:
+    """The usage proxy for this session, or None (off, or it could not start: one warning)."""
+    if asked is False or (asked is None and target not in PROXIED):
+        return None
+    if target not in PROXIED:
+        warn(f"the usage proxy works with {', '.join(PROXIED)} only; running {target} without it")
+        return None
+    try:
+        return Watch(c.env).start()
+    except Exception as e:  # noqa: BLE001  (the tool runs all the same, only unobserved)
+        why = str(e) if isinstance(e, ValueError) else type(e).__name__
+        warn(f"cannot start the usage proxy ({why}); running without it")
+        return None
+
+
 def _update_prompt(c: Ctx) -> None:
     with contextlib.suppress(Exception):
         from acct import prompt_state
@@ -586,8 +684,29 @@ def run_exec(c: Ctx, opts: ExecOptions) -> int:
     from acct import custody
 
     target = get_target(name)
-    here = (target.name, custody.holder_path(target.path(c.env)))
-    return Session(c, opts, target, policy, here).run()
+    for message in sessions.sweep(c):
+        warn(message)
+    live = sessions.open_session(c, target, isolate=opts.isolate)
+    try:
+        here = (target.name, custody.holder_path(target.path(live.env)))
+        if live.row.isolated and not opts.isolate:
+            line(
+                f"acct: another acct exec runs {target.name} on {target.path(c.env)}; this one "
+                "gets a credentials file of its own"
+            )
+        return Session(c, opts, target, policy, here, live=live).watched()
+    finally:
+        _close_session(c, live)
+
+
+def _close_session(c: Ctx, live: Opened) -> None:
+    """Give the session's login back to the store (see acct.sessions); a failure only warns."""
+    try:
+        kept = sessions.close(c, live.row)
+    except AcctError as e:
+        kept = f"{e.message}; `acct status` tries again"
+    if kept is not None:
+        warn(kept)
 
 
 @app.command(
@@ -630,6 +749,23 @@ def exec_command(
     nested: Annotated[
         bool, typer.Option("--nested", help="Run even inside another `acct exec`.")
     ] = False,
+    proxy: Annotated[
+        bool | None,
+        typer.Option(
+            "--proxy/--no-proxy",
+            help="Route the tool's API requests through a loopback proxy that reads live usage "
+            "and quota refusals from every answer (default: on for claude-code).",
+            show_default=False,
+        ),
+    ] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            "--isolate",
+            help="Claude Code only: run on a credentials file of this session's own (automatic "
+            "when another `acct exec` uses the default one).",
+        ),
+    ] = False,
 ) -> None:
     """Run a coding tool on the best account; when it stops on a usage limit, switch and resume.
 
@@ -645,5 +781,7 @@ def exec_command(
         max_rotations=max_rotations,
         wait=wait,
         nested=nested,
+        proxy=proxy,
+        isolate=isolate,
     )
     raise typer.Exit(run_exec(ctx(), opts))

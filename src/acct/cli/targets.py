@@ -18,6 +18,7 @@ from acct.context import Ctx
 from acct.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
 from acct.fsio import dir_lock, read_json_object, real_path, write_json
 from acct.models import Account, Holder, Tokens, fingerprint
+from acct.state import SessionRow
 from acct.store import Accounts
 from acct.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
 from acct.targets.base import Entry, JsonTarget
@@ -239,18 +240,49 @@ def _status_line(st: TargetStatus) -> str:
     return " · ".join(parts)
 
 
+def _session_json(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
+    acc = accounts.by_id(row.account_id) if row.account_id else None
+    return {
+        "id": row.id,
+        "pid": row.pid,
+        "tool_pid": row.child_pid,
+        "target": row.target,
+        "account": acc.name if acc else None,
+        "account_id": row.account_id,
+        "isolated": row.isolated,
+        "path": row.path,
+        "started_at": row.started_at,
+        "started": iso(row.started_at),
+    }
+
+
+def _session_line(s: Mapping[str, Any]) -> str:
+    where = f"own file {s['path']}" if s["isolated"] else s["path"]
+    return f"session {s['pid']}: {s['target']} on {s['account'] or '-'} · {where}"
+
+
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
-    """Which account each tool's credential file holds now (no network)."""
+    """Which account each tool's credential file holds now, and the running `acct exec` sessions.
+
+    No network, except to take back the login of a session that ended without cleaning up.
+    """
+    from acct import sessions
+
     mode.json = json_out
     c = ctx()
+    for message in sessions.sweep(c):
+        warn(message)
     accounts = c.store.read()
     rows = [target_status(c, accounts, n) for n in TARGET_NAMES]
+    running = [_session_json(accounts, r) for r in sessions.live(c)]
     if json_out:
-        emit_json("status", {"targets": [_status_json(r) for r in rows]})
+        emit_json("status", {"targets": [_status_json(r) for r in rows], "sessions": running})
         return
     for r in rows:
         out.print(_status_line(r), markup=False)
+    for s in running:
+        out.print(_session_line(s), markup=False)
 
 
 # --- doctor ------------------------------------------------------------------------------------

@@ -205,10 +205,12 @@ class ClaudeCode(JsonTarget):
     def after_write(self, env: Mapping[str, str], path: Path, account: Account) -> None:
         """Merge the identity into ``oauthAccount`` key by key; nothing else in the file changes.
 
-        Only done for the tool's own file (not for ``--from`` style paths). ``.claude.json`` is
-        read before anything is written, so an unparseable one is refused and left alone.
+        Only done for the tool's own file (not for ``--from`` style paths), and not for the file
+        of an isolated ``acct exec`` session: ``.claude.json`` is shared by every session, and
+        keeps naming the account of the default credentials file. It is read before anything is
+        written, so an unparseable one is refused and left alone.
         """
-        if not account.uuid or not self.is_own_file(env, path):
+        if not account.uuid or not self.is_own_file(env, path) or _session_file(env, path):
             return
         ident = identity_file(env)
         doc = read_json_object(ident, what="Claude Code settings") or {}
@@ -232,6 +234,14 @@ class ClaudeCode(JsonTarget):
         """``claude --continue ...``; the prompt becomes the continuation prompt (see
         :func:`acct.targets.cli_options.claude_code_resume_args`)."""
         return claude_code_resume_args(argv, continuation_prompt)
+
+
+def _session_file(env: Mapping[str, str], path: Path) -> bool:
+    """Whether ``path`` is the credentials file of an isolated ``acct exec`` session."""
+    from acct.paths import Paths
+    from acct.sessions import sessions_dir
+
+    return real_path(path).parent.parent == real_path(sessions_dir(Paths.from_env(env)))
 
 
 def same_link(old: Mapping[str, object], tokens: Tokens) -> bool:

@@ -1,0 +1,155 @@
+"""Benchmark of the usage proxy (acct.sentinel): what it adds to each Messages request.
+
+1. Median and 95th-percentile latency of ``POST /v1/messages`` direct and through the proxy (one
+   kept-alive client each, as the tools hold one), for a plain and a streamed (SSE) answer:
+   against the fake Anthropic server, and against a minimal upstream without Nagle delays (the
+   fake's own answers wait about 40 ms for delayed ACKs, which would hide a small overhead).
+   Target: the proxy adds at most 5 ms at the median.
+2. Time to first byte of a streamed answer, direct and proxied.
+3. The cost of starting and stopping the proxy (``Watch``), which ``acct exec`` pays once.
+
+Usage: ``.venv/bin/python bench/sentinel.py [--runs N]``. Prints the figures; exits 1 when the
+target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from acct.sentinel import Proxy, Watch
+from tests.conftest import clean_env
+from tests.fake_anthropic.client import FakeAnthropic
+
+OVERHEAD_TARGET_MS = 5.0
+BODY = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+def timings(
+    client: httpx.Client, url: str, headers: dict[str, str], stream: bool, runs: int
+) -> tuple[list[float], list[float]]:
+    """Total and first-byte times in ms of ``runs`` requests."""
+    total, first = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with client.stream("POST", url, json={**BODY, "stream": stream}, headers=headers) as r:
+            chunks = r.iter_raw()
+            next(chunks)
+            t1 = time.perf_counter()
+            for _ in chunks:
+                pass
+        if r.status_code != 200:
+            raise SystemExit(f"request failed: {r.status_code}")
+        total.append((time.perf_counter() - t0) * 1000)
+        first.append((t1 - t0) * 1000)
+    return total, first
+
+
+class Minimal(BaseHTTPRequestHandler):
+    """Answers every POST at once, with unified headers, as one write (SSE when asked)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        stream = b'"stream": true' in raw or b'"stream":true' in raw
+        body = (
+            b"".join(b'event: e\ndata: {"i": %d}\n\n' % i for i in range(12))
+            if stream
+            else b'{"type":"message","content":[{"type":"text","text":"hi"}]}'
+        )
+        head = (
+            "HTTP/1.1 200 OK\r\n"
+            f"Content-Type: {'text/event-stream' if stream else 'application/json'}\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "anthropic-ratelimit-unified-status: allowed\r\n"
+            "anthropic-ratelimit-unified-5h-utilization: 0.37\r\n"
+            "anthropic-ratelimit-unified-7d-utilization: 0.12\r\n\r\n"
+        )
+        self.wfile.write(head.encode() + body)
+
+
+def compare(label: str, upstream: str, headers: dict[str, str], runs: int) -> bool:
+    """Print direct vs proxied figures; whether the overhead stays within the target."""
+    ok = True
+    path = "/v1/messages?beta=true"
+    with Proxy(upstream, lambda obs: None) as proxy:
+        for stream in (False, True):
+            with httpx.Client(timeout=30) as direct_c, httpx.Client(timeout=30) as proxied_c:
+                timings(direct_c, upstream + path, headers, stream, 20)  # warm up
+                timings(proxied_c, proxy.url + path, headers, stream, 20)
+                direct, d_first = timings(direct_c, upstream + path, headers, stream, runs)
+                proxied, p_first = timings(proxied_c, proxy.url + path, headers, stream, runs)
+            added = statistics.median(proxied) - statistics.median(direct)
+            kind = "stream" if stream else "plain "
+            print(
+                f"{label} {kind}: direct median {statistics.median(direct):.2f} ms "
+                f"(p95 {p95(direct):.2f}), proxied median {statistics.median(proxied):.2f} ms "
+                f"(p95 {p95(proxied):.2f}); added {added:.2f} ms "
+                f"(target <= {OVERHEAD_TARGET_MS:.0f} ms)"
+            )
+            if stream:
+                print(
+                    f"{label} stream: first byte direct {statistics.median(d_first):.2f} ms, "
+                    f"proxied {statistics.median(p_first):.2f} ms"
+                )
+            ok = ok and added <= OVERHEAD_TARGET_MS
+    return ok
+
+
+def p95(xs: list[float]) -> float:
+    return sorted(xs)[max(0, int(len(xs) * 0.95) - 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    minimal = ThreadingHTTPServer(("127.0.0.1", 0), Minimal)
+    minimal.daemon_threads = True
+    threading.Thread(target=minimal.serve_forever, daemon=True).start()
+    with FakeAnthropic() as fake:
+        acc = fake.add_account(email="bench@example.com")
+        access = fake.mint(acc["uuid"])["access_token"]
+        headers = {
+            "authorization": f"Bearer {access}",
+            "anthropic-beta": "oauth-2025-04-20",
+            "anthropic-version": "2023-06-01",
+        }
+        ok = compare("fake   ", fake.base_url, headers, args.runs)
+        upstream = f"http://127.0.0.1:{minimal.server_address[1]}"
+        ok = compare("minimal", upstream, headers, args.runs) and ok
+        with tempfile.TemporaryDirectory() as home:
+            env = {**clean_env(Path(home), fake.env()), "ANTHROPIC_BASE_URL": fake.base_url}
+            costs = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                Watch(env).start().stop()
+                costs.append((time.perf_counter() - t0) * 1000)
+            print(f"start+stop of the proxy: median {statistics.median(costs):.2f} ms")
+    minimal.shutdown()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

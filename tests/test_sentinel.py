@@ -1,0 +1,531 @@
+"""The loopback usage proxy (acct.sentinel): in front of the fake Anthropic server in-process, in
+front of a small streaming server of the test's own, and inside ``acct exec`` as a real process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from acct.context import Ctx
+from acct.models import Usage, Window
+from acct.sentinel import Observation, Proxy, Watch, parse_headers, upstream_for
+from acct.usage import observed_usage
+from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.fake_anthropic.client import FakeAnthropic
+from tests.test_exec import bench_of, events, exec_env
+
+BODY = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "hi"}],
+}
+
+
+def oauth_headers(access: str) -> dict[str, str]:
+    return {
+        "authorization": f"Bearer {access}",
+        "anthropic-beta": "oauth-2025-04-20",
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+    }
+
+
+class Seen:
+    """A callback that keeps every observation."""
+
+    def __init__(self) -> None:
+        self.items: list[Observation] = []
+
+    def __call__(self, obs: Observation) -> None:
+        self.items.append(obs)
+
+
+@pytest.fixture
+def seen() -> Seen:
+    return Seen()
+
+
+@pytest.fixture
+def proxy(fake: FakeAnthropic, seen: Seen) -> Iterator[Proxy]:
+    with Proxy(fake.base_url, seen) as p:
+        yield p
+
+
+@pytest.fixture
+def account(fake: FakeAnthropic) -> dict[str, Any]:
+    fa = fake.add_account(email="p@example.com")
+    fa["access"] = fake.mint(fa["uuid"])["access_token"]
+    return fa
+
+
+def post(
+    base: str, access: str, *, stream: bool = False, path: str = "/v1/messages?beta=true"
+) -> httpx.Response:
+    body = {**BODY, "stream": stream}
+    return httpx.post(base + path, json=body, headers=oauth_headers(access), timeout=30)
+
+
+def comparable(r: httpx.Response) -> tuple[int, dict[str, str], str]:
+    """Status, headers and body, without what differs per answer (ids, dates, framing)."""
+    varying = {"request-id", "date", "server", "content-length", "transfer-encoding", "connection"}
+    headers = {k: v for k, v in r.headers.items() if k not in varying}
+    text = r.text
+    for line in text.splitlines():
+        if '"id":"msg_' in line.replace(" ", ""):
+            text = text.replace(line, "")
+    if r.headers.get("content-type", "").startswith("application/json"):
+        doc = r.json()
+        if isinstance(doc, dict):
+            doc.pop("id", None)
+        text = json.dumps(doc, sort_keys=True)
+    return r.status_code, headers, text
+
+
+# --- forwarding -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("mode", ["ok", "quota", "throttle", "unauthorized"])
+def test_answers_through_the_proxy_are_the_fakes_own(fake, proxy, account, stream, mode) -> None:
+    fake.set_usage(account["uuid"], five_hour=37, seven_day=12)
+    fake.set_messages(account["uuid"], mode, reset_epoch=int(time.time()) + 3600)
+    direct = post(fake.base_url, account["access"], stream=stream)
+    proxied = post(proxy.url, account["access"], stream=stream)
+    assert comparable(proxied) == comparable(direct)
+    assert [e["path"] for e in fake.log("messages")] == ["/v1/messages"] * 2
+
+
+def test_other_paths_errors_and_queries_pass_through(fake, proxy, account) -> None:
+    for path in ("/api/oauth/profile", "/nowhere?x=1"):
+        headers = oauth_headers(account["access"])
+        direct = httpx.get(fake.base_url + path, headers=headers)
+        proxied = httpx.get(proxy.url + path, headers=headers)
+        assert comparable(proxied) == comparable(direct)
+    count = httpx.post(
+        proxy.url + "/v1/messages/count_tokens?beta=true",
+        json={"model": "m", "messages": [{"role": "user", "content": "hello"}]},
+        headers=oauth_headers(account["access"]),
+    )
+    assert count.status_code == 200 and count.json()["input_tokens"] >= 1
+
+
+class Upstream:
+    """A small HTTP server of the test's own: echoes requests, and streams an SSE answer whose
+    second half waits until the client has read the first."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.waited: list[bool] = []
+        self.requests: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                outer.requests.append(
+                    {"path": self.path, "headers": list(self.headers.items()), "body": body}
+                )
+                if self.path.startswith("/sse"):
+                    self._sse()
+                    return
+                out = b'{"echo":true}'
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.send_header("X-Custom", "a")
+                self.send_header("X-Custom", "b")
+                self.send_header("anthropic-ratelimit-unified-status", "allowed_warning")
+                self.send_header("anthropic-ratelimit-unified-5h-utilization", "1.25")
+                self.end_headers()
+                self.wfile.write(out)
+
+            def _sse(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+
+                def chunk(data: bytes) -> None:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+
+                chunk(b"event: message_start\ndata: {}\n\n")
+                outer.waited.append(outer.released.wait(10))
+                chunk(b"event: message_stop\ndata: {}\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    u = Upstream()
+    try:
+        yield u
+    finally:
+        u.stop()
+
+
+def test_requests_are_forwarded_byte_for_byte(upstream, seen) -> None:
+    body = b'{"z": 1,   "a": "\xc3\xa9"}'
+    with Proxy(upstream.url + "/", seen) as p:
+        r = httpx.post(
+            p.url + "/echo/v1/messages?beta=true&x=%2F",
+            content=body,
+            headers={
+                "x-api-key": "sk-ant-api03-secret",
+                "X-Trace": "t1",
+                "Connection": "keep-alive, X-Drop",
+                "X-Drop": "1",
+            },
+        )
+    assert r.status_code == 201 and r.json() == {"echo": True}
+    assert r.headers.get_list("x-custom") == ["a", "b"]
+    got = upstream.requests[0]
+    assert got["path"] == "/echo/v1/messages?beta=true&x=%2F"
+    assert got["body"] == body
+    headers = {k.lower(): v for k, v in got["headers"]}
+    assert headers["host"] == upstream.url.removeprefix("http://")
+    assert headers["x-trace"] == "t1" and headers["x-api-key"] == "sk-ant-api03-secret"
+    assert "x-drop" not in headers and headers.get("connection", "keep-alive") == "keep-alive"
+    assert headers["content-length"] == str(len(body))
+    (obs,) = seen.items
+    assert obs.status == "allowed_warning" and obs.five_hour == 125.0 and obs.http_status == 201
+
+
+def test_sse_streams_chunk_by_chunk(upstream, seen) -> None:
+    with (
+        Proxy(upstream.url, seen) as p,
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", p.url + "/sse", json=BODY) as r,
+    ):
+        chunks = r.iter_raw()
+        first = next(chunks)
+        assert b"message_start" in first and b"message_stop" not in first
+        upstream.released.set()
+        rest = b"".join(chunks)
+    assert b"message_stop" in rest
+    assert upstream.waited == [True]  # the first chunk arrived before the last was sent
+
+
+def test_an_unreachable_upstream_is_a_502_naming_no_secret(seen, capfd) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with Proxy(f"http://127.0.0.1:{port}", seen) as p:
+        r = post(p.url, "sk-ant-oat01-very-secret-token")
+    assert r.status_code == 502 and r.json()["error"]["message"].startswith(
+        "acct proxy: cannot reach"
+    )
+    out, err = capfd.readouterr()
+    assert_no_secrets([r.text, out, err], ["sk-ant-oat01-very-secret-token"])
+    assert seen.items == []
+
+
+def test_a_failing_callback_does_not_break_the_answer(fake, account, capfd) -> None:
+    def boom(obs: Observation) -> None:
+        raise RuntimeError(f"callback failed for {obs!r}")
+
+    with Proxy(fake.base_url, boom) as p:
+        r = post(p.url, account["access"])
+    assert r.status_code == 200
+    out, err = capfd.readouterr()
+    assert_no_secrets([out, err], [account["access"]])
+
+
+def test_an_invalid_upstream_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="ANTHROPIC_BASE_URL"):
+        Proxy("ftp://example.com", lambda o: None).start()
+
+
+def test_upstream_is_the_users_own_base_url_when_set() -> None:
+    assert upstream_for({}) == "https://api.anthropic.com"
+    assert upstream_for({"ANTHROPIC_BASE_URL": "http://gw.local:8080/anthropic/"}) == (
+        "http://gw.local:8080/anthropic"
+    )
+
+
+# --- observations -----------------------------------------------------------------------------
+
+
+def test_observations_tell_usage_quota_throttle_and_overage(fake, proxy, seen, account) -> None:
+    uuid = account["uuid"]
+    five_reset = int(time.time()) + 2 * 3600
+    fake.set_usage(uuid, five_hour=37, seven_day=12, five_hour_resets_at=five_reset)
+    post(proxy.url, account["access"], stream=True)
+    ok = seen.items[-1]
+    assert (ok.status, ok.five_hour, ok.seven_day, ok.quota) == ("allowed", 37.0, 12.0, None)
+    assert ok.five_hour_reset == five_reset and ok.http_status == 200
+    assert ok.credential == fake.sha8(account["access"]) and account["access"] not in repr(ok)
+
+    reset = int(time.time()) + 5 * 86400
+    fake.set_messages(uuid, "quota", reset_epoch=reset, claim="seven_day")
+    post(proxy.url, account["access"])
+    q = seen.items[-1].quota
+    assert q is not None and (q.window, q.reset_at, q.claim) == ("7-day", reset, "seven_day")
+
+    n = len(seen.items)
+    fake.set_messages(uuid, "throttle")
+    assert post(proxy.url, account["access"]).status_code == 429
+    assert len(seen.items) == n  # a plain throttle carries no unified headers: no observation
+
+    fake.set_messages(uuid, "overage", reset_epoch=reset)
+    assert post(proxy.url, account["access"]).status_code == 200
+    over = seen.items[-1]
+    assert over.status == "rejected" and over.overage_in_use and over.quota is None
+
+
+def test_parse_headers_reads_fractions_and_epochs() -> None:
+    h = {
+        "Anthropic-Ratelimit-Unified-Status": "rejected",
+        "anthropic-ratelimit-unified-reset": "1800000000000",  # milliseconds
+        "anthropic-ratelimit-unified-5h-utilization": "1.02",
+        "anthropic-ratelimit-unified-7d-utilization": "nonsense",
+        "anthropic-ratelimit-unified-representative-claim": "five_hour",
+        "other": "x",
+    }
+    obs = parse_headers(h, http_status=429, credential="-", now=1.0)
+    assert obs is not None
+    assert (obs.five_hour, obs.seven_day, obs.reset_at) == (102.0, None, 1800000000.0)
+    assert obs.windows() == (Window(102.0, 1800000000.0), None)
+    assert obs.quota is not None and obs.quota.window == "5-hour"
+    assert parse_headers({"retry-after": "0"}, http_status=429, credential="-", now=1.0) is None
+
+
+def test_observed_usage_keeps_what_the_headers_do_not_tell() -> None:
+    now = 1000.0
+    prev = Usage(Window(10, 5000), Window(20, 900), (("Opus", 50.0, 9000.0),), True)
+    u = observed_usage(prev, Window(37, None), None, now)
+    assert u.five_hour == Window(37, 5000)  # the last poll's reset, still ahead
+    assert u.seven_day == Window(20, 900)
+    assert u.scoped == prev.scoped and u.extra_usage_enabled is True
+    assert observed_usage(prev, None, Window(12, None), now).seven_day == Window(12, None)
+
+
+def test_watch_writes_usage_for_the_account_whose_token_it_saw(fake, ctx) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    b = seed_account(fake, ctx, "b", five_hour=60, seven_day=70)
+    env = {**ctx.env, "ANTHROPIC_BASE_URL": fake.base_url}
+    with Watch(env) as w:
+        w.begin(a)
+        post(w.url, a.tokens.access)
+        post(w.url, b.tokens.access)
+        w.settle()
+        assert w.quota(a.id) is None
+        fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 600)
+        post(w.url, a.tokens.access)
+        w.settle()
+        assert w.quota(a.id) is not None and w.quota(b.id) is None
+    usage = {n: ctx.state.usage(acc.id).usage for n, acc in (("a", a), ("b", b))}
+    assert (usage["a"].five_hour.utilization, usage["a"].seven_day.utilization) == (37.0, 12.0)
+    assert (usage["b"].five_hour.utilization, usage["b"].seven_day.utilization) == (60.0, 70.0)
+    assert fake.stats().get("usage", 0) == 0
+
+
+# --- inside acct exec -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tool_log(tmp_path: Path) -> Path:
+    return tmp_path / "tool.jsonl"
+
+
+@pytest.fixture
+def xenv(
+    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
+) -> dict[str, str]:
+    return exec_env(env, fake, tmp_path, tool_log)
+
+
+@pytest.fixture
+def run(xenv: dict[str, str]) -> AcctRunner:
+    return AcctRunner(xenv)
+
+
+def cached(ctx: Ctx, *accounts: Any, five_hour: float, seven_day: float) -> None:
+    """Usage in the cache, polled a while ago: exec has no account to probe."""
+    for acc in accounts:
+        ctx.state.put_usage(
+            acc.id, Usage(Window(five_hour, None), Window(seven_day, None)), now=time.time() - 120
+        )
+
+
+def on_terminal(xenv: dict[str, str], *args: str) -> tuple[int, str]:
+    """``acct exec ARGS`` with stdout and stderr on a pseudo-terminal: acct cannot read them."""
+    import pexpect
+
+    term = pexpect.spawn(
+        sys.executable,
+        ["-m", "acct", "exec", *args],
+        env=xenv,
+        cwd=xenv["HOME"],
+        timeout=60,
+        encoding="utf-8",
+    )
+    term.expect(pexpect.EOF)
+    term.close()
+    return term.exitstatus, term.before
+
+
+def test_on_a_terminal_the_proxy_sees_the_quota_and_its_exact_reset(
+    fake, ctx, xenv, tool_log
+) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    cached(ctx, a, b, five_hour=5, seven_day=5)
+    reset = int(time.time()) + 3 * 3600 + 17
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset, claim="five_hour")
+    fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
+    fake.reset_log()
+    status, out = on_terminal(xenv, "--account", "a", "--", "claude", "-p", "hi")
+    assert status == 0, out
+    assert "a hit its 5-hour limit" in out and "switching to b" in out
+    assert "Hello from b@example.com" in out
+    assert len(events(tool_log, "start")) == 2
+    bench = bench_of(ctx, "a")
+    assert bench is not None and bench.kind == "quota" and bench.until == reset
+    assert fake.stats().get("usage", 0) == 0  # no usage request: the answer's headers told it
+    rec = ctx.state.usage(a.id)
+    assert rec.usage.five_hour == Window(100.0, reset)
+
+
+def test_without_the_proxy_a_terminal_run_asks_the_usage_endpoint(fake, ctx, xenv) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    cached(ctx, a, b, five_hour=5, seven_day=5)
+    reset = int(time.time()) + 3 * 3600
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset)
+    fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
+    fake.reset_log()
+    status, out = on_terminal(xenv, "--no-proxy", "--account", "a", "--", "claude", "-p", "hi")
+    assert status == 0, out
+    assert "switching to b" in out
+    assert fake.stats().get("usage", 0) >= 1
+
+
+def test_a_run_leaves_live_usage_in_the_cache_and_prompt_without_polling(fake, ctx, run) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    fake.reset_log()
+    p = run("exec", "--", "claude", "-p", "hi")
+    assert p.returncode == 0, p.stderr
+    rec = ctx.state.usage(a.id)
+    assert (rec.usage.five_hour.utilization, rec.usage.seven_day.utilization) == (37.0, 12.0)
+    assert rec.fetched_at > time.time() - 60
+    assert fake.stats().get("usage", 0) == 0 and fake.stats()["messages"] == 1
+    doc = json.loads(ctx.paths.prompt_state_file.read_text())
+    assert doc["targets"]["claude-code"]["five_hour"] == 37.0
+    assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
+
+
+def test_no_proxy_leaves_the_cache_alone(fake, ctx, run) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    p = run("exec", "--no-proxy", "--", "claude", "-p", "hi")
+    assert p.returncode == 0, p.stderr
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 5
+
+
+def test_proxy_false_in_the_config_turns_it_off_and_the_flag_wins(fake, ctx, run) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    ctx.paths.config_dir.mkdir(parents=True, exist_ok=True)
+    ctx.paths.config_file.write_text("proxy = false\n")
+    cached(ctx, a, five_hour=5, seven_day=5)
+    p = run("exec", "--", "claude", "-p", "hi")
+    assert p.returncode == 0, p.stderr
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 5, "no proxy: nothing observed"
+    p = run("exec", "--proxy", "--", "claude", "-p", "hi")
+    assert p.returncode == 0, p.stderr
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 37, "--proxy wins over the config"
+
+
+def test_the_users_base_url_is_chained_and_restored_for_no_proxy(fake, ctx, run, tool_log) -> None:
+    """The fake tool reaches the fake only through ANTHROPIC_BASE_URL: both ways work."""
+    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    for flag in ("--proxy", "--no-proxy"):
+        p = run("exec", flag, "--", "claude", "-p", "hi")
+        assert p.returncode == 0 and "Hello from a@example.com" in p.stdout, p.stderr
+    assert fake.stats()["messages"] == 2
+
+
+def test_a_proxy_that_cannot_start_warns_once_and_runs_without(fake, ctx, run) -> None:
+    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    p = run("exec", "--", "claude", "-p", "hi", env={"ANTHROPIC_BASE_URL": "ftp://nowhere.invalid"})
+    warnings = [ln for ln in p.stderr.splitlines() if "usage proxy" in ln]
+    assert len(warnings) == 1 and "running without it" in warnings[0]
+    assert p.returncode == 1  # the tool itself got the unusable URL, as it would alone
+    assert fake.stats().get("messages", 0) == 0
+
+
+def test_the_proxy_is_for_claude_code_only(fake, ctx, run) -> None:
+    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    p = run("exec", "--proxy", "--target", "pi", "--", "true")
+    assert p.returncode == 0
+    assert "works with claude-code only" in p.stderr
+    p = run("exec", "--target", "pi", "--", "true")
+    assert "proxy" not in p.stderr
+
+
+def test_a_refusal_usage_does_not_explain_still_ends_the_run_as_quota(
+    fake, ctx, xenv, tool_log
+) -> None:
+    """A per-model weekly cap: the 5-hour and 7-day figures show room, so only the proxy's
+    word tells the terminal run was refused for quota (without it acct would not rotate)."""
+    a = seed_account(fake, ctx, "a", five_hour=40, seven_day=50)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    cached(ctx, a, b, five_hour=5, seven_day=5)
+    fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 86400, claim="seven_day_opus")
+    status, out = on_terminal(xenv, "--no-proxy", "--account", "a", "--", "claude", "-p", "hi")
+    assert status == 1 and "switching" not in out
+    assert bench_of(ctx, "a") is None
+    status, out = on_terminal(xenv, "--account", "a", "--", "claude", "-p", "hi")
+    assert status == 0, out
+    assert "a reported its Opus weekly limit (usage shows 50%" in out and "switching to b" in out
+    bench = bench_of(ctx, "a")
+    assert bench is not None and bench.kind == "cooloff"
+
+
+def test_the_tools_environment_points_at_the_proxy() -> None:
+    home = {"HOME": "/nonexistent"}
+    own = Watch({**home, "ANTHROPIC_BASE_URL": "http://gw.local:8080"}).start()
+    anthropic = Watch(home).start()
+    try:
+        assert own.child_env({}) == {"ANTHROPIC_BASE_URL": own.url}
+        # Anthropic's own API behind the proxy: Claude Code keeps its first-party features.
+        assert anthropic.child_env({}) == {
+            "ANTHROPIC_BASE_URL": anthropic.url,
+            "_CLAUDE_CODE_ASSUME_FIRST_PARTY_BASE_URL": "1",
+        }
+        behind = own.child_env({"HTTPS_PROXY": "http://corp:3128", "NO_PROXY": "corp.local"})
+        assert behind["NO_PROXY"] == "corp.local,127.0.0.1" and behind["no_proxy"] == "127.0.0.1"
+        assert "NO_PROXY" not in own.child_env(
+            {"HTTPS_PROXY": "x", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+        )
+    finally:
+        own.stop()
+        anthropic.stop()
