@@ -3,7 +3,9 @@ front of a small streaming server of the test's own, and inside ``acct exec`` as
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import socket
 import sys
 import threading
@@ -18,9 +20,20 @@ import pytest
 
 from acct.context import Ctx
 from acct.models import Usage, Window
-from acct.sentinel import Observation, Proxy, Watch, parse_headers, upstream_for
+from acct.sentinel import (
+    Observation,
+    Proxy,
+    Route,
+    Unusable,
+    Watch,
+    claude_route,
+    parse_headers,
+    proxy_for,
+    upstream_for,
+)
 from acct.usage import observed_usage
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.e2e.mitm import Certs, ProxyUnavailable, TlsProxy, make_certs
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.test_exec import bench_of, events, exec_env
 
@@ -119,9 +132,13 @@ def test_other_paths_errors_and_queries_pass_through(fake, proxy, account) -> No
     assert count.status_code == 200 and count.json()["input_tokens"] >= 1
 
 
+GZIPPED = gzip.compress(b'{"compressed": true, "pad": "' + b"x" * 2000 + b'"}')
+
+
 class Upstream:
-    """A small HTTP server of the test's own: echoes requests, and streams an SSE answer whose
-    second half waits until the client has read the first."""
+    """A small HTTP server of the test's own: echoes requests, streams an SSE answer whose
+    second half waits until the client has read the first, answers ``GET /gzip`` compressed
+    and ``HEAD`` with a length but no body."""
 
     def __init__(self) -> None:
         self.released = threading.Event()
@@ -134,6 +151,22 @@ class Upstream:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_HEAD(self) -> None:
+                outer.requests.append({"path": self.path, "headers": list(self.headers.items())})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1234")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                outer.requests.append({"path": self.path, "headers": list(self.headers.items())})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(GZIPPED)))
+                self.end_headers()
+                self.wfile.write(GZIPPED)
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
@@ -268,6 +301,214 @@ def test_upstream_is_the_users_own_base_url_when_set() -> None:
     assert upstream_for({"ANTHROPIC_BASE_URL": "http://gw.local:8080/anthropic/"}) == (
         "http://gw.local:8080/anthropic"
     )
+
+
+@pytest.fixture
+def dead_url() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` where nothing listens: connections are refused."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def raw_exchange(url: str, head: bytes, body: bytes = b"", *, wait_continue: bool = False) -> bytes:
+    """One request on a plain socket (for what httpx will not send); returns all the proxy
+    answered until it closed the connection."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head)
+        answer = b""
+        if wait_continue:
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(4096)
+        sock.sendall(body)
+        sock.shutdown(socket.SHUT_WR)
+        while data := sock.recv(65536):
+            answer += data
+    return answer
+
+
+def test_gzip_answers_pass_through_unchanged(upstream, seen) -> None:
+    with (
+        Proxy(upstream.url, seen, env={}) as p,
+        httpx.Client(timeout=30) as client,
+        client.stream("GET", p.url + "/gzip", headers={"accept-encoding": "gzip"}) as r,
+    ):
+        raw = b"".join(r.iter_raw())
+    assert r.headers["content-encoding"] == "gzip"
+    assert raw == GZIPPED  # the compressed bytes, as sent: the tool decodes them itself
+    headers = {k.lower(): v for k, v in upstream.requests[0]["headers"]}
+    assert headers["accept-encoding"] == "gzip"
+
+
+def test_chunked_request_bodies_arrive_whole(upstream, seen) -> None:
+    parts = [b'{"model": ', b'"m", ', b'"x": "' + b"y" * 5000 + b'"}']
+    with Proxy(upstream.url, seen, env={}) as p:
+        r = httpx.post(p.url + "/v1/messages", content=iter(parts), timeout=30)
+    assert r.status_code == 201
+    got = upstream.requests[0]
+    headers = {k.lower(): v for k, v in got["headers"]}
+    assert got["body"] == b"".join(parts)
+    assert headers["content-length"] == str(len(got["body"]))
+    assert "transfer-encoding" not in headers
+
+
+def test_head_answers_carry_headers_and_no_body(upstream, seen) -> None:
+    with Proxy(upstream.url, seen, env={}) as p, httpx.Client(timeout=30) as client:
+        head = client.head(p.url + "/v1/models")
+        after = client.post(p.url + "/echo", content=b"{}")  # the connection is still in step
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == "1234"
+    assert after.status_code == 201 and after.json() == {"echo": True}
+
+
+def test_expect_100_continue_is_answered_here_and_not_forwarded(upstream, seen) -> None:
+    body = b'{"hello": "world"}'
+    with Proxy(upstream.url, seen, env={}) as p:
+        answer = raw_exchange(
+            p.url,
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body),
+            body,
+            wait_continue=True,
+        )
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 ")
+    got = upstream.requests[0]
+    assert got["body"] == body
+    assert "expect" not in {k.lower() for k, _ in got["headers"]}
+
+
+@pytest.mark.parametrize(
+    "head, body",
+    [
+        (b"Transfer-Encoding: chunked", b'5\r\n{"a":\r\n'),  # the last chunk never came
+        (b"Transfer-Encoding: chunked", b'9\r\n{"a":'),  # a chunk shorter than its size
+        (b"Content-Length: 40", b'{"a": 1'),  # shorter than its length
+        (b"Content-Length: -3", b""),
+        (b"Transfer-Encoding: chunked", b"zz\r\n"),
+    ],
+)
+def test_a_cut_off_or_malformed_body_is_refused_never_forwarded(upstream, seen, head, body) -> None:
+    with Proxy(upstream.url, seen, env={}) as p:
+        answer = raw_exchange(
+            p.url, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n", body
+        )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
+    assert b"acct proxy:" in answer
+    assert upstream.requests == []
+
+
+def test_the_tools_proxy_rules_not_httpx_ones() -> None:
+    https, http = "https://api.anthropic.com/v1", "http://gw.local:8080"
+    assert proxy_for(https, {}) is None
+    assert proxy_for(https, {"ALL_PROXY": "socks5://h:1", "all_proxy": "x"}) is None
+    assert proxy_for(https, {"https_proxy": "http://low:1", "HTTPS_PROXY": "http://up:1"}) == (
+        "http://low:1"
+    )
+    assert proxy_for(https, {"HTTP_PROXY": "corp:3128"}) == "http://corp:3128"  # https falls back
+    assert proxy_for(http, {"HTTPS_PROXY": "http://corp:3128"}) is None
+    corp = {"HTTPS_PROXY": "http://corp:3128", "HTTP_PROXY": "http://corp:3128"}
+    for no_proxy in ("anthropic.com", ".anthropic.com", "*.anthropic.com", "x, api.anthropic.com"):
+        assert proxy_for(https, {**corp, "no_proxy": no_proxy}) is None, no_proxy
+    assert proxy_for(https, {**corp, "NO_PROXY": "*"}) is None
+    assert proxy_for(https, {**corp, "NO_PROXY": "api.anthropic.com:8443"}) == "http://corp:3128"
+    assert proxy_for(https, {**corp, "NO_PROXY": "api.anthropic.com:443"}) is None
+    assert proxy_for(https, {**corp, "NO_PROXY": "notanthropic.com"}) == "http://corp:3128"
+    assert proxy_for(http, {**corp, "NO_PROXY": "gw.local"}) is None
+    with pytest.raises(Unusable, match="socks5 proxy"):
+        proxy_for(https, {"HTTPS_PROXY": "socks5://127.0.0.1:1080"})
+
+
+def test_the_proxy_goes_through_the_users_http_proxy_unless_no_proxy_says(
+    upstream, seen, dead_url
+) -> None:
+    via = {"HTTP_PROXY": dead_url}
+    with Proxy(upstream.url, seen, env=via) as p:
+        r = httpx.post(p.url + "/echo", content=b"{}", timeout=30)
+    assert r.status_code == 502 and "ConnectError" in r.json()["error"]["message"]
+    assert upstream.requests == []
+    with Proxy(upstream.url, seen, env={**via, "no_proxy": "127.0.0.1"}) as p:
+        assert httpx.post(p.url + "/echo", content=b"{}", timeout=30).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "variables, words",
+    [
+        ({"HTTPS_PROXY": "socks5://127.0.0.1:1", "HTTP_PROXY": "socks5://127.0.0.1:1"}, "socks5"),
+        ({"CLAUDE_CODE_CLIENT_CERT": "/nonexistent/cert.pem"}, "client certificate"),
+    ],
+)
+def test_failures_of_any_kind_are_answered_with_a_502(upstream, seen, variables, words) -> None:
+    with Proxy(upstream.url, seen, env=variables) as p:
+        r = httpx.post(p.url + "/echo", content=b"{}", timeout=30)
+    assert r.status_code == 502 and words in r.json()["error"]["message"]
+    assert "/nonexistent" not in r.text
+
+
+def test_unreadable_extra_ca_files_are_skipped_as_node_skips_them(upstream, seen, tmp_path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    env = {"SSL_CERT_FILE": str(bad), "NODE_EXTRA_CA_CERTS": "/nonexistent", "ALL_PROXY": "x"}
+    with Proxy(upstream.url, seen, env=env) as p:
+        assert httpx.post(p.url + "/echo", content=b"{}", timeout=30).status_code == 201
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    try:
+        return make_certs(tmp_path_factory.mktemp("certs"))
+    except ProxyUnavailable as exc:
+        pytest.skip(f"no openssl to make a test CA: {exc}")
+
+
+@pytest.fixture
+def tls_inspecting(fake: FakeAnthropic, certs: Certs) -> Iterator[TlsProxy]:
+    """A company proxy that re-signs TLS with its own CA (which the tool trusts by
+    NODE_EXTRA_CA_CERTS), in front of api.anthropic.com (the fake)."""
+    proxy = TlsProxy(fake.port, certs).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_behind_a_tls_inspecting_proxy_the_tools_trust_is_used(
+    fake, account, seen, tls_inspecting
+) -> None:
+    fake.set_usage(account["uuid"], five_hour=37, seven_day=12)
+    env = tls_inspecting.env()
+    with Proxy("https://api.anthropic.com", seen, env=env) as p:
+        r = post(p.url, account["access"])
+    assert r.status_code == 200, r.text
+    assert seen.items[-1].five_hour == 37.0
+    assert tls_inspecting.connects  # it went through the company proxy
+
+    untrusted = {k: v for k, v in env.items() if k != "NODE_EXTRA_CA_CERTS"}
+    with Proxy("https://api.anthropic.com", seen, env=untrusted) as p:
+        r = post(p.url, account["access"])
+    assert r.status_code == 502
+    message = r.json()["error"]["message"]
+    assert "api.anthropic.com" in message and "certificate verify failed" in message
+    assert_no_secrets([r.text], {account["access"]})
+
+
+def test_watch_stop_writes_what_was_seen_and_ends_its_writer(fake, ctx) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    env = {**ctx.env, "ANTHROPIC_BASE_URL": fake.base_url}
+    w = Watch(env, prompt_every=3600).start()
+    w.begin(a)
+    post(w.url, a.tokens.access)
+    w.stop()  # no settle(): stop itself waits for the writer
+    assert not any(t.name == "acct-watch" and t.is_alive() for t in threading.enumerate())
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 37.0
+    assert json.loads(ctx.paths.prompt_state_file.read_text())["targets"] is not None
+    assert not [f for f in os.listdir(ctx.paths.state_dir) if f.endswith(".tmp")]
+    w.stop()  # twice is harmless
 
 
 # --- observations -----------------------------------------------------------------------------
@@ -466,11 +707,16 @@ def test_proxy_false_in_the_config_turns_it_off_and_the_flag_wins(fake, ctx, run
 
 def test_the_users_base_url_is_chained_and_restored_for_no_proxy(fake, ctx, run, tool_log) -> None:
     """The fake tool reaches the fake only through ANTHROPIC_BASE_URL: both ways work."""
-    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    fake.set_usage(a.uuid, five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
     for flag in ("--proxy", "--no-proxy"):
         p = run("exec", flag, "--", "claude", "-p", "hi")
         assert p.returncode == 0 and "Hello from a@example.com" in p.stdout, p.stderr
+        if flag == "--proxy":  # the answer's headers reached the cache: the proxy was on the path
+            assert ctx.state.usage(a.id).usage.five_hour.utilization == 37.0
     assert fake.stats()["messages"] == 2
+    assert fake.stats().get("usage", 0) == 0
 
 
 def test_a_proxy_that_cannot_start_warns_once_and_runs_without(fake, ctx, run) -> None:
@@ -521,11 +767,127 @@ def test_the_tools_environment_points_at_the_proxy() -> None:
             "ANTHROPIC_BASE_URL": anthropic.url,
             "_CLAUDE_CODE_ASSUME_FIRST_PARTY_BASE_URL": "1",
         }
+        # One union under both names: a reader of either keeps corp.local and skips loopback.
         behind = own.child_env({"HTTPS_PROXY": "http://corp:3128", "NO_PROXY": "corp.local"})
-        assert behind["NO_PROXY"] == "corp.local,127.0.0.1" and behind["no_proxy"] == "127.0.0.1"
+        assert behind["NO_PROXY"] == behind["no_proxy"] == "corp.local,127.0.0.1"
+        both = own.child_env(
+            {"https_proxy": "x", "no_proxy": "a.local b.local", "NO_PROXY": "b.local,c.local"}
+        )
+        assert both["NO_PROXY"] == both["no_proxy"] == "a.local,b.local,c.local,127.0.0.1"
         assert "NO_PROXY" not in own.child_env(
             {"HTTPS_PROXY": "x", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
         )
     finally:
         own.stop()
         anthropic.stop()
+
+
+# --- Claude Code's settings ---------------------------------------------------------------------
+
+
+def write_settings(path: Path, doc: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return path
+
+
+def test_the_route_reads_every_settings_file_in_claude_codes_order(tmp_path) -> None:
+    home, project, managed = tmp_path / "home", tmp_path / "project", tmp_path / "managed.json"
+    env = {"HOME": str(home), "ANTHROPIC_BASE_URL": "http://env:1", "TERM": "x"}
+    assert claude_route(env, project, managed=managed) == Route(env)
+
+    user = write_settings(home / ".claude/settings.json", {"env": {"HTTPS_PROXY": "http://u:1"}})
+    write_settings(project / ".claude/settings.json", {"env": {"ANTHROPIC_BASE_URL": "http://p:1"}})
+    local = write_settings(
+        project / ".claude/settings.local.json", {"env": {"ANTHROPIC_BASE_URL": "http://l:1"}}
+    )
+    write_settings(managed, {"env": {"DISABLE_TELEMETRY": "1"}, "permissions": {}})
+    route = claude_route(env, project, managed=managed)
+    assert route.env["ANTHROPIC_BASE_URL"] == "http://l:1"  # local over project over env
+    assert route.env["HTTPS_PROXY"] == "http://u:1" and route.env["DISABLE_TELEMETRY"] == "1"
+    assert (user, "HTTPS_PROXY") in route.set_by_settings
+    assert route.set_by_settings[-1] == (local, "ANTHROPIC_BASE_URL")
+    assert route.base_url_from_settings and route.provider is None and route.unreadable is None
+
+    write_settings(managed, {"env": {"ANTHROPIC_BASE_URL": "http://m:1"}})
+    assert claude_route(env, project, managed=managed).env["ANTHROPIC_BASE_URL"] == "http://m:1"
+
+    # CLAUDE_CONFIG_DIR moves the user's settings.
+    moved = write_settings(tmp_path / "cfg/settings.json", {"env": {"NODE_EXTRA_CA_CERTS": "/ca"}})
+    route = claude_route({**env, "CLAUDE_CONFIG_DIR": str(moved.parent)}, tmp_path, managed=managed)
+    assert (moved, "NODE_EXTRA_CA_CERTS") in route.set_by_settings
+
+
+def test_a_route_acct_cannot_know_is_reported(tmp_path) -> None:
+    home, managed = tmp_path / "home", tmp_path / "managed.json"
+    env = {"HOME": str(home)}
+    bad = write_settings(tmp_path / ".claude/settings.json", "{not json")
+    assert claude_route(env, tmp_path, managed=managed).unreadable == bad
+    write_settings(bad, {"env": ["not", "a", "mapping"]})
+    assert claude_route(env, tmp_path, managed=managed).unreadable == bad
+    bad.unlink()
+    assert claude_route({**env, "CLAUDE_CODE_USE_BEDROCK": "1"}, tmp_path).provider == (
+        "Amazon Bedrock"
+    )
+    assert claude_route({**env, "CLAUDE_CODE_USE_VERTEX": "0"}, tmp_path, managed=managed) == (
+        Route({**env, "CLAUDE_CODE_USE_VERTEX": "0"})
+    )
+    write_settings(managed, {"env": {"CLAUDE_CODE_USE_VERTEX": "true"}})
+    assert claude_route(env, tmp_path, managed=managed).provider == "Google Vertex AI"
+
+
+def test_settings_on_the_route_withhold_the_first_party_switch(tmp_path) -> None:
+    path = tmp_path / "settings.json"
+    env = {"HOME": "/nonexistent", "HTTPS_PROXY": "http://corp:3128"}
+    w = Watch(env, route=Route(env, ((path, "HTTPS_PROXY"),))).start()
+    try:
+        out, url = w.child_env(env), w.url
+    finally:
+        w.stop()
+    assert (
+        out["ANTHROPIC_BASE_URL"] == url and "_CLAUDE_CODE_ASSUME_FIRST_PARTY_BASE_URL" not in out
+    )
+
+
+def test_a_base_url_in_the_settings_keeps_the_proxy_out_unless_asked(
+    fake, ctx, run, xenv, dead_url
+) -> None:
+    """By default acct stays off a route the tool's settings decide; ``--proxy`` forwards to
+    the settings' base URL (the fake tool reads only its environment, so it reaches the fake
+    only through the proxy here)."""
+    a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    fake.set_usage(a.uuid, five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    settings = write_settings(
+        Path(xenv["HOME"]) / ".claude/settings.json", {"env": {"ANTHROPIC_BASE_URL": fake.base_url}}
+    )
+    p = run("exec", "--", "claude", "-p", "hi")
+    notes = [ln for ln in p.stderr.splitlines() if "usage proxy" in ln]
+    assert len(notes) == 1 and str(settings) in notes[0] and "ANTHROPIC_BASE_URL" in notes[0]
+    assert p.returncode == 0, p.stderr
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 5  # nothing observed
+
+    p = run("exec", "--proxy", "--", "claude", "-p", "hi", env={"ANTHROPIC_BASE_URL": dead_url})
+    assert p.returncode == 0 and "Hello from a@example.com" in p.stdout, p.stderr
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 37.0
+
+
+@pytest.mark.parametrize(
+    "settings, variables, words",
+    [
+        ("{broken", {}, "cannot read"),
+        ('{"env": {"HTTPS_PROXY": "http://corp:3128"}}', {}, "sets HTTPS_PROXY"),
+        ("{}", {"CLAUDE_CODE_USE_BEDROCK": "1"}, "uses Amazon Bedrock"),
+    ],
+)
+def test_an_unknown_route_runs_without_the_proxy_in_one_line(
+    fake, ctx, run, xenv, settings, variables, words
+) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    write_settings(Path(xenv["HOME"]) / "project/.claude/settings.local.json", settings)
+    p = run("exec", "--", "claude", "-p", "hi", env=variables, cwd=Path(xenv["HOME"]) / "project")
+    assert p.returncode == 0, p.stderr
+    said = [ln for ln in p.stderr.splitlines() if "proxy" in ln]
+    assert len(said) == 1 and words in said[0] and "without the usage proxy" in said[0], said
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 5

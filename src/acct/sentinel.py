@@ -17,19 +17,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import queue
+import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from acct.models import Window, fingerprint
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from acct.context import Ctx
@@ -69,6 +75,7 @@ _POLL_INTERVAL = 0.5
 _WARM_AFTER = 0.3  # the tools take longer than this to send their first request
 PROMPT_EVERY = 10.0  # seconds between prompt-file rewrites from live usage
 SETTLE_TIMEOUT = 2.0
+STOP_TIMEOUT = 5.0
 
 
 # --- what the headers say ---------------------------------------------------------------------
@@ -188,6 +195,237 @@ def upstream_for(env: Mapping[str, str]) -> str:
     return (env.get("ANTHROPIC_BASE_URL") or "").strip().rstrip("/") or DEFAULT_UPSTREAM
 
 
+# --- where Claude Code sends its requests -----------------------------------------------------
+
+# Claude Code applies the ``env`` block of its settings files over the process environment. These
+# variables there decide where its API requests go or how their connection is made: acct cannot
+# be sure of the route then.
+ROUTE_VARIABLES = frozenset(
+    {
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_BEDROCK_BASE_URL",
+        "ANTHROPIC_VERTEX_BASE_URL",
+        "ANTHROPIC_FOUNDRY_BASE_URL",
+        "CLAUDE_CODE_USE_BEDROCK",
+        "CLAUDE_CODE_USE_VERTEX",
+        "CLAUDE_CODE_USE_FOUNDRY",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "NODE_EXTRA_CA_CERTS",
+        "NODE_TLS_REJECT_UNAUTHORIZED",
+        "CLAUDE_CODE_CERT_STORE",
+        "CLAUDE_CODE_CLIENT_CERT",
+        "CLAUDE_CODE_CLIENT_KEY",
+        "CLAUDE_CODE_CLIENT_KEY_PASSPHRASE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    }
+)
+# Providers whose requests do not follow ANTHROPIC_BASE_URL at all.
+OTHER_PROVIDERS = {
+    "CLAUDE_CODE_USE_BEDROCK": "Amazon Bedrock",
+    "CLAUDE_CODE_USE_VERTEX": "Google Vertex AI",
+    "CLAUDE_CODE_USE_FOUNDRY": "Microsoft Foundry",
+}
+MANAGED_SETTINGS = {
+    "darwin": Path("/Library/Application Support/ClaudeCode/managed-settings.json"),
+    "win32": Path("C:/Program Files/ClaudeCode/managed-settings.json"),
+}.get(sys.platform, Path("/etc/claude-code/managed-settings.json"))
+
+
+@dataclass(frozen=True)
+class Route:
+    """How Claude Code will send its API requests, as far as its environment and settings tell."""
+
+    env: dict[str, str]  # the process environment with the settings' ``env`` blocks applied
+    set_by_settings: tuple[tuple[Path, str], ...] = ()  # (settings file, variable) on the route
+    provider: str | None = None  # another provider than Anthropic's API (Bedrock, Vertex...)
+    unreadable: Path | None = None  # a settings file acct could not read: the route is unknown
+
+    @property
+    def base_url_from_settings(self) -> bool:
+        return any(var == "ANTHROPIC_BASE_URL" for _, var in self.set_by_settings)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def settings_files(
+    env: Mapping[str, str], cwd: Path, managed: Path = MANAGED_SETTINGS
+) -> list[Path]:
+    """Claude Code's settings files, lowest precedence first: user, project, local, managed."""
+    config = env.get("CLAUDE_CONFIG_DIR") or os.path.join(env.get("HOME") or "~", ".claude")
+    user = Path(config).expanduser() / "settings.json"
+    project = cwd / ".claude"
+    return [user, project / "settings.json", project / "settings.local.json", managed]
+
+
+def _settings_env(path: Path) -> dict[str, str] | None:
+    """The ``env`` block of one settings file ({} when it has none or does not exist); None
+    when it cannot be read as JSON."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    block = doc.get("env", {})
+    if not isinstance(block, dict):
+        return None
+    return {str(k): str(v) for k, v in block.items() if v is not None}
+
+
+def claude_route(
+    env: Mapping[str, str], cwd: Path | None = None, *, managed: Path = MANAGED_SETTINGS
+) -> Route:
+    """Claude Code's route when started with environment ``env`` in ``cwd`` (this process's)."""
+    if cwd is None:
+        try:
+            cwd = Path.cwd()
+        except OSError:
+            cwd = Path(".")
+    merged = dict(env)
+    touched: list[tuple[Path, str]] = []
+    unreadable: Path | None = None
+    for path in settings_files(env, cwd, managed):
+        block = _settings_env(path)
+        if block is None:
+            unreadable = unreadable or path
+            continue
+        merged.update(block)
+        touched += [(path, k) for k in block if k in ROUTE_VARIABLES]
+    provider = next((n for var, n in OTHER_PROVIDERS.items() if _truthy(merged.get(var))), None)
+    return Route(merged, tuple(touched), provider, unreadable)
+
+
+# --- the upstream connection, made as Claude Code makes it ------------------------------------
+
+
+class Unusable(Exception):
+    """The upstream connection cannot be set up; the message is safe to show (no values)."""
+
+
+def _first(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+    """The first of ``names`` that is set (lowercase first, as Claude Code reads them)."""
+    for name in names:
+        if env.get(name) is not None:
+            return name, env[name]
+    return None
+
+
+def no_proxy_hosts(env: Mapping[str, str]) -> list[str]:
+    """The union of ``no_proxy`` and ``NO_PROXY`` (comma or space separated), in order."""
+    hosts: list[str] = []
+    for name in ("no_proxy", "NO_PROXY"):
+        for host in re.split(r"[,\s]+", env.get(name) or ""):
+            if host and host not in hosts:
+                hosts.append(host)
+    return hosts
+
+
+def _bypassed(host: str, port: int, entries: list[str]) -> bool:
+    host = host.lower().strip("[]")
+    for entry in entries:
+        if entry == "*":
+            return True
+        name, want = entry.lower(), ""
+        if re.search(r":\d+$", name):
+            name, _, want = name.rpartition(":")
+        if want and int(want) != port:
+            continue
+        name = name.lstrip("*").lstrip(".").strip("[]")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def proxy_for(url: str, env: Mapping[str, str]) -> str | None:
+    """The HTTP proxy Claude Code would use for ``url``: ``https_proxy``/``HTTPS_PROXY`` (then
+    the HTTP ones) for https, ``http_proxy``/``HTTP_PROXY`` for http, none for a host in
+    ``no_proxy``/``NO_PROXY``. ``ALL_PROXY`` is not read (Node does not)."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    names = ("http_proxy", "HTTP_PROXY")
+    found = _first(env, *(("https_proxy", "HTTPS_PROXY", *names) if https else names))
+    if found is None or not found[1].strip():
+        return None
+    name, proxy = found[0], found[1].strip()
+    if _bypassed(parts.hostname or "", parts.port or (443 if https else 80), no_proxy_hosts(env)):
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    scheme = urlsplit(proxy).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise Unusable(f"{name} names a {scheme} proxy; only HTTP(S) proxies are supported")
+    return proxy
+
+
+def tls_context(env: Mapping[str, str]) -> ssl.SSLContext:
+    """The trust Claude Code gives its connections: its bundled roots (certifi here) and the
+    system's store (as ``CLAUDE_CODE_CERT_STORE`` selects), ``SSL_CERT_FILE``/``SSL_CERT_DIR``,
+    ``NODE_EXTRA_CA_CERTS``; the client certificate of ``CLAUDE_CODE_CLIENT_CERT``/``_KEY``.
+    An extra CA file that cannot be read is skipped, as Node skips it."""
+    import ssl
+
+    import certifi
+
+    stores = {s.strip().lower() for s in (env.get("CLAUDE_CODE_CERT_STORE") or "").split(",")}
+    stores = stores - {""} or {"bundled", "system"}
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if "system" in stores:
+        context.load_default_certs()
+    extras = [("cafile", env.get("SSL_CERT_FILE")), ("capath", env.get("SSL_CERT_DIR"))]
+    extras.append(("cafile", env.get("NODE_EXTRA_CA_CERTS")))
+    if "bundled" in stores:
+        extras.append(("cafile", certifi.where()))
+    for kind, where in extras:
+        if where:
+            with contextlib.suppress(OSError, ssl.SSLError, ValueError):
+                context.load_verify_locations(**{kind: where})
+    if (env.get("NODE_TLS_REJECT_UNAUTHORIZED") or "").strip() == "0":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    cert = env.get("CLAUDE_CODE_CLIENT_CERT")
+    if cert:
+        try:
+            context.load_cert_chain(
+                cert,
+                env.get("CLAUDE_CODE_CLIENT_KEY") or None,
+                env.get("CLAUDE_CODE_CLIENT_KEY_PASSPHRASE") or None,
+            )
+        except (OSError, ssl.SSLError, ValueError) as e:
+            raise Unusable(
+                f"cannot load the client certificate of CLAUDE_CODE_CLIENT_CERT ({type(e).__name__})"
+            ) from None
+    return context
+
+
+def reason(error: BaseException) -> str:
+    """Why a request could not be forwarded, in words safe to show: the TLS cause when there is
+    one, otherwise the exception's type (its text may hold a URL with a password)."""
+    import ssl
+
+    if isinstance(error, Unusable):
+        return str(error)
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            return f"TLS error: {seen.reason or type(seen).__name__}"
+        seen = seen.__cause__ or seen.__context__
+    return type(error).__name__
+
+
 # --- the proxy --------------------------------------------------------------------------------
 
 Callback = Callable[[Observation], None]
@@ -219,24 +457,46 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def _read_exactly(self, size: int) -> bytes:
+        data = self.rfile.read(size)
+        if len(data) != size:
+            raise ValueError("the request body ended early")
+        return data
+
+    def _read_line(self) -> bytes:
+        data = self.rfile.readline(65537)
+        if not data.endswith(b"\n"):
+            raise ValueError("the request body ended early")
+        return data
+
     def _read_body(self) -> bytes | None:
-        """The request's body; None when it has none (no length, not chunked)."""
+        """The request's body; None when it has none (no length, not chunked). A body that
+        ends before its length or its last chunk raises ``ValueError``: never forwarded."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             chunks: list[bytes] = []
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = int(self._read_line().split(b";")[0].strip(), 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
+                    while self._read_line() not in (b"\r\n", b"\n"):
+                        pass  # trailers
                     return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
+                chunks.append(self._read_exactly(size))
+                if self._read_line() not in (b"\r\n", b"\n"):
+                    raise ValueError("a chunk is longer than its size")
         length = self.headers.get("Content-Length")
-        return self.rfile.read(int(length)) if length is not None else None
+        if length is None:
+            return None
+        size = int(length)
+        if size < 0:
+            raise ValueError("negative Content-Length")
+        return self._read_exactly(size)
 
     def _request_headers(self) -> list[tuple[str, str]]:
         named = {t.strip().lower() for t in (self.headers.get("Connection") or "").split(",") if t}
-        drop = HOP_BY_HOP | named | {"host", "content-length"}
+        # Expect: this server already answered ``100 Continue`` and holds the whole body.
+        drop = HOP_BY_HOP | named | {"host", "content-length", "expect"}
         return [(k, v) for k, v in self.headers.items() if k.lower() not in drop]
 
     def _forward(self) -> None:
@@ -247,6 +507,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except (ValueError, OSError):
             self.close_connection = True
+            self._fail("the request was cut off or malformed", status=400)
             return
         headers = self._request_headers()
         try:
@@ -254,9 +515,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.command, proxy.upstream + self.path, headers=headers, content=body
             )
             response = proxy.client.send(request, stream=True)
-        except (httpx.HTTPError, httpx.InvalidURL, RuntimeError) as e:
+        except Exception as e:  # noqa: BLE001  (every failure gets an answer, never a dropped line)
             # The host only: a base URL may carry a password.
-            self._fail(f"cannot reach {urlsplit(proxy.upstream).hostname} ({type(e).__name__})")
+            self._fail(f"cannot reach {urlsplit(proxy.upstream).hostname} ({reason(e)})")
             return
         try:
             proxy.observe(response, credential_of(dict(headers)))
@@ -291,11 +552,12 @@ class _Handler(BaseHTTPRequestHandler):
             # The upstream broke off or the tool went away: end this connection as it ended.
             self.close_connection = True
 
-    def _fail(self, message: str) -> None:
-        error = {"type": "api_error", "message": f"acct proxy: {message}"}
+    def _fail(self, message: str, *, status: int = 502) -> None:
+        kind = "invalid_request_error" if status == 400 else "api_error"
+        error = {"type": kind, "message": f"acct proxy: {message}"}
         body = json.dumps({"type": "error", "error": error}).encode()
         with contextlib.suppress(OSError):
-            self.send_response(502)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -305,15 +567,25 @@ class _Handler(BaseHTTPRequestHandler):
 class Proxy:
     """A forwarding HTTP server on ``host`` (a free port); ``on_observation`` gets the unified
     headers of every answer, on the request's thread before its body streams: keep it quick.
+    The upstream connection follows the proxy and certificate variables of ``env`` (the
+    process environment by default) the way Claude Code reads them.
 
     Starting costs a bound socket and a thread. The HTTP client (httpx and a TLS context, about
     0.1 s of work) is built a moment later in the background, while the tool starts up, or by
     the first request if that comes sooner; a run that never reaches the API never pays for it.
     """
 
-    def __init__(self, upstream: str, on_observation: Callback, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        upstream: str,
+        on_observation: Callback,
+        *,
+        env: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.on_observation = on_observation
+        self.env = dict(os.environ if env is None else env)
         self.host = host
         self._server: _Server | None = None
         self._client: httpx.Client | None = None
@@ -327,14 +599,21 @@ class Proxy:
             if self._client is None:
                 if self._stopped:
                     raise RuntimeError("the proxy is stopped")
-                import httpx
-
-                self._client = httpx.Client(
-                    timeout=httpx.Timeout(_READ_TIMEOUT, connect=_CONNECT_TIMEOUT),
-                    follow_redirects=False,
-                    trust_env=True,
-                )
+                self._client = self._build_client()
             return self._client
+
+    def _build_client(self) -> httpx.Client:
+        """A client that connects as Claude Code would: its proxy rules and its trust, read from
+        ``env`` (never httpx's own reading of the environment)."""
+        import httpx
+
+        return httpx.Client(
+            timeout=httpx.Timeout(_READ_TIMEOUT, connect=_CONNECT_TIMEOUT),
+            follow_redirects=False,
+            trust_env=False,
+            verify=tls_context(self.env),
+            proxy=proxy_for(self.upstream, self.env),
+        )
 
     @property
     def url(self) -> str:
@@ -413,10 +692,17 @@ class Watch:
     nothing once a later answer was allowed.
     """
 
-    def __init__(self, env: Mapping[str, str], *, prompt_every: float = PROMPT_EVERY) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        route: Route | None = None,
+        prompt_every: float = PROMPT_EVERY,
+    ) -> None:
         self.env = dict(env)
+        self.route = route if route is not None else Route(dict(env))
         self.prompt_every = prompt_every
-        self.proxy = Proxy(upstream_for(env), self._submit)
+        self.proxy = Proxy(upstream_for(self.route.env), self._submit, env=self.route.env)
         self._queue: queue.SimpleQueue[Observation | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._submitted = 0
@@ -437,17 +723,20 @@ class Watch:
 
         Claude Code withholds first-party features (1M context, tool search, some betas) when
         ``ANTHROPIC_BASE_URL`` names another host than api.anthropic.com; when the proxy's
-        upstream is that host, its own switch says so. Behind the user's HTTP proxy, loopback is
-        added to ``NO_PROXY`` so the tool reaches 127.0.0.1 directly.
+        upstream is that host, and no settings file has a say in the route, its own switch says
+        so. Behind the user's HTTP proxy, loopback joins the union of ``NO_PROXY`` and
+        ``no_proxy``, set under both names (readers differ in which one they read first), so the
+        tool reaches 127.0.0.1 directly.
         """
         out = {"ANTHROPIC_BASE_URL": self.url}
-        if urlsplit(self.proxy.upstream).hostname == FIRST_PARTY_HOST:
+        first_party = urlsplit(self.proxy.upstream).hostname == FIRST_PARTY_HOST
+        if first_party and not self.route.set_by_settings:
             out[ASSUME_FIRST_PARTY] = "1"
         if any(env.get(k) for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy")):
-            for name in ("NO_PROXY", "no_proxy"):
-                hosts = [h.strip() for h in env.get(name, "").split(",") if h.strip()]
-                if "127.0.0.1" not in hosts:
-                    out[name] = ",".join([*hosts, "127.0.0.1"])
+            hosts = no_proxy_hosts(env)
+            joined = ",".join(hosts if "127.0.0.1" in hosts else [*hosts, "127.0.0.1"])
+            if env.get("NO_PROXY") != joined or env.get("no_proxy") != joined:
+                out["NO_PROXY"] = out["no_proxy"] = joined
         return out
 
     def start(self) -> Self:
@@ -456,10 +745,14 @@ class Watch:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the proxy, then let the writer write what it has and end (bounded by
+        ``timeout``): a write cut off by the process's exit would leave a temporary file."""
         self.proxy.stop()
-        self.settle()
-        self._queue.put(None)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -6,13 +6,15 @@ own base URL, which the proxy must forward to.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import pytest
 
 from acct.context import Ctx
 from acct.models import Usage, Window
-from tests.conftest import assert_no_secrets, seed_account, store_secrets
+from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +67,47 @@ def test_a_quota_refusal_rotates_with_the_exact_reset(fake, ctx, run_acct, workd
     assert bench is not None and bench.kind == "quota" and bench.until == reset
     assert fake.stats().get("usage", 0) == 0
     assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
+
+
+def test_behind_a_tls_inspecting_proxy_claude_goes_through_acct_proxy(
+    fake, ctx, claude_env_tls, tls_proxy, workdir
+) -> None:
+    """No base URL of the user's: the proxy forwards to api.anthropic.com itself, through the
+    company's HTTPS proxy, trusting its CA as Claude Code does (NODE_EXTRA_CA_CERTS)."""
+    env = dict(claude_env_tls)
+    del env["ANTHROPIC_BASE_URL"]
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    fake.reset_log()
+
+    p = AcctRunner(env)("exec", "--", "claude", "-p", "hi", cwd=workdir, timeout=120)
+
+    assert p.returncode == 0, p.stderr
+    assert "Hello from a@example.com" in p.stdout
+    assert [c["status"] for c in fake.log("messages")] == [200]
+    rec = ctx.state.usage(a.id)  # the proxy read the answer: it was on the path
+    assert (rec.usage.five_hour.utilization, rec.usage.seven_day.utilization) == (37.0, 12.0)
+    assert "api.anthropic.com:443" in tls_proxy.connects
+    assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
+
+
+def test_a_base_url_in_claudes_settings_keeps_the_proxy_off_its_route(
+    fake, ctx, claude_env, workdir
+) -> None:
+    """Claude Code applies its settings' env over the process's: a gateway set there wins over
+    the proxy's address, so acct leaves the route alone (and claims no first-party API)."""
+    env = dict(claude_env)
+    settings = Path(env["HOME"]) / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": env.pop("ANTHROPIC_BASE_URL")}}))
+    a = seed_account(fake, ctx, "a", five_hour=37, seven_day=12)
+    cached(ctx, a, five_hour=5, seven_day=5)
+    fake.reset_log()
+
+    p = AcctRunner(env)("exec", "--", "claude", "-p", "hi", cwd=workdir, timeout=120)
+
+    assert p.returncode == 0, p.stderr
+    assert "Hello from a@example.com" in p.stdout
+    assert "without the usage proxy" in p.stderr and str(settings) in p.stderr
+    assert [c["status"] for c in fake.log("messages")] == [200]
+    assert ctx.state.usage(a.id).usage.five_hour.utilization == 5  # not observed: not proxied
