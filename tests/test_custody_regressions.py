@@ -345,3 +345,30 @@ def test_lend_without_move_leaves_an_account_lent_elsewhere_where_it_is(
     # Moving is what `acct use` does, explicitly.
     custody.lend(ctx, work.id, "claude-code")
     assert stored(ctx, "work").holder.target == "claude-code"
+
+
+# --- what a person sees --------------------------------------------------------------------------
+
+
+def test_refusal_shows_the_access_token_fingerprint_that_status_shows(
+    fake: FakeAnthropic, ctx: Ctx
+) -> None:
+    work = seed_account(fake, ctx, "work")
+    stranger = fake.add_account(email="stranger@example.com")
+    answer = fake.mint(stranger["uuid"])
+    tool_writes(ctx, "claude-code", answer)
+    entry = get_target("claude-code").read(ctx.env)
+    assert entry is not None
+    with pytest.raises(HeldByTarget) as caught:
+        custody.lend(ctx, work.id, "claude-code")
+    assert f"fp {custody.fingerprint(answer['access_token'])}" in caught.value.message
+    assert entry.lineage_fingerprint not in caught.value.message
+
+
+def test_lock_files_do_not_end_in_lock_lock(fake: FakeAnthropic, ctx: Ctx) -> None:
+    work = seed_account(fake, ctx, "work", expires_in=60)
+    oauth.refresh(ctx, work.id, force=True)
+    custody.lend(ctx, work.id, "claude-code")
+    names = sorted(p.name for p in ctx.paths.locks_dir.iterdir())
+    assert f"account-{work.id}.lock" in names
+    assert [n for n in names if n.endswith(".lock.lock")] == []

@@ -101,7 +101,7 @@ def test_account_switched_during_the_run_is_not_benched(fake, ctx, run, xenv) ->
     seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
     reset = int(time.time()) + 3600
     fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)  # would confirm a's limit
-    switch = acct_cmd("use", "b", "--target", "claude-code")
+    switch = acct_cmd("use", "b", "--target", "claude-code", "--force")
     script = f"{switch} >/dev/null 2>&1 || exit 99; echo {shlex.quote(LIMIT_LINE)}; exit 1"
     p = run("exec", "--account", "a", "--target", "claude-code", "--", "sh", "-c", script)
     assert p.returncode == 1, p.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -205,7 +206,7 @@ def test_a_killed_session_is_swept_and_its_rotated_login_taken_back(
 
     p = run("status")
     assert p.returncode == 0, p.stderr
-    assert "ended without cleaning up; its login is back in acct's store" in p.stderr
+    assert "ended without cleaning up; a's login is back in acct's store" in p.stderr
     assert session_dirs(ctx) == []
     assert ctx.state.sessions() == []
     stored = ctx.store.read().get("a")
@@ -218,17 +219,30 @@ def test_a_killed_session_is_swept_and_its_rotated_login_taken_back(
     no_leaks(ctx, run)
 
 
-def test_a_session_killed_before_its_tool_started_is_swept_quietly(fake, ctx, run) -> None:
+@pytest.mark.parametrize("isolated", [False, True])
+def test_a_session_killed_before_its_tool_started_is_swept_quietly(
+    fake, ctx, run, isolated
+) -> None:
     seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
+    own = sessions.sessions_dir(ctx.paths) / "0123456789ab"
+    env = {**ctx.env, sessions.STORAGE_VAR: str(own)} if isolated else ctx.env
+    if isolated:
+        own.mkdir(parents=True)
     row = sessions.SessionRow(
-        "0123456789ab", dead.pid, None, None, None, "claude-code",
-        str(get_target("claude-code").path(ctx.env)), False, None, time.time(),
+        own.name, dead.pid, None, None, None, "claude-code",
+        str(get_target("claude-code").path(env)), isolated, None, time.time(),
     )  # fmt: skip
     ctx.state.add_session(lambda rows: row)
-    assert status_sessions(run) == []
+    assert ctx.state.sessions() == [row]
+
+    p = run("status", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["sessions"] == []
+    assert "session" not in p.stderr and "store" not in p.stderr  # nothing was lent: nothing said
     assert ctx.state.sessions() == []
+    assert session_dirs(ctx) == []
 
 
 def test_isolate_is_a_usage_error_for_pi(fake, ctx, run, tool_log) -> None:
@@ -275,3 +289,187 @@ def test_sessions_end_one_after_another_use_the_default_file(fake, ctx, run) -> 
         assert "credentials file of its own" not in p.stderr
     assert session_dirs(ctx) == []
     assert os.path.exists(get_target("claude-code").path(ctx.env))
+
+
+# --- regressions ---------------------------------------------------------------------------------
+
+
+def test_use_does_not_pull_an_account_out_of_a_live_session_nor_switch_its_file(
+    fake, ctx, run, background, tool_log, tmp_path
+) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    seed_account(fake, ctx, "c", five_hour=50, seven_day=50)
+    default = get_target("claude-code").path(ctx.env)
+    gate1, gate2 = tmp_path / "gate1", tmp_path / "gate2"
+    first = background("exec", "--", "claude", "-p", "one", FAKE_TOOL_GATE=str(gate1))
+    waiting(tool_log, 1)
+    second = background(
+        "exec", "--", "claude", "-p", "two", FAKE_TOOL_GATE=str(gate2), FAKE_TOOL_AGAIN="1"
+    )
+    waiting(tool_log, 2)
+    [own] = session_dirs(ctx)
+    own_file = own / ".credentials.json"
+    before_own, before_default = snapshot(own_file), snapshot(default)
+
+    p = run("use", "b", "--target", "claude-code")
+    assert p.returncode != 0
+    assert f"'b' is in use by a running acct exec (pid {second.pid})" in p.stderr
+    assert "claude-code" in p.stderr and "wait for that session to end" in p.stderr
+    assert snapshot(own_file) == before_own and snapshot(default) == before_default
+
+    p = run("use", "c")
+    assert p.returncode != 0
+    assert f"claude-code's file is in use by a running acct exec (pid {first.pid})" in p.stderr
+    assert "--force" in p.stderr
+    assert snapshot(default) == before_default
+    assert run("use", "a").returncode == 0  # already there: nothing switches
+
+    out2, _ = finish(second, gate2)
+    assert out2.count("Hello from b@example.com") == 2  # its tool kept its login throughout
+    out1, _ = finish(first, gate1)
+    assert "Hello from a@example.com" in out1
+    stored = ctx.store.read()
+    assert stored.get("b").holder is None and stored.get("c").holder is None
+    for acc in (a, b):
+        assert alive_with(fake, acc.uuid, ctx.store.read().get(acc.name).tokens.refresh)
+
+
+def _mcp_login_during(
+    run_in_background: Callable[..., subprocess.Popen[str]],
+    tool_log: Path,
+    ctx: Ctx,
+    gate: Path,
+    keys: dict,
+) -> tuple[subprocess.Popen[str], Path]:
+    """An isolated session whose tool logs in to MCP servers while it runs (into its own file)."""
+    proc = run_in_background(
+        "exec", "--isolate", "--", "claude", "-p", "x", FAKE_TOOL_GATE=str(gate)
+    )
+    waiting(tool_log, 1)
+    [own] = session_dirs(ctx)
+    path = own / ".credentials.json"
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, **keys}))
+    return proc, own
+
+
+def test_mcp_logins_made_in_an_isolated_session_survive_its_end(
+    fake, ctx, background, tool_log, tmp_path
+) -> None:
+    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    default = get_target("claude-code").path(ctx.env)
+    default.parent.mkdir(parents=True, exist_ok=True)
+    default.write_text(json.dumps({"mcpOAuth": {"old|1": {"accessToken": "m0"}}, "x": 1}))
+    made = {
+        "mcpOAuth": {"github|4f1c": {"accessToken": "m1", "refreshToken": "r1"}},
+        "pluginSecrets": {"p": {"key": "s"}},
+    }
+    gate = tmp_path / "gate"
+    proc, _ = _mcp_login_during(background, tool_log, ctx, gate, made)
+    _, err = finish(proc, gate)
+    assert "kept" not in err
+    assert session_dirs(ctx) == [] and ctx.state.sessions() == []
+    doc = json.loads(default.read_text())
+    assert doc["mcpOAuth"] == {
+        "old|1": {"accessToken": "m0"},
+        "github|4f1c": {"accessToken": "m1", "refreshToken": "r1"},
+    }
+    assert doc["pluginSecrets"] == made["pluginSecrets"] and doc["x"] == 1
+    assert "claudeAiOauth" not in doc  # the session's login went back to the store, not here
+    assert ctx.store.read().get("a").holder is None
+
+
+def test_an_mcp_login_that_differs_from_the_default_files_keeps_the_session_file(
+    fake, ctx, run, background, tool_log, tmp_path
+) -> None:
+    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    default = get_target("claude-code").path(ctx.env)
+    default.parent.mkdir(parents=True, exist_ok=True)
+    default.write_text(json.dumps({"mcpOAuth": {"srv|1": {"accessToken": "outside"}}}))
+    made = {"mcpOAuth": {"srv|1": {"accessToken": "inside"}, "new|2": {"accessToken": "n"}}}
+    gate = tmp_path / "gate"
+    proc, own = _mcp_login_during(background, tool_log, ctx, gate, made)
+    _, err = finish(proc, gate)
+    assert "mcpOAuth['srv|1']" in err and str(own) in err and "neither is lost" in err
+    assert session_dirs(ctx) == [own]
+    assert json.loads((own / ".credentials.json").read_text())["mcpOAuth"] == made["mcpOAuth"]
+    assert json.loads(default.read_text())["mcpOAuth"] == {
+        "srv|1": {"accessToken": "outside"},
+        "new|2": {"accessToken": "n"},
+    }
+    assert ctx.store.read().get("a").holder is None  # the account itself is back
+
+    p = run("status")
+    assert p.returncode == 0 and "mcpOAuth['srv|1']" in p.stderr  # said again until resolved
+    shutil.rmtree(own)
+    p = run("status")
+    assert p.returncode == 0 and "session" not in p.stderr
+    assert ctx.state.sessions() == []
+
+
+def test_a_session_directory_without_a_record_is_swept(fake, ctx, run) -> None:
+    from acct import custody
+
+    a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
+    root = sessions.sessions_dir(ctx.paths)
+    lent, stranger = root / "aaaaaaaaaaaa", root / "bbbbbbbbbbbb"
+    custody.lend(ctx, a.id, "claude-code", {**ctx.env, sessions.STORAGE_VAR: str(lent)})
+    assert ctx.store.read().get("a").holder is not None
+    other = fake.add_account(email="stranger@example.com")
+    answer = fake.mint(other["uuid"])
+    stranger.mkdir()
+    entry = {
+        "accessToken": answer["access_token"],
+        "refreshToken": answer["refresh_token"],
+        "expiresAt": int(time.time() + 3600) * 1000,
+        "scopes": ["user:inference", "user:profile"],
+    }
+    (stranger / ".credentials.json").write_text(json.dumps({"claudeAiOauth": entry}))
+    assert ctx.state.sessions() == []  # as after the state database was moved aside
+
+    p = run("status")
+    assert p.returncode == 0, p.stderr
+    assert f"{lent} was left by an acct exec session; a's login is back in acct's store" in p.stderr
+    assert "holds a login acct does not track" in p.stderr and str(stranger) in p.stderr
+    assert session_dirs(ctx) == [stranger]
+    acc = ctx.store.read().get("a")
+    assert acc.holder is None and alive_with(fake, a.uuid, acc.tokens.refresh)
+
+
+HOLD_LOCK = """\
+import sys
+from pathlib import Path
+from acct.fsio import file_lock
+with file_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_sweep_leaves_a_session_another_process_is_ending(fake, ctx) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    row = sessions.SessionRow(
+        "0123456789ab", dead.pid, None, None, None, "claude-code",
+        str(get_target("claude-code").path(ctx.env)), False, None, time.time(),
+    )  # fmt: skip
+    ctx.state.add_session(lambda rows: row)
+    lock = ctx.paths.locks_dir / f"session-{row.id}"
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            HOLD_LOCK,
+            str(lock),
+        ],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        [message] = sessions.sweep(ctx, wait=0.1)
+        assert f"left an acct exec session of claude-code (pid {dead.pid}) for later" in message
+        assert ctx.state.sessions() == [row]
+    finally:
+        holder.communicate("")
+    assert sessions.sweep(ctx) == []
+    assert ctx.state.sessions() == []

@@ -40,6 +40,10 @@ change in one atomic write). The rules here:
   identity, one acct could not check, an API key) is replaced only when forced; when forced over
   a change acct could not check, the accounts recorded there are marked "needs login", since
   their stored refresh tokens may be spent.
+- **running sessions** (``acct.sessions``): a lend never takes an account out of a file the
+  tool of a running ``acct exec`` reads (it would be left without a login), and writes another
+  account into such a file only when forced (the tool re-reads it: the session would switch),
+  unless this process is one of the sessions on that file (its own rotation).
 - a lineage is never written into two files. An account lent elsewhere moves only when that file
   still holds exactly what acct recorded: its entry is removed (other keys kept) before the new
   file gets it, and written back there if the lend fails after that.
@@ -73,6 +77,7 @@ from acct.errors import (
 )
 from acct.fsio import file_lock
 from acct.models import Account, Holder, Tokens, fingerprint
+from acct.state import SessionRow
 from acct.targets import JsonTarget, get_target
 from acct.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
 
@@ -600,10 +605,12 @@ def _force_hint(target: str) -> str:
     return f"replace it with `acct use NAME --target {target} --force`"
 
 
-def _refuse_unknown(target: str, who: str, fp: str) -> HeldByTarget:
+def _refuse_unknown(hv: HarvestResult, who: str) -> HeldByTarget:
+    # The access token's fingerprint: the one `acct status`, `list` and `doctor` show.
+    fp = f", fp {hv.entry.access_fingerprint}" if hv.entry is not None else ""
     return HeldByTarget(
-        f"{target} holds a login acct does not track ({who}, fp {fp}); replacing it would lose it",
-        hint=f"keep it with `acct import {target}`, or {_force_hint(target)}",
+        f"{hv.target} holds a login acct does not track ({who}{fp}); replacing it would lose it",
+        hint=f"keep it with `acct import {hv.target}`, or {_force_hint(hv.target)}",
     )
 
 
@@ -630,10 +637,10 @@ def _check_overwrite(ctx: Ctx, hv: HarvestResult, force: bool) -> None:
     if hv.status == "untracked" and hv.account_id is not None:
         return  # a copy of a stored lineage recorded at another file: dropping it loses nothing
     if not hv.checked:
-        raise _refuse_unknown(hv.target, "acct could not check whose", hv.fingerprint)
+        raise _refuse_unknown(hv, "acct could not check whose")
     known = ctx.store.read().by_id(hv.known_id) if hv.known_id else None
     if known is None:
-        raise _refuse_unknown(hv.target, hv.identity or "unknown account", hv.fingerprint)
+        raise _refuse_unknown(hv, hv.identity or "unknown account")
     if known.holder is not None and (known.holder.target, known.holder.path) != (
         hv.target,
         hv.path,
@@ -804,12 +811,8 @@ def lend(
             now = _account(ctx, account_id).holder
             if now is not None and now.path not in files:
                 continue  # moved by another process meanwhile: lock its new file too
-            if not move and now is not None and now.path != key:
-                acc = _account(ctx, account_id)
-                raise HeldByTarget(
-                    f"account {acc.name!r} is lent to {now.target} ({now.path})",
-                    hint=f"move it with `acct use {acc.name} --target {target.name}`",
-                )
+            if now is not None and now.path != key:
+                _refuse_move(ctx, _account(ctx, account_id), now, target.name, move)
             result = _lend_locked(ctx, target, path, account_id, e, force)
         if result is not None:
             return result
@@ -817,6 +820,50 @@ def lend(
         f"{target.name} kept changing {path} while acct tried to write it",
         hint="try again when the tool is idle",
     )
+
+
+def _sessions_on(ctx: Ctx, key: str) -> list[SessionRow]:
+    """The live ``acct exec`` sessions whose tool reads the file ``key``; none when this process
+    runs one of them (the sessions of one file switch it together, when one rotates)."""
+    from acct import sessions  # a layer above: it ends sessions through custody
+
+    rows = [r for r in sessions.live(ctx) if r.path == key]
+    return [] if any(r.pid == os.getpid() for r in rows) else rows
+
+
+def _pids(rows: list[SessionRow]) -> str:
+    return ", ".join(str(r.pid) for r in rows)
+
+
+def _refuse_move(ctx: Ctx, acc: Account, lent: Holder, target: str, move: bool) -> None:
+    """Refuse to take the account out of the file it is lent to, when that is not allowed:
+    ``move=False``, or a running ``acct exec`` session's tool reads that file (its tool would be
+    left without a login)."""
+    if not move:
+        raise HeldByTarget(
+            f"account {acc.name!r} is lent to {lent.target} ({lent.path})",
+            hint=f"move it with `acct use {acc.name} --target {target}`",
+        )
+    rows = _sessions_on(ctx, lent.path)
+    if rows:
+        raise HeldByTarget(
+            f"account {acc.name!r} is in use by a running acct exec (pid {_pids(rows)}) of "
+            f"{lent.target} ({lent.path}); taking it would leave that session without a login",
+            hint="wait for that session to end, or start one more with `acct exec`: sessions "
+            "run in parallel, each on an account of its own",
+        )
+
+
+def _refuse_switch(ctx: Ctx, target: str, key: str) -> None:
+    """Refuse to write another account into a file a running ``acct exec`` session's tool reads
+    (the tool re-reads it: the session would go on with that account) unless forced."""
+    rows = _sessions_on(ctx, key)
+    if rows:
+        raise HeldByTarget(
+            f"{target}'s file is in use by a running acct exec (pid {_pids(rows)}); switching "
+            "it would switch that session",
+            hint="pass --force to do it anyway",
+        )
 
 
 def _lend_locked(
@@ -834,6 +881,8 @@ def _lend_locked(
     here = acc.holder is not None and acc.holder.target == target.name and acc.holder.path == key
     if here and hv.entry is not None and hv.account_id == acc.id and _fresh_enough(ctx, hv, target):
         return LendResult(target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True)
+    if not force and not here:
+        _refuse_switch(ctx, target.name, key)
     _check_overwrite(ctx, hv, force)
     spent = _spent_by_overwrite(ctx, hv, force)
     expect = hv.fingerprint

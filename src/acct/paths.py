@@ -82,4 +82,5 @@ class Paths:
         return self.state_dir / "locks"
 
     def account_lock(self, account_id: str) -> Path:
-        return self.locks_dir / f"account-{account_id}.lock"
+        """What ``fsio.file_lock`` locks for the account (it adds ``.lock``: ``account-<id>.lock``)."""
+        return self.locks_dir / f"account-{account_id}"

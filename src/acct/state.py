@@ -1,4 +1,5 @@
-"""Shared state of all acct processes: usage cache, benches (cooldowns) and exec history.
+"""Shared state of all acct processes: usage cache, benches (cooldowns), exec history, and the
+record of running ``acct exec`` sessions (which one uses which credentials file).
 
 SQLite in WAL mode: many readers and one writer at a time, safe across processes. Every
 transaction is short; ``busy_timeout`` makes a writer wait instead of failing.
@@ -156,8 +157,10 @@ class State:
                 ) from None
             except sqlite3.DatabaseError as e:
                 raise CorruptFile(
-                    f"state database {self.path} is unreadable ({e}); it holds only caches",
-                    hint=f"move {self.path} aside; acct rebuilds it",
+                    f"state database {self.path} is unreadable ({e}); besides caches it holds "
+                    "the record of running `acct exec` sessions",
+                    hint=f"end every `acct exec`, then move {self.path} aside: acct rebuilds it, "
+                    "and `acct status` takes back the logins left in sessions' own files",
                 ) from None
             self._conn = conn
         return self._conn
@@ -253,13 +256,15 @@ class State:
 
     def put_observed_usage(self, account_id: str, usage: Usage, *, now: float | None = None) -> None:
         """Usage read from a tool's own API answers: fresh values, but the usage endpoint's
-        back-off stays (its throttle is per account, whatever else answered)."""
+        back-off stays (its throttle is per account, whatever else answered). An observation
+        older than the values cached (a poll that finished meanwhile) changes nothing."""
         now = time.time() if now is None else now
         with self._tx() as c:
             c.execute(
                 """INSERT INTO usage (account_id, usage_json, fetched_at, failures) VALUES (?,?,?,0)
                    ON CONFLICT(account_id) DO UPDATE SET usage_json=excluded.usage_json,
-                       fetched_at=excluded.fetched_at""",
+                       fetched_at=excluded.fetched_at
+                   WHERE usage.fetched_at IS NULL OR usage.fetched_at <= excluded.fetched_at""",
                 (account_id, usage_to_json(usage), now),
             )
 

@@ -335,6 +335,28 @@ class JsonTarget:
             raise os_error("write", p, e) from None
         return True
 
+    def edit_others(
+        self,
+        env: Mapping[str, str],
+        change: Callable[[dict[str, object]], bool],
+        *,
+        path: Path | None = None,
+    ) -> None:
+        """Change the file's other keys (never the entry) under the tool's lock: ``change``
+        edits the parsed document and says whether it changed anything; only then is the file
+        written. A file that does not parse is left alone (:class:`CorruptFile`)."""
+        p = self._file(env, path)
+        try:
+            with self._locked(env, p):
+                doc = read_json_object(p, what=f"{self.name} credentials") or {}
+                entry = doc.get(self.entry_key)
+                if change(doc):
+                    if doc.get(self.entry_key) != entry:
+                        raise ValueError(f"edit_others changed {self.entry_key!r} in {p}")
+                    atomic_write(p, dump_json(doc))
+        except OSError as e:
+            raise os_error("write", p, e) from None
+
     def renew(
         self,
         env: Mapping[str, str],
