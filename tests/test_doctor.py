@@ -34,10 +34,13 @@ def test_doctor_fixes_pi_retry_keeping_other_keys(
     )
     p = acct("doctor")
     assert p.returncode == 1 and "maxRetries" in p.stdout
+    assert "PROBLEM pi: ~/.pi/agent/settings.json: Pi retries a 429" in p.stdout
     p = acct("doctor", "--fix", "--json")
     assert p.returncode == 0, p.stdout + p.stderr
     doc = json.loads(p.stdout)
     assert doc["ok"] and any(c["fixed"] for c in doc["checks"])
+    (fixed,) = [c for c in doc["checks"] if c["fixed"]]
+    assert fixed["path"] == str(settings)  # JSON keeps the absolute path
     got = json.loads(settings.read_text())
     assert got == {
         "theme": "dark",
@@ -57,7 +60,12 @@ def test_doctor_opencode_plugin(
     cfg.write_text(json.dumps({"$schema": "https://opencode.ai/config.json", "plugin": ["other"]}))
     p = acct("doctor")
     assert p.returncode == 1 and "opencode-anthropic-auth" in p.stdout
-    assert acct("doctor", "--fix").returncode == 0
+    p = acct("doctor", "--fix")
+    assert p.returncode == 0
+    assert (
+        'fixed   opencode: added "opencode-anthropic-auth" to "plugin"'
+        " in ~/.config/opencode/opencode.json"
+    ) in p.stdout.splitlines()
     assert json.loads(cfg.read_text())["plugin"] == ["other", "opencode-anthropic-auth"]
 
 
@@ -73,6 +81,7 @@ def test_doctor_flags_corrupt_and_blanked_files(home: Path, acct: AcctRunner) ->
     )
     p = acct("doctor")
     assert p.returncode == 1 and "blanked" in p.stdout
+    assert "`acct use NAME -t claude-code`" in p.stdout  # no account is recorded there
 
 
 def test_doctor_flags_pi_agent_retry_left_enabled(acct: AcctRunner, home: Path) -> None:
@@ -81,6 +90,13 @@ def test_doctor_flags_pi_agent_retry_left_enabled(acct: AcctRunner, home: Path) 
     settings.write_text(json.dumps({"retry": {"provider": {"maxRetries": 0}}}))
     p = acct("doctor")
     assert p.returncode == 1 and "retry.enabled" in p.stdout
-    assert acct("doctor", "--fix").returncode == 0
+    p = acct("doctor", "--fix")
+    assert p.returncode == 0
+    # The line says what was done, not the problem again.
+    assert (
+        "fixed   pi: set retry.enabled=false and retry.provider.maxRetries=0"
+        " in ~/.pi/agent/settings.json"
+    ) in p.stdout.splitlines()
+    assert "retries a 429" not in p.stdout
     got = json.loads(settings.read_text())
     assert got == {"retry": {"enabled": False, "provider": {"maxRetries": 0}}}

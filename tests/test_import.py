@@ -66,7 +66,13 @@ def test_import_dedupes_by_uuid(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner)
     p = acct("import", "pi", "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["created"] is False and doc["account"] == "work"
+    assert doc["created"] is False
+    assert doc["account"] == {
+        "name": "work",
+        "email": "work@example.com",
+        "plan": "max",
+        "fingerprint": ctx.store.read().get("work").fingerprint,
+    }
     accounts = ctx.store.read()
     assert len(accounts) == 1 and accounts.get("work").tokens.access == tok["access_token"]
     assert_no_secrets(
@@ -110,3 +116,13 @@ def test_import_after_tool_login_releases_the_lent_account(
     accounts = ctx.store.read()
     assert accounts.get("work").holder is None and accounts.get("work").tokens == work.tokens
     assert accounts.get("new").holder.target == "opencode"
+
+
+def test_import_from_a_missing_file_says_it_does_not_exist(acct: AcctRunner, home: Path) -> None:
+    missing = home / "nonexistent"
+    p = acct("import", "opencode", "--from", str(missing))
+    assert p.returncode == 3
+    assert p.stderr.strip() == "acct: ~/nonexistent does not exist"
+    assert not missing.exists()
+    p = acct("import", "pi")
+    assert p.returncode == 3 and "~/.pi/agent/auth.json does not exist" in p.stderr

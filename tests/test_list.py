@@ -80,6 +80,13 @@ def test_json_document_carries_the_table_data(
     assert row["usage"]["scoped"][0]["label"] == "Opus"
     assert row["usage"]["error"] is None
     assert row["resets_at_epoch"] == five["resets_at_epoch"]
+    assert row["account_kind"] == "oauth" and "kind" not in row
+    # One convention: `<x>_at` is ISO-8601, `<x>_at_epoch` whole seconds.
+    assert isinstance(five["resets_at_epoch"], int)
+    assert isinstance(row["usage"]["fetched_at"], str)
+    assert isinstance(row["usage"]["fetched_at_epoch"], int)
+    assert isinstance(row["usage"]["age_seconds"], int)
+    assert "last_used_at_epoch" in row
     assert "polling" not in proc.stderr
     assert_no_secrets([proc.stdout, proc.stderr], store_secrets(ctx))
     assert "token" not in {k.lower() for k in row}
@@ -109,7 +116,8 @@ def test_row_states(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Any) 
     assert " ok " in rows["fine"]
     assert "benched 1h59m" in rows["resting"] or "benched 2h00m" in rows["resting"]
     assert "5-hour limit reached" in rows["resting"]
-    assert "held by claude-code" in rows["lent"] and path in rows["lent"]
+    assert "held by claude-code" in rows["lent"]
+    assert path not in proc.stdout  # `acct status` shows the file; the table does not repeat it
     assert "disabled" in rows["off"]
     assert "needs login" in rows["gone"]
     assert "api key" in rows["key"]
@@ -118,11 +126,11 @@ def test_row_states(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Any) 
 
     doc = {a["name"]: a for a in json.loads(acct("list", "--json", check=True).stdout)["accounts"]}
     assert doc["resting"]["state"] == "benched" and doc["resting"]["bench"]["kind"] == "quota"
-    assert doc["resting"]["resets_at_epoch"] == doc["resting"]["bench"]["until_epoch"]
+    assert doc["resting"]["resets_at_epoch"] == doc["resting"]["bench"]["until_at_epoch"]
     assert doc["lent"]["state"] == "held" and doc["lent"]["usable"] is True
     assert doc["lent"]["holder"] == {"target": "claude-code", "path": path}
     assert doc["off"]["state"] == "disabled" and doc["gone"]["state"] == "needs_login"
-    assert doc["key"]["kind"] == "api_key" and doc["key"]["usage"]["note"]
+    assert doc["key"]["account_kind"] == "api_key" and doc["key"]["usage"]["note"]
     assert_no_secrets([p.stdout + p.stderr for p in acct.calls], store_secrets(ctx))
 
 
@@ -248,3 +256,95 @@ def test_list_suggests_polling_only_when_a_polled_account_lacks_usage(
     assert "--usage" not in acct("list", check=True).stderr  # a logged-out account is never polled
     seed_account(fake, ctx, "fresh")
     assert "`acct list --usage` fetches usage" in acct("list", check=True).stderr
+
+
+# --- a held account with an email for a name; full windows ----------------------------------
+
+
+def _held_fixture(fake: FakeAnthropic, ctx: Ctx, home: Any) -> list[Account]:
+    from acct.models import Usage, Window
+
+    personal = seed_account(fake, ctx, "personal@example.com", email="personal@example.com")
+    work = seed_account(fake, ctx, "work", email="bob.longname@corp.example.org")
+    path = str(home / ".claude" / ".credentials.json")
+    with ctx.store.transaction() as accounts:
+        accounts.put(
+            accounts.get(personal.name).copy(
+                holder=Holder("claude-code", path, "abcd1234", int(time.time()))
+            )
+        )
+    now = time.time()
+    ctx.state.put_usage(personal.id, Usage(Window(37.0, now + 3600), Window(12.0, now + 86400)))
+    ctx.state.put_usage(work.id, Usage(Window(5.0, now + 3600), Window(0.0, now + 86400)))
+    return [personal, work]
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_list_at_80_columns_with_a_held_email_name_never_wraps_a_row(
+    fake: FakeAnthropic, ctx: Ctx, env: dict[str, str], home: Any
+) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    import sys
+
+    accounts = _held_fixture(fake, ctx, home)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "acct", "list"],
+        env={**env, "COLUMNS": "80", "TERM": "xterm"},
+        cwd=env["HOME"],
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 80),
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    text = _strip_ansi(child.before).replace("\r\n", "\n")
+    lines = [x for x in text.splitlines() if x.strip()]
+    assert all(len(x) <= 80 for x in lines), text
+    header = lines[0]
+    # The short state words come first, then USAGE AGE goes; TOKEN still fits.
+    assert "USAGE AGE" not in header and "TOKEN" in header, text
+    rows = {x.split()[0]: x for x in lines[1:]}
+    for acc in accounts:  # one line per account, token included: nothing wrapped
+        assert acc.fingerprint in rows[acc.name], text
+    assert "in claude-code" in rows["personal@example.com"] and "held by" not in text
+    assert ".credentials.json" not in text  # `acct status` shows the file
+
+
+def test_list_into_a_pipe_has_no_trailing_padding(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Any
+) -> None:
+    _held_fixture(fake, ctx, home)
+    proc = acct("list", env={"COLUMNS": "80"}, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines and all(x == x.rstrip() for x in lines), proc.stdout
+    assert "USAGE AGE" in lines[0] and "EMAIL" in lines[0]  # unlimited width: every column
+    assert "held by claude-code" in proc.stdout
+
+
+def test_a_window_at_100_percent_shows_full_until_it_resets(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    from acct.models import Usage, Window
+
+    now = time.time()
+    five = seed_account(fake, ctx, "five")
+    seven = seed_account(fake, ctx, "seven")
+    reset = seed_account(fake, ctx, "reset")
+    ctx.state.put_usage(five.id, Usage(Window(100.0, now + 3600), Window(40.0, now + 86400)))
+    ctx.state.put_usage(seven.id, Usage(Window(100.0, now + 600), Window(100.0, now + 86400)))
+    ctx.state.put_usage(reset.id, Usage(Window(100.0, now - 60), Window(30.0, now + 86400)))
+    rows = rows_by_name(acct("list", check=True).stdout)
+    assert "full (5h)" in rows["five"]
+    assert "full (7d)" in rows["seven"]  # usable again only when the weekly window resets
+    assert " ok " in rows["reset"]
+    doc = {a["name"]: a for a in json.loads(acct("list", "--json", check=True).stdout)["accounts"]}
+    assert doc["five"]["state"] == "full" and doc["five"]["usable"] is False
+    assert doc["five"]["full_window"] == "5h"
+    assert doc["seven"]["full_window"] == "7d"
+    assert doc["seven"]["resets_at_epoch"] == round(now + 86400)
+    assert doc["reset"]["state"] == "ok" and doc["reset"]["full_window"] is None

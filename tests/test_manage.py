@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from acct.context import Ctx
 from acct.models import Holder
+from acct.views import AccountView
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -90,7 +92,10 @@ def test_remove_a_lent_account_warns_about_the_tool_file(
     proc = acct("remove", "work", "--yes")
     assert proc.returncode == 0
     assert names(ctx) == []
-    assert path in proc.stderr and "still holds" in proc.stderr
+    warning = " ".join(proc.stderr.split())
+    assert "claude-code's file ~/.claude/.credentials.json keeps work's login" in warning
+    assert "refuse to overwrite" in warning and "--force" in warning
+    assert "`acct import claude-code`" in warning
 
 
 @pytest.mark.parametrize(
@@ -184,3 +189,121 @@ def test_picker_on_a_terminal_offers_the_best_account_first(
         child.close()
     assert child.exitstatus == 0, child.before
     assert names(ctx) == ["busy"]
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][AB0-2]|[=>])", "", text)
+
+
+def _spawn(env: dict[str, str], *args: str, columns: int = 80):  # type: ignore[no-untyped-def]
+    import pexpect
+
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "acct", *args],
+        env={**env, "TERM": "xterm", "COLUMNS": str(columns)},
+        cwd=env["HOME"],
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(40, columns),
+    )
+
+
+def test_picker_at_80_columns_echoes_only_the_chosen_name(
+    fake: FakeAnthropic, ctx: Ctx, env: dict[str, str], home: Path
+) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    seed_account(fake, ctx, "personal@example.com", email="personal@example.com", five_hour=5.0)
+    seed_account(fake, ctx, "work", five_hour=90.0)
+    with ctx.store.transaction() as accounts:
+        accounts.put(
+            accounts.get("work").copy(
+                holder=Holder("claude-code", str(home / "c.json"), "abcd1234", int(time.time()))
+            )
+        )
+    child = _spawn(env, "remove")
+    try:
+        child.expect("Remove which account")
+        child.expect("personal@example.com")
+        child.send("\r")
+        child.expect("Remove account personal@example.com")
+        answered = _strip_ansi(child.before)
+        child.send("n")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    # The answer line names the account and nothing of its row (state, usage, email).
+    echo = re.findall(r"\? Remove which account\? ([^\r\n]*)", answered)
+    assert echo and echo[-1].rstrip() == "personal@example.com", answered
+    assert names(ctx) == ["personal@example.com", "work"]
+
+
+def test_picker_cancel_prints_one_line(fake: FakeAnthropic, ctx: Ctx, env: dict[str, str]) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    seed_account(fake, ctx, "work")
+    child = _spawn(env, "remove")
+    try:
+        child.expect("Remove which account")
+        child.sendcontrol("c")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    text = _strip_ansi(child.before)
+    assert child.exitstatus == 130, text
+    assert "acct: cancelled" in text and "Cancelled by user" not in text
+    assert names(ctx) == ["work"]
+
+
+def test_confirm_cancel_prints_one_line(fake: FakeAnthropic, ctx: Ctx, env: dict[str, str]) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    seed_account(fake, ctx, "work")
+    child = _spawn(env, "remove", "work")
+    try:
+        child.expect("Remove account work")
+        child.sendcontrol("c")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    text = _strip_ansi(child.before)
+    assert child.exitstatus == 130, text
+    assert "acct: cancelled" in text and "Cancelled by user" not in text
+    assert names(ctx) == ["work"]
+
+
+def _view(name: str, **kw: object) -> AccountView:
+    from acct.models import Window
+
+    base: dict[str, object] = {
+        "id": name,
+        "name": name,
+        "email": f"{name.split('@')[0]}@example.com",
+        "plan": "max",
+        "kind": "oauth",
+        "enabled": True,
+        "state": "ok",
+        "fingerprint": "abcd1234",
+        "last_used_at": None,
+        "five_hour": Window(37.0, None),
+        "seven_day": Window(5.0, None),
+        "now": time.time(),
+    }
+    return AccountView(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_picker_rows_align_and_fit_80_columns() -> None:
+    from acct.cli.picker import choice_titles
+
+    rows = [
+        _view("personal@example.com", state="held", holder_target="claude-code"),
+        _view("work"),
+        _view("gone", state="needs_login"),
+    ]
+    narrow = choice_titles(rows, 80)
+    assert all(len(t) <= 76 for t in narrow), narrow
+    assert len({t.index(" 5h ") for t in narrow}) == 1, narrow  # one column for 5h
+    assert len({t.index(" 7d ") for t in narrow}) == 1, narrow
+    assert "in claude-code" in narrow[0] and "@example.com" not in narrow[1]
+    wide = choice_titles(rows, 160)
+    assert "held by claude-code" in wide[0] and "work@example.com" in wide[1]
+    assert len({t.index(" 5h ") for t in wide}) == 1, wide

@@ -26,7 +26,8 @@ def test_use_third_party_target_notes_extra_usage(
     p = acct("use", "work", "--target", "pi")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("pi ← work")
-    assert "extra usage" in p.stderr
+    assert "acct: note:" in p.stderr and "extra usage" in p.stderr
+    assert "warning" not in p.stderr
 
 
 def test_use_json(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
@@ -36,8 +37,16 @@ def test_use_json(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
     p = acct("use", "home", "-t", "opencode", "--json")
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["kind"] == "use" and doc["targets"][0]["account"] == "home"
-    assert doc["targets"][0]["returned"] == ["work"]
+    (lent,) = doc["targets"]
+    assert doc["kind"] == "use"
+    assert lent["account"] == {
+        "name": "home",
+        "email": "home@example.com",
+        "plan": "max",
+        "fingerprint": ctx.store.read().get("home").fingerprint,
+    }
+    assert lent["returned"] == ["work"]
+    assert isinstance(lent["expires_at"], str) and isinstance(lent["expires_at_epoch"], int)
     assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
 
 
@@ -81,6 +90,13 @@ def test_status_names_the_account_and_its_usage(
     by = {t["target"]: t for t in doc["targets"]}
     assert by["pi"]["account"] == "work" and by["pi"]["changed_since_written"] is False
     assert by["pi"]["usage"]["five_hour"] == 37.0
+    assert by["pi"]["holder"] == "work" and "lent" not in by["pi"]
+    assert isinstance(by["pi"]["expires_at"], str)
+    assert isinstance(by["pi"]["expires_at_epoch"], int)
+    assert isinstance(by["pi"]["usage"]["fetched_at"], str)
+    assert isinstance(by["pi"]["usage"]["fetched_at_epoch"], int)
+    assert "~/.pi/agent/auth.json" in pi_line  # human output abbreviates HOME; JSON does not
+    assert by["pi"]["path"].startswith(str(ctx.env["HOME"]))
     assert by["opencode"]["state"] == "none"
     assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
 
@@ -114,3 +130,25 @@ def test_status_shows_unknown_and_blanked_logins(
     assert "opencode: unknown account" in p.stdout
     assert "claude-code:" in p.stdout and "needs login" in p.stdout
     assert_no_secrets([p.stdout, p.stderr], {tok["access_token"], tok["refresh_token"]})
+
+
+def test_status_names_a_session_by_its_id_and_pid(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    import os
+
+    from acct import sessions
+
+    opened = sessions.open_session(ctx, get_target("pi"))  # this process's session
+    try:
+        p = acct("status")
+        doc = json.loads(acct("status", "--json", check=True).stdout)
+    finally:
+        sessions.close(ctx, opened.row)
+    assert p.returncode == 0, p.stderr
+    (session,) = doc["sessions"]
+    assert session["id"] == opened.row.id and session["pid"] == os.getpid()
+    assert isinstance(session["started_at"], str) and isinstance(session["started_at_epoch"], int)
+    line = next(x for x in p.stdout.splitlines() if x.startswith("session "))
+    assert line.startswith(f"session {opened.row.id} (pid {os.getpid()}): pi on -")
+    assert "~/.pi/agent/auth.json" in line

@@ -17,9 +17,11 @@ from acct.state import Bench
 if TYPE_CHECKING:
     from acct.context import Ctx
 
-RowState = Literal["ok", "held", "benched", "needs_login", "disabled"]
+RowState = Literal["ok", "held", "full", "benched", "needs_login", "disabled"]
 USABLE: frozenset[str] = frozenset({"ok", "held"})
-_STATE_ORDER = {"ok": 0, "held": 0, "benched": 1, "needs_login": 2, "disabled": 3}
+_STATE_ORDER = {"ok": 0, "held": 0, "full": 1, "benched": 1, "needs_login": 2, "disabled": 3}
+FULL = 100.0
+WindowLabel = Literal["5h", "7d"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,9 @@ class AccountView:
     """One account as the user should see it.
 
     ``state`` is ``ok`` (usable), ``held`` (usable; its lineage is lent to the tool file
-    ``holder_path`` of ``holder_target``), ``benched`` (resting until ``bench_until`` for
-    ``bench_reason``), ``needs_login`` or ``disabled``. The usage fields hold the last good
+    ``holder_path`` of ``holder_target``), ``full`` (a window is at 100 % until it resets:
+    ``full_window`` names it; acct does not pick it), ``benched`` (resting until ``bench_until``
+    for ``bench_reason``), ``needs_login`` or ``disabled``. The usage fields hold the last good
     values (``fetched_at`` says how old they are) and the last poll's problem, if any.
     """
 
@@ -73,11 +76,7 @@ class AccountView:
 
     def utilization(self, window: Window | None) -> float | None:
         """A window's utilization as of now: 0 once its reset time has passed."""
-        if window is None or window.utilization is None:
-            return None
-        if window.resets_at is not None and window.resets_at <= self.now:
-            return 0.0
-        return window.utilization
+        return _live(window, self.now)
 
     @property
     def peak(self) -> float | None:
@@ -87,6 +86,11 @@ class AccountView:
             if v is not None
         ]
         return max(vals) if vals else None
+
+    @property
+    def full_window(self) -> WindowLabel | None:
+        """The window at 100 % that has not reset yet (the weekly one when both are)."""
+        return _full_window(self.five_hour, self.seven_day, self.now)
 
     @property
     def relevant_reset(self) -> float | None:
@@ -100,11 +104,32 @@ class AccountView:
         ]
         if not windows:
             return None
+        full = [w.resets_at for w in windows if (w.utilization or 0.0) >= FULL]
+        if full:  # usable again only once every full window has reset
+            return max(r for r in full if r is not None)
         fullest = max(windows, key=lambda w: (w.utilization or 0.0, -(w.resets_at or 0.0)))
         return fullest.resets_at
 
 
-def _state(account: Account, bench: Bench | None) -> RowState:
+def _live(window: Window | None, now: float) -> float | None:
+    """A window's utilization as of ``now``: 0 once its reset time has passed."""
+    if window is None or window.utilization is None:
+        return None
+    if window.resets_at is not None and window.resets_at <= now:
+        return 0.0
+    return window.utilization
+
+
+def _full_window(five: Window | None, seven: Window | None, now: float) -> WindowLabel | None:
+    windows: tuple[tuple[WindowLabel, Window | None], ...] = (("7d", seven), ("5h", five))
+    for label, window in windows:
+        used = _live(window, now)
+        if used is not None and used >= FULL:
+            return label
+    return None
+
+
+def _state(account: Account, bench: Bench | None, full: bool) -> RowState:
     if not account.enabled:
         return "disabled"
     if account.is_oauth and (
@@ -113,6 +138,8 @@ def _state(account: Account, bench: Bench | None) -> RowState:
         return "needs_login"
     if bench is not None:
         return "benched"
+    if full:
+        return "full"
     if account.holder is not None:
         return "held"
     return "ok"
@@ -130,6 +157,9 @@ def account_view(
     account: Account, record: UsageRecord | None, bench: Bench | None, now: float
 ) -> AccountView:
     usage = record.usage if record else None
+    five = usage.five_hour if usage else None
+    seven = usage.seven_day if usage else None
+    full = _full_window(five, seven, now) is not None
     return AccountView(
         id=account.id,
         name=account.name,
@@ -137,7 +167,7 @@ def account_view(
         plan=account.plan,
         kind=account.kind,
         enabled=account.enabled,
-        state=_state(account, bench),
+        state=_state(account, bench, full),
         fingerprint=account.fingerprint,
         last_used_at=float(account.last_used_at) if account.last_used_at else None,
         holder_target=account.holder.target if account.holder else None,
@@ -145,8 +175,8 @@ def account_view(
         bench_until=bench.until if bench else None,
         bench_kind=bench.kind if bench else None,
         bench_reason=bench.reason if bench else None,
-        five_hour=usage.five_hour if usage else None,
-        seven_day=usage.seven_day if usage else None,
+        five_hour=five,
+        seven_day=seven,
         scoped=usage.scoped if usage else (),
         fetched_at=record.fetched_at if record else None,
         usage_error=record.error if record else None,

@@ -101,7 +101,7 @@ def test_quota_rotates_to_the_next_account(fake, ctx, run_acct, claude_env, work
     rows = listing(run_acct)
     assert rows["a"]["state"] == "benched"
     assert rows["a"]["bench"]["kind"] == "quota"
-    assert abs(rows["a"]["bench"]["until_epoch"] - reset) <= 60
+    assert abs(rows["a"]["bench"]["until_at_epoch"] - reset) <= 60
     assert rows["b"]["bench"] is None
     no_leaks(ctx, run_acct)
 

@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +20,7 @@ from acct.cli.common import (
     ctx,
     is_interactive,
 )
-from acct.cli.picker import notes, pick_account, state_text, usage_problem
+from acct.cli.picker import ask, notes, pick_account, state_text, usage_problem
 from acct.cli.render import (
     emit_json,
     err,
@@ -92,6 +92,11 @@ def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
         poll(c, accounts, progress=progress)
 
 
+def epoch(ts: float | None) -> int | None:
+    """Whole epoch seconds for ``--json`` (``<x>_at_epoch`` beside the ISO-8601 ``<x>_at``)."""
+    return None if ts is None else round(ts)
+
+
 def _window_json(w: Window | None, row: AccountView) -> dict[str, Any] | None:
     if w is None:
         return None
@@ -99,7 +104,7 @@ def _window_json(w: Window | None, row: AccountView) -> dict[str, Any] | None:
         "utilization": w.utilization,
         "utilization_now": row.utilization(w),
         "resets_at": iso(w.resets_at),
-        "resets_at_epoch": w.resets_at,
+        "resets_at_epoch": epoch(w.resets_at),
     }
 
 
@@ -114,15 +119,16 @@ def row_json(row: AccountView) -> dict[str, Any]:
         "name": row.name,
         "email": row.email,
         "plan": row.plan,
-        "kind": row.kind,
+        "account_kind": row.kind,
         "enabled": row.enabled,
         "state": row.state,
         "usable": row.usable,
+        "full_window": row.full_window,
         "bench": None
         if row.bench_until is None
         else {
-            "until": iso(row.bench_until),
-            "until_epoch": row.bench_until,
+            "until_at": iso(row.bench_until),
+            "until_at_epoch": epoch(row.bench_until),
             "kind": row.bench_kind,
             "reason": row.bench_reason,
         },
@@ -133,26 +139,32 @@ def row_json(row: AccountView) -> dict[str, Any]:
             "five_hour": _window_json(row.five_hour, row),
             "seven_day": _window_json(row.seven_day, row),
             "scoped": [
-                {"label": label, "utilization": p, "resets_at": iso(r), "resets_at_epoch": r}
+                {
+                    "label": label,
+                    "utilization": p,
+                    "resets_at": iso(r),
+                    "resets_at_epoch": epoch(r),
+                }
                 for label, p, r in row.scoped
             ],
             "fetched_at": iso(row.fetched_at),
-            "fetched_at_epoch": row.fetched_at,
-            "age_seconds": row.usage_age,
+            "fetched_at_epoch": epoch(row.fetched_at),
+            "age_seconds": epoch(row.usage_age),
             "error": None
             if row.usage_error is None
             else {
                 "code": row.usage_error,
                 "message": row.usage_error_message,
                 "retry_at": iso(_retry_at(row)),
-                "retry_at_epoch": _retry_at(row),
+                "retry_at_epoch": epoch(_retry_at(row)),
             },
             "note": row.usage_note,
         },
         "resets_at": iso(row.relevant_reset),
-        "resets_at_epoch": row.relevant_reset,
+        "resets_at_epoch": epoch(row.relevant_reset),
         "fingerprint": row.fingerprint,
         "last_used_at": iso(row.last_used_at),
+        "last_used_at_epoch": epoch(row.last_used_at),
     }
 
 
@@ -161,21 +173,19 @@ def _age(row: AccountView) -> str:
     return "-" if age is None else f"{human_duration(age)} ago"
 
 
-# Columns whose cells are never cut: on a narrow terminal the line gets longer instead.
-_WHOLE = ("NAME", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN")
+_ORDER = ("NAME", "EMAIL", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN", "NOTE")
 _RIGHT = ("5H", "7D", "RESETS", "USAGE AGE")
-# Columns that fold onto more lines when space is short, and the least width they get. When
-# even that does not fit, EMAIL is left out and the notes follow the table, one line each.
-_FOLDING = {"EMAIL": 12, "NOTE": 16}
+# Left out, in this order, when a row would not fit the terminal (a row never wraps).
+_DROPPABLE = ("USAGE AGE", "TOKEN")
 _GAP = 2  # between columns
 
 
-def _cells(r: AccountView) -> dict[str, str]:
+def _cells(r: AccountView, short: bool) -> dict[str, str]:
     return {
         "NAME": r.name,
         "EMAIL": r.email or "-",
         "PLAN": r.plan or ("api key" if r.kind == "api_key" else "-"),
-        "STATE": state_text(r),
+        "STATE": state_text(r, short=short),
         "5H": pct(r.utilization(r.five_hour)),
         "7D": pct(r.utilization(r.seven_day)),
         "RESETS": until(r.relevant_reset, r.now),
@@ -185,50 +195,68 @@ def _cells(r: AccountView) -> dict[str, str]:
     }
 
 
-def _columns(rows: list[AccountView], cells: list[dict[str, str]], width: int) -> list[str]:
-    """The columns to show in ``width``: every whole one, then EMAIL and NOTE while they fit.
+def _widths(titles: list[str], cells: list[dict[str, str]]) -> dict[str, int]:
+    return {t: max(len(t), *(len(c[t]) for c in cells)) for t in titles}
+
+
+def _line_width(titles: list[str], cells: list[dict[str, str]]) -> int:
+    return sum(_widths(titles, cells).values()) + _GAP * (len(titles) - 1)
+
+
+def _layout(rows: list[AccountView], width: int) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and cells that fit ``width``: the short state words first, then fewer
+    columns (USAGE AGE, then TOKEN); EMAIL and NOTE only when they fit whole.
 
     EMAIL is left out when it only repeats NAME, NOTE when no row has one.
     """
-    titles = list(_WHOLE)
-    used = sum(max(len(t), *(len(c[t]) for c in cells)) for t in titles) + _GAP * (len(titles) - 1)
+    titles = ["NAME", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN"]
+    cells = [_cells(r, short=False) for r in rows]
+    if _line_width(titles, cells) > width:
+        cells = [_cells(r, short=True) for r in rows]
+    for title in _DROPPABLE:
+        if _line_width(titles, cells) <= width:
+            break
+        titles.remove(title)
     wanted = {
         "EMAIL": any(r.email not in (None, r.name) for r in rows),
         "NOTE": any(c["NOTE"] for c in cells),
     }
-    for title, least in _FOLDING.items():
-        if not wanted[title]:
-            continue
-        need = _GAP + min(least, max(len(title), *(len(c[title]) for c in cells)))
-        if used + need <= width:
+    for title in ("EMAIL", "NOTE"):
+        if wanted[title] and _line_width([*titles, title], cells) <= width:
             titles.append(title)
-            used += need
-    order = ["NAME", "EMAIL", "PLAN", "STATE", "5H", "7D", "RESETS", "USAGE AGE", "TOKEN", "NOTE"]
-    return [t for t in order if t in titles]
+    return [t for t in _ORDER if t in titles], cells
 
 
-def _table(rows: list[AccountView], width: int) -> tuple[Any, list[str]]:
-    """The listing for a ``width``-column output, and the note lines that did not fit in it."""
-    from rich.table import Table
+def _table_lines(titles: list[str], cells: list[dict[str, str]]) -> list[str]:
+    """The header and one line per row, aligned, with no padding after the last cell."""
+    widths = _widths(titles, cells)
 
-    cells = [_cells(r) for r in rows]
-    titles = _columns(rows, cells, width)
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for title in titles:
-        widest = max(len(title), *(len(c[title]) for c in cells))
-        justify: Literal["left", "right"] = "right" if title in _RIGHT else "left"
-        if title in _WHOLE:
-            table.add_column(title, justify=justify, no_wrap=True, min_width=widest)
-        else:
-            table.add_column(title, overflow="fold", min_width=min(widest, _FOLDING[title]))
-    for r, c in zip(rows, cells, strict=True):
-        table.add_row(*(c[t] for t in titles), style="dim" if not r.usable else None)
-    below = (
-        []
-        if "NOTE" in titles
-        else [f"{r.name}: {c['NOTE']}" for r, c in zip(rows, cells, strict=True) if c["NOTE"]]
-    )
-    return table, below
+    def fmt(values: dict[str, str]) -> str:
+        parts = [
+            values[t].rjust(widths[t]) if t in _RIGHT else values[t].ljust(widths[t])
+            for t in titles
+        ]
+        return (" " * _GAP).join(parts).rstrip()
+
+    return [fmt({t: t for t in titles}), *(fmt(c) for c in cells)]
+
+
+def _print_table(rows: list[AccountView], width: int) -> None:
+    """The listing in ``width`` columns; the notes that did not fit follow it, one a line."""
+    from rich.text import Text
+
+    def row(text: str, style: str) -> None:  # cut at the edge as a last resort, never wrapped
+        out.print(Text(text, style=style), no_wrap=True, overflow="ellipsis", soft_wrap=False)
+
+    titles, cells = _layout(rows, width)
+    header, *lines = _table_lines(titles, cells)
+    row(header, "bold")
+    for r, text in zip(rows, lines, strict=True):
+        row(text, "" if r.usable else "dim")
+    if "NOTE" not in titles:
+        for r, c in zip(rows, cells, strict=True):
+            if c["NOTE"]:
+                out.print(f"{r.name}: {c['NOTE']}", markup=False)
 
 
 def list_accounts(usage: bool, json: bool) -> None:
@@ -245,10 +273,7 @@ def list_accounts(usage: bool, json: bool) -> None:
     if not rows:
         line("No accounts yet: run `acct login` to add one.")
         return
-    table, below = _table(rows, out.width)
-    out.print(table)
-    for text in below:
-        out.print(text, markup=False)
+    _print_table(rows, out.width)
     if not usage and _unpolled(accounts, rows):
         info("[dim]`acct list --usage` fetches usage.[/]")
 
@@ -281,14 +306,9 @@ def _ask(question: str) -> bool:
     import questionary
     from prompt_toolkit.output import create_output
 
-    answer = questionary.confirm(
-        question, default=False, output=create_output(stdout=sys.stderr)
-    ).ask()
-    if answer is None:
-        from acct.errors import Interrupted
-
-        raise Interrupted("cancelled")
-    return bool(answer)
+    return bool(
+        ask(questionary.confirm(question, default=False, output=create_output(stdout=sys.stderr)))
+    )
 
 
 @app.command()
@@ -312,10 +332,20 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
     _update_prompt(c)
     info(f"Removed account {name}.")
     if removed.holder is not None:
-        warn(
-            f"{removed.holder.target}'s file {removed.holder.path} still holds this account's tokens: "
-            "the tool keeps using it until another account is lent there"
-        )
+        _warn_still_held(c, removed)
+
+
+def _warn_still_held(c: Ctx, removed: Account) -> None:
+    """The tool's file keeps the removed account's login, now one acct does not know."""
+    from acct.cli.targets import display_path
+
+    assert removed.holder is not None
+    target = removed.holder.target
+    warn(
+        f"{target}'s file {display_path(c, removed.holder.path)} keeps {removed.name}'s login; "
+        f"the next `acct use` or `acct exec` for {target} will refuse to overwrite a login acct "
+        f"does not track unless given --force (`acct import {target}` keeps tracking it)"
+    )
 
 
 FirstNameArg = Annotated[

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from acct.cli.common import is_interactive
-from acct.cli.render import human_duration, pct, until
+from acct.cli.render import err, human_duration, line, pct, until
 from acct.context import Ctx
 from acct.errors import Interrupted, NotFound, UsageError
 from acct.views import AccountView, current_views, rank_for_picker
@@ -24,10 +25,13 @@ _ERROR_WORDS = {
 }
 
 
-def state_text(row: AccountView) -> str:
-    """``ok``, ``held by claude-code``, ``benched 2h10m``, ``needs login`` or ``disabled``."""
+def state_text(row: AccountView, *, short: bool = False) -> str:
+    """``ok``, ``held by claude-code`` (``in claude-code`` when ``short``), ``full (5h)``,
+    ``benched 2h10m``, ``needs login`` or ``disabled``."""
     if row.state == "held":
-        return f"held by {row.holder_target}"
+        return f"in {row.holder_target}" if short else f"held by {row.holder_target}"
+    if row.state == "full":
+        return f"full ({row.full_window})"
     if row.state == "benched":
         return f"benched {until(row.bench_until, row.now)}"
     if row.state == "needs_login":
@@ -48,22 +52,57 @@ def usage_problem(row: AccountView) -> str | None:
 
 
 def notes(row: AccountView) -> str:
-    """Everything worth a remark on the row: bench reason, custody file, usage problem."""
+    """Everything worth a remark on the row: bench reason, the tool holding an account whose
+    state says something else, usage problem. (`acct status` shows the tools' files.)"""
     parts: list[str] = []
     if row.state == "benched" and row.bench_reason:
         parts.append(row.bench_reason)
-    if row.holder_path:
-        parts.append(f"lent to {row.holder_path}")
+    if row.holder_target and row.state != "held":
+        parts.append(f"in {row.holder_target}")
     problem = usage_problem(row)
     if problem:
         parts.append(problem)
     return "; ".join(parts)
 
 
-def _choice_title(row: AccountView, name_width: int) -> str:
-    five = pct(row.utilization(row.five_hour))
-    seven = pct(row.utilization(row.seven_day))
-    return f"{row.name:<{name_width}}  {state_text(row):<18} 5h {five:>4}  7d {seven:>4}  {row.email or ''}"
+# The picker shows emails only this wide; below, a row keeps name, state and usage.
+_EMAIL_COLUMNS = 100
+_POINTER = 3  # questionary's " » " before each row
+
+
+def choice_titles(rows: list[AccountView], columns: int) -> list[str]:
+    """One aligned line per account for a picker ``columns`` wide: name, state, 5h and 7d,
+    and the email on a wide terminal. No line is longer than the terminal (it would wrap)."""
+    short = columns < _EMAIL_COLUMNS
+    states = [state_text(r, short=short) for r in rows]
+    name_w = max(len(r.name) for r in rows)
+    state_w = max(len(s) for s in states)
+    titles = []
+    for r, state in zip(rows, states, strict=True):
+        five = pct(r.utilization(r.five_hour))
+        seven = pct(r.utilization(r.seven_day))
+        title = f"{r.name:<{name_w}}  {state:<{state_w}}  5h {five:>4}  7d {seven:>4}"
+        if not short and r.email and r.email != r.name:
+            title += f"  {r.email}"
+        titles.append(_fit(title, columns - _POINTER - 1))
+    return titles
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def ask(question: Any) -> Any:
+    """Run a questionary prompt; Ctrl-C cancels the command (exit 130).
+
+    ``unsafe_ask`` because ``ask`` prints its own "Cancelled by user" before the error line."""
+    try:
+        answer = question.unsafe_ask()
+    except KeyboardInterrupt:
+        raise Interrupted("cancelled") from None
+    if answer is None:
+        raise Interrupted("cancelled")
+    return answer
 
 
 def pick_account(
@@ -89,11 +128,13 @@ def pick_account(
     from prompt_toolkit.output import create_output
 
     ranked = rank_for_picker(rows)
-    width = max(len(r.name) for r in ranked)
-    choices = [questionary.Choice(title=_choice_title(r, width), value=r.name) for r in ranked]
-    answer = questionary.select(
-        message, choices=choices, output=create_output(stdout=sys.stderr)
-    ).ask()
-    if answer is None:
-        raise Interrupted("cancelled")
-    return str(answer)
+    titles = choice_titles(ranked, err.width)
+    choices = [
+        questionary.Choice(title=t, value=r.name) for t, r in zip(titles, ranked, strict=True)
+    ]
+    question = questionary.select(message, choices=choices, output=create_output(stdout=sys.stderr))
+    # questionary would leave the whole chosen row on the screen: erase the menu, echo the name.
+    question.application.erase_when_done = True
+    name = str(ask(question))
+    line(f"? {message} {name}")
+    return name

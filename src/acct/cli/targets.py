@@ -42,6 +42,28 @@ def _account_label(acc: Account) -> str:
     return f"{acc.name} ({acc.plan})" if acc.plan else acc.name
 
 
+def display_path(c: Ctx, path: str | Path) -> str:
+    """A path for people to read: ``~/…`` under HOME (``--json`` keeps the absolute path)."""
+    home = c.env.get("HOME")
+    text = str(path)
+    if not home or home == "/":
+        return text
+    home = home.rstrip("/")
+    if text == home:
+        return "~"
+    return "~" + text[len(home) :] if text.startswith(home + "/") else text
+
+
+def _epoch(ts: float | None) -> int | None:
+    """Whole epoch seconds for ``--json`` (``<x>_at_epoch`` beside the ISO-8601 ``<x>_at``)."""
+    return None if ts is None else round(ts)
+
+
+def _account_json(name: str, email: str | None, plan: str | None, fp: str) -> dict[str, Any]:
+    """The account a command acted on, shaped as `acct login --json` shows it."""
+    return {"name": name, "email": email, "plan": plan, "fingerprint": fp}
+
+
 # --- use ---------------------------------------------------------------------------------------
 
 
@@ -80,22 +102,21 @@ def use(
     acc = c.store.read().get(name)
     results = [custody.lend(c, acc.id, t, force=force) for t in names]
     if json_out:
-        emit_json("use", {"targets": [_lend_json(r) for r in results]})
+        emit_json("use", {"targets": [_lend_json(r, acc.email) for r in results]})
         return
     for r in results:
         _print_lend(c, r)
 
 
-def _lend_json(r: Any) -> dict[str, Any]:
+def _lend_json(r: Any, email: str | None) -> dict[str, Any]:
+    expires = r.entry.tokens.expires_at or None
     return {
         "target": r.target,
         "path": r.path,
-        "account": r.account_name,
+        "account": _account_json(r.account_name, email, r.plan, r.fingerprint),
         "account_id": r.account_id,
-        "plan": r.plan,
-        "fingerprint": r.fingerprint,
-        "expires_at": r.entry.tokens.expires_at,
-        "expires": iso(r.entry.tokens.expires_at),
+        "expires_at": iso(expires),
+        "expires_at_epoch": _epoch(expires),
         "already": r.already,
         "returned": list(r.returned),
         "moved_from": r.moved_from,
@@ -123,7 +144,7 @@ def _print_lend(c: Ctx, r: Any) -> None:
     for text in r.warnings:
         warn(text)
     if get_target(r.target).extra_usage_billing:
-        warn(_extra_usage_note(r.target))
+        line(f"acct: note: {_extra_usage_note(r.target)}")
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -139,7 +160,7 @@ class TargetStatus:
     account_id: str | None = None
     fingerprint: str | None = None  # of the file's access token
     changed: bool | None = None  # since acct wrote it (None: acct did not write it)
-    lent: str | None = None  # the account acct recorded there
+    holder: str | None = None  # the account acct recorded there
     expires_at: int | None = None
     error: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
@@ -184,7 +205,7 @@ def target_status(c: Ctx, accounts: Accounts, name: str) -> TargetStatus:
     st.state = "holds"
     owner, lent, changed = _owner(accounts, name, str(path), entry)
     st.changed = changed
-    st.lent = lent.name if lent else None
+    st.holder = lent.name if lent else None
     if owner is not None:
         st.account, st.account_id = owner.name, owner.id
         st.usage = _usage(c, owner)
@@ -199,7 +220,8 @@ def _usage(c: Ctx, acc: Account) -> dict[str, Any]:
     return {
         "five_hour": u.five_hour.utilization if u.five_hour else None,
         "seven_day": u.seven_day.utilization if u.seven_day else None,
-        "fetched_at": record.fetched_at,
+        "fetched_at": iso(record.fetched_at),
+        "fetched_at_epoch": _epoch(record.fetched_at),
     }
 
 
@@ -211,32 +233,35 @@ def _status_json(st: TargetStatus) -> dict[str, Any]:
         "state": st.state,
         "account": st.account,
         "account_id": st.account_id,
-        "lent": st.lent,
+        "holder": st.holder,
         "fingerprint": st.fingerprint,
         "changed_since_written": st.changed,
-        "expires_at": st.expires_at,
-        "expires": iso(st.expires_at),
+        "expires_at": iso(st.expires_at),
+        "expires_at_epoch": _epoch(st.expires_at),
         "error": st.error,
-        "usage": {**st.usage, "fetched": iso(st.usage.get("fetched_at"))} if st.usage else None,
+        "usage": st.usage or None,
     }
 
 
-def _status_line(st: TargetStatus) -> str:
+def _status_line(c: Ctx, st: TargetStatus) -> str:
+    path = display_path(c, st.path)
     if st.state == "corrupt":
-        return f"{st.target}: {st.path}: unreadable ({st.error})"
+        return f"{st.target}: {path}: unreadable ({st.error})"
     if st.state == "none":
-        return f"{st.target}: {st.path}: {'no Claude login' if st.present else 'absent'}"
+        return f"{st.target}: {path}: {'no Claude login' if st.present else 'absent'}"
     if st.state == "needs_login":
-        return f"{st.target}: {st.path}: needs login (the tool blanked it)"
+        return f"{st.target}: {path}: needs login (the tool blanked it)"
     who = st.account or f"unknown account {st.fingerprint or '-'}"
     parts = [f"{st.target}: {who}"]
     if st.usage:
         parts.append(f"5h {pct(st.usage.get('five_hour'))} 7d {pct(st.usage.get('seven_day'))}")
     if st.changed:
-        parts.append("changed since acct wrote it" + (f" (lent: {st.lent})" if st.lent else ""))
+        parts.append(
+            "changed since acct wrote it" + (f" (acct wrote {st.holder})" if st.holder else "")
+        )
     elif st.changed is None and st.account:
         parts.append("not written by acct")
-    parts.append(st.path)
+    parts.append(path)
     return " · ".join(parts)
 
 
@@ -251,14 +276,15 @@ def _session_json(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
         "account_id": row.account_id,
         "isolated": row.isolated,
         "path": row.path,
-        "started_at": row.started_at,
-        "started": iso(row.started_at),
+        "started_at": iso(row.started_at),
+        "started_at_epoch": _epoch(row.started_at),
     }
 
 
-def _session_line(s: Mapping[str, Any]) -> str:
-    where = f"own file {s['path']}" if s["isolated"] else s["path"]
-    return f"session {s['pid']}: {s['target']} on {s['account'] or '-'} · {where}"
+def _session_line(c: Ctx, s: Mapping[str, Any]) -> str:
+    path = display_path(c, s["path"])
+    where = f"own file {path}" if s["isolated"] else path
+    return f"session {s['id']} (pid {s['pid']}): {s['target']} on {s['account'] or '-'} · {where}"
 
 
 @app.command()
@@ -280,9 +306,9 @@ def status(json_out: JsonOpt = False) -> None:
         emit_json("status", {"targets": [_status_json(r) for r in rows], "sessions": running})
         return
     for r in rows:
-        out.print(_status_line(r), markup=False)
+        out.print(_status_line(c, r), markup=False)
     for s in running:
-        out.print(_session_line(s), markup=False)
+        out.print(_session_line(c, s), markup=False)
 
 
 # --- doctor ------------------------------------------------------------------------------------
@@ -304,8 +330,10 @@ class Check:
     check: str
     ok: bool
     message: str
+    path: str | None = None  # the file or directory the message is about
     fixed: bool = False
     fix: str | None = None  # what --fix would do, when it can
+    done: str | None = None  # what --fix did
 
 
 def _tool_dir(c: Ctx, name: str) -> Path:
@@ -323,18 +351,11 @@ def _file_checks(c: Ctx, accounts: Accounts, name: str) -> list[Check]:
     if st.state == "corrupt":
         return [Check(name, "file", False, st.error or "unreadable")]
     if st.state == "none":
-        msg = f"{st.path}: no Claude login" if st.present else f"{st.path}: absent"
-        return [Check(name, "file", True, msg)]
+        msg = "no Claude login" if st.present else "absent"
+        return [Check(name, "file", True, msg, path=st.path)]
     if st.state == "needs_login":
-        return [
-            Check(
-                name,
-                "file",
-                False,
-                f"{st.path}: blanked by the tool: run /login in it, or `acct use NAME`",
-            )
-        ]
-    checks = [Check(name, "file", True, f"{st.path}: parses")]
+        return [Check(name, "file", False, _blanked_message(accounts, name, st.path), st.path)]
+    checks = [Check(name, "file", True, "parses", path=st.path)]
     if st.account is None:
         checks.append(
             Check(
@@ -353,6 +374,14 @@ def _file_checks(c: Ctx, accounts: Accounts, name: str) -> list[Check]:
     else:
         checks.append(Check(name, "account", True, f"holds {acc.name}"))
     return checks
+
+
+def _blanked_message(accounts: Accounts, name: str, path: str) -> str:
+    from acct.custody import holder_path
+
+    held = accounts.held_by(name, holder_path(path))
+    who = held[0].name if held else "NAME"
+    return f"blanked by the tool: run /login in it, or `acct use {who} -t {name}`"
 
 
 def _env_checks(c: Ctx, name: str) -> list[Check]:
@@ -404,22 +433,25 @@ def _pi_settings_check(c: Ctx, fix: bool) -> list[Check]:
                 "pi",
                 "retry",
                 True,
-                f"{path}: Pi exits on a 429 (retry.enabled = false, retry.provider.maxRetries = 0)",
+                "Pi exits on a 429 (retry.enabled=false, retry.provider.maxRetries=0)",
+                path=str(path),
             )
         ]
     check = Check(
         "pi",
         "retry",
         False,
-        f"{path}: Pi retries a 429 for as long as the server says (hours on a quota limit), "
+        "Pi retries a 429 for as long as the server says (hours on a quota limit), "
         "so acct cannot rotate",
-        fix="set retry.enabled = false and retry.provider.maxRetries = 0",
+        path=str(path),
+        fix="set retry.enabled=false and retry.provider.maxRetries=0",
     )
     if fix:
         with dir_lock(Path(str(real_path(path)) + ".lock"), what="Pi's settings"):
             doc = read_json_object(path, what="Pi settings") or {}
             write_json(path, _merge(doc, PI_NO_RETRY))
         check.ok, check.fixed = True, True
+        check.done = "set retry.enabled=false and retry.provider.maxRetries=0"
     return [check]
 
 
@@ -439,12 +471,13 @@ def _opencode_plugin_check(c: Ctx, fix: bool) -> list[Check]:
     except CorruptFile as e:
         return [Check("opencode", "plugin", False, e.message)]
     if _has_plugin(doc, PLUGIN):
-        return [Check("opencode", "plugin", True, f"{path}: plugin {PLUGIN} is enabled")]
+        return [Check("opencode", "plugin", True, f"plugin {PLUGIN} is enabled", path=str(path))]
     check = Check(
         "opencode",
         "plugin",
         False,
-        f"{path}: without the plugin {PLUGIN} OpenCode cannot use a Claude login",
+        f"without the plugin {PLUGIN} OpenCode cannot use a Claude login",
+        path=str(path),
         fix=f'add "{PLUGIN}" to "plugin"',
     )
     plugins = doc.get("plugin")
@@ -455,6 +488,7 @@ def _opencode_plugin_check(c: Ctx, fix: bool) -> list[Check]:
             doc["plugin"] = [*(current if isinstance(current, list) else []), PLUGIN]
             write_json(path, doc)
         check.ok, check.fixed = True, True
+        check.done = f'added "{PLUGIN}" to "plugin"'
     return [check]
 
 
@@ -464,7 +498,7 @@ def run_doctor(c: Ctx, fix: bool) -> list[Check]:
     for name in TARGET_NAMES:
         if not _tool_dir(c, name).is_dir() and not get_target(name).path(c.env).exists():
             checks.append(
-                Check(name, "installed", True, f"not set up ({_tool_dir(c, name)} is absent)")
+                Check(name, "installed", True, "not set up (absent)", path=str(_tool_dir(c, name)))
             )
             checks += _env_checks(c, name)
             continue
@@ -486,19 +520,28 @@ def doctor(
 ) -> None:
     """Check the tools' files, settings and environment; exit 1 while a problem remains."""
     mode.json = json_out
-    checks = run_doctor(ctx(), fix)
+    c = ctx()
+    checks = run_doctor(c, fix)
     bad = [ch for ch in checks if not ch.ok]
     if json_out:
         emit_json("doctor", {"ok": not bad, "checks": [vars(ch) for ch in checks]})
     else:
         for ch in checks:
-            mark = "fixed" if ch.fixed else ("ok" if ch.ok else "PROBLEM")
-            text = f"{mark:7} {ch.target}: {ch.message}"
-            if not ch.ok and ch.fix:
-                text += f" (acct doctor --fix: {ch.fix})"
-            out.print(text, markup=False)
+            out.print(_check_line(c, ch), markup=False)
     if bad:
         raise typer.Exit(1)
+
+
+def _check_line(c: Ctx, ch: Check) -> str:
+    """``ok      pi: ~/.pi/agent/settings.json: …``; a repair says what it did, and where."""
+    path = display_path(c, ch.path) if ch.path else None
+    if ch.fixed:
+        return f"fixed   {ch.target}: {ch.done}" + (f" in {path}" if path else "")
+    mark = "ok" if ch.ok else "PROBLEM"
+    text = f"{mark:7} {ch.target}: " + (f"{path}: " if path else "") + ch.message
+    if not ch.ok and ch.fix:
+        text += f" (acct doctor --fix: {ch.fix})"
+    return text
 
 
 # --- import ------------------------------------------------------------------------------------
@@ -541,6 +584,11 @@ def import_login(
         validate_name(name)
     target = get_target(target_name)
     path = Path(source) if source is not None else target.path(c.env)
+    if not path.exists():
+        raise NotFound(
+            f"{path if mode.json else display_path(c, path)} does not exist",
+            hint=None if source is not None else f"log in inside {target.name} first",
+        )
     with custody.target_lock(c, path):
         custody.harvest_at(c, target, path, c.env)
         entry = _read_for_import(c, target, path)
@@ -633,30 +681,29 @@ def import_(
 ) -> None:
     """Take the Claude login a tool holds now into acct (the tool keeps using it)."""
     mode.json = json_out
-    r = import_login(ctx(), target, name=name, source=source)
+    c = ctx()
+    r = import_login(c, target, name=name, source=source)
     acc = r.account
+    fp = fingerprint(r.entry.tokens.access)
     if json_out:
         emit_json(
             "import",
             {
-                "account": acc.name,
+                "account": _account_json(acc.name, acc.email, acc.plan, fp),
                 "account_id": acc.id,
                 "created": r.created,
-                "email": acc.email,
-                "plan": acc.plan,
                 "target": target,
                 "path": r.path,
-                "fingerprint": fingerprint(r.entry.tokens.access),
             },
         )
         return
     verb = "added" if r.created else "updated"
     out.print(
-        f"{verb} {_account_label(acc)} from {target} ({r.path}) fp {fingerprint(r.entry.tokens.access)}",
+        f"{verb} {_account_label(acc)} from {target} ({display_path(c, r.path)}) fp {fp}",
         markup=False,
     )
     if get_target(target).extra_usage_billing:
-        warn(_extra_usage_note(target))
+        line(f"acct: note: {_extra_usage_note(target)}")
 
 
 __all__ = ["doctor", "import_", "import_login", "run_doctor", "status", "target_status", "use"]
