@@ -234,7 +234,7 @@ def test_wait_resumes_after_the_reset(fake, ctx, xenv, tool_log) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert "waiting for a at" in err
+    assert "waiting for a's reset at" in err
     assert "waited for its reset → resuming on it" in err and "switching to a" not in err
     starts = events(tool_log, "start")
     assert len(starts) == 2 and "--continue" in starts[1]["argv"]

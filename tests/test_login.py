@@ -60,6 +60,16 @@ class LoginProcess:
                 self.url_seen = line.strip()
                 return self.url_seen
 
+    def wait_for_line(self, text: str) -> None:
+        """Read stderr until a line containing ``text`` (the process keeps running)."""
+        while True:
+            line = self._lines.get(timeout=30)
+            assert line is not None, f"acct login ended before printing {text!r}:\n" + "".join(
+                self.stderr_lines
+            )
+            if text in line:
+                return
+
     def paste(self, text: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(text + "\n")
@@ -73,6 +83,9 @@ class LoginProcess:
         while self._lines.get(timeout=10) is not None:
             pass
         return code, out, "".join(self.stderr_lines)
+
+
+BAD_PASTE = "acct: that is not CODE#STATE from this login; paste it again"
 
 
 def authorize(url: str) -> httpx.Response:
@@ -199,15 +212,33 @@ def test_a_login_error_from_the_callback_is_printed_without_control_characters(
     assert not ctx.paths.accounts_file.exists()
 
 
-def test_a_pasted_code_with_the_wrong_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+def test_a_pasted_code_with_the_wrong_state_is_asked_again(fake: FakeAnthropic, env, ctx: Ctx) -> None:
     fake.add_account(email="x@example.com")
     login = LoginProcess(env, "--manual")
-    code_value = authorize(login.url()).headers["x-fake-code"].split("#")[0]
-    login.paste(f"{code_value}#not-our-state")
+    pasted = authorize(login.url()).headers["x-fake-code"]
+    login.paste(pasted.split("#")[0] + "#not-our-state")
+    login.wait_for_line(BAD_PASTE)
+    assert login.proc.poll() is None and fake.stats()["token_code"] == 0
+    login.paste(pasted)
     code, _, err = login.finish()
-    assert code != 0 and "state mismatch" in err
+    assert code == 0, err
+    assert err.count(BAD_PASTE) == 1
+    assert [a.email for a in stored(ctx)] == ["x@example.com"]
+    assert fake.stats()["token_code"] == 1
+
+
+def test_a_paste_with_the_right_state_whose_exchange_fails_ends_the_login(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
+    fake.add_account(email="x@example.com")
+    login = LoginProcess(env, "--manual", "--timeout", "60")
+    state = query_of(login.url())["state"]
+    login.paste(f"not-a-code-the-server-gave#{state}")
+    code, _, err = login.finish()
+    assert code == 4 and BAD_PASTE not in err
+    assert "the login code was refused" in err and "nothing was stored" in err
+    assert fake.stats()["token_code"] == 1
     assert not ctx.paths.accounts_file.exists()
-    assert fake.stats()["token_code"] == 0
 
 
 def test_login_times_out_with_nothing_written(fake: FakeAnthropic, env, ctx: Ctx) -> None:
@@ -451,27 +482,36 @@ def test_ctrl_c_ends_login_while_an_idle_connection_is_open(
 # --- what is checked before the browser flow, and naming ---------------------------------------
 
 
-def test_a_pasted_code_without_its_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+def test_a_pasted_code_without_its_state_is_asked_again_until_the_timeout(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
     fake.add_account(email="x@example.com")
-    login = LoginProcess(env, "--manual")
+    login = LoginProcess(env, "--manual", "--timeout", "3")
     code_only = authorize(login.url()).headers["x-fake-code"].split("#")[0]
     login.paste(code_only)
+    login.paste("not even a code")
     code, _, err = login.finish()
-    assert code == 2 and "paste the whole CODE#STATE" in err and "nothing was stored" in err
+    assert code == 1 and err.count(BAD_PASTE) == 2
+    assert "no login answer within 3s; nothing was stored" in err
     assert not ctx.paths.accounts_file.exists()
     assert fake.stats()["token_code"] == 0
     assert code_only not in err
 
 
-def test_a_pasted_redirect_url_without_its_state_is_refused(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+def test_a_pasted_redirect_url_without_its_state_is_asked_again(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
     fake.add_account(email="x@example.com")
     login = LoginProcess(env, "--no-browser")
     location = authorize(login.url()).headers["location"]
     parts = urlsplit(location)
     login.paste(urlunsplit(parts._replace(query=urlencode({"code": query_of(location)["code"]}))))
+    login.wait_for_line(BAD_PASTE)
+    assert login.proc.poll() is None and fake.stats()["token_code"] == 0
+    login.paste(location)
     code, _, err = login.finish()
-    assert code == 2 and "CODE#STATE" in err
-    assert fake.stats()["token_code"] == 0
+    assert code == 0, err
+    assert [a.email for a in stored(ctx)] == ["x@example.com"]
 
 
 def test_login_on_a_corrupt_store_fails_before_the_browser_flow(

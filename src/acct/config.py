@@ -40,15 +40,15 @@ class Config:
         return self.targets.get(name, TargetConfig())
 
 
-def _strs(v: Any, where: str) -> tuple[str, ...]:
+def _strs(v: Any, where: str, path: Path | str) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ConfigError(f"config: {where} must be a list of strings")
+        raise ConfigError(f"config {path}: {where} must be a list of strings")
     return tuple(v)
 
 
-def _num(v: Any, where: str) -> float:
+def _num(v: Any, where: str, path: Path | str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        raise ConfigError(f"config: {where} must be a non-negative number")
+        raise ConfigError(f"config {path}: {where} must be a non-negative number")
     return float(v)
 
 
@@ -96,13 +96,13 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
         raise ConfigError(f"config {path}: policy must be one of {', '.join(POLICIES)}")
     for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
-            kw[key] = _num(doc[key], key)
+            kw[key] = _num(doc[key], key, path)
     if "proxy" in doc:
         if not isinstance(doc["proxy"], bool):
             raise ConfigError(f"config {path}: proxy must be true or false")
         kw["proxy"] = doc["proxy"]
     if "max_rotations" in doc:
-        kw["max_rotations"] = int(_num(doc["max_rotations"], "max_rotations"))
+        kw["max_rotations"] = int(_num(doc["max_rotations"], "max_rotations", path))
     targets: dict[str, TargetConfig] = {}
     raw_targets = doc.get("targets", {})
     if not isinstance(raw_targets, dict):
@@ -115,7 +115,7 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
             raise ConfigError(f"config {path}: unknown key {bad[0]!r} in [targets.{name}]")
         tk: dict[str, Any] = {}
         if "resume_args" in t:
-            tk["resume_args"] = _strs(t["resume_args"], f"targets.{name}.resume_args")
+            tk["resume_args"] = _strs(t["resume_args"], f"targets.{name}.resume_args", path)
         if "continuation_prompt" in t:
             if not isinstance(t["continuation_prompt"], str):
                 raise ConfigError(f"config {path}: targets.{name}.continuation_prompt must be a string")
@@ -123,7 +123,7 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
         for kind in ("quota", "throttle", "auth"):
             key = f"{kind}_patterns"
             if key in t:
-                tk[key] = _strs(t[key], f"targets.{name}.{key}")
+                tk[key] = _strs(t[key], f"targets.{name}.{key}", path)
                 for pattern in tk[key]:
                     try:
                         re.compile(pattern)

@@ -600,8 +600,11 @@ under a lock; a file acct cannot parse is never overwritten.
 Preferences: default target, policy, thresholds, per\-tool resume arguments and exit patterns.
 .TP
 .I ~/.local/state/acct/state.db
-Shared usage cache, benches (cool\-downs) and history (SQLite, WAL mode). Only caches: it may be
-deleted.
+Shared usage cache, benches (cool\-downs), history and the running
+.B acct exec
+sessions (SQLite, WAL mode). Safe to delete while no
+.B acct exec
+runs.
 .TP
 .I ~/.local/state/acct/prompt.json
 What
@@ -665,10 +668,10 @@ Success.
 An error.
 .TP
 .B 2
-Invalid usage.
+Invalid usage: an unknown command, option or target, or a bad value.
 .TP
 .B 3
-Not found (no such account).
+Not found: no such account (or file).
 .TP
 .B 4
 The account needs a new login, or authentication failed.
@@ -683,7 +686,8 @@ Busy: a lock could not be taken in time.
 Interrupted.
 .PP
 .B acct exec
-exits with the child's own status (128+N when the child was killed by signal N).
+exits with the child's own status (128+N when the child was killed by signal N), 127 when the
+command is not found and 126 when it cannot be executed.
 .B acct prompt
 always exits 0.
 .SH EXAMPLES
@@ -709,7 +713,7 @@ Show the active account in the bash prompt:
 .RS
 .nf
 eval "$(acct shell\-init bash)"
-PS1='$(__acct_prompt) '"$PS1"
+PS1='${ACCT_PROMPT:+($ACCT_PROMPT) }'"$PS1"
 .fi
 .RE
 .SH SEE ALSO

@@ -373,6 +373,9 @@ class RefreshResult:
     account: Account
     sent: bool  # False: nothing was sent (still fresh, or another process refreshed it first)
     recovered: bool = False  # the tokens came from the recovery file of an earlier refresh
+    # Nothing was sent because the stored tokens came from the token endpoint moments before the
+    # caller began (a login, or an earlier refresh): nobody refreshed while the caller waited.
+    already_fresh: bool = False
 
 
 def _load(ctx: Ctx, account_id: str) -> Account:
@@ -433,11 +436,6 @@ def refresh_worst_case(timeout: float = REFRESH_TIMEOUT) -> float:
     return _lock_wait(timeout) + 2 * (CONNECT_TIMEOUT + timeout) + STORE_WAIT
 
 
-def _just_refreshed(tokens: Tokens, since: float, now: float) -> bool:
-    """Tokens the token endpoint gave moments ago, or after the caller began."""
-    return tokens.obtained_since(now - RECENT_REFRESH) or tokens.obtained_since(since)
-
-
 def refresh_result(
     ctx: Ctx,
     account_id: str,
@@ -469,8 +467,11 @@ def refresh_result(
         tokens = _check_refreshable(acc)
         if tokens.lineage_fingerprint != seen:
             return RefreshResult(acc, sent=False)
-        if force and _just_refreshed(tokens, since, time.time()):
+        if force and tokens.obtained_since(since):
+            # Obtained after the caller began: another process refreshed meanwhile.
             return RefreshResult(acc, sent=False)
+        if force and tokens.obtained_since(time.time() - RECENT_REFRESH):
+            return RefreshResult(acc, sent=False, already_fresh=True)
         if not force and tokens.fresh_for(margin):
             return RefreshResult(acc, sent=False)
         if not tokens.refresh:
@@ -856,8 +857,18 @@ class LoginPrompt:
 
 
 def _wait_for_code(
-    events: queue.Queue[tuple[str, Any]], state: str, *, timeout: float, manual: bool
+    events: queue.Queue[tuple[str, Any]],
+    state: str,
+    *,
+    timeout: float,
+    manual: bool,
+    on_bad_paste: Callable[[], None],
 ) -> CodeAnswer:
+    """The first answer to this login: a callback with our state, or a paste of CODE#STATE.
+
+    A paste that is not this login's CODE#STATE (no state, another attempt's state, not a code
+    at all) is a slip of the clipboard: ``on_bad_paste`` is told and the wait goes on.
+    """
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -880,29 +891,11 @@ def _wait_for_code(
         if kind == "denied":
             raise AuthError(f"the login was not approved ({value}); nothing was stored")
         if kind == "paste":
-            value = _pasted_answer(value)
-        if value.state != state:
-            raise AuthError(
-                "login refused: the answer belongs to another login attempt (state mismatch); nothing was stored",
-                hint="run `acct login` again",
-            )
-        return value
-
-
-def _pasted_answer(text: str) -> CodeAnswer:
-    answer = parse_pasted(text)
-    if answer is None:
-        raise UsageError(
-            "that is not a login code: paste the whole CODE#STATE the page shows, or the whole "
-            "redirect URL; nothing was stored"
-        )
-    if answer.state is None:
-        raise UsageError(
-            "that code has no state, so acct cannot tell it belongs to this login: paste the "
-            "whole CODE#STATE the page shows (or the whole redirect URL); nothing was stored",
-            hint="run `acct login` again",
-        )
-    return answer
+            value = parse_pasted(value)
+            if value is None or value.state != state:
+                on_bad_paste()
+                continue
+        return value  # a callback's state was checked by the callback server
 
 
 @dataclass(frozen=True)
@@ -920,12 +913,14 @@ def login_flow(
     timeout: float = LOGIN_TIMEOUT,
     paste_fd: int | None = None,
     on_prompt: Callable[[LoginPrompt], None] = lambda prompt: None,
+    on_bad_paste: Callable[[], None] = lambda: None,
     login_hint: str | None = None,
 ) -> LoginResult:
     """Log in through the browser: loopback callback or a pasted answer, whichever comes first.
 
-    ``manual`` uses the manual redirect page and waits for a paste only. Nothing is stored unless
-    the whole flow succeeds.
+    ``manual`` uses the manual redirect page and waits for a paste only. A paste that is not this
+    login's CODE#STATE calls ``on_bad_paste`` and the wait goes on until ``timeout``; a right one
+    whose exchange fails ends the login. Nothing is stored unless the whole flow succeeds.
     """
     if name is not None:
         validate_name(name)
@@ -946,7 +941,9 @@ def login_flow(
             redirect_uri = stack.enter_context(_callback_server(events, state)).redirect_uri
         url = authorize_url(ctx.endpoints, redirect_uri, pkce.challenge, state, login_hint)
         on_prompt(LoginPrompt(url, redirect_uri, manual))
-        answer = _wait_for_code(events, state, timeout=timeout, manual=manual)
+        answer = _wait_for_code(
+            events, state, timeout=timeout, manual=manual, on_bad_paste=on_bad_paste
+        )
     tokens = exchange_code(ctx, answer.code, state, pkce.verifier, redirect_uri)
     return store_login(ctx, tokens, name=name)
 

@@ -12,12 +12,12 @@ import sys
 import typer
 
 from acct import __version__
-from acct.errors import EXIT_INTERRUPTED, AcctError
+from acct.errors import EXIT_INTERRUPTED, AcctError, Interrupted, UsageError
 
 app = typer.Typer(
     name="acct",
     help="Keep several Claude accounts, see their quota, and run coding tools on the best one.",
-    no_args_is_help=True,
+    no_args_is_help=False,  # plain `acct` prints help and exits 0: see run()
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
@@ -133,12 +133,81 @@ def _os_error(e: OSError) -> int:
     return 1
 
 
+def _before_separator(args: list[str]) -> list[str]:
+    """The arguments acct itself reads: those after ``--`` belong to the command ``acct exec`` runs."""
+    return args[: args.index("--")] if "--" in args else args
+
+
+def _sentence(text: str) -> str:
+    """``No such option: -x.`` as ``no such option: -x``: acct's messages start small, end bare."""
+    text = text.strip().rstrip(".")
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def usage_error(e: typer.TyperException) -> UsageError:
+    """A parsing error Typer raised (unknown command or option, bad or missing value) as acct's error.
+
+    ``typer.TyperException`` is the public base of the usage errors of the Click copy Typer
+    bundles; only its ``message``, ``exit_code``, ``format_message()`` and the ``ctx`` the parser
+    attaches are read, so nothing reaches into Typer's private modules.
+    """
+    message, _, suggestion = e.format_message().partition(". Did you mean ")
+    if suggestion:
+        hint: str | None = "did you mean " + suggestion
+    else:
+        command_path = getattr(getattr(e, "ctx", None), "command_path", None) or "acct"
+        hint = f"`{command_path} --help` shows the usage"
+    return UsageError(_sentence(message), hint=hint)
+
+
+def check_config(args: list[str]) -> None:
+    """Read ``config.toml`` once before any command runs, so a broken file is always reported.
+
+    A command that never reads a setting would otherwise run as if the file were fine. Help and
+    ``acct prompt`` (which must stay quiet in a shell prompt) are left alone.
+    """
+    own = _before_separator(args)
+    name = next((a for a in own if not a.startswith("-")), None)
+    if name is None or name not in COMMAND_MODULES or name == "prompt":
+        return
+    if {"-h", "--help"} & set(own):
+        return
+    from acct.cli.common import ctx
+
+    _ = ctx().config  # parsing is validating; the command reuses the parsed config
+
+
+def _invoke(args: list[str]) -> int:
+    """Run the command ``args`` names; help asked with no arguments at all is not an error."""
+    try:
+        rv = app(args=args or ["--help"], prog_name="acct", standalone_mode=False)
+    except typer.TyperException as e:
+        raise usage_error(e) from None
+    except typer.Abort:
+        # A prompt ended: Ctrl-C (acct's handler saw it) or the end of its input.
+        if interrupts.seen:
+            raise Interrupted("interrupted") from None
+        raise AcctError("the input ended before the answer") from None
+    code = rv if isinstance(rv, int) else 0
+    if code == EXIT_INTERRUPTED and interrupts.seen:
+        sys.stderr.write("acct: interrupted\n")
+    return code
+
+
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     interrupts.install()
     try:
         load_for(args)
-        app(args=args, prog_name="acct")
+        if "--json" in _before_separator(args):
+            # Errors found before the command runs (usage, config) print the JSON error too.
+            from acct.cli.render import mode
+
+            mode.json = True
+        check_config(args)
+        return _invoke(args)
     except SystemExit as e:
         code = e.code
         if code is None:
@@ -159,4 +228,3 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:
         return _os_error(e)
-    return 0

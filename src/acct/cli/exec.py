@@ -58,7 +58,7 @@ from acct.errors import (
 from acct.models import Account, Holder, Usage, UsageRecord
 from acct.pick import Choice, pick
 from acct.runner import RunResult, run
-from acct.sentinel import Watch
+from acct.sentinel import Watch, claude_route
 from acct.sessions import Opened
 from acct.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
 
@@ -194,7 +194,10 @@ class Session:
                 f"every account is rate-limited; the earliest reset is {when}",
                 hint="pass --wait to wait for it",
             )
-        countdown(until, f"every account is rate-limited; waiting for {when}")
+        countdown(
+            until,
+            f"every account is rate-limited; waiting for {name}'s reset at {local_time(until)}",
+        )
         self.waited = True
 
     def _earliest_reset(self) -> tuple[str, float] | None:
@@ -217,6 +220,8 @@ class Session:
         if self.opts.account is None:
             return self.choose()
         acc = self.c.store.read().get(self.opts.account)
+        if not acc.enabled:
+            warn(f"{acc.name} is disabled; running it because --account names it")
         bench = self.c.state.benches().get(acc.id)
         if bench is not None:
             warn(
@@ -474,7 +479,11 @@ class Session:
 
     def watched(self) -> int:
         """:meth:`run` with the usage proxy in front of the tool when it can be (acct.sentinel)."""
-        asked = self.opts.proxy if self.opts.proxy is not None else (None if self.c.config.proxy else False)
+        asked = (
+            self.opts.proxy
+            if self.opts.proxy is not None
+            else (None if self.c.config.proxy else False)
+        )
         self.watch = _start_watch(self.c, self.target.name, asked)
         try:
             return self.run()
@@ -619,15 +628,40 @@ def explain(choice: Choice) -> None:
         line(f"acct: chose {choice.account.name} ({choice.reason})")
 
 
+def _time_left(seconds: float) -> str:
+    """``59m12s``, ``2h05m12s``, ``40s``: to the second, as a countdown ticks."""
+    m, s = divmod(int(max(0.0, seconds)), 60)
+    h, m = divmod(m, 60)
+    if h:
+        return f"{h}h{m:02d}m{s:02d}s"
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _stderr_columns() -> int:
+    """The terminal's width (``COLUMNS`` first, as for every curses program), 80 when unknown."""
+    with contextlib.suppress(ValueError):
+        if int(os.environ.get("COLUMNS", "")) > 0:
+            return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
+
+
 def countdown(until: float, message: str) -> None:
-    """Wait until ``until``, showing the time left on stderr; Ctrl-C cancels (exit 130)."""
+    """Wait until ``until``; Ctrl-C cancels (exit 130).
+
+    ``message`` is printed once. On a terminal a short ``acct: 59m12s left`` line then redraws in
+    place, cut below the terminal's width so it never wraps (a wrapped line cannot be redrawn
+    with a carriage return); elsewhere nothing more is written until the wait ends.
+    """
     tty = sys.stderr.isatty()
-    if not tty:
-        line(f"acct: {message}")
+    line(f"acct: {message} (Ctrl-C cancels)")
     try:
         while (left := until - time.time()) > 0:
             if tty:
-                sys.stderr.write(f"\racct: {message}: {human_duration(left)} left \x1b[K")
+                status = f"acct: {_time_left(left)} left"[: max(1, _stderr_columns() - 1)]
+                sys.stderr.write(f"\r{status}\x1b[K")
                 sys.stderr.flush()
             time.sleep(min(1.0, left))
     except KeyboardInterrupt:
@@ -640,14 +674,41 @@ def countdown(until: float, message: str) -> None:
 
 
 def _start_watch(c: Ctx, target: str, asked: bool | None) -> Watch | None:
-    """The usage proxy for this session, or None (off, or it could not start: one warning)."""
+    """The usage proxy for this session, or None (off, not safe to put on the tool's route, or
+    it could not start: one line says why).
+
+    Claude Code's settings files may set its base URL, HTTP proxy or certificates over the
+    environment acct gives it: then the route is theirs, and the proxy stays out of it unless
+    ``--proxy`` asks for it (it then forwards to the settings' base URL, never claiming
+    Anthropic's own API).
+    """
     if asked is False or (asked is None and target not in PROXIED):
         return None
     if target not in PROXIED:
         warn(f"the usage proxy works with {', '.join(PROXIED)} only; running {target} without it")
         return None
+    route = claude_route(c.env)
+    if route.unreadable is not None:
+        warn(f"cannot read {route.unreadable} as JSON; running {target} without the usage proxy")
+        return None
+    if route.provider is not None:
+        line(f"acct: note: {target} uses {route.provider}; running it without the usage proxy")
+        return None
+    if route.set_by_settings:
+        path, name = route.set_by_settings[-1]
+        if asked is None:
+            line(
+                f"acct: note: {path} sets {name} for {target}; running it without the usage "
+                "proxy (--proxy puts it in front anyway)"
+            )
+            return None
+        if route.base_url_from_settings:
+            line(
+                f"acct: note: the proxy forwards to the ANTHROPIC_BASE_URL of {target}'s "
+                "settings, which it may use instead of the proxy's address"
+            )
     try:
-        return Watch(c.env).start()
+        return Watch(c.env, route=route).start()
     except Exception as e:  # noqa: BLE001  (the tool runs all the same, only unobserved)
         why = str(e) if isinstance(e, ValueError) else type(e).__name__
         warn(f"cannot start the usage proxy ({why}); running without it")

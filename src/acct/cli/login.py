@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import time
@@ -22,13 +23,19 @@ TimeoutOpt = Annotated[
     typer.Option(
         "--timeout",
         min=0.1,
+        metavar="SECONDS",
         help="Seconds to wait for the browser or a pasted code.",
         show_default=True,
     ),
 ]
 
 
+def _epoch(ts: float | None) -> int | None:
+    return None if ts is None else int(ts)
+
+
 def _account_json(acc: Account) -> dict[str, object]:
+    expires_at = acc.tokens.expires_at if acc.tokens else None
     return {
         "name": acc.name,
         "kind": acc.kind,
@@ -36,6 +43,10 @@ def _account_json(acc: Account) -> dict[str, object]:
         "plan": acc.plan,
         "uuid": acc.uuid,
         "fingerprint": acc.fingerprint,
+        "added_at": render.iso(acc.added_at),
+        "added_at_epoch": _epoch(acc.added_at),
+        "expires_at": render.iso(expires_at),
+        "expires_at_epoch": _epoch(expires_at),
     }
 
 
@@ -91,9 +102,22 @@ def login_summary(acc: Account) -> str:
 
 
 def _read_api_key() -> str:
-    if sys.stdin.isatty():
-        return typer.prompt("API key", hide_input=True, err=True)
-    return sys.stdin.read()
+    """The key from a hidden prompt on a terminal, else all of stdin."""
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    try:
+        return getpass.getpass("API key: ", stream=sys.stderr)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        raise Interrupted("login interrupted; nothing was stored") from None
+    except EOFError:
+        sys.stderr.write("\n")
+        raise UsageError("no API key was typed (input ended); nothing was stored") from None
+
+
+def _bad_paste() -> None:
+    """A paste that does not answer this login; the login keeps waiting for the right one."""
+    render.line("acct: that is not CODE#STATE from this login; paste it again")
 
 
 def _login_hint(c: Ctx, name: str | None) -> str | None:
@@ -126,7 +150,12 @@ def login(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Log in to a Claude account in the browser (OAuth) and store it."""
+    """Log in to a Claude account in the browser (OAuth) and store it.
+
+    The browser's answer comes back to a loopback server on this machine, or is pasted here:
+    the page's CODE#STATE, or the whole redirect URL. A paste that is not from this login is
+    asked again until --timeout; nothing is stored unless the login completes.
+    """
     render.mode.json = json_out
     c = ctx()
     if api_key:
@@ -144,6 +173,7 @@ def login(
             timeout=timeout,
             paste_fd=sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None,
             on_prompt=lambda prompt: _show_prompt(prompt, open_browser=not (no_browser or manual)),
+            on_bad_paste=_bad_paste,
             login_hint=_login_hint(c, name),
         )
     except KeyboardInterrupt:
@@ -156,23 +186,31 @@ def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:
     result = oauth.refresh_result(c, acc.id, force=True, seen=seen, since=started)
     fresh = result.account
     expires_at = fresh.tokens.expires_at if fresh.tokens else None
+    obtained_at = fresh.tokens.obtained_at if fresh.tokens else None
     return {
         "name": fresh.name,
         "fingerprint": fresh.fingerprint,
         "expires_at": render.iso(expires_at),
-        "expires_at_epoch": expires_at,
+        "expires_at_epoch": _epoch(expires_at),
+        "obtained_at": render.iso(obtained_at),
+        "obtained_at_epoch": _epoch(obtained_at),
         "refreshed_here": result.sent,
         "recovered": result.recovered,
+        "already_fresh": result.already_fresh,
     }
 
 
 def _print_refreshed(row: dict[str, object]) -> None:
-    expires = row["expires_at_epoch"]
+    expires, obtained = row["expires_at_epoch"], row["obtained_at_epoch"]
     assert expires is None or isinstance(expires, int)
+    assert obtained is None or isinstance(obtained, int)
     if row["refreshed_here"]:
         how = "refreshed"
     elif row["recovered"]:
         how = "stored the tokens an earlier refresh could not store"
+    elif row["already_fresh"]:
+        age = render.human_duration(max(0.0, time.time() - (obtained or time.time())))
+        how = f"token is fresh (obtained {age} ago); not refreshed"
     else:
         how = "refreshed just now by another process"
     render.out.print(
