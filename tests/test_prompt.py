@@ -180,3 +180,13 @@ def test_typer_command_prints_the_same(penv: dict[str, str], tmp_path: Path) -> 
 def test_help(penv: dict[str, str]) -> None:
     proc = run_prompt(penv, "--help")
     assert proc.returncode == 0 and "{peak}" in proc.stdout
+
+
+def test_a_window_whose_reset_has_passed_shows_zero_not_its_old_figure(tmp_path: Path) -> None:
+    cred = tmp_path / "auth.json"
+    cred.write_text("{}")
+    now = 1_700_000_000
+    entry = entry_for(cred, five_hour=100.0, seven_day=30.0, five_hour_resets_at=now - 60,
+                      seven_day_resets_at=now + 86400)
+    state = {"version": 1, "targets": {"pi": entry}}
+    assert prompt.segment(state, "pi", "{account} {5h} {7d} {peak}", now=now) == "work 0% 30% 30%"

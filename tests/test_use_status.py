@@ -99,6 +99,14 @@ def test_status_names_the_account_and_its_usage(
     assert by["pi"]["path"].startswith(str(ctx.env["HOME"]))
     assert by["opencode"]["state"] == "none"
     assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
+    # A window whose reset has passed reads 0%, as in `acct list` and the prompt.
+    import time as _time
+
+    past = _time.time() - 60
+    ctx.state.put_usage(work.id, Usage(five_hour=Window(100.0, past), seven_day=Window(12.0, None)))
+    doc = json.loads(acct("status", "--json", check=True).stdout)
+    pi = next(t for t in doc["targets"] if t["target"] == "pi")
+    assert pi["usage"]["five_hour"] == 0.0 and pi["usage"]["seven_day"] == 12.0
 
 
 def test_status_shows_unknown_and_blanked_logins(

@@ -115,9 +115,16 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _live(value: float | None, reset_at: Any, now: float) -> float | None:
+    """A window's figure as of ``now``: 0 once its reset time has passed (the cache may be old)."""
+    passed = isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool) and reset_at <= now
+    return 0.0 if value is not None and passed else value
+
+
 def fields(target: str, entry: Mapping[str, Any], now: float) -> dict[str, str]:
     """The placeholder values for one target's entry of the prompt state."""
-    five, seven = _number(entry.get("five_hour")), _number(entry.get("seven_day"))
+    five = _live(_number(entry.get("five_hour")), entry.get("five_hour_resets_at"), now)
+    seven = _live(_number(entry.get("seven_day")), entry.get("seven_day_resets_at"), now)
     five_reset = _until(entry.get("five_hour_resets_at"), now)
     seven_reset = _until(entry.get("seven_day_resets_at"), now)
     known = [(v, r) for v, r in ((five, five_reset), (seven, seven_reset)) if v is not None]

@@ -76,7 +76,7 @@ class AccountView:
 
     def utilization(self, window: Window | None) -> float | None:
         """A window's utilization as of now: 0 once its reset time has passed."""
-        return _live(window, self.now)
+        return live_utilization(window, self.now)
 
     @property
     def peak(self) -> float | None:
@@ -111,7 +111,7 @@ class AccountView:
         return fullest.resets_at
 
 
-def _live(window: Window | None, now: float) -> float | None:
+def live_utilization(window: Window | None, now: float) -> float | None:
     """A window's utilization as of ``now``: 0 once its reset time has passed."""
     if window is None or window.utilization is None:
         return None
@@ -123,7 +123,7 @@ def _live(window: Window | None, now: float) -> float | None:
 def _full_window(five: Window | None, seven: Window | None, now: float) -> WindowLabel | None:
     windows: tuple[tuple[WindowLabel, Window | None], ...] = (("7d", seven), ("5h", five))
     for label, window in windows:
-        used = _live(window, now)
+        used = live_utilization(window, now)
         if used is not None and used >= FULL:
             return label
     return None

@@ -21,6 +21,7 @@ from acct.models import Account, Holder, Tokens, fingerprint
 from acct.state import SessionRow
 from acct.store import Accounts
 from acct.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
+from acct.views import live_utilization
 from acct.targets.base import Entry, JsonTarget
 
 TargetsOpt = Annotated[
@@ -216,10 +217,10 @@ def _usage(c: Ctx, acc: Account) -> dict[str, Any]:
     record = c.state.usage(acc.id)
     if record is None or record.usage is None:
         return {}
-    u = record.usage
+    u, now = record.usage, time.time()
     return {
-        "five_hour": u.five_hour.utilization if u.five_hour else None,
-        "seven_day": u.seven_day.utilization if u.seven_day else None,
+        "five_hour": live_utilization(u.five_hour, now),
+        "seven_day": live_utilization(u.seven_day, now),
         "fetched_at": iso(record.fetched_at),
         "fetched_at_epoch": _epoch(record.fetched_at),
     }
