@@ -6,7 +6,7 @@ Tests call it through a tiny executable named ``claude``, ``opencode`` or ``pi``
 bin directory first on PATH (:func:`install`), so ``acct exec -- claude`` infers its target from
 the command's name as it would for the real tool.
 
-Like the real tools (FACTS §3-§4) it reads its credential file (or the environment tokens that
+Like the real tools (as measured on them) it reads its credential file (or the environment tokens that
 override it), refreshes through the fake's token endpoint when the access token is near expiry,
 writes the rotated pair back keeping every other key (Claude Code blanks the file on
 ``invalid_grant``), calls ``$ANTHROPIC_BASE_URL/v1/messages`` and prints the tools' own words on
@@ -72,7 +72,7 @@ def finish(status: int) -> None:
     os._exit(status)
 
 
-# ----- credential files (FACTS §3) -----
+# ----- credential files -----
 
 
 def home() -> Path:
@@ -249,7 +249,7 @@ def messages(creds: Creds, prompt: str) -> tuple[int, dict[str, str], Any]:
     return post(base_url() + "/v1/messages?beta=true", body, headers)
 
 
-# ----- the tools' words (FACTS §4) -----
+# ----- the tools' words -----
 
 
 def reset_words(epoch: int) -> str:

@@ -1,4 +1,4 @@
-"""How a run ended, from the tools' real wordings (FACTS §4)."""
+"""How a run ended, from the tools' real wordings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Custody of refresh-token lineages (DESIGN invariants 1 and 2), against the fake Anthropic server."""
+"""Custody of refresh-token lineages (one live holder per lineage; harvest before overwrite), against the fake Anthropic server."""
 
 from __future__ import annotations
 

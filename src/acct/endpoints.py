@@ -1,4 +1,4 @@
-"""Anthropic endpoints and OAuth constants (FACTS: Anthropic OAuth), overridable from the environment."""
+"""Anthropic endpoints and OAuth constants, overridable from the environment."""
 
 from __future__ import annotations
 

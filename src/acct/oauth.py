@@ -1,4 +1,4 @@
-"""Anthropic OAuth: PKCE login, token refresh and the profile (FACTS: Anthropic OAuth).
+"""Anthropic OAuth: PKCE login, token refresh and the profile.
 
 Nothing here prints. The login flow hands its authorize URL to a callback the CLI supplies and
 reads pasted answers from a file descriptor the CLI passes in.

@@ -1,7 +1,7 @@
 """A loopback proxy in front of the Messages API that reads every answer's rate-limit headers.
 
 Every ``/v1/messages`` answer carries the account's live usage in ``anthropic-ratelimit-unified-*``
-headers (FACTS §2). ``acct exec`` points Claude Code at this proxy (``ANTHROPIC_BASE_URL``); the
+headers. ``acct exec`` points Claude Code at this proxy (``ANTHROPIC_BASE_URL``); the
 proxy forwards each request unchanged to the real upstream (the user's own
 ``ANTHROPIC_BASE_URL`` when one was set, so proxies chain), streams the answer back as it arrives
 and reports what the headers say. That gives acct live usage without polling the throttled usage

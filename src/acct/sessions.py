@@ -49,7 +49,7 @@ from acct.targets import JsonTarget, get_target
 # Targets that can run on a credentials file of their own without moving anything else.
 ISOLATING = ("claude-code",)
 STORAGE_VAR = "CLAUDE_SECURESTORAGE_CONFIG_DIR"
-# Why the others cannot: their relocation variables move their sessions too (FACTS §3).
+# Why the others cannot: their relocation variables move their sessions too.
 NO_ISOLATION = {
     "opencode": "XDG_DATA_HOME moves OpenCode's sessions along with its credentials",
     "pi": "PI_CODING_AGENT_DIR moves Pi's sessions along with its credentials",

@@ -1,6 +1,6 @@
 """Usage of each account's 5-hour and 7-day quota windows, from the throttled usage endpoint.
 
-The endpoint allows about 30 requests per account per hour (FACTS §2), so every poll goes through
+The endpoint allows about 30 requests per account per hour, so every poll goes through
 the shared cache in :class:`acct.state.State`: values younger than ``config.usage_min_age`` are
 reused, a process claims an account before polling it (no two processes poll the same account at
 once), a 429 starts an exponential back-off that nothing overrides, and a failed poll keeps the
@@ -102,7 +102,7 @@ def _scope_label(limit: Mapping[str, Any]) -> str | None:
 
 
 def parse_usage(doc: Any) -> Usage:
-    """Read a usage answer (FACTS §2). Fields may be null or absent; some answers carry only
+    """Read a usage answer. Fields may be null or absent; some answers carry only
     ``limits[]``, where ``session`` is the 5-hour window, ``weekly_all`` the 7-day one and
     ``weekly_scoped`` a per-model weekly cap.
 

@@ -23,7 +23,7 @@ from tests.e2e.mitm import Certs, ProxyUnavailable, TlsProxy, make_certs
 from tests.e2e.npm_clients import CLAUDE_CODE, PI, ClientUnavailable, NpmClient, ensure_installed
 from tests.fake_anthropic.client import FakeAnthropic
 
-# Claude Code without auto-update, telemetry or other calls home (FACTS §5).
+# Claude Code without auto-update, telemetry or other calls home.
 CLAUDE_QUIET = {
     "DISABLE_AUTOUPDATER": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
@@ -110,7 +110,7 @@ def pi_env(
 ) -> dict[str, str]:
     """The test's environment with the real `pi` first on PATH, its Anthropic provider at the fake.
 
-    ``models.json`` moves the provider's base URL (FACTS §5); ``settings.json`` turns Pi's 429
+    ``models.json`` moves the provider's base URL; ``settings.json`` turns Pi's 429
     retries off, so it exits on a limit instead of sleeping for the retry-after.
     """
     (bin_dir / "pi").symlink_to(pi_bin)

@@ -1,6 +1,6 @@
 """An HTTPS proxy that hands the tools' fixed Anthropic hosts to the fake server.
 
-The tools reach their token, profile and usage URLs on fixed HTTPS hosts (FACTS §5). Run with
+The tools reach their token, profile and usage URLs on fixed HTTPS hosts. Run with
 ``HTTPS_PROXY`` pointing here and ``NODE_EXTRA_CA_CERTS`` naming this proxy's throw-away CA,
 every ``CONNECT host:443`` is answered by terminating TLS with a certificate for that host and
 relaying the plain HTTP inside to the fake, whose paths match the real ones

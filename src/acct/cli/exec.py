@@ -65,13 +65,13 @@ from acct.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_co
 if TYPE_CHECKING:
     from acct.custody import HarvestResult
 
-# Variables that would make the tool ignore the file acct writes (FACTS §3). Pi reads its file
+# Variables that would make the tool ignore the file acct writes. Pi reads its file
 # before ANTHROPIC_OAUTH_TOKEN and ANTHROPIC_API_KEY: those stay.
 OVERRIDES: dict[str, tuple[str, ...]] = {
     "claude-code": ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
     "opencode": ("OPENCODE_AUTH_CONTENT",),
 }
-# Where each tool prints its limit (FACTS §4): when acct does not see that stream, it asks the
+# Where each tool prints its limit: when acct does not see that stream, it asks the
 # usage endpoint instead.
 LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
 # Tools whose Messages requests acct can route through its usage proxy by the environment alone
