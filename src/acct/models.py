@@ -133,6 +133,16 @@ class Window:
     resets_at: float | None  # epoch seconds
 
 
+def live_utilization(window: Window | None, now: float) -> float | None:
+    """A window's utilization as of ``now``: 0 once its reset time has passed (the cached value
+    is stale then)."""
+    if window is None or window.utilization is None:
+        return None
+    if window.resets_at is not None and window.resets_at <= now:
+        return 0.0
+    return window.utilization
+
+
 @dataclass(frozen=True)
 class Usage:
     five_hour: Window | None = None

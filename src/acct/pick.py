@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from acct.config import POLICIES
-from acct.models import Account, Usage, UsageRecord, Window
+from acct.models import Account, Usage, UsageRecord, live_utilization
 
 WEEK = 7 * 86400.0
 FULL = 100.0
@@ -60,19 +60,10 @@ class Choice:
     probe: tuple[str, ...] = ()
 
 
-def _live(w: Window | None, now: float) -> float | None:
-    """A window's utilization, or 0 once its reset has passed (the cached value is stale)."""
-    if w is None or w.utilization is None:
-        return None
-    if w.resets_at is not None and w.resets_at <= now:
-        return 0.0
-    return w.utilization
-
-
 def _peak(u: Usage | None, now: float) -> float | None:
     if u is None:
         return None
-    vals = [v for v in (_live(u.five_hour, now), _live(u.seven_day, now)) if v is not None]
+    vals = [v for v in (live_utilization(u.five_hour, now), live_utilization(u.seven_day, now)) if v is not None]
     return max(vals) if vals else None
 
 
@@ -80,7 +71,7 @@ def _saturated(u: Usage | None, now: float) -> bool:
     """Any window (scoped ones too) at or over 100 % that has not reset yet."""
     if u is None:
         return False
-    if any((_live(w, now) or 0.0) >= FULL for w in (u.five_hour, u.seven_day)):
+    if any((live_utilization(w, now) or 0.0) >= FULL for w in (u.five_hour, u.seven_day)):
         return True
     return any(p is not None and p >= FULL and (r is None or r > now) for _, p, r in u.scoped)
 
@@ -97,7 +88,7 @@ def _pace_gap(u: Usage | None, now: float) -> float | None:
     reset = _weekly_reset(u, now)
     if u is None or reset is None:
         return None
-    used = _live(u.seven_day, now) or 0.0
+    used = live_utilization(u.seven_day, now) or 0.0
     elapsed = min(1.0, max(0.0, (now - (reset - WEEK)) / WEEK))
     return elapsed * FULL - used
 
@@ -147,7 +138,7 @@ def _pct(v: float | None) -> str:
 def _describe(u: Usage | None, now: float) -> str:
     if u is None:
         return "usage unknown"
-    text = f"5h {_pct(_live(u.five_hour, now))}, 7d {_pct(_live(u.seven_day, now))}"
+    text = f"5h {_pct(live_utilization(u.five_hour, now))}, 7d {_pct(live_utilization(u.seven_day, now))}"
     reset = _weekly_reset(u, now)
     if reset is not None:
         text += f", week resets in {_duration(reset - now)}"

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from acct.models import Account, UsageRecord, Window
+from acct.models import Account, UsageRecord, Window, live_utilization
 from acct.state import Bench
 
 if TYPE_CHECKING:
@@ -109,15 +109,6 @@ class AccountView:
             return max(r for r in full if r is not None)
         fullest = max(windows, key=lambda w: (w.utilization or 0.0, -(w.resets_at or 0.0)))
         return fullest.resets_at
-
-
-def live_utilization(window: Window | None, now: float) -> float | None:
-    """A window's utilization as of ``now``: 0 once its reset time has passed."""
-    if window is None or window.utilization is None:
-        return None
-    if window.resets_at is not None and window.resets_at <= now:
-        return 0.0
-    return window.utilization
 
 
 def _full_window(five: Window | None, seven: Window | None, now: float) -> WindowLabel | None:

@@ -17,11 +17,10 @@ from acct.cli.render import emit_json, iso, line, mode, out, pct, warn
 from acct.context import Ctx
 from acct.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
 from acct.fsio import dir_lock, read_json_object, real_path, write_json
-from acct.models import Account, Holder, Tokens, fingerprint
+from acct.models import Account, Holder, Tokens, fingerprint, live_utilization
 from acct.state import SessionRow
 from acct.store import Accounts
 from acct.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
-from acct.views import live_utilization
 from acct.targets.base import Entry, JsonTarget
 
 TargetsOpt = Annotated[
