@@ -72,7 +72,6 @@ from acct.errors import (
     HeldByTarget,
     NeedsLogin,
     NetworkError,
-    NotFound,
     RateLimited,
 )
 from acct.fsio import file_lock
@@ -595,10 +594,7 @@ def _reclaim_locked(ctx: Ctx, acc: Account, env: Mapping[str, str]) -> tuple[Har
 
 
 def _account(ctx: Ctx, account_id: str) -> Account:
-    acc = ctx.store.read().by_id(account_id)
-    if acc is None:
-        raise NotFound(f"no account with id {account_id}", hint="run `acct list`")
-    return acc
+    return ctx.store.read().get_by_id(account_id)
 
 
 def _force_hint(target: str) -> str:
@@ -689,9 +685,7 @@ def _claim(ctx: Ctx, account_id: str, target: str, key: str) -> Account:
         file_lock(ctx.paths.account_lock(account_id), what="the account"),
         ctx.store.transaction() as accounts,
     ):
-        acc = accounts.by_id(account_id)
-        if acc is None:
-            raise NotFound(f"no account with id {account_id}", hint="run `acct list`")
+        acc = accounts.get_by_id(account_id)
         if acc.holder is not None:
             raise HeldByTarget(
                 f"account {acc.name!r} was just lent to {acc.holder.target} by another acct process",

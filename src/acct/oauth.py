@@ -379,10 +379,7 @@ class RefreshResult:
 
 
 def _load(ctx: Ctx, account_id: str) -> Account:
-    acc = ctx.store.read().by_id(account_id)
-    if acc is None:
-        raise NotFound(f"no account with id {account_id}", hint="run `acct list`")
-    return acc
+    return ctx.store.read().get_by_id(account_id)
 
 
 def _check_refreshable(acc: Account) -> Tokens:

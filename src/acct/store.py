@@ -67,6 +67,13 @@ class Accounts:
     def by_id(self, account_id: str) -> Account | None:
         return next((a for a in self._items if a.id == account_id), None)
 
+    def get_by_id(self, account_id: str) -> Account:
+        """The account with this id; NotFound when it was removed meanwhile."""
+        acc = self.by_id(account_id)
+        if acc is None:
+            raise NotFound(f"no account with id {account_id}", hint="run `acct list`")
+        return acc
+
     def by_identity(self, uuid: str | None, org_uuid: str | None) -> Account | None:
         return next((a for a in self._items if a.same_identity(uuid, org_uuid)), None)
 
