@@ -23,6 +23,7 @@ from acct.cli.common import (
 from acct.cli.picker import ask, notes, pick_account, state_text, usage_problem
 from acct.cli.render import (
     emit_json,
+    epoch,
     err,
     human_duration,
     info,
@@ -91,10 +92,6 @@ def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
     with _progress(quiet) as progress:
         poll(c, accounts, progress=progress)
 
-
-def epoch(ts: float | None) -> int | None:
-    """Whole epoch seconds for ``--json`` (``<x>_at_epoch`` beside the ISO-8601 ``<x>_at``)."""
-    return None if ts is None else round(ts)
 
 
 def _window_json(w: Window | None, row: AccountView) -> dict[str, Any] | None:

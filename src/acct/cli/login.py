@@ -30,9 +30,6 @@ TimeoutOpt = Annotated[
 ]
 
 
-def _epoch(ts: float | None) -> int | None:
-    return None if ts is None else int(ts)
-
 
 def _account_json(acc: Account) -> dict[str, object]:
     expires_at = acc.tokens.expires_at if acc.tokens else None
@@ -44,9 +41,9 @@ def _account_json(acc: Account) -> dict[str, object]:
         "uuid": acc.uuid,
         "fingerprint": acc.fingerprint,
         "added_at": render.iso(acc.added_at),
-        "added_at_epoch": _epoch(acc.added_at),
+        "added_at_epoch": render.epoch(acc.added_at),
         "expires_at": render.iso(expires_at),
-        "expires_at_epoch": _epoch(expires_at),
+        "expires_at_epoch": render.epoch(expires_at),
     }
 
 
@@ -191,9 +188,9 @@ def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:
         "name": fresh.name,
         "fingerprint": fresh.fingerprint,
         "expires_at": render.iso(expires_at),
-        "expires_at_epoch": _epoch(expires_at),
+        "expires_at_epoch": render.epoch(expires_at),
         "obtained_at": render.iso(obtained_at),
-        "obtained_at_epoch": _epoch(obtained_at),
+        "obtained_at_epoch": render.epoch(obtained_at),
         "refreshed_here": result.sent,
         "recovered": result.recovered,
         "already_fresh": result.already_fresh,

@@ -86,5 +86,10 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
+def epoch(ts: float | None) -> int | None:
+    """Whole epoch seconds for ``--json`` (``<x>_at_epoch`` beside the ISO-8601 ``<x>_at``)."""
+    return None if ts is None else round(ts)
+
+
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}%"

@@ -13,7 +13,7 @@ import typer
 
 from acct.cli import app
 from acct.cli.common import AccountArg, JsonOpt, complete_target, ctx, is_interactive
-from acct.cli.render import emit_json, iso, line, mode, out, pct, warn
+from acct.cli.render import emit_json, epoch, iso, line, mode, out, pct, warn
 from acct.context import Ctx
 from acct.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
 from acct.fsio import dir_lock, read_json_object, real_path, write_json
@@ -53,10 +53,6 @@ def display_path(c: Ctx, path: str | Path) -> str:
         return "~"
     return "~" + text[len(home) :] if text.startswith(home + "/") else text
 
-
-def _epoch(ts: float | None) -> int | None:
-    """Whole epoch seconds for ``--json`` (``<x>_at_epoch`` beside the ISO-8601 ``<x>_at``)."""
-    return None if ts is None else round(ts)
 
 
 def _account_json(name: str, email: str | None, plan: str | None, fp: str) -> dict[str, Any]:
@@ -116,7 +112,7 @@ def _lend_json(r: Any, email: str | None) -> dict[str, Any]:
         "account": _account_json(r.account_name, email, r.plan, r.fingerprint),
         "account_id": r.account_id,
         "expires_at": iso(expires),
-        "expires_at_epoch": _epoch(expires),
+        "expires_at_epoch": epoch(expires),
         "already": r.already,
         "returned": list(r.returned),
         "moved_from": r.moved_from,
@@ -221,7 +217,7 @@ def _usage(c: Ctx, acc: Account) -> dict[str, Any]:
         "five_hour": live_utilization(u.five_hour, now),
         "seven_day": live_utilization(u.seven_day, now),
         "fetched_at": iso(record.fetched_at),
-        "fetched_at_epoch": _epoch(record.fetched_at),
+        "fetched_at_epoch": epoch(record.fetched_at),
     }
 
 
@@ -237,7 +233,7 @@ def _status_json(st: TargetStatus) -> dict[str, Any]:
         "fingerprint": st.fingerprint,
         "changed_since_written": st.changed,
         "expires_at": iso(st.expires_at),
-        "expires_at_epoch": _epoch(st.expires_at),
+        "expires_at_epoch": epoch(st.expires_at),
         "error": st.error,
         "usage": st.usage or None,
     }
@@ -277,7 +273,7 @@ def _session_json(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
         "isolated": row.isolated,
         "path": row.path,
         "started_at": iso(row.started_at),
-        "started_at_epoch": _epoch(row.started_at),
+        "started_at_epoch": epoch(row.started_at),
     }
 
 
