@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from acct.context import Ctx
+from acct.services.context import Ctx
 from tests.conftest import clean_env, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_tool import install

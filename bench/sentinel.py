@@ -1,4 +1,4 @@
-"""Benchmark of the usage proxy (acct.sentinel): what it adds to each Messages request.
+"""Benchmark of the usage proxy (acct.services.proxy): what it adds to each Messages request.
 
 1. Median and 95th-percentile latency of ``POST /v1/messages`` direct and through the proxy (one
    kept-alive client each, as the tools hold one), for a plain and a streamed (SSE) answer:
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from acct.sentinel import Proxy, Watch
+from acct.services.proxy import Proxy, Watch
 from tests.conftest import clean_env
 from tests.fake_anthropic.client import FakeAnthropic
 

@@ -1,5 +1,5 @@
 # bash completion for acct
-# Generated from the command tree by `python -m acct.gen`; do not edit.
+# Generated from the command tree by `python -m acct.cli.gen`; do not edit.
 
 _acct_complete_kind() { # KIND WORD: complete WORD as a value of KIND
     local values

@@ -1,5 +1,5 @@
 # fish completion for acct
-# Generated from the command tree by `python -m acct.gen`; do not edit.
+# Generated from the command tree by `python -m acct.cli.gen`; do not edit.
 
 function __acct_accounts
     command acct __complete accounts 2>/dev/null

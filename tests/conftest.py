@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from acct.context import Ctx
-from acct.models import Account, Tokens
+from acct.services.context import Ctx
+from acct.base.models import Account, Tokens
 from tests.fake_anthropic.client import FakeAnthropic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def seed_account(
     if five_hour is not None or seven_day is not None:
         fake.set_usage(fa["uuid"], five_hour=five_hour or 0.0, seven_day=seven_day or 0.0)
     tok = fake.mint(fa["uuid"], scopes=scopes, expires_in=expires_in)
-    from acct.models import PLAN_BY_ORG_TYPE
+    from acct.base.models import PLAN_BY_ORG_TYPE
 
     acc = Account(
         name=name,

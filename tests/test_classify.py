@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from acct.classify import classify, parse_reset
-from acct.config import TargetConfig
-from acct.targets import get_target
+from acct.domain.classify import classify, parse_reset
+from acct.base.config import TargetConfig
+from acct.services.targets import get_target
 
 # Tue 2026-11-24 15:00:00 UTC
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC).timestamp()
@@ -550,7 +550,7 @@ def test_parse_reset_years_and_zones(
 def test_a_time_without_a_zone_is_this_machines_local_time(zone: str) -> None:
     """The default reads the system's local time (a child with TZ set: nothing patched)."""
     code = (
-        "import sys; from acct.classify import parse_reset; "
+        "import sys; from acct.domain.classify import parse_reset; "
         "print(parse_reset(sys.argv[1], float(sys.argv[2])))"
     )
     env = {**os.environ, "TZ": zone}

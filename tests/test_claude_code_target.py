@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from acct.errors import Busy
-from acct.models import Account, Tokens
-from acct.targets.claude_code import ClaudeCode, storage_dir
+from acct.base.errors import Busy
+from acct.base.models import Account, Tokens
+from acct.services.targets.claude_code import ClaudeCode, storage_dir
 from tests.conftest import clean_env
 
 

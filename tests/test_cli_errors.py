@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from acct.context import Ctx
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 

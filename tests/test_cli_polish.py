@@ -18,9 +18,9 @@ import pytest
 import typer
 
 from acct.cli import usage_error
-from acct.context import Ctx
-from acct.fsio import atomic_write, file_lock
-from acct.models import Tokens
+from acct.services.context import Ctx
+from acct.base.fsio import atomic_write, file_lock
+from acct.base.models import Tokens
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.test_cli_errors import one_line

@@ -14,9 +14,9 @@ from typing import Annotated
 import pytest
 import typer
 
-from acct import gen
-from acct.context import Ctx
-from acct.models import Account
+from acct.cli import gen
+from acct.services.context import Ctx
+from acct.base.models import Account
 from tests.conftest import REPO, clean_env
 
 BIN = Path(sys.executable).parent
@@ -41,7 +41,7 @@ def cenv(home: Path) -> dict[str, str]:
 def test_committed_completions_match_the_command_tree(root: gen.Command) -> None:
     for path in ("completions/acct.bash", "completions/_acct", "completions/acct.fish"):
         generated = gen.GENERATORS[path](root)
-        assert (REPO / path).read_text() == generated, f"{path} is stale: run `python -m acct.gen`"
+        assert (REPO / path).read_text() == generated, f"{path} is stale: run `python -m acct.cli.gen`"
 
 
 def test_completion_command_prints_the_script(acct) -> None:

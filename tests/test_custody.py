@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from acct import custody
-from acct.context import Ctx
-from acct.errors import HeldByTarget
-from acct.models import Account, fingerprint
-from acct.targets import get_target
+from acct.services import custody
+from acct.services.context import Ctx
+from acct.base.errors import HeldByTarget
+from acct.base.models import Account, fingerprint
+from acct.services.targets import get_target
 from tests.conftest import seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -160,8 +160,7 @@ def test_blanked_file_marks_needs_login_and_keeps_tokens(fake: FakeAnthropic, ct
 
 
 def test_acct_refuses_to_refresh_a_lent_lineage(fake: FakeAnthropic, ctx: Ctx) -> None:
-    from acct import oauth
-
+    from acct.services import oauth
     work = seed_account(fake, ctx, "work")
     custody.lend(ctx, work.id, "pi")
     fake.reset_log()

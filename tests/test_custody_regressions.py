@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from acct import custody, oauth
-from acct.context import Ctx
-from acct.errors import AcctError, HeldByTarget, NeedsLogin, NetworkError
-from acct.targets import get_target
+from acct.services import custody, oauth
+from acct.services.context import Ctx
+from acct.base.errors import AcctError, HeldByTarget, NeedsLogin, NetworkError
+from acct.services.targets import get_target
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.test_custody import stored, tool_refresh, tool_rotates, tool_writes

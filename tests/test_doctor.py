@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from acct.context import Ctx
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 

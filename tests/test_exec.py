@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.config import DEFAULT_CONTINUATION_PROMPT
-from acct.context import Ctx
+from acct.base.config import DEFAULT_CONTINUATION_PROMPT
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_tool import install

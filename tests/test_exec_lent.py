@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from acct import custody
-from acct.targets import get_target
+from acct.services import custody
+from acct.services.targets import get_target
 from tests.conftest import AcctRunner, seed_account
 from tests.test_custody import tool_rotates
 from tests.test_exec import events, exec_env, message_tokens, no_leaks

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.context import Ctx
-from acct.targets import get_target
+from acct.services.context import Ctx
+from acct.services.targets import get_target
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 

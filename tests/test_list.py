@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from acct.context import Ctx
-from acct.models import Account, Holder
+from acct.services.context import Ctx
+from acct.base.models import Account, Holder
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -199,7 +199,7 @@ def _narrow_fixture(fake: FakeAnthropic, ctx: Ctx) -> list[Account]:
     with ctx.store.transaction() as accounts:
         accounts.put(accounts.get("gone").copy(needs_login=True))
     now = time.time()
-    from acct.models import Usage, Window
+    from acct.base.models import Usage, Window
 
     ctx.state.put_usage(alice.id, Usage(Window(37.0, now + 3 * 3600), Window(12.0, now + 86400)))
     ctx.state.put_usage(work.id, Usage(Window(5.0, now + 3600), Window(0.0, now + 86400)))
@@ -262,7 +262,7 @@ def test_list_suggests_polling_only_when_a_polled_account_lacks_usage(
 
 
 def _held_fixture(fake: FakeAnthropic, ctx: Ctx, home: Any) -> list[Account]:
-    from acct.models import Usage, Window
+    from acct.base.models import Usage, Window
 
     personal = seed_account(fake, ctx, "personal@example.com", email="personal@example.com")
     work = seed_account(fake, ctx, "work", email="bob.longname@corp.example.org")
@@ -329,7 +329,7 @@ def test_list_into_a_pipe_has_no_trailing_padding(
 def test_a_window_at_100_percent_shows_full_until_it_resets(
     fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
 ) -> None:
-    from acct.models import Usage, Window
+    from acct.base.models import Usage, Window
 
     now = time.time()
     five = seed_account(fake, ctx, "five")

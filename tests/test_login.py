@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from acct.context import Ctx
-from acct.models import Holder
+from acct.services.context import Ctx
+from acct.base.models import Holder
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from acct import gen
+from acct.cli import gen
 from tests.conftest import REPO
 
 PAGE = REPO / "man" / "acct.1"
 
 
 def test_committed_man_page_matches_the_command_tree() -> None:
-    assert PAGE.read_text() == gen.man(gen.tree()), "man/acct.1 is stale: run `python -m acct.gen`"
+    assert PAGE.read_text() == gen.man(gen.tree()), "man/acct.1 is stale: run `python -m acct.cli.gen`"
 
 
 def test_every_visible_command_and_option_is_documented() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from acct.context import Ctx
-from acct.models import Holder
-from acct.views import AccountView
+from acct.services.context import Ctx
+from acct.base.models import Holder
+from acct.app.views import AccountView
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -272,7 +272,7 @@ def test_confirm_cancel_prints_one_line(fake: FakeAnthropic, ctx: Ctx, env: dict
 
 
 def _view(name: str, **kw: object) -> AccountView:
-    from acct.models import Window
+    from acct.base.models import Window
 
     base: dict[str, object] = {
         "id": name,

@@ -1,4 +1,4 @@
-"""acct.oauth in-process, against the fake Anthropic server (no mocks)."""
+"""acct.services.oauth in-process, against the fake Anthropic server (no mocks)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from acct import oauth
-from acct.context import Ctx
-from acct.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, SCOPES, Endpoints
-from acct.errors import AuthError, NeedsLogin, NetworkError, UsageError
-from acct.models import Tokens
+from acct.services import oauth
+from acct.services.context import Ctx
+from acct.base.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, SCOPES, Endpoints
+from acct.base.errors import AuthError, NeedsLogin, NetworkError, UsageError
+from acct.base.models import Tokens
 from tests.conftest import seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acct.models import Account, Holder, Tokens, Usage, UsageRecord, Window
-from acct.pick import pick
+from acct.base.models import Account, Holder, Tokens, Usage, UsageRecord, Window
+from acct.domain.pick import pick
 
 NOW = 1_800_000_000.0
 H = 3600.0

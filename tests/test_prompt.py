@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from acct import prompt
-from acct.paths import Paths
+from acct.fast import prompt
+from acct.base.paths import Paths
 from tests.conftest import clean_env
 
 HEAVY = ("typer", "rich", "httpx", "click", "questionary", "filelock", "platformdirs", "tomli_w")
@@ -56,7 +56,7 @@ def test_fast_paths_import_only_the_standard_library(penv: dict[str, str], args:
     assert proc.returncode == 0
     heavy = imported_modules(proc.stderr) & set(HEAVY)
     assert not heavy, f"acct {' '.join(args)} imported {sorted(heavy)}"
-    assert "acct.prompt" in proc.stderr or "acct.names" in proc.stderr
+    assert "acct.fast.prompt" in proc.stderr or "acct.fast.names" in proc.stderr
 
 
 def test_console_script_prompt_imports_only_the_standard_library(penv: dict[str, str]) -> None:

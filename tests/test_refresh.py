@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from acct import oauth
-from acct.context import Ctx
-from acct.fsio import file_lock
-from acct.models import Account, Holder
+from acct.services import oauth
+from acct.services.context import Ctx
+from acct.base.fsio import file_lock
+from acct.base.models import Account, Holder
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 

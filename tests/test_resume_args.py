@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from acct.targets import TARGETS
-from acct.targets.cli_options import (
+from acct.services.targets import TARGETS
+from acct.domain.resume import (
     CLAUDE_CODE,
     OPENCODE_RUN,
     OPENCODE_TUI,

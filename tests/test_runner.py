@@ -18,11 +18,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from acct.runner import TAIL_BYTES
+from acct.services.runner import TAIL_BYTES
 
 DRIVER = """
 import json, os, sys
-from acct.runner import run, CommandNotFound
+from acct.services.runner import run, CommandNotFound
 report = os.environ.pop("RUNNER_REPORT")
 try:
     r = run(sys.argv[1:], os.environ)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from acct.cli import COMMAND_MODULES
-from acct.context import Ctx
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_tool import install

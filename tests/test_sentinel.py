@@ -1,4 +1,4 @@
-"""The loopback usage proxy (acct.sentinel): in front of the fake Anthropic server in-process, in
+"""The loopback usage proxy (acct.services.proxy): in front of the fake Anthropic server in-process, in
 front of a small streaming server of the test's own, and inside ``acct exec`` as a real process."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from acct.context import Ctx
-from acct.models import Usage, Window
-from acct.sentinel import (
+from acct.services.context import Ctx
+from acct.base.models import Usage, Window
+from acct.services.proxy import (
     Observation,
     Proxy,
     Route,
@@ -31,7 +31,7 @@ from acct.sentinel import (
     proxy_for,
     upstream_for,
 )
-from acct.usage import observed_usage
+from acct.services.usage import observed_usage
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.e2e.mitm import Certs, ProxyUnavailable, TlsProxy, make_certs
 from tests.fake_anthropic.client import FakeAnthropic

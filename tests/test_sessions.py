@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from acct import sessions
-from acct.context import Ctx
-from acct.targets import get_target
+from acct.services import sessions
+from acct.services.context import Ctx
+from acct.services.targets import get_target
 from tests.conftest import AcctRunner, seed_account
 from tests.test_exec import events, exec_env, message_tokens, no_leaks
 
@@ -409,8 +409,7 @@ def test_an_mcp_login_that_differs_from_the_default_files_keeps_the_session_file
 
 
 def test_a_session_directory_without_a_record_is_swept(fake, ctx, run) -> None:
-    from acct import custody
-
+    from acct.services import custody
     a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
     root = sessions.sessions_dir(ctx.paths)
     lent, stranger = root / "aaaaaaaaaaaa", root / "bbbbbbbbbbbb"
@@ -440,7 +439,7 @@ def test_a_session_directory_without_a_record_is_swept(fake, ctx, run) -> None:
 HOLD_LOCK = """\
 import sys
 from pathlib import Path
-from acct.fsio import file_lock
+from acct.base.fsio import file_lock
 with file_lock(Path(sys.argv[1])):
     print("held", flush=True)
     sys.stdin.read()

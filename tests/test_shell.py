@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from acct import prompt_state
-from acct.context import Ctx
-from acct.models import Account, Holder, Usage, Window
-from acct.targets import TARGET_NAMES, get_target
+from acct.services import prompt_state
+from acct.services.context import Ctx
+from acct.base.models import Account, Holder, Usage, Window
+from acct.services.targets import TARGET_NAMES, get_target
 from tests.conftest import assert_no_secrets, seed_account, store_secrets
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from acct.errors import Busy, CorruptFile
-from acct.models import Account, Tokens
-from acct.targets import TARGET_NAMES, TARGETS, get_target, target_for_command
-from acct.targets.base import TargetChanged, entry_fingerprint
-from acct.targets.claude_code import ClaudeCode, identity_file
-from acct.targets.pi import Pi
+from acct.base.errors import Busy, CorruptFile
+from acct.base.models import Account, Tokens
+from acct.services.targets import TARGET_NAMES, TARGETS, get_target, target_for_command
+from acct.services.targets.base import TargetChanged, entry_fingerprint
+from acct.services.targets.claude_code import ClaudeCode, identity_file
+from acct.services.targets.pi import Pi
 from tests.conftest import clean_env
 
 # What each tool keeps next to its entry; acct must keep all of it.
@@ -284,7 +284,7 @@ def test_claude_code_refuses_unparseable_identity_file(tenv: dict[str, str]) -> 
 
 
 def test_claude_code_needs_inference_scope(tenv: dict[str, str]) -> None:
-    from acct.errors import AuthError
+    from acct.base.errors import AuthError
 
     acc = account()
     acc = acc.copy(
@@ -300,7 +300,7 @@ def test_claude_code_needs_inference_scope(tenv: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("name", TARGET_NAMES)
 def test_api_key_and_needs_login_accounts_are_refused(name: str, tenv: dict[str, str]) -> None:
-    from acct.errors import NeedsLogin, UsageError
+    from acct.base.errors import NeedsLogin, UsageError
 
     t = get_target(name)
     with pytest.raises(UsageError):
@@ -364,7 +364,7 @@ def test_registry() -> None:
     assert target_for_command("opencode") == "opencode"
     assert target_for_command("pi") == "pi"
     assert target_for_command("vim") is None
-    from acct.errors import UsageError
+    from acct.base.errors import UsageError
 
     with pytest.raises(UsageError, match="claude-code, opencode, pi"):
         get_target("codex")
@@ -492,7 +492,7 @@ def test_renew_refreshes_in_place_under_the_tools_lock(name: str, tenv: dict[str
 
 
 def test_renew_is_refused_for_a_tool_without_a_lock(tenv: dict[str, str]) -> None:
-    from acct.errors import UsageError
+    from acct.base.errors import UsageError
 
     t = get_target("opencode")
     t.write(tenv, account())
@@ -506,7 +506,7 @@ def test_renew_is_refused_for_a_tool_without_a_lock(tenv: dict[str, str]) -> Non
 def test_api_key_entry_is_named_and_guarded_by_compare_and_swap(
     name: str, tenv: dict[str, str]
 ) -> None:
-    from acct.targets.base import NO_ENTRY
+    from acct.services.targets.base import NO_ENTRY
 
     t = get_target(name)
     path = t.path(tenv)
@@ -562,5 +562,5 @@ def test_resume_args_keep_every_option_the_tool_knows(
     name: str, argv: list[str], expected: list[str]
 ) -> None:
     """An option's value never becomes the continuation prompt, and the prompt is never lost
-    (the tables in acct.targets.cli_options follow each pinned tool's own parser)."""
+    (the tables in acct.domain.resume follow each pinned tool's own parser)."""
     assert TARGETS[name].resume_args(argv, "CONT") == expected

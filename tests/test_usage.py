@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acct.context import Ctx
-from acct.errors import ProtocolError, RateLimited
-from acct.fsio import atomic_write
-from acct.models import Tokens, Window
-from acct.usage import backoff_for, confirm, parse_usage
+from acct.services.context import Ctx
+from acct.base.errors import ProtocolError, RateLimited
+from acct.base.fsio import atomic_write
+from acct.base.models import Tokens, Window
+from acct.services.usage import backoff_for, confirm, parse_usage
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -410,8 +410,8 @@ def test_resets_in_the_past_count_as_zero(fake: FakeAnthropic, ctx: Ctx, acct: A
 def test_the_poll_lease_outlasts_a_poll_that_refreshes_the_token_twice(ctx: Ctx) -> None:
     """Another process must not poll (and refresh) the account while this poll may still run:
     a refresh before the request, a 401, another refresh and a second request."""
-    from acct import oauth
-    from acct.usage import _lease
+    from acct.services import oauth
+    from acct.services.usage import _lease
 
     one_refresh = oauth.refresh_worst_case()
     assert one_refresh >= oauth.REFRESH_TIMEOUT + oauth.STORE_WAIT

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from acct.context import Ctx
-from acct.targets import get_target
+from acct.services.context import Ctx
+from acct.services.targets import get_target
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -76,7 +76,7 @@ def test_use_errors(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
 def test_status_names_the_account_and_its_usage(
     fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
 ) -> None:
-    from acct.models import Usage, Window
+    from acct.base.models import Usage, Window
 
     work = seed_account(fake, ctx, "work")
     ctx.state.put_usage(work.id, Usage(five_hour=Window(37.0, None), seven_day=Window(12.0, None)))
@@ -145,8 +145,7 @@ def test_status_names_a_session_by_its_id_and_pid(
 ) -> None:
     import os
 
-    from acct import sessions
-
+    from acct.services import sessions
     opened = sessions.open_session(ctx, get_target("pi"))  # this process's session
     try:
         p = acct("status")

@@ -8,11 +8,11 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["prompt"] and not {"-h", "--help"} & set(args):
-        from acct.prompt import main as prompt_main
+        from acct.fast.prompt import main as prompt_main
 
         return prompt_main(args[1:])
     if args[:1] == ["__complete"]:
-        from acct.names import main as names_main
+        from acct.fast.names import main as names_main
 
         return names_main(args[1:])
     from acct.cli import run

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from acct.context import Ctx
-from acct.state import Bench
+from acct.services.context import Ctx
+from acct.services.state import Bench
 from tests.conftest import assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 

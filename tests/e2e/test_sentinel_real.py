@@ -1,4 +1,4 @@
-"""The real Claude Code through acct's usage proxy (acct.sentinel), chained to the fake Anthropic.
+"""The real Claude Code through acct's usage proxy (acct.services.proxy), chained to the fake Anthropic.
 
 ``claude_env`` already points ``ANTHROPIC_BASE_URL`` at the fake: that is the case of a user's
 own base URL, which the proxy must forward to.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.context import Ctx
-from acct.models import Usage, Window
+from acct.services.context import Ctx
+from acct.base.models import Usage, Window
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 
 pytestmark = pytest.mark.e2e

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.errors import Busy, CorruptFile
-from acct.fsio import (
+from acct.base.errors import Busy, CorruptFile
+from acct.base.fsio import (
     FileAccessError,
     atomic_write,
     dir_lock,
@@ -77,7 +77,7 @@ def test_read_json_object_refuses_garbage_and_names_file(tmp_path: Path) -> None
 _WRITER = textwrap.dedent(
     """
     import sys
-    from acct.fsio import atomic_write
+    from acct.base.fsio import atomic_write
     path = sys.argv[1]
     big = "x" * (4 << 20)
     i = 0
@@ -112,7 +112,7 @@ def test_file_lock_times_out_with_busy(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys,time; from acct.fsio import file_lock\n"
+            "import sys,time; from acct.base.fsio import file_lock\n"
             f"with file_lock(__import__('pathlib').Path({str(data)!r})):\n"
             "    print('held', flush=True); time.sleep(30)",
         ],

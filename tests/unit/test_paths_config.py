@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from acct.config import Config, load_config
-from acct.endpoints import Endpoints
-from acct.errors import ConfigError
-from acct.paths import Paths
+from acct.base.config import Config, load_config
+from acct.base.endpoints import Endpoints
+from acct.base.errors import ConfigError
+from acct.base.paths import Paths
 
 
 def test_acct_home_moves_everything(tmp_path: Path) -> None:

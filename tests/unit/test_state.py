@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from acct.errors import CorruptFile
-from acct.models import Usage, Window
-from acct.paths import Paths
-from acct.state import State
+from acct.base.errors import CorruptFile
+from acct.base.models import Usage, Window
+from acct.base.paths import Paths
+from acct.services.state import State
 
 
 def make(tmp_path: Path) -> State:

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acct.errors import CorruptFile, NotFound, UsageError
-from acct.models import Account, Holder, Tokens
-from acct.paths import Paths
-from acct.store import Accounts, Store, dumps, loads
+from acct.base.errors import CorruptFile, NotFound, UsageError
+from acct.base.models import Account, Holder, Tokens
+from acct.base.paths import Paths
+from acct.services.store import Accounts, Store, dumps, loads
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_concurrent_writers_lose_nothing(store: Store, tmp_path: Path) -> None:
     """Eight processes each add ten accounts under the store lock: all eighty survive."""
     code = (
         "import sys\n"
-        "from acct.paths import Paths; from acct.store import Store; from acct.models import Account\n"
+        "from acct.base.paths import Paths; from acct.services.store import Store; from acct.base.models import Account\n"
         f"s = Store(Paths.from_env({{'HOME': {str(tmp_path)!r}, 'ACCT_HOME': {str(tmp_path / 'acct')!r}}}))\n"
         "for i in range(10):\n"
         "    with s.transaction() as a: a.add(Account(name=f'p{sys.argv[1]}-{i}'))\n"

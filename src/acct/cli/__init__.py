@@ -12,7 +12,7 @@ import sys
 import typer
 
 from acct import __version__
-from acct.errors import EXIT_INTERRUPTED, AcctError, Interrupted, UsageError
+from acct.base.errors import EXIT_INTERRUPTED, AcctError, Interrupted, UsageError
 
 app = typer.Typer(
     name="acct",

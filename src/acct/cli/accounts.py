@@ -35,11 +35,11 @@ from acct.cli.render import (
     until,
     warn,
 )
-from acct.context import Ctx
-from acct.errors import UsageError
-from acct.models import Account, Window
-from acct.store import validate_name
-from acct.views import AccountView, current_views
+from acct.services.context import Ctx
+from acct.base.errors import UsageError
+from acct.base.models import Account, Window
+from acct.services.store import validate_name
+from acct.app.views import AccountView, current_views
 
 UsageOpt = Annotated[
     bool,
@@ -51,8 +51,7 @@ UsageOpt = Annotated[
 
 def _update_prompt(c: Ctx) -> None:
     with contextlib.suppress(Exception):
-        from acct import prompt_state
-
+        from acct.services import prompt_state
         prompt_state.update(c)
 
 
@@ -61,7 +60,7 @@ def _update_prompt(c: Ctx) -> None:
 
 @contextlib.contextmanager
 def _progress(quiet: bool) -> Iterator[Any]:
-    """A progress callback for :func:`acct.usage.poll`: a live bar on a terminal, else one line."""
+    """A progress callback for :func:`acct.services.usage.poll`: a live bar on a terminal, else one line."""
     if quiet:
         yield None
         return
@@ -87,7 +86,7 @@ def _progress(quiet: bool) -> Iterator[Any]:
 
 
 def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
-    from acct.usage import poll
+    from acct.services.usage import poll
 
     with _progress(quiet) as progress:
         poll(c, accounts, progress=progress)
@@ -278,7 +277,7 @@ def list_accounts(usage: bool, json: bool) -> None:
 def _unpolled(accounts: list[Account], rows: list[AccountView]) -> bool:
     """Whether `--usage` would fetch something: an account it polls has no values and no
     back-off running (disabled, logged-out and API-key accounts are never polled)."""
-    from acct.usage import pollable
+    from acct.services.usage import pollable
 
     polled = {a.id for a in accounts if pollable(a)}
     return any(r.id in polled and r.fetched_at is None and usage_problem(r) is None for r in rows)

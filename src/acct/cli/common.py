@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from acct.context import Ctx
+from acct.services.context import Ctx
 
 _ctx: Ctx | None = None
 
@@ -29,8 +29,8 @@ def set_ctx(c: Ctx | None) -> None:
 def complete_account(incomplete: str) -> list[str]:
     """Account names for shell completion; never fails (completion must stay quiet)."""
     try:
-        from acct.paths import Paths
-        from acct.store import Store
+        from acct.base.paths import Paths
+        from acct.services.store import Store
 
         names = Store(Paths.from_env(os.environ)).read().names()
     except Exception:
@@ -39,7 +39,7 @@ def complete_account(incomplete: str) -> list[str]:
 
 
 def complete_target(incomplete: str) -> list[str]:
-    from acct.targets import TARGET_NAMES
+    from acct.services.targets import TARGET_NAMES
 
     return [n for n in TARGET_NAMES if n.startswith(incomplete)]
 

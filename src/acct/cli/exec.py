@@ -17,7 +17,7 @@ account): that tool may be spending its refresh token. Nothing is benched or rot
 user interrupted the run, when the file cannot be read back, or when the file held another
 account by the end of the run (an ``acct use`` switched it meanwhile).
 
-For Claude Code, a loopback proxy (:mod:`acct.sentinel`, ``--no-proxy`` turns it off) reads
+For Claude Code, a loopback proxy (:mod:`acct.services.proxy`, ``--no-proxy`` turns it off) reads
 the rate-limit headers of every answer: they keep the usage cache live without polling, and a
 refusal for quota it saw ends a failed run as ``quota`` with the server's exact reset, even when
 the tool wrote its words to a terminal acct does not read.
@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from acct import sessions
-from acct.classify import Ending, classify
+from acct.services import sessions
+from acct.domain.classify import Ending, classify
 from acct.cli import app
 from acct.cli.common import TargetOpt, complete_account, ctx
 from acct.cli.render import human_duration, line, local_time, warn
-from acct.config import POLICIES
-from acct.context import Ctx
-from acct.errors import (
+from acct.base.config import POLICIES
+from acct.services.context import Ctx
+from acct.base.errors import (
     AcctError,
     AllLimited,
     HeldByTarget,
@@ -55,15 +55,15 @@ from acct.errors import (
     NotFound,
     UsageError,
 )
-from acct.models import Account, Holder, Usage, UsageRecord
-from acct.pick import Choice, pick
-from acct.runner import RunResult, run
-from acct.sentinel import Watch, claude_route
-from acct.sessions import Opened
-from acct.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
+from acct.base.models import Account, Holder, Usage, UsageRecord
+from acct.domain.pick import Choice, pick
+from acct.services.runner import RunResult, run
+from acct.services.proxy import Watch, claude_route
+from acct.services.sessions import Opened
+from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
 
 if TYPE_CHECKING:
-    from acct.custody import HarvestResult
+    from acct.services.custody import HarvestResult
 
 # Variables that would make the tool ignore the file acct writes. Pi reads its file
 # before ANTHROPIC_OAUTH_TOKEN and ANTHROPIC_API_KEY: those stay.
@@ -165,8 +165,7 @@ class Session:
             self.tried.clear()
 
     def _probe(self, ids: tuple[str, ...]) -> None:
-        from acct import usage
-
+        from acct.services import usage
         accounts = [a for a in self.c.store.read() if a.id in ids]
         with contextlib.suppress(AcctError):
             usage.poll(self.c, accounts)
@@ -282,8 +281,7 @@ class Session:
 
     def lend(self, acc: Account) -> Account:
         """Lend ``acc`` (or, when it needs a login or another tool holds it, the next one)."""
-        from acct import custody
-
+        from acct.services import custody
         while True:
             if not acc.is_oauth:
                 return acc
@@ -326,8 +324,7 @@ class Session:
 
     def _ending(self, acc: Account, result: RunResult) -> Ending:
         """How the run ended, for the account it ran on; ``other`` whenever acct must not act."""
-        from acct import custody
-
+        from acct.services import custody
         held: str | None = acc.id
         who = acc.name
         if acc.is_oauth:
@@ -403,8 +400,7 @@ class Session:
 
     def _confirm(self, acc: Account, result: RunResult) -> tuple[UsageRecord | None, float]:
         """One usage fetch unless the cache holds values fetched since the run began."""
-        from acct import usage
-
+        from acct.services import usage
         t0 = time.monotonic()
         current = self.c.store.read().by_id(acc.id) or acc
         try:
@@ -478,7 +474,7 @@ class Session:
     # --- the loop ----------------------------------------------------------------------------
 
     def watched(self) -> int:
-        """:meth:`run` with the usage proxy in front of the tool when it can be (acct.sentinel)."""
+        """:meth:`run` with the usage proxy in front of the tool when it can be (acct.services.proxy)."""
         asked = (
             self.opts.proxy
             if self.opts.proxy is not None
@@ -717,8 +713,7 @@ def _start_watch(c: Ctx, target: str, asked: bool | None) -> Watch | None:
 
 def _update_prompt(c: Ctx) -> None:
     with contextlib.suppress(Exception):
-        from acct import prompt_state
-
+        from acct.services import prompt_state
         prompt_state.update(c)
 
 
@@ -742,8 +737,7 @@ def run_exec(c: Ctx, opts: ExecOptions) -> int:
         raise UsageError(f"unknown policy {policy!r} (policies: {', '.join(POLICIES)})")
     if opts.max_rotations is not None and opts.max_rotations < 0:
         raise UsageError("--max-rotations must be 0 or more")
-    from acct import custody
-
+    from acct.services import custody
     target = get_target(name)
     for message in sessions.sweep(c):
         warn(message)
@@ -761,7 +755,7 @@ def run_exec(c: Ctx, opts: ExecOptions) -> int:
 
 
 def _close_session(c: Ctx, live: Opened) -> None:
-    """Give the session's login back to the store (see acct.sessions); a failure only warns."""
+    """Give the session's login back to the store (see acct.services.sessions); a failure only warns."""
     try:
         kept = sessions.close(c, live.row)
     except AcctError as e:

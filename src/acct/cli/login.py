@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from acct import oauth
+from acct.services import oauth
 from acct.cli import app, render
 from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
-from acct.context import Ctx
-from acct.errors import AcctError, HeldByTarget, Interrupted, UsageError
-from acct.models import Account
+from acct.services.context import Ctx
+from acct.base.errors import AcctError, HeldByTarget, Interrupted, UsageError
+from acct.base.models import Account
 
 TimeoutOpt = Annotated[
     float,

@@ -9,9 +9,9 @@ from typing import Any
 
 from acct.cli.common import is_interactive
 from acct.cli.render import err, human_duration, line, pct, until
-from acct.context import Ctx
-from acct.errors import Interrupted, NotFound, UsageError
-from acct.views import AccountView, current_views, rank_for_picker
+from acct.services.context import Ctx
+from acct.base.errors import Interrupted, NotFound, UsageError
+from acct.app.views import AccountView, current_views, rank_for_picker
 
 _ERROR_WORDS = {
     "rate_limited": "rate-limited",

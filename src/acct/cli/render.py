@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from acct.prompt import duration
+from acct.fast.prompt import duration
 
 JSON_VERSION = 1
 

@@ -41,7 +41,7 @@ def prompt_command(
     and "?" when the tool's file changed since acct last looked at it (for example after a
     /login in the tool).
     """
-    from acct.prompt import render
+    from acct.fast.prompt import render
 
     text = render(os.environ, target, fmt)
     if text:
@@ -140,7 +140,7 @@ def shell_init_command(
     c = ctx()
     script = None
     if completion:
-        from acct.gen import completion as generate
+        from acct.cli.gen import completion as generate
 
         script = generate(shell.value)
     text = shell_init(shell, str(c.paths.prompt_file), target or c.config.default_target, script)
@@ -154,6 +154,6 @@ def completion_command(shell: ShellArg) -> None:
     The packages install these scripts already; use this to load them by hand, for example
     source <(acct completion bash).
     """
-    from acct.gen import completion as generate
+    from acct.cli.gen import completion as generate
 
     print(generate(shell.value), end="")

@@ -14,14 +14,14 @@ import typer
 from acct.cli import app
 from acct.cli.common import AccountArg, JsonOpt, complete_target, ctx, is_interactive
 from acct.cli.render import emit_json, epoch, iso, line, mode, out, pct, warn
-from acct.context import Ctx
-from acct.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
-from acct.fsio import dir_lock, read_json_object, real_path, write_json
-from acct.models import Account, Holder, Tokens, fingerprint, live_utilization
-from acct.state import SessionRow
-from acct.store import Accounts
-from acct.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
-from acct.targets.base import Entry, JsonTarget
+from acct.services.context import Ctx
+from acct.base.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
+from acct.base.fsio import dir_lock, read_json_object, real_path, write_json
+from acct.base.models import Account, Holder, Tokens, fingerprint, live_utilization
+from acct.services.state import SessionRow
+from acct.services.store import Accounts
+from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
+from acct.services.targets.base import Entry, JsonTarget
 
 TargetsOpt = Annotated[
     list[str] | None,
@@ -77,8 +77,7 @@ def use(
     json_out: JsonOpt = False,
 ) -> None:
     """Write an account into a tool's credential file (its login moves there)."""
-    from acct import custody
-
+    from acct.services import custody
     mode.json = json_out
     c = ctx()
     names = list(dict.fromkeys(target or [c.config.default_target]))
@@ -166,7 +165,7 @@ def _owner(
     accounts: Accounts, name: str, path: str, entry: Entry
 ) -> tuple[Account | None, Account | None, bool | None]:
     """(account the file holds, account recorded there, changed since acct wrote it)."""
-    from acct.custody import holder_path
+    from acct.services.custody import holder_path
 
     key = holder_path(path)
     held = accounts.held_by(name, key)
@@ -289,8 +288,7 @@ def status(json_out: JsonOpt = False) -> None:
 
     No network, except to take back the login of a session that ended without cleaning up.
     """
-    from acct import sessions
-
+    from acct.services import sessions
     mode.json = json_out
     c = ctx()
     for message in sessions.sweep(c):
@@ -333,7 +331,7 @@ class Check:
 
 
 def _tool_dir(c: Ctx, name: str) -> Path:
-    from acct.targets import claude_code, opencode, pi
+    from acct.services.targets import claude_code, opencode, pi
 
     if name == "claude-code":
         return claude_code.config_dir(c.env)
@@ -373,7 +371,7 @@ def _file_checks(c: Ctx, accounts: Accounts, name: str) -> list[Check]:
 
 
 def _blanked_message(accounts: Accounts, name: str, path: str) -> str:
-    from acct.custody import holder_path
+    from acct.services.custody import holder_path
 
     held = accounts.held_by(name, holder_path(path))
     who = held[0].name if held else "NAME"
@@ -416,7 +414,7 @@ def _pi_retry_ok(doc: Mapping[str, Any]) -> bool:
 
 
 def _pi_settings_check(c: Ctx, fix: bool) -> list[Check]:
-    from acct.targets.pi import settings_file
+    from acct.services.targets.pi import settings_file
 
     path = settings_file(c.env)
     try:
@@ -459,7 +457,7 @@ def _has_plugin(doc: Mapping[str, Any], plugin: str) -> bool:
 
 
 def _opencode_plugin_check(c: Ctx, fix: bool) -> list[Check]:
-    from acct.targets.opencode import PLUGIN, config_file
+    from acct.services.targets.opencode import PLUGIN, config_file
 
     path = config_file(c.env)
     try:
@@ -570,11 +568,11 @@ def import_login(
     """Take the login a tool holds now into the store; the file stays its live holder.
 
     A login whose access token has expired (the tool sat idle) is refreshed in its file first,
-    as the tool itself would do it (:func:`acct.custody.renew_at`). acct's lock of the file is
+    as the tool itself would do it (:func:`acct.services.custody.renew_at`). acct's lock of the file is
     held throughout, so no other acct process changes its custody meanwhile.
     """
-    from acct import custody
-    from acct.store import validate_name
+    from acct.services import custody
+    from acct.services.store import validate_name
 
     if name is not None:
         validate_name(name)
@@ -597,8 +595,7 @@ def import_login(
 def _store_import(
     c: Ctx, target: JsonTarget, path: Path, entry: Entry, name: str | None
 ) -> ImportResult:
-    from acct import custody, oauth
-
+    from acct.services import custody, oauth
     try:
         profile = oauth.fetch_profile(c, entry.tokens.access)
     except oauth.ProfileForbidden:
@@ -623,8 +620,7 @@ def _store_import(
     with contextlib.suppress(AcctError):
         c.state.record("import", account_id=acc.id, target=target.name, path=key)
     with contextlib.suppress(Exception):
-        from acct import prompt_state
-
+        from acct.services import prompt_state
         prompt_state.update(c)
     return ImportResult(acc, existing is None, key, entry)
 

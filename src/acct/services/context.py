@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from acct.config import Config, load_config
-from acct.endpoints import Endpoints
-from acct.paths import Paths
-from acct.state import State
-from acct.store import Store
+from acct.base.config import Config, load_config
+from acct.base.endpoints import Endpoints
+from acct.base.paths import Paths
+from acct.services.state import State
+from acct.services.store import Store
 
 USER_AGENT = "acct/0.1"
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from acct.errors import Busy, CorruptFile, NeedsLogin, UsageError
-from acct.fsio import atomic_write, dir_lock, os_error, read_json_object
-from acct.models import Account, Tokens, fingerprint
+from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
+from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object
+from acct.base.models import Account, Tokens, fingerprint
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Generate the shell completion scripts and the man page from the live command tree.
 
-``python -m acct.gen`` rewrites ``completions/acct.bash``, ``completions/_acct``,
+``python -m acct.cli.gen`` rewrites ``completions/acct.bash``, ``completions/_acct``,
 ``completions/acct.fish`` and ``man/acct.1`` in the source tree; ``--check`` only reports drift
 (exit 1). ``acct completion SHELL`` prints the same scripts at run time.
 
@@ -26,8 +26,8 @@ from typing import Any
 
 PROBE_ACCOUNT = "acct-completion-probe"
 SHELLS = ("bash", "zsh", "fish")
-REPO = Path(__file__).resolve().parents[2]
-HEADER = "Generated from the command tree by `python -m acct.gen`; do not edit."
+REPO = Path(__file__).resolve().parents[3]
+HEADER = "Generated from the command tree by `python -m acct.cli.gen`; do not edit."
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,9 @@ def first_sentence(text: str) -> str:
 @contextlib.contextmanager
 def _probe_home() -> Iterator[None]:
     """A temporary ACCT_HOME whose store holds one account named :data:`PROBE_ACCOUNT`."""
-    from acct.models import Account
-    from acct.paths import Paths
-    from acct.store import Store
+    from acct.base.models import Account
+    from acct.base.paths import Paths
+    from acct.services.store import Store
 
     saved = {k: os.environ.get(k) for k in ("ACCT_HOME",)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -723,7 +723,6 @@ PS1='${ACCT_PROMPT:+($ACCT_PROMPT) }'"$PS1"
 
 def man(root: Command) -> str:
     from acct import __version__
-
     out = [
         f'.\\" {HEADER}',
         f'.TH ACCT 1 "" "acct {__version__}" "User Commands"',
@@ -798,12 +797,12 @@ def drift(base: Path = REPO) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args not in ([], ["--check"]):
-        sys.stderr.write("usage: python -m acct.gen [--check]\n")
+        sys.stderr.write("usage: python -m acct.cli.gen [--check]\n")
         return 2
     if args == ["--check"]:
         stale = drift()
         for path in stale:
-            sys.stderr.write(f"{path} is out of date: run `python -m acct.gen`\n")
+            sys.stderr.write(f"{path} is out of date: run `python -m acct.cli.gen`\n")
         return 1 if stale else 0
     for path, text in render_all().items():
         (REPO / path).parent.mkdir(parents=True, exist_ok=True)

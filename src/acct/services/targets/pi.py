@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from acct.fsio import real_path
-from acct.targets.cli_options import pi_resume_args
-from acct.targets.base import Patterns, ProviderEntryTarget, env_dir, home_of
+from acct.base.fsio import real_path
+from acct.domain.resume import pi_resume_args
+from acct.services.targets.base import Patterns, ProviderEntryTarget, env_dir, home_of
 
 
 PATTERNS = Patterns(

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from acct.models import Account, UsageRecord, Window, live_utilization
-from acct.state import Bench
+from acct.base.models import Account, UsageRecord, Window, live_utilization
+from acct.services.state import Bench
 
 if TYPE_CHECKING:
-    from acct.context import Ctx
+    from acct.services.context import Ctx
 
 RowState = Literal["ok", "held", "full", "benched", "needs_login", "disabled"]
 USABLE: frozenset[str] = frozenset({"ok", "held"})

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from acct.targets.cli_options import opencode_resume_args
-from acct.targets.base import Patterns, ProviderEntryTarget, env_dir, home_of
+from acct.domain.resume import opencode_resume_args
+from acct.services.targets.base import Patterns, ProviderEntryTarget, env_dir, home_of
 
 PLUGIN = "opencode-anthropic-auth"
 

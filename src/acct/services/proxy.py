@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-from acct.models import Window, fingerprint
+from acct.base.models import Window, fingerprint
 
 if TYPE_CHECKING:
     import ssl
 
     import httpx
 
-    from acct.context import Ctx
-    from acct.models import Account
+    from acct.services.context import Ctx
+    from acct.base.models import Account
 
 FIRST_PARTY_HOST = "api.anthropic.com"
 DEFAULT_UPSTREAM = f"https://{FIRST_PARTY_HOST}"
@@ -788,7 +788,7 @@ class Watch:
         self._queue.put(obs)
 
     def _write_loop(self) -> None:
-        from acct.context import Ctx
+        from acct.services.context import Ctx
 
         ctx = Ctx(env=self.env)
         while True:
@@ -811,8 +811,7 @@ class Watch:
                 return
 
     def _write(self, ctx: Ctx, seen: list[Observation]) -> None:
-        from acct import usage
-
+        from acct.services import usage
         latest: dict[str, Observation] = {}
         for obs in seen:
             owner = self._owner(ctx, obs.credential)
@@ -836,7 +835,7 @@ class Watch:
         if credential == "-":
             return None
         if credential not in self._owners:
-            from acct.custody import access_token_for
+            from acct.services.custody import access_token_for
 
             for acc in ctx.store.read():
                 live = fingerprint(access_token_for(ctx, acc)) if acc.is_oauth else "-"
@@ -851,8 +850,7 @@ class Watch:
             return
         self._prompt_at, self._prompt_due = now, False
         with contextlib.suppress(Exception):
-            from acct import prompt_state
-
+            from acct.services import prompt_state
             prompt_state.update(ctx)
 
 

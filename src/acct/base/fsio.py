@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from acct.errors import AcctError, Busy, CorruptFile
+from acct.base.errors import AcctError, Busy, CorruptFile
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

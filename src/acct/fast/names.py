@@ -12,7 +12,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 
-from acct.prompt import dirs
+from acct.fast.prompt import dirs
 
 
 def account_names(env: Mapping[str, str]) -> list[str]:

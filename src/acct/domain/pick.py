@@ -25,8 +25,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from acct.config import POLICIES
-from acct.models import Account, Usage, UsageRecord, live_utilization
+from acct.base.config import POLICIES
+from acct.base.models import Account, Usage, UsageRecord, live_utilization
 
 WEEK = 7 * 86400.0
 FULL = 100.0

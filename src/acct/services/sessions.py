@@ -25,7 +25,7 @@ file's, the file and the record stay for the next sweep. A session directory wit
 (the state database was moved aside) is swept the same way, unless a process still runs on it.
 
 While a session runs, no other acct command takes its account out of its file, nor switches
-the file under it unless forced (see :func:`acct.custody.lend`).
+the file under it unless forced (see :func:`acct.services.custody.lend`).
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from acct.context import Ctx
-from acct.errors import AcctError, UsageError
-from acct.fsio import ensure_dir, file_lock, read_json_object
-from acct.paths import Paths
-from acct.state import SessionRow
-from acct.targets import JsonTarget, get_target
+from acct.services.context import Ctx
+from acct.base.errors import AcctError, UsageError
+from acct.base.fsio import ensure_dir, file_lock, read_json_object
+from acct.base.paths import Paths
+from acct.services.state import SessionRow
+from acct.services.targets import JsonTarget, get_target
 
 # Targets that can run on a credentials file of their own without moving anything else.
 ISOLATING = ("claude-code",)
@@ -124,7 +124,7 @@ def live(ctx: Ctx) -> list[SessionRow]:
 
 def open_session(ctx: Ctx, target: JsonTarget, *, isolate: bool = False) -> Opened:
     """Register this process's session of ``target``, on a file of its own when needed."""
-    from acct.custody import holder_path
+    from acct.services.custody import holder_path
 
     if isolate and target.name not in ISOLATING:
         raise UsageError(
@@ -273,8 +273,7 @@ def _end_unrecorded(ctx: Ctx, own_dir: Path, wait: float) -> Ended | None:
     Left alone while a process runs on it (its tool, when the record went with the state
     database while it ran), and when a record appears meanwhile.
     """
-    from acct import custody
-
+    from acct.services import custody
     if _used_by_a_process(own_dir):
         return None
     target = get_target(ISOLATING[0])
@@ -310,8 +309,7 @@ def _give_back(ctx: Ctx, row: SessionRow) -> Ended:
 
     What stays when something cannot be done is said in ``Ended.kept``; nothing is removed then.
     """
-    from acct import custody
-
+    from acct.services import custody
     path = Path(row.path)
     own_dir = path.parent
     if own_dir.parent != Path(custody.holder_path(sessions_dir(ctx.paths))):

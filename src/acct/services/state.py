@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from acct.errors import Busy, CorruptFile
-from acct.fsio import FILE_MODE, FileAccessError, ensure_dir, os_error
-from acct.models import Usage, UsageRecord, Window
-from acct.paths import Paths
+from acct.base.errors import Busy, CorruptFile
+from acct.base.fsio import FILE_MODE, FileAccessError, ensure_dir, os_error
+from acct.base.models import Usage, UsageRecord, Window
+from acct.base.paths import Paths
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS session (
 );
 """
 
-# Poll failures a new login cures (the codes acct.usage records for a refused token).
+# Poll failures a new login cures (the codes acct.services.usage records for a refused token).
 LOGIN_ERRORS = ("auth", "needs_login", "forbidden")
 
 

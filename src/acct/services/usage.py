@@ -1,7 +1,7 @@
 """Usage of each account's 5-hour and 7-day quota windows, from the throttled usage endpoint.
 
 The endpoint allows about 30 requests per account per hour, so every poll goes through
-the shared cache in :class:`acct.state.State`: values younger than ``config.usage_min_age`` are
+the shared cache in :class:`acct.services.state.State`: values younger than ``config.usage_min_age`` are
 reused, a process claims an account before polling it (no two processes poll the same account at
 once), a 429 starts an exponential back-off that nothing overrides, and a failed poll keeps the
 last good values. Nothing here prints; one account's failure is data, never an exception.
@@ -20,14 +20,14 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from acct.endpoints import OAUTH_BETA
-from acct.errors import AcctError, AuthError, NeedsLogin, NetworkError, ProtocolError, RateLimited
-from acct.models import Account, Usage, UsageRecord, Window
+from acct.base.endpoints import OAUTH_BETA
+from acct.base.errors import AcctError, AuthError, NeedsLogin, NetworkError, ProtocolError, RateLimited
+from acct.base.models import Account, Usage, UsageRecord, Window
 
 if TYPE_CHECKING:
     import httpx
 
-    from acct.context import Ctx
+    from acct.services.context import Ctx
 
 # Back-off after a failed poll: (first delay, ceiling) in seconds, doubling per consecutive failure.
 BACKOFF_RATE_LIMITED = (300.0, 3600.0)
@@ -244,7 +244,7 @@ def pollable(account: Account) -> bool:
 def _live_access(ctx: Ctx, account: Account) -> str | None:
     """The account's live access token: the tool's file holds it while the lineage is lent."""
     try:
-        from acct.custody import access_token_for
+        from acct.services.custody import access_token_for
     except ImportError:
         return account.tokens.access if account.tokens else None
     return access_token_for(ctx, account)
@@ -258,7 +258,7 @@ def _access_for_poll(ctx: Ctx, account: Account) -> str:
     t = account.tokens
     if account.holder is None and t is not None and not t.fresh_for(TOKEN_MARGIN):
         try:
-            from acct.oauth import ensure_fresh
+            from acct.services.oauth import ensure_fresh
         except ImportError:
             pass
         else:
@@ -289,7 +289,7 @@ def _after_refusal(ctx: Ctx, account: Account, refused: str, error: AuthError) -
     if account.holder is not None or t is None or not t.refresh:
         raise error
     try:
-        from acct.oauth import refresh
+        from acct.services.oauth import refresh
     except ImportError:
         raise error from None
     renewed = refresh(ctx, account.id, force=True, seen=t.lineage_fingerprint)
@@ -318,7 +318,7 @@ def _fetch_one(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
 def _fetch_in_worker(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
     """:func:`_fetch_one` on a worker thread, with a context of its own: a token refresh may
     touch the state database, and an SQLite connection belongs to the thread that opened it."""
-    from acct.context import Ctx
+    from acct.services.context import Ctx
 
     local = Ctx(env=ctx.env)
     try:
@@ -349,15 +349,14 @@ def _lease(ctx: Ctx) -> float:
     A poll may refresh the token first, ask, get a 401, refresh again and ask again. The lease
     only matters when a poller dies without releasing it; a finished poll releases it at once.
     """
-    from acct.oauth import refresh_worst_case
+    from acct.services.oauth import refresh_worst_case
 
     return 2 * (ctx.config.usage_timeout + refresh_worst_case()) + 30.0
 
 
 def _update_prompt(ctx: Ctx) -> None:
     with contextlib.suppress(Exception):
-        from acct import prompt_state
-
+        from acct.services import prompt_state
         prompt_state.update(ctx)
 
 
@@ -489,7 +488,7 @@ def _abandon(ctx: Ctx, pending: Iterable[str]) -> None:
         with contextlib.suppress(Exception):
             ctx.state.release_poll(aid)
     with contextlib.suppress(Exception):
-        from acct.oauth import finish_refreshes, refresh_worst_case
+        from acct.services.oauth import finish_refreshes, refresh_worst_case
 
         finish_refreshes(refresh_worst_case())
 

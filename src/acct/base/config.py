@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.errors import ConfigError
+from acct.base.errors import ConfigError
 
 POLICIES = ("headroom", "pace", "round-robin", "drain")
 DEFAULT_CONTINUATION_PROMPT = "Continue the previous task from where it stopped."

@@ -15,11 +15,11 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from acct.endpoints import SCOPES
-from acct.errors import AuthError
-from acct.fsio import atomic_write, dir_lock, read_json_object, real_path
-from acct.models import Account, Tokens
-from acct.targets.base import (
+from acct.base.endpoints import SCOPES
+from acct.base.errors import AuthError
+from acct.base.fsio import atomic_write, dir_lock, read_json_object, real_path
+from acct.base.models import Account, Tokens
+from acct.services.targets.base import (
     Entry,
     JsonTarget,
     Patterns,
@@ -31,7 +31,7 @@ from acct.targets.base import (
     home_of,
     want_str,
 )
-from acct.targets.cli_options import claude_code_resume_args
+from acct.domain.resume import claude_code_resume_args
 
 ENTRY_KEY = "claudeAiOauth"
 INFERENCE_SCOPE = "user:inference"
@@ -58,7 +58,7 @@ PATTERNS = Patterns(
         r"Your group(?:'|’)s usage limit is set to \$0",
         r"This service is disabled for your org",
         r'"api_error_status"\s*:\s*429',
-        # A rejection that extra usage did not take over (acct.classify reads these events).
+        # A rejection that extra usage did not take over (acct.domain.classify reads these events).
         (
             r'"rate_limit_event"(?!.*"isUsingOverage"\s*:\s*true)'
             r'(?!.*"overageStatus"\s*:\s*"allowed).*"status"\s*:\s*"rejected"'
@@ -232,14 +232,14 @@ class ClaudeCode(JsonTarget):
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         """``claude --continue ...``; the prompt becomes the continuation prompt (see
-        :func:`acct.targets.cli_options.claude_code_resume_args`)."""
+        :func:`acct.domain.resume.claude_code_resume_args`)."""
         return claude_code_resume_args(argv, continuation_prompt)
 
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:
     """Whether ``path`` is the credentials file of an isolated ``acct exec`` session."""
-    from acct.paths import Paths
-    from acct.sessions import sessions_dir
+    from acct.base.paths import Paths
+    from acct.services.sessions import sessions_dir
 
     return real_path(path).parent.parent == real_path(sessions_dir(Paths.from_env(env)))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
-from acct.errors import UsageError
-from acct.targets.base import Entry, JsonTarget, Patterns, Target, TargetChanged, entry_fingerprint
-from acct.targets.claude_code import ClaudeCode
-from acct.targets.opencode import OpenCode
-from acct.targets.pi import Pi
+from acct.base.errors import UsageError
+from acct.services.targets.base import Entry, JsonTarget, Patterns, Target, TargetChanged, entry_fingerprint
+from acct.services.targets.claude_code import ClaudeCode
+from acct.services.targets.opencode import OpenCode
+from acct.services.targets.pi import Pi
 
 TARGETS: dict[str, JsonTarget] = {t.name: t for t in (ClaudeCode(), OpenCode(), Pi())}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)

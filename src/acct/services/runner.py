@@ -3,7 +3,7 @@
 - A stream that is a terminal is inherited, so the tool sees a TTY and draws as it likes.
 - A stream that is not a terminal (a pipe, a file) goes through a pipe: a thread copies every
   byte to acct's own descriptor unchanged and keeps the last ``TAIL_BYTES`` for
-  :mod:`acct.classify`. When acct's reader goes away (``acct exec -- claude -p x | head -1``),
+  :mod:`acct.domain.classify`. When acct's reader goes away (``acct exec -- claude -p x | head -1``),
   copying stops and the child's pipe is closed, so the child gets SIGPIPE as it would alone.
 - SIGTERM and SIGHUP sent to acct are forwarded to the child. SIGINT (and SIGQUIT) typed on the
   terminal reach the child directly, since it stays in acct's process group; acct only keeps
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Self
 
-from acct.errors import NotFound
+from acct.base.errors import NotFound
 
 TAIL_BYTES = 64 * 1024
 _CHUNK = 65536

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from acct.context import Ctx
-from acct.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, OAUTH_BETA, SCOPES, Endpoints
-from acct.errors import (
+from acct.services.context import Ctx
+from acct.base.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, OAUTH_BETA, SCOPES, Endpoints
+from acct.base.errors import (
     AcctError,
     AuthError,
     CorruptFile,
@@ -42,9 +42,9 @@ from acct.errors import (
     RateLimited,
     UsageError,
 )
-from acct.fsio import ensure_dir, file_lock, read_json_object, write_json
-from acct.models import PLAN_BY_ORG_TYPE, Account, Tokens
-from acct.store import Accounts, validate_name
+from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
+from acct.base.models import PLAN_BY_ORG_TYPE, Account, Tokens
+from acct.services.store import Accounts, validate_name
 
 HTTP_TIMEOUT = 20.0
 LOGIN_TIMEOUT = 300.0
@@ -1035,8 +1035,7 @@ def _add_login(
 def _custody_changed(ctx: Ctx) -> None:
     """Keep the shell prompt's state current; it must never make a login fail."""
     with contextlib.suppress(Exception):
-        from acct import prompt_state
-
+        from acct.services import prompt_state
         prompt_state.update(ctx)
 
 

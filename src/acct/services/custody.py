@@ -40,7 +40,7 @@ change in one atomic write). The rules here:
   identity, one acct could not check, an API key) is replaced only when forced; when forced over
   a change acct could not check, the accounts recorded there are marked "needs login", since
   their stored refresh tokens may be spent.
-- **running sessions** (``acct.sessions``): a lend never takes an account out of a file the
+- **running sessions** (``acct.services.sessions``): a lend never takes an account out of a file the
   tool of a running ``acct exec`` reads (it would be left without a login), and writes another
   account into such a file only when forced (the tool re-reads it: the session would switch),
   unless this process is one of the sessions on that file (its own rotation).
@@ -64,8 +64,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from acct.context import Ctx
-from acct.errors import (
+from acct.services.context import Ctx
+from acct.base.errors import (
     AcctError,
     AuthError,
     Busy,
@@ -74,11 +74,11 @@ from acct.errors import (
     NetworkError,
     RateLimited,
 )
-from acct.fsio import file_lock
-from acct.models import Account, Holder, Tokens, fingerprint
-from acct.state import SessionRow
-from acct.targets import JsonTarget, get_target
-from acct.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
+from acct.base.fsio import file_lock
+from acct.base.models import Account, Holder, Tokens, fingerprint
+from acct.services.state import SessionRow
+from acct.services.targets import JsonTarget, get_target
+from acct.services.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
 
 Status = Literal[
     "absent",
@@ -171,8 +171,7 @@ def _env(ctx: Ctx, env: Mapping[str, str] | None) -> Mapping[str, str]:
 def _after_change(ctx: Ctx) -> None:
     """Keep the shell prompt's state current; never fails the caller."""
     with contextlib.suppress(Exception):
-        from acct import prompt_state
-
+        from acct.services import prompt_state
         prompt_state.update(ctx)
 
 
@@ -457,8 +456,7 @@ def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) 
     Only the profile endpoint can say (the slot poisoning guard). ``held`` are the accounts
     recorded at the file; empty for a file nothing is lent to.
     """
-    from acct import oauth
-
+    from acct.services import oauth
     try:
         profile = oauth.fetch_profile(ctx, entry.tokens.access)
     except AcctError as e:
@@ -663,8 +661,7 @@ def _spent_by_overwrite(ctx: Ctx, hv: HarvestResult, force: bool) -> frozenset[s
 
 def _fresh(ctx: Ctx, acc: Account, target: JsonTarget) -> Account:
     """The account with an access token good for the tool (refreshed while the store holds it)."""
-    from acct import oauth
-
+    from acct.services import oauth
     margin = max(ctx.config.refresh_margin, target.refresh_margin)
     try:
         return oauth.ensure_fresh(ctx, acc.id, margin)
@@ -819,7 +816,7 @@ def lend(
 def _sessions_on(ctx: Ctx, key: str) -> list[SessionRow]:
     """The live ``acct exec`` sessions whose tool reads the file ``key``; none when this process
     runs one of them (the sessions of one file switch it together, when one rotates)."""
-    from acct import sessions  # a layer above: it ends sessions through custody
+    from acct.services import sessions  # a layer above: it ends sessions through custody
 
     rows = [r for r in sessions.live(ctx) if r.path == key]
     return [] if any(r.pid == os.getpid() for r in rows) else rows
@@ -944,8 +941,7 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
     for a tool without a lock and for a file that holds a copy of a lineage recorded at another
     file (refreshing it would spend that file's lineage). Returns the entry the file holds after.
     """
-    from acct import oauth
-
+    from acct.services import oauth
     key = holder_path(path)
     hint = f"run {target.name} once so it refreshes its login, then try again"
     if not target.has_lock(env, path):

@@ -33,7 +33,7 @@ UNKNOWN = "?"
 PLACEHOLDERS = ("account", "target", "5h", "7d", "peak", "reset", "5h_reset", "7d_reset")
 
 
-# --- where the files are (kept equal to acct.paths.Paths.from_env; a test checks) ------------
+# --- where the files are (kept equal to acct.base.paths.Paths.from_env; a test checks) ------------
 
 
 def _xdg(env: Mapping[str, str], var: str, home: str, default: str) -> str:
@@ -56,7 +56,7 @@ def dirs(env: Mapping[str, str]) -> tuple[str, str]:
             os.path.join(_xdg(env, "XDG_STATE_HOME", home, ".local/state"), "acct"),
         )
     # Other platforms follow platformdirs; the cost of importing it is theirs alone.
-    from acct.paths import Paths
+    from acct.base.paths import Paths
 
     p = Paths.from_env(env)
     return str(p.data_dir), str(p.state_dir)

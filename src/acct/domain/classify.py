@@ -20,8 +20,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from acct.config import TargetConfig
-from acct.targets.base import Patterns
+from acct.base.config import TargetConfig
+from acct.services.targets.base import Patterns
 
 Kind = Literal["ok", "quota", "throttle", "auth", "other"]
 

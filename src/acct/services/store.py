@@ -17,10 +17,10 @@ from typing import Any
 
 import tomli_w
 
-from acct.errors import CorruptFile, NotFound, UsageError
-from acct.fsio import atomic_write, ensure_dir, file_lock
-from acct.models import Account, Holder, Tokens
-from acct.paths import Paths
+from acct.base.errors import CorruptFile, NotFound, UsageError
+from acct.base.fsio import atomic_write, ensure_dir, file_lock
+from acct.base.models import Account, Holder, Tokens
+from acct.base.paths import Paths
 
 SCHEMA_VERSION = 1
 _NAME_RE = re.compile(r"^[^\s/\\\x00-\x1f-][^\s/\\\x00-\x1f]{0,79}$")
