@@ -40,6 +40,7 @@ from acct.base.errors import UsageError
 from acct.base.models import Account, Window
 from acct.services.store import validate_name
 from acct.app.views import AccountView, current_views
+from acct.services import prompt_state
 
 UsageOpt = Annotated[
     bool,
@@ -50,9 +51,7 @@ UsageOpt = Annotated[
 
 
 def _update_prompt(c: Ctx) -> None:
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(c)
+    prompt_state.refresh_quietly(c)
 
 
 # --- list -------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from acct.services.state import SessionRow
 from acct.services.store import Accounts
 from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
 from acct.services.targets.base import Entry, JsonTarget
+from acct.services import prompt_state
 
 TargetsOpt = Annotated[
     list[str] | None,
@@ -619,9 +620,7 @@ def _store_import(
             accounts.put(acc)
     with contextlib.suppress(AcctError):
         c.state.record("import", account_id=acc.id, target=target.name, path=key)
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(c)
+    prompt_state.refresh_quietly(c)
     return ImportResult(acc, existing is None, key, entry)
 
 

@@ -61,6 +61,7 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+from acct.services import prompt_state
 # representative-claim → the window acct names it by (as Claude Code's rateLimitType).
 CLAIM_WINDOWS = {
     "five_hour": "5-hour",
@@ -849,9 +850,7 @@ class Watch:
         if not self._prompt_due or (not force and now - self._prompt_at < self.prompt_every):
             return
         self._prompt_at, self._prompt_due = now, False
-        with contextlib.suppress(Exception):
-            from acct.services import prompt_state
-            prompt_state.update(ctx)
+        prompt_state.refresh_quietly(ctx)
 
 
 def start_watch(env: Mapping[str, str]) -> Watch:
