@@ -61,12 +61,6 @@ from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
 from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
 
-# Variables that would make the tool ignore the file acct writes. Pi reads its file
-# before ANTHROPIC_OAUTH_TOKEN and ANTHROPIC_API_KEY: those stay.
-OVERRIDES: dict[str, tuple[str, ...]] = {
-    "claude-code": ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
-    "opencode": ("OPENCODE_AUTH_CONTENT",),
-}
 # Where each tool prints its limit: when acct does not see that stream, it asks the
 # usage endpoint instead.
 LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
@@ -526,7 +520,7 @@ class Session:
                 self.watch.stop()
 
     def run(self) -> int:
-        env = scrubbed_env(self.tool_env, self.target.name, self.out)
+        env = scrubbed_env(self.tool_env, self.target, self.out)
         acc = self.lend(self.first())
         if self.target.extra_usage_billing and acc.is_oauth:
             self.out.note(f"note: {EXTRA_USAGE_NOTE.format(tool=self.target.name)}")
@@ -587,12 +581,16 @@ def _what(r: Rest) -> str:
     return text
 
 
-def scrubbed_env(env: Mapping[str, str], target: str, out: Reporter) -> dict[str, str]:
-    """The child's environment without variables that would override the file acct writes."""
+def scrubbed_env(env: Mapping[str, str], target: JsonTarget, out: Reporter) -> dict[str, str]:
+    """The child's environment without variables that would override the file acct writes
+    (``target.overriding_env``; Pi reads its file before its variables: those stay)."""
     child = dict(env)
-    for name in OVERRIDES.get(target, ()):
+    for name in target.overriding_env:
         if child.pop(name, None) is not None:
-            out.warn(f"{name} is set; removed for this run so {target} uses the account acct lends it")
+            out.warn(
+                f"{name} is set; removed for this run so {target.name} uses the account acct "
+                "lends it"
+            )
     return child
 
 
