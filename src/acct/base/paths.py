@@ -56,6 +56,11 @@ class Paths:
         )
 
     @property
+    def sessions_dir(self) -> Path:
+        """Where isolated sessions keep their credentials files, one directory each."""
+        return self.state_dir / "sessions"
+
+    @property
     def accounts_file(self) -> Path:
         return self.data_dir / "accounts.toml"
 

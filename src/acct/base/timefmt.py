@@ -7,6 +7,15 @@ from datetime import datetime
 
 from acct.fast.prompt import duration
 
+# Epoch seconds pass this in the year 5138, epoch milliseconds passed it in 1973: a larger
+# timestamp is in milliseconds.
+MS_THRESHOLD = 100_000_000_000
+
+
+def epoch_seconds(n: float) -> float:
+    """``n`` as epoch seconds, whether it came in seconds or in milliseconds."""
+    return n / 1000.0 if n >= MS_THRESHOLD else n
+
 
 def human_duration(seconds: float | None) -> str:
     """``45s``, ``12m``, ``3h05m``, ``2d4h``; ``-`` when unknown. The prompt spells it the same."""

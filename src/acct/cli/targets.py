@@ -21,6 +21,7 @@ from acct.services.context import Ctx
 from acct.services.state import SessionRow
 from acct.services.store import Accounts
 from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
+from acct.services import custody, procs, sessions
 
 TargetsOpt = Annotated[
     list[str] | None,
@@ -63,7 +64,6 @@ def use(
     json_out: JsonOpt = False,
 ) -> None:
     """Write an account into a tool's credential file (its login moves there)."""
-    from acct.services import custody
     mode.json = json_out
     c = ctx()
     names = list(dict.fromkeys(target or [c.config.default_target]))
@@ -199,14 +199,13 @@ def status(json_out: JsonOpt = False) -> None:
 
     No network, except to take back the login of a session that ended without cleaning up.
     """
-    from acct.services import sessions
     mode.json = json_out
     c = ctx()
     for message in sessions.sweep(c):
         warn(message)
     accounts = c.store.read()
     rows = [target_status(c, accounts, n) for n in TARGET_NAMES]
-    running = [_session_json(accounts, r) for r in sessions.live(c)]
+    running = [_session_json(accounts, r) for r in procs.live(c)]
     if json_out:
         emit_json("status", {"targets": [_status_json(r) for r in rows], "sessions": running})
         return

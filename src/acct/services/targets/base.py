@@ -14,6 +14,7 @@ from typing import Protocol
 from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
 from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object
 from acct.base.models import Account, Tokens, fingerprint
+from acct.base.timefmt import MS_THRESHOLD
 from acct.domain.classify import Patterns
 
 
@@ -91,7 +92,6 @@ def merge_json(doc: Mapping[str, object], patch: Mapping[str, object]) -> dict[s
 
 
 NO_ENTRY = "none"  # entry_fingerprint() of a file without an entry
-_MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this in the year 5138; epoch ms in 1973
 
 
 class TargetChanged(Busy):
@@ -149,7 +149,7 @@ def epoch_seconds(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     v = float(value)
-    return int(v // 1000) if v >= _MS_THRESHOLD else int(v)
+    return int(v // 1000) if v >= MS_THRESHOLD else int(v)
 
 
 def epoch_ms(seconds: int) -> int:

@@ -32,6 +32,7 @@ from acct.services.targets.base import (
     want_str,
 )
 from acct.domain.resume import claude_code_resume_args
+from acct.base.paths import Paths
 
 ENTRY_KEY = "claudeAiOauth"
 INFERENCE_SCOPE = "user:inference"
@@ -242,10 +243,8 @@ class ClaudeCode(JsonTarget):
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:
     """Whether ``path`` is the credentials file of an isolated ``acct exec`` session."""
-    from acct.base.paths import Paths
-    from acct.services.sessions import sessions_dir
 
-    return real_path(path).parent.parent == real_path(sessions_dir(Paths.from_env(env)))
+    return real_path(path).parent.parent == real_path(Paths.from_env(env).sessions_dir)
 
 
 def same_link(old: Mapping[str, object], tokens: Tokens) -> bool:
