@@ -38,10 +38,9 @@ from acct.cli.render import (
 from acct.services.context import Ctx
 from acct.base.errors import UsageError
 from acct.base.models import Account, Window
-from acct.services.store import validate_name
 from acct.app.views import AccountView, current_views
+from acct.app import accounts as manage
 from acct.base.paths import display_path
-from acct.services import prompt_state
 
 UsageOpt = Annotated[
     bool,
@@ -49,10 +48,6 @@ UsageOpt = Annotated[
         "--usage", "-u", help="Poll the usage of accounts whose cached values are stale first."
     ),
 ]
-
-
-def _update_prompt(c: Ctx) -> None:
-    prompt_state.refresh_quietly(c)
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -322,10 +317,7 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
         if not _ask(f"Remove account {name} ({account.email or account.kind})?"):
             info(f"Kept {name}.")
             return
-    with c.store.transaction() as accounts:
-        removed = accounts.remove(name)
-    c.state.forget(removed.id)
-    _update_prompt(c)
+    removed = manage.remove(c, name)
     info(f"Removed account {name}.")
     if removed.holder is not None:
         _warn_still_held(c, removed)
@@ -369,28 +361,15 @@ def rename(first: FirstNameArg, second: NewNameArg = None) -> None:
         old, new = pick_account(c, f"Rename which account to {first}?"), first
     else:
         old, new = first, second
-    validate_name(new)
-    with c.store.transaction() as accounts:
-        account = accounts.get(old)
-        if old == new:
-            return
-        if accounts.find(new):
-            raise UsageError(f"an account named {new!r} exists already", hint="choose another name")
-        accounts.put(account.copy(name=new))
-    _update_prompt(c)
-    info(f"Renamed {old} to {new}.")
+    if manage.rename(c, old, new).changed:
+        info(f"Renamed {old} to {new}.")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
-    c = ctx()
     word = "enabled" if enabled else "disabled"
-    with c.store.transaction() as accounts:
-        account = accounts.get(name)
-        if account.enabled == enabled:
-            info(f"{name} is {word} already.")
-            return
-        accounts.put(account.copy(enabled=enabled))
-    _update_prompt(c)
+    if not manage.set_enabled(ctx(), name, enabled).changed:
+        info(f"{name} is {word} already.")
+        return
     info(
         f"{name} is {word}."
         + ("" if enabled else f" acct will not pick it until you run `acct enable {name}`.")
