@@ -9,8 +9,8 @@ plugin) are the target's :meth:`~acct.services.targets.base.JsonTarget.doctor_ch
 from __future__ import annotations
 
 from acct.app.status import target_status
+from acct.base.fsio import holder_path
 from acct.services.context import Ctx
-from acct.services.custody import holder_path
 from acct.services.store import Accounts
 from acct.services.targets import TARGET_NAMES, get_target
 from acct.services.targets.base import Check

@@ -48,6 +48,7 @@ from acct.base.errors import (
     NotFound,
     UsageError,
 )
+from acct.base.fsio import holder_path
 from acct.base.models import Account, Holder, UsageRecord
 from acct.base.timefmt import human_duration, local_time
 from acct.domain.classify import Ending, classify
@@ -59,7 +60,8 @@ from acct.services.custody import HarvestResult
 from acct.services.proxy import Watch, claude_route
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
-from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
+from acct.services.targets import EXTRA_USAGE_NOTE, get_target, target_for_command
+from acct.services.targets.base import JsonTarget
 
 # Where each tool prints its limit: when acct does not see that stream, it asks the
 # usage endpoint instead.
@@ -663,7 +665,7 @@ def run_exec(c: Ctx, opts: ExecOptions, out: Reporter) -> int:
         out.warn(message)
     live = sessions.open_session(c, target, isolate=opts.isolate)
     try:
-        here = (target.name, custody.holder_path(target.path(live.env)))
+        here = (target.name, holder_path(target.path(live.env)))
         if live.row.isolated and not opts.isolate:
             out.note(
                 f"another acct exec runs {target.name} on {target.path(c.env)}; this one "

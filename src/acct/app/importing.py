@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.base.errors import AcctError, NeedsLogin, NotFound, UsageError
+from acct.base.fsio import holder_path
 from acct.base.models import Account, Holder, Tokens
 from acct.base.paths import display_path
 from acct.services import custody, oauth, prompt_state
@@ -78,7 +79,7 @@ def _store_import(
             "this token has no profile access (a setup token?): acct cannot tell whose it is",
             hint=f"name it: acct import {target.name} --name NAME",
         )
-    key = custody.holder_path(path)
+    key = holder_path(path)
     fp = entry.lineage_fingerprint
     with c.store.transaction() as accounts:
         existing = accounts.by_identity(profile.uuid, profile.org_uuid) if profile else None

@@ -210,7 +210,8 @@ def parse_json(text: str) -> Any:
         return json.loads(text)
     text = text.strip()
     try:
-        value, end = make_scanner(_JsonContext())(text, 0)
+        # The C scanner takes any object with the decoder's attributes (typeshed says JSONDecoder).
+        value, end = make_scanner(_JsonContext())(text, 0)  # type: ignore[arg-type]
     except StopIteration:
         raise ValueError("not JSON") from None
     finally:

@@ -124,7 +124,7 @@ def usage_from_json(text: str) -> Usage:
     return Usage(
         five_hour=w(d.get("five_hour")),
         seven_day=w(d.get("seven_day")),
-        scoped=tuple(tuple(s) for s in d.get("scoped", [])),  # type: ignore[misc]
+        scoped=tuple(tuple(s) for s in d.get("scoped", [])),
         extra_usage_enabled=d.get("extra_usage_enabled"),
     )
 

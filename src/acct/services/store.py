@@ -243,7 +243,11 @@ def account_from_toml(d: Any, index: int) -> Account:
     kind = _want(d, "kind", str, where, "oauth")
     if kind not in ("oauth", "api_key"):
         raise ValueError(f"{where}: unknown kind {kind!r}")
-    opt = lambda k: _want(d, k, str, where, None)
+
+    def opt(key: str) -> str | None:
+        value: str | None = _want(d, key, str, where, None)
+        return value
+
     tokens = _tokens_from_toml(d["tokens"], where) if "tokens" in d else None
     holder = _holder_from_toml(d["holder"], where) if "holder" in d else None
     if kind == "api_key" and not opt("api_key"):

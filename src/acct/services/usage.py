@@ -200,7 +200,7 @@ def _answer(response: httpx.Response) -> Usage:
 
 def _doubling(base_cap: tuple[float, float], failures: int) -> float:
     base, cap = base_cap
-    return min(cap, base * 2 ** min(failures, 16))
+    return min(cap, base * 2.0 ** min(failures, 16))
 
 
 def backoff_for(error: AcctError, failures: int) -> float:

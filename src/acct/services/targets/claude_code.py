@@ -19,10 +19,12 @@ from acct.base.endpoints import SCOPES
 from acct.base.errors import AuthError
 from acct.base.fsio import atomic_write, dir_lock, read_json_object, real_path
 from acct.base.models import Account, Tokens
+from acct.base.paths import Paths
+from acct.domain.classify import Patterns
+from acct.domain.resume import claude_code_resume_args
 from acct.services.targets.base import (
     Entry,
     JsonTarget,
-    Patterns,
     corrupt_entry,
     dump_json,
     env_dir,
@@ -31,8 +33,6 @@ from acct.services.targets.base import (
     home_of,
     want_str,
 )
-from acct.domain.resume import claude_code_resume_args
-from acct.base.paths import Paths
 
 ENTRY_KEY = "claudeAiOauth"
 INFERENCE_SCOPE = "user:inference"
