@@ -40,10 +40,18 @@ change in one atomic write). The rules here:
   identity, one acct could not check, an API key) is replaced only when forced; when forced over
   a change acct could not check, the accounts recorded there are marked "needs login", since
   their stored refresh tokens may be spent.
-- **running sessions** (``acct.services.sessions``): a lend never takes an account out of a file the
-  tool of a running ``acct exec`` reads (it would be left without a login), and writes another
-  account into such a file only when forced (the tool re-reads it: the session would switch),
-  unless this process is one of the sessions on that file (its own rotation).
+- **a running tool's login is its own** (``acct.services.sessions``). While an ``acct exec``
+  session of another process is live on a file (its acct or its tool still runs), the lineage
+  in that file belongs to that tool: no acct process takes it out of the file (reclaim), and
+  none refreshes it, since the tool holds its refresh token and would present it once spent (the
+  chain would be revoked) or read an empty file meanwhile. So a lend of the account the file
+  already holds leaves the entry exactly as it is, *however short its access token* (the tool
+  refreshes it itself, under its own lock), and reports the sessions using it; moving the
+  account from that file to another, and renewing it in place (``acct import``), are refused.
+  Only that session itself, once its tool has exited, may take it back or switch it (its own
+  rotation and its end). Writing *another* account into such a file is refused unless forced
+  (the tool re-reads it: the session would switch); sessions sharing one file switch together
+  when one of them rotates.
 - a lineage is never written into two files. An account lent elsewhere moves only when that file
   still holds exactly what acct recorded: its entry is removed (other keys kept) before the new
   file gets it, and written back there if the lend fails after that.
@@ -152,6 +160,8 @@ class LendResult:
     already: bool = False  # the file held this account already; nothing was written
     lost: tuple[str, ...] = ()  # accounts a forced write left needing a new login
     warnings: tuple[str, ...] = ()  # follow-up steps that failed; the lend itself stands
+    # pids of running `acct exec` sessions whose tool holds the login: left as the file has it
+    in_use_by: tuple[int, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -248,9 +258,13 @@ def _spent(acc: Account) -> Account:
 
 
 def _with_file_tokens(acc: Account, entry: Entry, lineage: str) -> Account:
+    """The file's tokens taken into the account. An entry without a refresh token (the token
+    endpoint answered none, so the old one stays live, and the tool wrote ``null``) keeps the
+    stored one, as a refresh answer without one does."""
     t = entry.tokens
     scopes = t.scopes or (acc.tokens.scopes if acc.tokens else ())
-    tokens = Tokens(access=t.access, refresh=t.refresh, expires_at=t.expires_at, scopes=scopes)
+    refresh = t.refresh or (acc.tokens.refresh if acc.tokens else None)
+    tokens = Tokens(access=t.access, refresh=refresh, expires_at=t.expires_at, scopes=scopes)
     holder = replace(acc.holder, fingerprint=lineage) if acc.holder else None
     return acc.copy(tokens=tokens, holder=holder, needs_login=False)
 
@@ -561,6 +575,14 @@ def _reclaim_locked(ctx: Ctx, acc: Account, env: Mapping[str, str]) -> tuple[Har
     assert acc.holder is not None
     seen = acc.holder
     target = get_target(seen.target)
+    rows = _live_tools_on(ctx, seen.path)
+    if rows:
+        raise HeldByTarget(
+            f"account {acc.name!r} is in use by a running acct exec (pid {_pids(rows)}) of "
+            f"{seen.target} ({seen.path}); taking it back would leave that tool without a "
+            "login and spend the refresh token it holds",
+            hint="wait for that session to end; the tool refreshes its login itself",
+        )
     hv = harvest_at(ctx, target, Path(seen.path), env)
     acc = _account(ctx, acc.id)
     if acc.holder is None:
@@ -665,6 +687,17 @@ def _fresh(ctx: Ctx, acc: Account, target: JsonTarget) -> Account:
     margin = max(ctx.config.refresh_margin, target.refresh_margin)
     try:
         return oauth.ensure_fresh(ctx, acc.id, margin)
+    except oauth.RefreshUnanswered as e:
+        # The server may have rotated the lineage: then the stored refresh token is spent, and
+        # a tool handed it would present it and revoke the chain. Lend nothing; the next
+        # refresh tells which it was.
+        _record(ctx, "refresh_unanswered", account_id=acc.id, target=target.name)
+        raise oauth.RefreshUnanswered(
+            f"{e.message}; so acct did not lend {acc.name!r} to {target.name}, whose stored "
+            "refresh token may be spent",
+            hint=f"run `acct refresh {acc.name}`: if it succeeds, lend it again; if it says "
+            f"{acc.name} needs a new login, run `acct login {acc.name}`",
+        ) from None
     except (NetworkError, RateLimited):
         if acc.tokens is not None and acc.tokens.fresh_for(target.refresh_margin + 60):
             return acc  # still usable: the tool refreshes it itself later
@@ -813,6 +846,25 @@ def lend(
     )
 
 
+def _live_tools_on(ctx: Ctx, key: str) -> list[SessionRow]:
+    """The live ``acct exec`` sessions of other processes whose tool reads the file ``key``: the
+    lineage there is that tool's (see the module docstring). This process's own session does
+    not count: its tool is not running while it lends or ends."""
+    from acct.services import sessions  # a layer above: it ends sessions through custody
+
+    return [r for r in sessions.live(ctx) if r.path == key and r.pid != os.getpid()]
+
+
+def _refuse_under_live_tool(ctx: Ctx, key: str, what: str) -> None:
+    rows = _live_tools_on(ctx, key)
+    if rows:
+        raise HeldByTarget(
+            f"a running acct exec (pid {_pids(rows)}) uses {key}: its tool holds the login "
+            f"there, so acct will not {what}",
+            hint="wait for that session to end; the tool refreshes its login itself",
+        )
+
+
 def _sessions_on(ctx: Ctx, key: str) -> list[SessionRow]:
     """The live ``acct exec`` sessions whose tool reads the file ``key``; none when this process
     runs one of them (the sessions of one file switch it together, when one rotates)."""
@@ -835,7 +887,7 @@ def _refuse_move(ctx: Ctx, acc: Account, lent: Holder, target: str, move: bool) 
             f"account {acc.name!r} is lent to {lent.target} ({lent.path})",
             hint=f"move it with `acct use {acc.name} --target {target}`",
         )
-    rows = _sessions_on(ctx, lent.path)
+    rows = _live_tools_on(ctx, lent.path)
     if rows:
         raise HeldByTarget(
             f"account {acc.name!r} is in use by a running acct exec (pid {_pids(rows)}) of "
@@ -870,8 +922,15 @@ def _lend_locked(
     hv = harvest_at(ctx, target, path, env, identify=True)
     acc = _account(ctx, account_id)
     here = acc.holder is not None and acc.holder.target == target.name and acc.holder.path == key
-    if here and hv.entry is not None and hv.account_id == acc.id and _fresh_enough(ctx, hv, target):
-        return LendResult(target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True)
+    if here and hv.entry is not None and hv.account_id == acc.id:
+        # The rule that closes the same-account lend (module docstring): a running tool's
+        # login is left as the file holds it, however short its access token.
+        users = tuple(r.pid for r in _live_tools_on(ctx, key))
+        if users or _fresh_enough(ctx, hv, target):
+            return LendResult(
+                target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True,
+                in_use_by=users,
+            )
     if not force and not here:
         _refuse_switch(ctx, target.name, key)
     _check_overwrite(ctx, hv, force)
@@ -979,8 +1038,10 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
         return answer.tokens(entry.tokens)
 
     with target_lock(ctx, path):
+        _refuse_under_live_tool(ctx, key, f"refresh the login in {path}")
         before = target.read(env, path=path)
-        entry = target.renew(env, spend, path=path)
+        with oauth.refresh_in_flight():  # signals wait until the rotated pair is in the file
+            entry = target.renew(env, spend, path=path)
     if entry is not None and before is not None and entry.tokens != before.tokens:
         _record(ctx, "renew", target=target.name, path=key)
     return entry
