@@ -70,7 +70,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from acct.services.context import Ctx
 from acct.base.errors import (
@@ -88,6 +88,9 @@ from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
 from acct.services.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
 
+if TYPE_CHECKING:
+    from acct.services.oauth import Profile
+
 Status = Literal[
     "absent",
     "blank",
@@ -98,6 +101,7 @@ Status = Literal[
     "unverified",
     "untracked",
     "adopted",
+    "dead",
 ]
 LEND_ATTEMPTS = 3
 # How long to wait for another acct process's custody change of the same file: a lend holding
@@ -106,7 +110,10 @@ TARGET_LOCK_WAIT = 120.0
 # `acct import` refreshes a file's login first when its access token has less than this left.
 RENEW_BELOW = 60.0
 # Statuses after which the file holds nothing acct would lose by overwriting it.
-_SAFE_TO_REPLACE = ("absent", "blank", "unchanged", "refreshed", "harvested", "adopted")
+_SAFE_TO_REPLACE = ("absent", "blank", "unchanged", "refreshed", "harvested", "adopted", "dead")
+# A login whose access token the server refuses with this long still to go by its own expiry
+# is dead (revoked), not merely expired: the margin covers clocks that disagree.
+DEAD_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,9 @@ class HarvestResult:
       untracked   nothing is lent there; the file holds a login acct does not track
       adopted     the file holds a stored account's exact lineage, or its newest login (see
                   the module docstring): taken into the store, custody recorded
+      dead        the server refuses the file's login (401 for an access token that has not
+                  expired): it is signed out, nothing is lost by replacing it; custody of
+                  anything recorded there is released (the next refresh of each tells)
     """
 
     target: str
@@ -473,22 +483,49 @@ def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) 
     from acct.services import oauth
     try:
         profile = oauth.fetch_profile(ctx, entry.tokens.access)
-    except AcctError as e:
-        if not held:
-            return replace(
-                base,
-                message=f"the file holds a login acct does not track, and acct could not check "
-                f"whose ({e.message})",
-            )
-        written = ", ".join(a.name for a in held)
+    except oauth.TokenRefused as e:
+        if not entry.tokens.fresh_for(DEAD_MARGIN):
+            return _unchecked(base, held, e)  # expired: the tool would refresh it
+        names = _update(ctx, held, _released) if held else []
         return replace(
             base,
-            status="unverified",
-            account_id=held[0].id,
-            account_name=held[0].name,
-            message=f"the file changed since acct wrote {written} and acct could not check "
-            f"whose login it holds now ({e.message})",
+            status="dead",
+            account_id=held[0].id if held else None,
+            account_name=held[0].name if held else None,
+            released=tuple(names),
+            checked=True,
+            message="the file holds a login the server refuses (401 for an access token that "
+            "has not expired): it is signed out, so replacing it loses nothing"
+            + _also_released(names),
         )
+    except AcctError as e:
+        return _unchecked(base, held, e)
+    return _identified(ctx, base, held, entry, profile)
+
+
+def _unchecked(base: HarvestResult, held: list[Account], e: AcctError) -> HarvestResult:
+    """The profile endpoint could not say whose the file's login is."""
+    if not held:
+        return replace(
+            base,
+            message=f"the file holds a login acct does not track, and acct could not check "
+            f"whose ({e.message})",
+        )
+    written = ", ".join(a.name for a in held)
+    return replace(
+        base,
+        status="unverified",
+        account_id=held[0].id,
+        account_name=held[0].name,
+        message=f"the file changed since acct wrote {written} and acct could not check "
+        f"whose login it holds now ({e.message})",
+    )
+
+
+def _identified(
+    ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry, profile: Profile
+) -> HarvestResult:
+    """The profile named the file's login: the owner recorded there, or someone else."""
     owner = next((a for a in held if a.same_identity(profile.uuid, profile.org_uuid)), None)
     if owner is not None:
         fp = entry.lineage_fingerprint

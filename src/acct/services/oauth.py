@@ -94,6 +94,13 @@ def _client_rejected() -> ClientRejected:
     )
 
 
+class TokenRefused(AuthError):
+    """The profile endpoint answered 401: the server does not accept this access token (it
+    expired, or its login was revoked)."""
+
+    code = "token_refused"
+
+
 class ProfileForbidden(AuthError):
     """The profile endpoint answered 403: a token without ``user:profile`` (a setup token)."""
 
@@ -383,7 +390,7 @@ def fetch_profile(ctx: Ctx, access: str, *, timeout: float = HTTP_TIMEOUT) -> Pr
             "the profile endpoint refused this token (403; a setup token has no profile scope)"
         )
     if response.status_code == 401:
-        raise AuthError("the profile endpoint refused this access token (401)")
+        raise TokenRefused("the profile endpoint refused this access token (401)")
     if response.status_code != 200:
         raise ProtocolError(f"the profile endpoint answered {response.status_code}")
     return parse_profile(_json(response, "the profile endpoint"))
