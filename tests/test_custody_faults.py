@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from acct.base.errors import HeldByTarget
 from acct.services import custody, oauth
 from acct.services.context import Ctx
 from acct.services.targets import get_target
@@ -200,8 +201,15 @@ def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-         "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || mount -t tmpfs -o size=64k tmpfs /tmp"],
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k tmpfs /mnt 2>/dev/null || mount -t tmpfs -o size=64k tmpfs /tmp",
+        ],
         capture_output=True,
         check=False,
     )
@@ -234,8 +242,7 @@ def test_refresh_on_a_full_disk_spent_the_token_and_dropped_the_answer(
     fake.reset_log()
     proc = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _FULL_DISK],
-        env={**env, "LOCAL": str(local), "KEEP": str(keep), "OUT": str(out),
-             "PY": sys.executable},
+        env={**env, "LOCAL": str(local), "KEEP": str(keep), "OUT": str(out), "PY": sys.executable},
         cwd=str(home),
         capture_output=True,
         text=True,
@@ -254,7 +261,104 @@ def test_refresh_on_a_full_disk_spent_the_token_and_dropped_the_answer(
     after = Ctx(env=env).store.read().get("work")
     assert after.tokens is not None and after.tokens.refresh != acc.tokens.refresh
     lineage = fake.lineage(refresh_token=after.tokens.refresh)
-    assert not lineage["revoked"] and lineage["live_refresh_sha8"] == fake.sha8(after.tokens.refresh)
+    assert not lineage["revoked"] and lineage["live_refresh_sha8"] == fake.sha8(
+        after.tokens.refresh
+    )
     assert not [p for p in local.rglob("*.room")]  # no reserved room left behind
     assert_no_secrets([first_err, (out / "2.err").read_text()], {acc.tokens.refresh})
     assert os.path.exists(local)
+
+
+def test_an_expired_dead_login_in_the_tools_file_blocked_use(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    """Its access token expired, so only the token endpoint can say it is dead (invalid_grant):
+    acct renews it in place as Pi would, under Pi's lock, and replaces it once refused."""
+    work = seed_account(fake, ctx, "work")
+    gone = fake.add_account(email="gone@example.com")
+    tok = fake.mint(gone["uuid"], expires_in=-10)
+    fake.revoke(gone["uuid"])
+    _pi_entry(ctx, tok["access_token"], tok["refresh_token"], -10)
+    p = acct("use", "work", "--target", "pi")
+    assert p.returncode == 0, p.stderr
+    assert "would lose it" not in p.stderr and "signed out" in p.stderr
+    entry = get_target("pi").read(ctx.env)
+    assert entry is not None and work.tokens is not None
+    assert entry.tokens.refresh == work.tokens.refresh
+    assert stored(ctx, "work").holder is not None
+
+
+def test_an_expired_live_login_in_the_tools_file_is_renewed_and_still_kept(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    """The same check on a login that is alive: renewed in its file, then known to be someone
+    acct does not track, so it is not overwritten."""
+    seed_account(fake, ctx, "work")
+    other = fake.add_account(email="other@example.com")
+    tok = fake.mint(other["uuid"], expires_in=-10)
+    _pi_entry(ctx, tok["access_token"], tok["refresh_token"], -10)
+    p = acct("use", "work", "--target", "pi")
+    assert p.returncode == 1 and "other@example.com" in p.stderr and "would lose it" in p.stderr
+    entry = get_target("pi").read(ctx.env)
+    assert entry is not None and entry.tokens.refresh != tok["refresh_token"]  # renewed in place
+    assert not _revoked(fake, entry.tokens.refresh)
+
+
+# --- 1: the account a running session uses -------------------------------------------------------
+
+
+def _another_session_on(ctx: Ctx, target: str, account_id: str) -> subprocess.Popen[bytes]:
+    """A live ``acct exec`` session of another process on the target's default file."""
+    from acct.services import sessions
+    from acct.services.state import SessionRow
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    key = custody.holder_path(get_target(target).path(ctx.env))
+
+    def make(rows: list[SessionRow]) -> SessionRow:
+        return SessionRow(
+            id="other",
+            pid=proc.pid,
+            pid_start=sessions.start_of(proc.pid),
+            child_pid=None,
+            child_start=None,
+            target=target,
+            path=key,
+            isolated=False,
+            account_id=account_id,
+            started_at=time.time(),
+        )
+
+    ctx.state.add_session(make)
+    return proc
+
+
+def test_second_lend_of_a_running_sessions_account_took_its_login_out_and_spent_it(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    work = seed_account(fake, ctx, "work")
+    custody.lend(ctx, work.id, "pi")
+    _time_passes(ctx, "work", "pi", 600)  # below refresh_margin: a lend would refresh it
+    proc = _another_session_on(ctx, "pi", work.id)
+    try:
+        before = get_target("pi").path(ctx.env).read_bytes()
+        fake.reset_log()
+        r = custody.lend(ctx, work.id, "pi")
+        assert r.already and r.in_use_by == (proc.pid,)
+        p = acct("use", "work", "--target", "pi")
+        assert p.returncode == 0, p.stderr
+        assert f"a running acct exec (pid {proc.pid}) uses this login" in p.stderr
+        forced = acct("use", "work", "--target", "pi", "--force")
+        assert forced.returncode == 0 and "(already there)" in forced.stdout
+        with pytest.raises(HeldByTarget, match="running acct exec"):
+            custody.reclaim(ctx, work.id)
+        moved = acct("use", "work", "--target", "opencode")
+        assert moved.returncode == 1 and "running acct exec" in moved.stderr
+        assert get_target("pi").path(ctx.env).read_bytes() == before  # never emptied
+        assert fake.stats().get("token_refresh", 0) == 0  # the tool's lineage was not spent
+    finally:
+        proc.kill()
+        proc.wait()
+    # Once that session is gone, the lend refreshes as before.
+    r = custody.lend(ctx, work.id, "pi")
+    assert not r.already and fake.stats()["token_refresh"] == 1

@@ -113,6 +113,7 @@ def _lend_json(r: Any, email: str | None) -> dict[str, Any]:
         "expires_at": iso(expires),
         "expires_at_epoch": epoch(expires),
         "already": r.already,
+        "in_use_by": list(r.in_use_by),
         "returned": list(r.returned),
         "moved_from": r.moved_from,
         "needs_login": list(r.lost),
@@ -128,6 +129,12 @@ def _print_lend(c: Ctx, r: Any) -> None:
     out.print(f"{r.target} ← {label} fp {r.fingerprint}{suffix}", markup=False)
     if r.harvest.message:
         line(f"acct: {r.target}: {r.harvest.message}")
+    if r.in_use_by:
+        pids = ", ".join(str(p) for p in r.in_use_by)
+        line(
+            f"acct: note: a running acct exec (pid {pids}) uses this login; acct leaves it as "
+            f"{r.target} has it ({r.target} refreshes it itself)"
+        )
     if r.returned:
         line(f"acct: {', '.join(r.returned)} returned to the store")
     if r.moved_from:

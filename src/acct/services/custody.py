@@ -956,7 +956,7 @@ def _lend_locked(
 ) -> LendResult | None:
     """One attempt of :func:`lend` under the files' locks; None when the tool wrote meanwhile."""
     key = holder_path(path)
-    hv = harvest_at(ctx, target, path, env, identify=True)
+    hv = _harvest_for_lend(ctx, target, path, env)
     acc = _account(ctx, account_id)
     here = acc.holder is not None and acc.holder.target == target.name and acc.holder.path == key
     if here and hv.entry is not None and hv.account_id == acc.id:
@@ -1008,6 +1008,41 @@ def _lend_locked(
         lost=lost,
         warnings=warnings,
     )
+
+
+def _harvest_for_lend(
+    ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]
+) -> HarvestResult:
+    """The harvest before a lend. A login acct does not track whose access token has expired
+    cannot be identified as it is: it is renewed in its file first, as the tool would on its
+    next start (:func:`renew_at`), and then identified; one whose refresh token the server
+    refuses is dead and may be replaced."""
+    hv = harvest_at(ctx, target, path, env, identify=True)
+    entry = hv.entry
+    if (
+        hv.status != "untracked"
+        or hv.checked
+        or hv.account_id is not None
+        or entry is None
+        or entry.tokens.fresh_for(DEAD_MARGIN)
+        or not entry.tokens.refresh
+        or not target.has_lock(env, path)
+        or _live_tools_on(ctx, holder_path(path))
+    ):
+        return hv
+    try:
+        renew_at(ctx, target, path, env)
+    except NeedsLogin:
+        return replace(
+            hv,
+            status="dead",
+            checked=True,
+            message="the file holds a login whose refresh token the server refuses: it is "
+            "signed out, so replacing it loses nothing",
+        )
+    except AcctError:
+        return hv  # not renewed: the refusal to overwrite it stands
+    return harvest_at(ctx, target, path, env, identify=True)
 
 
 def _fresh_enough(ctx: Ctx, hv: HarvestResult, target: JsonTarget) -> bool:
