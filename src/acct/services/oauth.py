@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import html
 import json
@@ -714,16 +715,21 @@ class _Room:
         rescue_dir = rescue_path(self.ctx, self.acc.id).parent
         for d in (store_file.parent, rescue_dir):
             _sweep_rooms(d)
+        full = False
         try:
             size = store_file.stat().st_size if store_file.exists() else 0
             self.store = _reserve(store_file.parent, tag, size + _STORE_SLACK)
         except (OSError, AcctError) as e:
+            # A full disk refuses at once; a store acct cannot write (read-only) is what the
+            # rescue file is for.
+            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
             problems.append(f"the store's directory: {_problem(e)}")
         try:
             self.slot = _reserve(rescue_dir, tag, _RESCUE_ROOM)
         except (OSError, AcctError) as e:
             problems.append(f"the rescue directory: {_problem(e)}")
-        if self.store is None and self.slot is None:
+        if full or (self.store is None and self.slot is None):
+            self.__exit__()
             raise AcctError(
                 f"nothing was sent: acct could not make room to keep the refreshed tokens of "
                 f"{self.acc.name!r} ({'; '.join(problems)})",
