@@ -39,7 +39,12 @@ change in one atomic write). The rules here:
   refreshing in the meantime is never overwritten. A login acct could not take back (another
   identity, one acct could not check, an API key) is replaced only when forced; when forced over
   a change acct could not check, the accounts recorded there are marked "needs login", since
-  their stored refresh tokens may be spent.
+  their stored refresh tokens may be spent. A *dead* login is not one to keep: one whose access
+  token the server refuses (401) before its expiry, or, once its access token has expired, whose
+  refresh the server refuses when acct renews it in place as the tool would (see renew), is
+  replaced without force, and said so. A refresh before the write whose answer was lost
+  (:class:`~acct.services.oauth.RefreshUnanswered`) lends nothing: the stored refresh token may
+  be spent, and a tool handed it would present it.
 - **a running tool's login is its own** (``acct.services.sessions``). While an ``acct exec``
   session of another process is live on a file (its acct or its tool still runs), the lineage
   in that file belongs to that tool: no acct process takes it out of the file (reclaim), and
@@ -58,7 +63,7 @@ change in one atomic write). The rules here:
 - **renew** (for ``acct import``): a tool's login whose access token has expired is refreshed in
   its own file, under the tool's own lock, exactly as the tool would do it, so the lineage never
   has two holders. Only for tools with such a lock (Claude Code, Pi): OpenCode has none and could
-  spend the same refresh token at the same moment.
+  spend the same refresh token at the same moment. Never under a running session's tool.
 """
 
 from __future__ import annotations
