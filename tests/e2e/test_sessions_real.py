@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from acct.services import custody, sessions
+from acct.services import custody
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.e2e.test_claude_code_real import credentials_file, expire_at_server, messages
 

@@ -85,6 +85,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "token_fail_status": None,  # answer token requests with this status (e.g. 500, 503)
     "token_fail_times": None,  # ...only this many times (None: while the status is set)
     "token_delay_ms": 0,  # sleep before answering a token request (state already changed)
+    "token_hangup_times": 0,  # act on this many token requests, then hang up without an answer
+    "token_invalid_client": False,  # answer every token request 401 invalid_client
     "omit_refresh_token": False,  # refresh answers carry no refresh_token; the old one stays live
     "reject_refresh_scope": False,  # answer invalid_scope to any refresh that sends `scope`
     "code_ttl_s": 600,  # lifetime of authorization codes
@@ -169,6 +171,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
     delay_s: float = 0.0  # slept by the handler thread before sending, outside the lock
+    hangup: bool = False  # close the connection instead of sending (the answer is lost)
     log: dict[str, Any] = field(default_factory=dict)  # extra fields for the request log
 
 
@@ -478,6 +481,11 @@ class FakeState:
                 reply = self._token(body, log)
             except Fail as exc:
                 reply = exc.reply
+            hangups = int(self.config["token_hangup_times"] or 0)
+            if hangups > 0:
+                self.config["token_hangup_times"] = hangups - 1
+                reply.hangup = True
+                log["hangup"] = True
         reply.delay_s = delay
         reply.log = {**log, **reply.log}
         return reply
@@ -488,7 +496,7 @@ class FakeState:
             if status >= 500:
                 raise fail(status, failure_body(status))
             raise oauth_fail(status, "invalid_request", "configured failure")
-        if body.get("client_id") != CLIENT_ID:
+        if body.get("client_id") != CLIENT_ID or self.config["token_invalid_client"]:
             raise fail(401, {"error": "invalid_client", "error_description": "Invalid client_id"})
         grant_type = body.get("grant_type")
         if grant_type == "authorization_code":
@@ -1095,6 +1103,9 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
+        if reply.hangup:
+            self.close_connection = True  # the request was acted on; its answer never comes
+            return
         body = reply.body
         if isinstance(body, (dict, list)):
             data = json.dumps(body).encode()

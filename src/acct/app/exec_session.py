@@ -54,7 +54,7 @@ from acct.base.timefmt import human_duration, local_time
 from acct.domain.classify import Ending, classify
 from acct.domain.limits import Rest, fresh, full_windows, quota_rest
 from acct.domain.pick import Choice, pick
-from acct.services import custody, prompt_state, sessions, usage
+from acct.services import custody, oauth, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
 from acct.services.proxy import Watch, claude_route
@@ -327,7 +327,7 @@ class Session:
                 for message in result.warnings:
                     self.out.warn(message)
                 return acc
-            except (NeedsLogin, HeldByTarget) as e:
+            except (NeedsLogin, HeldByTarget, oauth.RefreshUnanswered) as e:
                 if self.opts.account is not None and not self.rotations:
                     raise
                 if isinstance(e, HeldByTarget) and not self._held_elsewhere_now(acc):

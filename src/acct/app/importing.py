@@ -74,6 +74,14 @@ def _store_import(
         profile = oauth.fetch_profile(c, entry.tokens.access)
     except oauth.ProfileForbidden:
         profile = None
+    except oauth.TokenRefused:
+        if not entry.tokens.fresh_for(custody.DEAD_MARGIN):
+            raise
+        raise NeedsLogin(
+            f"{path} holds a login the server refuses (401 for an access token that has not "
+            "expired): it is signed out, so there is nothing to import",
+            hint=f"log in again inside {target.name} (/login), or with `acct login`",
+        ) from None
     if profile is None and name is None:
         raise UsageError(
             "this token has no profile access (a setup token?): acct cannot tell whose it is",

@@ -51,6 +51,7 @@ def lend(r: LendResult, email: str | None) -> dict[str, Any]:
         "expires_at": iso(expires),
         "expires_at_epoch": epoch(expires),
         "already": r.already,
+        "in_use_by": list(r.in_use_by),
         "returned": list(r.returned),
         "moved_from": r.moved_from,
         "needs_login": list(r.lost),

@@ -88,6 +88,12 @@ def _print_lend(c: Ctx, r: Any) -> None:
     out.print(f"{r.target} ← {label} fp {r.fingerprint}{suffix}", markup=False)
     if r.harvest.message:
         line(f"acct: {r.target}: {r.harvest.message}")
+    if r.in_use_by:
+        pids = ", ".join(str(p) for p in r.in_use_by)
+        line(
+            f"acct: note: a running acct exec (pid {pids}) uses this login; acct leaves it as "
+            f"{r.target} has it ({r.target} refreshes it itself)"
+        )
     if r.returned:
         line(f"acct: {', '.join(r.returned)} returned to the store")
     if r.moved_from:

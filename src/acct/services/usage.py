@@ -432,18 +432,22 @@ def _poll_claimed(
     results: queue.Queue[_Outcome] = queue.Queue()
     client = ctx.http(timeout=ctx.config.usage_timeout)
     finished = False
+    from acct.services.oauth import signals_held
+
     try:
-        _start_workers(ctx, client, claimed, results)
-        while pending:
-            try:
-                outcome = results.get(timeout=_WAIT_SLICE)
-            except queue.Empty:
-                continue
-            _store(ctx, outcome, before.get(outcome.account_id), time.time())
-            pending.discard(outcome.account_id)
-            if progress:
-                progress(total - len(pending), total)
-        finished = True
+        # A worker may be refreshing a token: SIGTERM or SIGHUP then waits until it is stored.
+        with signals_held():
+            _start_workers(ctx, client, claimed, results)
+            while pending:
+                try:
+                    outcome = results.get(timeout=_WAIT_SLICE)
+                except queue.Empty:
+                    continue
+                _store(ctx, outcome, before.get(outcome.account_id), time.time())
+                pending.discard(outcome.account_id)
+                if progress:
+                    progress(total - len(pending), total)
+            finished = True
     finally:
         if not finished:
             _abandon(ctx, pending)
