@@ -281,7 +281,7 @@ class Session:
 
     def lend(self, acc: Account) -> Account:
         """Lend ``acc`` (or, when it needs a login or another tool holds it, the next one)."""
-        from acct.services import custody
+        from acct.services import custody, oauth
         while True:
             if not acc.is_oauth:
                 return acc
@@ -291,7 +291,7 @@ class Session:
                 for message in result.warnings:
                     warn(message)
                 return acc
-            except (NeedsLogin, HeldByTarget) as e:
+            except (NeedsLogin, HeldByTarget, oauth.RefreshUnanswered) as e:
                 if self.opts.account is not None and not self.rotations:
                     raise
                 if isinstance(e, HeldByTarget) and not self._held_elsewhere_now(acc):
