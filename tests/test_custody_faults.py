@@ -362,3 +362,21 @@ def test_second_lend_of_a_running_sessions_account_took_its_login_out_and_spent_
     # Once that session is gone, the lend refreshes as before.
     r = custody.lend(ctx, work.id, "pi")
     assert not r.already and fake.stats()["token_refresh"] == 1
+
+
+def test_exec_after_a_lost_refresh_answer_runs_another_account_and_says_why(
+    fake: FakeAnthropic, ctx: Ctx, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.test_interrupts import exec_env
+
+    seed_account(fake, ctx, "work", expires_in=600, five_hour=1, seven_day=1)  # picked first
+    home = seed_account(fake, ctx, "home", five_hour=50, seven_day=50)
+    fake.configure(token_hangup_times=1)  # work's refresh rotates; its answer is lost
+    xenv = exec_env(env, fake, tmp_path, tmp_path / "tool.jsonl")
+    p = AcctRunner(xenv)("exec", "--target", "pi", "--", "pi", "-p", "hi")
+    assert p.returncode == 0, p.stderr
+    assert "the refresh may have gone through" in p.stderr and "trying another account" in p.stderr
+    entry = get_target("pi").read(ctx.env)
+    assert entry is not None and home.tokens is not None
+    assert entry.tokens.refresh == home.tokens.refresh  # the maybe-spent token went nowhere
+    assert stored(ctx, "work").holder is None
