@@ -58,8 +58,9 @@ COMMAND_MODULES: dict[str, str] = {
     "prompt": "shell",
     "shell-init": "shell",
     "completion": "shell",
+    "capacity": "observe",
 }
-_MODULE_ORDER = ("login", "accounts", "targets", "exec", "shell")
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "shell")
 _loaded: set[str] = set()
 
 
