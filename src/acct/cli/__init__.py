@@ -59,6 +59,7 @@ COMMAND_MODULES: dict[str, str] = {
     "shell-init": "shell",
     "completion": "shell",
     "capacity": "observe",
+    "stats": "observe",
 }
 _MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "shell")
 _loaded: set[str] = set()

@@ -107,3 +107,107 @@ def capacity_command(
     else:
         _print_capacity(result)
     return result.exit_status
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+def _group_json(g: Any) -> dict[str, Any]:
+    return {
+        "key": g.key,
+        "requests": g.requests,
+        "tokens": {
+            "input": g.input_tokens,
+            "output": g.output_tokens,
+            "cache_creation": g.cache_creation_tokens,
+            "cache_read": g.cache_read_tokens,
+            "total": g.tokens,
+        },
+        "cost_usd": round(g.cost, 6),
+        "unpriced_tokens": g.unpriced_tokens,
+        "rotations": g.rotations,
+        "limits": g.limits,
+    }
+
+
+def _count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _bars(days: list[Any], width: int = 40) -> None:
+    from rich.markup import escape
+
+    peak = max((d.tokens for d in days), default=0)
+    if len(days) < 2 or peak == 0:
+        return
+    out.print("tokens per day")
+    for d in days:
+        n = round(d.tokens / peak * width)
+        out.print(f"  {escape(d.key)} {'█' * n}{' ' * (width - n)} {_count(d.tokens)}")
+
+
+def _print_stats(s: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    since = "the beginning" if s.since is None else local_time(s.since)
+    out.print(f"since {since}, by {s.by}; API prices of {s.prices_date}")
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    cols = ("REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "COST", "ROTATIONS", "LIMITS")
+    table.add_column(s.by.upper())
+    for title in cols:
+        table.add_column(title, justify="right")
+    for g in [*s.groups, s.total]:
+        table.add_row(
+            escape(g.key),
+            str(g.requests),
+            _count(g.input_tokens),
+            _count(g.output_tokens),
+            _count(g.cache_creation_tokens),
+            _count(g.cache_read_tokens),
+            f"${g.cost:.2f}" + ("*" if g.unpriced_tokens else ""),
+            str(g.rotations),
+            str(g.limits),
+        )
+    out.print(table)
+    if s.total.unpriced_tokens:
+        out.print("* some tokens are of models the price table does not know: not counted")
+    _bars(s.days)
+
+
+@app.command("stats")
+def stats_command(
+    since: Annotated[
+        str, typer.Option("--since", help="A span (30m, 12h, 7d, 2w) or a date (2026-11-30).")
+    ] = "7d",
+    by: Annotated[str, typer.Option("--by", help="Group by account, model, tool or day.")] = "account",
+    json_: JsonOpt = False,
+) -> None:
+    """Tokens, requests, rotations and limits hit, and what they would cost at API prices.
+
+    Tokens are those the usage proxy saw in answers (counted to the hour). Prices come from the
+    table acct ships (its date is shown), overridden by `[pricing]` in the config.
+    """
+    import time as _time
+
+    from acct.app.stats import parse_since, stats
+
+    mode.json = json_
+    result = stats(ctx(), since=parse_since(since, _time.time()), by=by)
+    if json_:
+        emit_json(
+            "stats",
+            {
+                "since_at": iso(result.since),
+                "since_at_epoch": epoch(result.since),
+                "by": result.by,
+                "prices_date": result.prices_date,
+                "groups": [_group_json(g) for g in result.groups],
+                "total": _group_json(result.total),
+            },
+        )
+    else:
+        _print_stats(result)
