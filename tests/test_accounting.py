@@ -24,7 +24,9 @@ from tests.fake_anthropic.client import FakeAnthropic
 MESSAGES = [{"role": "user", "content": "say hello to the accounting tests, please"}]
 
 
-def ask(fake: FakeAnthropic, acc: Account, *, stream: bool, model: str = "claude-sonnet-4-5") -> httpx.Response:
+def ask(
+    fake: FakeAnthropic, acc: Account, *, stream: bool, model: str = "claude-sonnet-4-5"
+) -> httpx.Response:
     assert acc.tokens is not None
     body = {"model": model, "max_tokens": 64, "messages": MESSAGES, "stream": stream}
     return httpx.post(
@@ -104,9 +106,10 @@ def test_meter_says_nothing_for_answers_without_usage() -> None:
     assert feed(AnswerMeter("text/event-stream"), broken, []) is None
     huge = b"data: " + b"x" * (3 << 20) + b"\n\n"
     start = b'data: {"type":"message_start","message":{"model":"m","usage":{"input_tokens":5}}}\n'
-    assert as_dict(feed(AnswerMeter("text/event-stream"), huge + start, [4096] * 900))[
-        "input_tokens"
-    ] == 5
+    assert (
+        as_dict(feed(AnswerMeter("text/event-stream"), huge + start, [4096] * 900))["input_tokens"]
+        == 5
+    )
 
 
 def test_metered_passes_bytes_through_and_reports_once(
@@ -143,9 +146,7 @@ def test_stats_adds_up_tokens_per_account_and_model_and_prices_them(
     record_answer_usage(ctx, home.id, "claude-code", "s2", "claude-sonnet-4-5", None)  # a refusal
     record_answer_usage(ctx, home.id, "pi", None, None, AnswerUsage("mystery-1", 10, 10))
     # Old traffic stays out of a 7-day window.
-    record_answer_usage(
-        ctx, home.id, "claude-code", "s0", None, haiku, now=time.time() - 9 * 86400
-    )
+    record_answer_usage(ctx, home.id, "claude-code", "s0", None, haiku, now=time.time() - 9 * 86400)
 
     proc = acct("stats", "--json", "--by", "model")
     assert proc.returncode == 0, proc.stderr
@@ -159,10 +160,7 @@ def test_stats_adds_up_tokens_per_account_and_model_and_prices_them(
     assert sonnet["tokens"]["cache_creation"] == 3 * 1200
     assert sonnet["tokens"]["cache_read"] == 3 * 34000
     per_answer = (
-        want["input_tokens"] * 3.0
-        + want["output_tokens"] * 15.0
-        + 1200 * 3.75
-        + 34000 * 0.30
+        want["input_tokens"] * 3.0 + want["output_tokens"] * 15.0 + 1200 * 3.75 + 34000 * 0.30
     ) / 1e6
     assert sonnet["cost_usd"] == pytest.approx(3 * per_answer, abs=1e-6)
     assert models["claude-haiku-4-5-20251001"]["cost_usd"] == pytest.approx(

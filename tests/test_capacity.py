@@ -62,9 +62,7 @@ def test_yellow_pool_exits_10_and_says_why(fake: FakeAnthropic, ctx: Ctx, acct: 
     assert text.stdout.startswith("yellow") and "80% or more" in text.stdout
 
 
-def test_thresholds_come_from_the_config(
-    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
-) -> None:
+def test_thresholds_come_from_the_config(fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner) -> None:
     seed_account(fake, ctx, "work", five_hour=85.0, seven_day=40.0)
     seed_account(fake, ctx, "home", five_hour=20.0, seven_day=90.0)
     assert capacity(acct, "--refresh")[0] == 10
@@ -133,7 +131,9 @@ def test_red_without_a_wait_says_so() -> None:
 
 
 def test_a_passed_bench_does_not_count_as_coming_back() -> None:
-    c = assess([PoolAccount("a", "full", back_at=0.5), PoolAccount("b", "full", back_at=9.0)], now=1.0)
+    c = assess(
+        [PoolAccount("a", "full", back_at=0.5), PoolAccount("b", "full", back_at=9.0)], now=1.0
+    )
     assert c.back_name == "b" and c.back_at == 9.0
 
 

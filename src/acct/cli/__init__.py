@@ -60,6 +60,7 @@ COMMAND_MODULES: dict[str, str] = {
     "completion": "shell",
     "capacity": "observe",
     "stats": "observe",
+    "metrics": "observe",
 }
 _MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "shell")
 _loaded: set[str] = set()
@@ -201,6 +202,9 @@ def _invoke(args: list[str]) -> int:
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     interrupts.install()
+    from acct.app.observe import install
+
+    install()
     try:
         load_for(args)
         if "--json" in _before_separator(args):

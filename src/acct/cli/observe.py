@@ -156,7 +156,16 @@ def _print_stats(s: Any) -> None:
     since = "the beginning" if s.since is None else local_time(s.since)
     out.print(f"since {since}, by {s.by}; API prices of {s.prices_date}")
     table = Table(box=None, pad_edge=False, show_edge=False)
-    cols = ("REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE", "CACHE READ", "COST", "ROTATIONS", "LIMITS")
+    cols = (
+        "REQUESTS",
+        "INPUT",
+        "OUTPUT",
+        "CACHE WRITE",
+        "CACHE READ",
+        "COST",
+        "ROTATIONS",
+        "LIMITS",
+    )
     table.add_column(s.by.upper())
     for title in cols:
         table.add_column(title, justify="right")
@@ -183,7 +192,9 @@ def stats_command(
     since: Annotated[
         str, typer.Option("--since", help="A span (30m, 12h, 7d, 2w) or a date (2026-11-30).")
     ] = "7d",
-    by: Annotated[str, typer.Option("--by", help="Group by account, model, tool or day.")] = "account",
+    by: Annotated[
+        str, typer.Option("--by", help="Group by account, model, tool or day.")
+    ] = "account",
     json_: JsonOpt = False,
 ) -> None:
     """Tokens, requests, rotations and limits hit, and what they would cost at API prices.
@@ -211,3 +222,27 @@ def stats_command(
         )
     else:
         _print_stats(result)
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+@app.command("metrics")
+def metrics_command(
+    openmetrics: Annotated[
+        bool, typer.Option("--openmetrics", help="OpenMetrics text instead of Prometheus text.")
+    ] = False,
+) -> None:
+    """Print the pool's state in the Prometheus text exposition format (local data only).
+
+    Per account (labelled by name): utilization and reset times per window, state, bench,
+    live sessions; counters of usage polls, token refreshes and rotations; tokens, requests
+    and estimated cost of the traffic the usage proxy relayed. `metrics_textfile` in the
+    config keeps a file of the same text current for node_exporter's textfile collector.
+    """
+    import sys
+
+    from acct.app.metrics import exposition
+
+    sys.stdout.buffer.write(exposition(ctx(), openmetrics=openmetrics))
+    sys.stdout.flush()

@@ -133,7 +133,9 @@ def assess(
         elif back_name is not None:
             reasons = [f"no account is usable now; {back_name} comes back first"]
         else:
-            reasons = ["no account is usable, and none comes back by waiting (log in or enable one)"]
+            reasons = [
+                "no account is usable, and none comes back by waiting (log in or enable one)"
+            ]
     else:
         reasons = _yellow_reasons(plan, usable, headroom, low, min_headroom)
         verdict = "yellow" if reasons else "green"

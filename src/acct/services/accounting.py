@@ -26,9 +26,7 @@ def meter_for(headers: Any) -> AnswerMeter:
     return AnswerMeter(headers.get("content-type"), headers.get("content-encoding"))
 
 
-def metered(
-    response: Any, done: Callable[[AnswerUsage | None], None]
-) -> Iterator[bytes]:
+def metered(response: Any, done: Callable[[AnswerUsage | None], None]) -> Iterator[bytes]:
     """``response.iter_raw()`` (an httpx response) passed through a meter; once the body has
     ended, ``done`` gets the answer's usage (None when it said none). ``done`` runs on the
     relaying thread: keep it quick (queue the result). A failing ``done`` is swallowed."""

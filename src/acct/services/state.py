@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -464,9 +464,9 @@ class State:
 
     # --- counters (metrics) ------------------------------------------------------------------
 
-    def bump(self, name: str, value: float = 1.0, **labels: str) -> None:
+    def bump(self, name: str, labels: Mapping[str, str], value: float = 1.0) -> None:
         """Add ``value`` to the counter ``name`` with ``labels`` (created at 0)."""
-        key = json.dumps(labels, sort_keys=True)
+        key = json.dumps(dict(labels), sort_keys=True)
         with self._tx() as c:
             c.execute(
                 """INSERT INTO counter (name, labels, value, updated_at) VALUES (?,?,?,?)
