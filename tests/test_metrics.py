@@ -207,3 +207,107 @@ def test_normal_start_up_does_not_import_prometheus_client(env: dict[str, str]) 
         cwd=env["HOME"],
     )
     assert proc.stdout.strip().endswith("LOADED") and "NOT" not in proc.stdout.splitlines()[-1]
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Any, what: str, deadline_s: float = 90.0) -> Any:
+    """Poll ``check`` until it returns something truthy (a liveness wait, not a timing test)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None, reason="prometheus not installed (Debian package prometheus)"
+)
+def test_prometheus_scrapes_acct_exec_metrics_port(
+    fake: FakeAnthropic, ctx: Ctx, env: dict[str, str], tmp_path: Path
+) -> None:
+    import httpx
+
+    seed_account(fake, ctx, "work", five_hour=42.0, seven_day=7.0)
+    run = AcctRunner(exec_env(env, fake, tmp_path, tmp_path / "tool.jsonl"))
+    run("list", "--usage", check=True)
+    port, web = free_port(), free_port()
+    gate = tmp_path / "gate"
+    session = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "acct",
+            "exec",
+            "--metrics-port",
+            str(port),
+            "--",
+            "claude",
+            "-p",
+            "hi",
+        ],
+        env={**run.env, "FAKE_TOOL_GATE": str(gate)},
+        cwd=env["HOME"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        "scrape_configs:\n  - job_name: acct\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{port}']\n"
+    )
+    assert PROMETHEUS is not None
+    server = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def query() -> list[Any]:
+            try:
+                r = httpx.get(
+                    f"http://127.0.0.1:{web}/api/v1/query",
+                    params={"query": 'acct_account_utilization_ratio{window="5h"}'},
+                    timeout=5,
+                )
+                return list(r.json()["data"]["result"]) if r.status_code == 200 else []
+            except (httpx.HTTPError, ValueError, KeyError):
+                return []
+
+        (series,) = wait_for(query, "Prometheus to scrape acct's utilization series")
+        assert series["metric"]["account"] == "work" and series["metric"]["job"] == "acct"
+        assert float(series["value"][1]) == pytest.approx(0.42)
+    finally:
+        server.terminate()
+        server.wait(30)
+        gate.touch()
+        out, err = session.communicate(timeout=120)
+    assert session.returncode == 0, err
+    assert_no_secrets([out, err], store_secrets(ctx))
+    with pytest.raises(httpx.HTTPError):  # the endpoint went with the session
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_metrics_port_is_validated(acct: AcctRunner) -> None:
+    proc = acct("exec", "--metrics-port", "70000", "--", "claude", "-p", "hi")
+    assert proc.returncode == 2 and "--metrics-port" in proc.stderr

@@ -305,3 +305,29 @@ def serve(make_ctx: Callable[[], Ctx], port: int, host: str = "127.0.0.1") -> Th
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="acct-metrics", daemon=True).start()
     return server
+
+
+@contextlib.contextmanager
+def serving(ctx: Ctx, port: int | None) -> Iterator[ThreadingHTTPServer | None]:
+    """``/metrics`` on 127.0.0.1:``port`` for the duration (nothing when ``port`` is None)."""
+    from acct.base.errors import AcctError, UsageError
+
+    if port is None:
+        yield None
+        return
+    if not 0 < port < 65536:
+        raise UsageError(f"--metrics-port {port} is not a TCP port (1-65535)")
+    from acct.services.context import Ctx as _Ctx
+
+    env = dict(ctx.env)
+    try:
+        server = serve(lambda: _Ctx(env=env), port)
+    except OSError as e:
+        raise AcctError(
+            f"cannot serve metrics on 127.0.0.1:{port} ({e.strerror or type(e).__name__})"
+        ) from None
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
