@@ -200,7 +200,7 @@ def stats_command(
     """Tokens, requests, rotations and limits hit, and what they would cost at API prices.
 
     Tokens are those the usage proxy saw in answers (counted to the hour). Prices come from the
-    table acct ships (its date is shown), overridden by `[pricing]` in the config.
+    table acct ships (its date is shown), overridden by the config's pricing table.
     """
     import time as _time
 
