@@ -96,7 +96,7 @@ _acct() {
 _acct_spec() { # PATH: what the command at PATH accepts
     case $1 in
     '')
-        _acct_cmds='capacity completion disable doctor enable exec import list login metrics prompt refresh remove rename shell-init stats status use' _acct_opts='--version -h --help'
+        _acct_cmds='capacity completion disable doctor enable exec import list login metrics prompt refresh remove rename shell-init stats status use watch' _acct_opts='--version -h --help'
         _acct_vals='' _acct_args='' ;;
     'capacity')
         _acct_cmds='' _acct_opts='--json --refresh -h --help'
@@ -152,6 +152,9 @@ _acct_spec() { # PATH: what the command at PATH accepts
     'use')
         _acct_cmds='' _acct_opts='-t --target --force --json -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi' _acct_args='account' ;;
+    'watch')
+        _acct_cmds='' _acct_opts='--once -h --help'
+        _acct_vals='' _acct_args='' ;;
     *) _acct_cmds='' _acct_opts='' _acct_vals='' _acct_args='' ;;
     esac
 }

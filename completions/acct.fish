@@ -57,7 +57,7 @@ function __acct_wrapped # the wrapped command line, completed as if typed alone
     complete -C (string join -- ' ' (string escape -- $tokens[$start..-2]) $tokens[-1])
 end
 
-set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use'
+set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use' 'watch'
 set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'exec --metrics-port' 'import -n' 'import --name' 'import --from' 'login --timeout' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'stats --since' 'stats --by' 'use -t' 'use --target'
 set -g __acct_wrappers 'exec'
 
@@ -81,6 +81,7 @@ complete -c acct -n '__acct_at \'\'' -a 'shell-init' -d 'Print shell code that s
 complete -c acct -n '__acct_at \'\'' -a 'stats' -d 'Tokens, requests, rotations and limits hit, and what they would cost at API prices'
 complete -c acct -n '__acct_at \'\'' -a 'status' -d 'Which account each tool\'s credential file holds now, and the running `acct exec` sessions'
 complete -c acct -n '__acct_at \'\'' -a 'use' -d 'Write an account into a tool\'s credential file (its login moves there)'
+complete -c acct -n '__acct_at \'\'' -a 'watch' -d 'A live dashboard of the pool: bars, resets, sessions, recent rotations (q quits)'
 complete -c acct -n '__acct_at \'\'' -l version -d 'Show the version'
 complete -c acct -n '__acct_at \'\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'capacity\'' -l json -d 'Print a versioned JSON document on stdout'
@@ -151,3 +152,5 @@ complete -c acct -n '__acct_at \'use\'' -l force -d 'Replace a login in the tool
 complete -c acct -n '__acct_at \'use\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'use\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'use\'' -x -a '(__acct_accounts)'
+complete -c acct -n '__acct_at \'watch\'' -l once -d 'Print the dashboard once and exit (no keys)'
+complete -c acct -n '__acct_at \'watch\'' -s h -l help -d 'Show this message and exit'

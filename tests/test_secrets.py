@@ -113,6 +113,7 @@ def test_no_command_prints_or_leaves_a_token(
     run("stats", "--json", "--by", "model")
     run("metrics")
     run("metrics", "--openmetrics")
+    run("watch", "--once")
     run("exec", "--metrics-port", "0", "--", "claude", "-p", "hi", ok=False)  # 0 is refused
     receiver.stop()
     outputs.extend(json.dumps(body) for _, body in receiver.posts)

@@ -61,8 +61,9 @@ COMMAND_MODULES: dict[str, str] = {
     "capacity": "observe",
     "stats": "observe",
     "metrics": "observe",
+    "watch": "watch",
 }
-_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "shell")
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "watch", "shell")
 _loaded: set[str] = set()
 
 
