@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -10,6 +10,9 @@ from acct.cli import app
 from acct.cli.common import JsonOpt, ctx
 from acct.cli.render import emit_json, epoch, iso, local_time, mode, out, pct, until
 from acct.domain.capacity import Capacity, PoolAccount
+
+if TYPE_CHECKING:
+    from acct.app.stats import Group, Stats
 
 _COLOURS = {"green": "green", "yellow": "yellow", "red": "red"}
 
@@ -112,7 +115,7 @@ def capacity_command(
 # --- stats ------------------------------------------------------------------------------------
 
 
-def _group_json(g: Any) -> dict[str, Any]:
+def _group_json(g: Group) -> dict[str, Any]:
     return {
         "key": g.key,
         "requests": g.requests,
@@ -137,7 +140,7 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def _bars(days: list[Any], width: int = 40) -> None:
+def _bars(days: list[Group], width: int = 40) -> None:
     from rich.markup import escape
 
     peak = max((d.tokens for d in days), default=0)
@@ -149,7 +152,7 @@ def _bars(days: list[Any], width: int = 40) -> None:
         out.print(f"  {escape(d.key)} {'█' * n}{' ' * (width - n)} {_count(d.tokens)}")
 
 
-def _print_stats(s: Any) -> None:
+def _print_stats(s: Stats) -> None:
     from rich.markup import escape
     from rich.table import Table
 
