@@ -207,3 +207,24 @@ def test_config_pricing_overrides_the_table(tmp_path: Any) -> None:
     assert t.cost("claude-sonnet-4-5-2025", input_tokens=1_000_000) == pytest.approx(1.0)
     assert t.cost("claude-sonnet-4-0", input_tokens=1_000_000) == pytest.approx(3.0)
     assert t.cost(None) is None
+
+
+def test_a_relay_cut_short_still_reports_what_it_read(fake: FakeAnthropic, worker: Account) -> None:
+    assert worker.tokens is not None
+    seen: list[AnswerUsage | None] = []
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": MESSAGES, "stream": True}
+    with httpx.Client(timeout=10) as client:
+        request = client.build_request(
+            "POST",
+            f"{fake.base_url}/v1/messages",
+            json=body,
+            headers={"authorization": f"Bearer {worker.tokens.access}"},
+        )
+        response = client.send(request, stream=True)
+        relay = metered(response, seen.append)
+        first = next(relay)
+        assert b"message_start" in first
+        assert seen == []
+        relay.close()  # the tool went away
+        response.close()
+    assert len(seen) == 1 and seen[0] is not None and seen[0].cache_read_tokens == 34000

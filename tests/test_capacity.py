@@ -171,3 +171,44 @@ def test_observability_keys_parse() -> None:
     assert [n.kind for n in c.notify] == ["desktop", "webhook"] and c.notify[1].format == "ntfy"
     assert c.notify_utilization == (80.0, 95.0)
     assert c.pricing["claude-x"].cache_read == pytest.approx(0.2)
+
+
+def test_live_sessions_count_per_account_while_a_session_runs(
+    fake: FakeAnthropic, ctx: Ctx, env: dict[str, str], tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_exec import exec_env
+    from tests.test_metrics import value, wait_for
+
+    seed_account(fake, ctx, "work", five_hour=10.0)
+    seed_account(fake, ctx, "spare", five_hour=50.0)
+    run = AcctRunner(exec_env(env, fake, tmp_path, tmp_path / "tool.jsonl"))
+    gate = tmp_path / "gate"
+    session = subprocess.Popen(
+        [sys.executable, "-m", "acct", "exec", "--account", "work", "--", "claude", "-p", "hi"],
+        env={**run.env, "FAKE_TOOL_GATE": str(gate)},
+        cwd=env["HOME"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def busy() -> dict[str, Any] | None:
+            doc = json.loads(run("capacity", "--json").stdout)
+            return doc if {a["name"]: a["sessions"] for a in doc["accounts"]}["work"] else None
+
+        doc = wait_for(busy, "the session to register its account")
+        assert doc["idle"] == ["spare"] and sorted(doc["usable"]) == ["spare", "work"]
+        metrics = run("metrics", check=True).stdout
+        assert value(metrics, "acct_account_live_sessions", account="work") == 1
+        assert value(metrics, "acct_account_live_sessions", account="spare") == 0
+    finally:
+        gate.touch()
+        _, err = session.communicate(timeout=120)
+    assert session.returncode == 0, err
+    after = json.loads(run("capacity", "--json").stdout)
+    assert all(a["sessions"] == 0 for a in after["accounts"])

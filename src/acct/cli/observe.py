@@ -174,7 +174,7 @@ def _print_stats(s: Stats) -> None:
         table.add_column(title, justify="right")
     for g in [*s.groups, s.total]:
         table.add_row(
-            escape(g.key),
+            escape(g.key) if g is not s.total else "[bold]total[/]",
             str(g.requests),
             _count(g.input_tokens),
             _count(g.output_tokens),

@@ -28,14 +28,18 @@ def meter_for(headers: Any) -> AnswerMeter:
 
 def metered(response: Any, done: Callable[[AnswerUsage | None], None]) -> Iterator[bytes]:
     """``response.iter_raw()`` (an httpx response) passed through a meter; once the body has
-    ended, ``done`` gets the answer's usage (None when it said none). ``done`` runs on the
-    relaying thread: keep it quick (queue the result). A failing ``done`` is swallowed."""
+    ended, ``done`` gets the answer's usage (None when it said none). A relay cut short (the
+    tool went away, the upstream broke off) reports what was read when the iterator is closed
+    or dropped: the input tokens of a started answer were spent all the same. ``done`` runs on
+    the relaying thread: keep it quick (queue the result). A failing ``done`` is swallowed."""
     meter = meter_for(response.headers)
-    for data in response.iter_raw():
-        meter.feed(data)
-        yield data
-    with contextlib.suppress(Exception):
-        done(meter.result())
+    try:
+        for data in response.iter_raw():
+            meter.feed(data)
+            yield data
+    finally:
+        with contextlib.suppress(Exception):
+            done(meter.result())
 
 
 def _state(where: Ctx | State) -> State:
