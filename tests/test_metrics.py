@@ -111,6 +111,8 @@ def test_metrics_say_the_pool_state_and_counters(
     assert value(text, "acct_usage_polls_total", account="work", result="ok") >= 1
     assert total(text, "acct_usage_polls_total", result="rate_limited") == 1
     assert value(text, "acct_token_refreshes_total", account="work", result="ok") == 1
+    refreshed = value(text, "acct_account_login_refreshed_timestamp_seconds", account="work")
+    assert time.time() - 300 < refreshed <= time.time()
     assert value(text, "acct_token_refreshes_total", account="dead", result="needs_login") == 1
     model = "claude-sonnet-4-5"
     assert value(text, "acct_tokens_total", account="work", model=model, type="input") == 200

@@ -48,6 +48,11 @@ class _Snapshot:
         self.now = time.time()
         accounts = ctx.store.read()
         self.names = {a.id: a.name for a in accounts}
+        self.refreshed = {
+            a.name: float(a.tokens.obtained_at)
+            for a in accounts
+            if a.tokens is not None and a.tokens.obtained_at
+        }
         self.views = current_views(ctx, accounts, now=self.now)
         self.sessions: Counter[str] = live_sessions(ctx)
         cfg = ctx.config
@@ -128,7 +133,15 @@ def _families(snap: _Snapshot) -> Iterator[Any]:
         if v.bench_until is not None:
             bench_until.add_metric([v.name], v.bench_until)
         sessions.add_metric([v.name], float(snap.sessions.get(v.id, 0)))
+    refreshed = GaugeMetricFamily(
+        "acct_account_login_refreshed_timestamp_seconds",
+        "When acct last got the account's tokens from the token endpoint (login or refresh).",
+        labels=["account"],
+    )
+    for name, at in sorted(snap.refreshed.items()):
+        refreshed.add_metric([name], at)
     yield from (util, resets, fetched, state, benched, needs_login, bench_until, sessions)
+    yield refreshed
     yield from _pool(snap)
     yield from _counters(snap, CounterMetricFamily)
     yield from _traffic(snap, CounterMetricFamily)
