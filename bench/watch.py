@@ -11,6 +11,7 @@ the rotation's delay; the targets are under 1 % and under 2 s.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -20,11 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import pexpect
+import pexpect  # noqa: E402
 
-from acct.services.context import Ctx
-from tests.conftest import clean_env, seed_account
-from tests.fake_anthropic.client import FakeAnthropic
+from acct.services.context import Ctx  # noqa: E402
+from tests.conftest import clean_env, seed_account  # noqa: E402
+from tests.fake_anthropic.client import FakeAnthropic  # noqa: E402
 
 SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
 
@@ -58,10 +59,8 @@ def main() -> None:
             start = cpu_seconds(child.pid)
             end = time.monotonic() + SECONDS
             while time.monotonic() < end:  # drain the screen so the pty never blocks it
-                try:
+                with contextlib.suppress(pexpect.TIMEOUT):
                     child.read_nonblocking(65536, timeout=0.5)
-                except pexpect.TIMEOUT:
-                    pass
             idle = cpu_seconds(child.pid) - start
             t0 = time.monotonic()
             ctx.state.record("rotate", account_id=a.id, to=b.id, reason="quota")

@@ -295,7 +295,8 @@ def _desktop(alert: Alert) -> None:
                 stderr=subprocess.DEVNULL,
             )
         elif sys.platform == "darwin" and shutil.which("osascript"):
-            script = f"display notification {json.dumps(alert.message)} with title {json.dumps(alert.title)}"
+            message, title = json.dumps(alert.message), json.dumps(alert.title)
+            script = f"display notification {message} with title {title}"
             subprocess.run(
                 ["osascript", "-e", script],
                 check=False,

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 def live_sessions(ctx: Ctx) -> Counter[str]:
     """Live `acct exec` sessions per account id (a process check, no network)."""
-    from acct.services import sessions
+    from acct.services import procs
 
-    return Counter(r.account_id for r in sessions.live(ctx) if r.account_id)
+    return Counter(r.account_id for r in procs.live(ctx) if r.account_id)
 
 
 def pool_account(view: AccountView, sessions: int) -> PoolAccount:

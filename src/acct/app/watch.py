@@ -100,12 +100,12 @@ def _key(sort: Sort, row: Row) -> tuple[float, str]:
 def frame(ctx: Ctx, sort: Sort = "usage") -> Frame:
     from acct.app.capacity import pool
     from acct.domain.capacity import assess
-    from acct.services import sessions
+    from acct.services import procs
 
     now = time.time()
     accounts = ctx.store.read()
     views = current_views(ctx, accounts, now=now)
-    live = _sessions(sessions.live(ctx))
+    live = _sessions(procs.live(ctx))
     refreshed = {a.id: (a.tokens.obtained_at if a.tokens else None) for a in accounts}
     rows = [
         Row(v, tuple(live.get(v.id, ())), float(t) if (t := refreshed.get(v.id)) else None)

@@ -59,6 +59,11 @@ def real_path(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+def holder_path(path: Path | str) -> str:
+    """The path custody records for a tool's file: symlinks resolved, so one file is one holder."""
+    return os.path.realpath(path)
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)

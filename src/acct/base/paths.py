@@ -56,6 +56,11 @@ class Paths:
         )
 
     @property
+    def sessions_dir(self) -> Path:
+        """Where isolated sessions keep their credentials files, one directory each."""
+        return self.state_dir / "sessions"
+
+    @property
     def accounts_file(self) -> Path:
         return self.data_dir / "accounts.toml"
 
@@ -84,3 +89,15 @@ class Paths:
     def account_lock(self, account_id: str) -> Path:
         """What ``fsio.file_lock`` locks for the account (it adds ``.lock``: ``account-<id>.lock``)."""
         return self.locks_dir / f"account-{account_id}"
+
+
+def display_path(env: Mapping[str, str], path: str | Path) -> str:
+    """A path for people to read: ``~/…`` under HOME (``--json`` keeps the absolute path)."""
+    home = env.get("HOME")
+    text = str(path)
+    if not home or home == "/":
+        return text
+    home = home.rstrip("/")
+    if text == home:
+        return "~"
+    return "~" + text[len(home) :] if text.startswith(home + "/") else text

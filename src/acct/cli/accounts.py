@@ -10,7 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
-from acct.cli import app
+from acct.app import accounts as manage
+from acct.app.views import AccountView, current_views
+from acct.base.errors import UsageError
+from acct.base.models import Account
+from acct.base.paths import display_path
+from acct.cli import app, documents
 from acct.cli.common import (
     AccountArg,
     JsonOpt,
@@ -23,11 +28,9 @@ from acct.cli.common import (
 from acct.cli.picker import ask, notes, pick_account, state_text, usage_problem
 from acct.cli.render import (
     emit_json,
-    epoch,
     err,
     human_duration,
     info,
-    iso,
     line,
     mode,
     out,
@@ -36,10 +39,6 @@ from acct.cli.render import (
     warn,
 )
 from acct.services.context import Ctx
-from acct.base.errors import UsageError
-from acct.base.models import Account, Window
-from acct.services.store import validate_name
-from acct.app.views import AccountView, current_views
 
 UsageOpt = Annotated[
     bool,
@@ -47,12 +46,6 @@ UsageOpt = Annotated[
         "--usage", "-u", help="Poll the usage of accounts whose cached values are stale first."
     ),
 ]
-
-
-def _update_prompt(c: Ctx) -> None:
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(c)
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -91,77 +84,6 @@ def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
     with _progress(quiet) as progress:
         poll(c, accounts, progress=progress)
 
-
-
-def _window_json(w: Window | None, row: AccountView) -> dict[str, Any] | None:
-    if w is None:
-        return None
-    return {
-        "utilization": w.utilization,
-        "utilization_now": row.utilization(w),
-        "resets_at": iso(w.resets_at),
-        "resets_at_epoch": epoch(w.resets_at),
-    }
-
-
-def _retry_at(row: AccountView) -> float | None:
-    return row.backoff_until if row.retry_in is not None else None
-
-
-def row_json(row: AccountView) -> dict[str, Any]:
-    """One account for ``--json``: the table's data, times as ISO-8601 plus epoch, no secret."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "email": row.email,
-        "plan": row.plan,
-        "account_kind": row.kind,
-        "enabled": row.enabled,
-        "state": row.state,
-        "usable": row.usable,
-        "full_window": row.full_window,
-        "bench": None
-        if row.bench_until is None
-        else {
-            "until_at": iso(row.bench_until),
-            "until_at_epoch": epoch(row.bench_until),
-            "kind": row.bench_kind,
-            "reason": row.bench_reason,
-        },
-        "holder": None
-        if row.holder_target is None
-        else {"target": row.holder_target, "path": row.holder_path},
-        "usage": {
-            "five_hour": _window_json(row.five_hour, row),
-            "seven_day": _window_json(row.seven_day, row),
-            "scoped": [
-                {
-                    "label": label,
-                    "utilization": p,
-                    "resets_at": iso(r),
-                    "resets_at_epoch": epoch(r),
-                }
-                for label, p, r in row.scoped
-            ],
-            "fetched_at": iso(row.fetched_at),
-            "fetched_at_epoch": epoch(row.fetched_at),
-            "age_seconds": epoch(row.usage_age),
-            "error": None
-            if row.usage_error is None
-            else {
-                "code": row.usage_error,
-                "message": row.usage_error_message,
-                "retry_at": iso(_retry_at(row)),
-                "retry_at_epoch": epoch(_retry_at(row)),
-            },
-            "note": row.usage_note,
-        },
-        "resets_at": iso(row.relevant_reset),
-        "resets_at_epoch": epoch(row.relevant_reset),
-        "fingerprint": row.fingerprint,
-        "last_used_at": iso(row.last_used_at),
-        "last_used_at_epoch": epoch(row.last_used_at),
-    }
 
 
 def _age(row: AccountView) -> str:
@@ -264,7 +186,7 @@ def list_accounts(usage: bool, json: bool) -> None:
         accounts = list(c.store.read())  # a poll may refresh tokens or find a signed-out account
     rows = current_views(c, accounts, time.time())
     if json:
-        emit_json("accounts", {"accounts": [row_json(r) for r in rows]})
+        emit_json("accounts", {"accounts": [documents.account_row(r) for r in rows]})
         return
     if not rows:
         line("No accounts yet: run `acct login` to add one.")
@@ -322,10 +244,7 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
         if not _ask(f"Remove account {name} ({account.email or account.kind})?"):
             info(f"Kept {name}.")
             return
-    with c.store.transaction() as accounts:
-        removed = accounts.remove(name)
-    c.state.forget(removed.id)
-    _update_prompt(c)
+    removed = manage.remove(c, name)
     info(f"Removed account {name}.")
     if removed.holder is not None:
         _warn_still_held(c, removed)
@@ -333,12 +252,11 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
 
 def _warn_still_held(c: Ctx, removed: Account) -> None:
     """The tool's file keeps the removed account's login, now one acct does not know."""
-    from acct.cli.targets import display_path
 
     assert removed.holder is not None
     target = removed.holder.target
     warn(
-        f"{target}'s file {display_path(c, removed.holder.path)} keeps {removed.name}'s login; "
+        f"{target}'s file {display_path(c.env, removed.holder.path)} keeps {removed.name}'s login; "
         f"the next `acct use` or `acct exec` for {target} will refuse to overwrite a login acct "
         f"does not track unless given --force (`acct import {target}` keeps tracking it)"
     )
@@ -370,28 +288,15 @@ def rename(first: FirstNameArg, second: NewNameArg = None) -> None:
         old, new = pick_account(c, f"Rename which account to {first}?"), first
     else:
         old, new = first, second
-    validate_name(new)
-    with c.store.transaction() as accounts:
-        account = accounts.get(old)
-        if old == new:
-            return
-        if accounts.find(new):
-            raise UsageError(f"an account named {new!r} exists already", hint="choose another name")
-        accounts.put(account.copy(name=new))
-    _update_prompt(c)
-    info(f"Renamed {old} to {new}.")
+    if manage.rename(c, old, new).changed:
+        info(f"Renamed {old} to {new}.")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
-    c = ctx()
     word = "enabled" if enabled else "disabled"
-    with c.store.transaction() as accounts:
-        account = accounts.get(name)
-        if account.enabled == enabled:
-            info(f"{name} is {word} already.")
-            return
-        accounts.put(account.copy(enabled=enabled))
-    _update_prompt(c)
+    if not manage.set_enabled(ctx(), name, enabled).changed:
+        info(f"{name} is {word} already.")
+        return
     info(
         f"{name} is {word}."
         + ("" if enabled else f" acct will not pick it until you run `acct enable {name}`.")

@@ -743,7 +743,7 @@ def man(root: Command) -> str:
     for c in root.walk():
         if not c.path:
             continue
-        out.append(f'.SS "acct {_roff(c.name)} {_roff(c.usage)}"'.replace('"', '"', 1))
+        out.append(f'.SS "acct {_roff(c.name)} {_roff(c.usage)}"')
         out += [".PP\n" + _roff(p) for p in c.help.split("\n\n")] if c.help else []
         for a in c.arguments:
             if a.help:

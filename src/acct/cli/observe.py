@@ -62,7 +62,8 @@ def _print_capacity(c: Capacity) -> None:
     colour = _COLOURS[c.verdict]
     head = f"[bold {colour}]{c.verdict}[/]"
     if c.verdict == "red" and c.back_at is not None:
-        head += f": {escape(c.back_name or '?')} is back at {local_time(c.back_at)} (in {until(c.back_at)})"
+        who = escape(c.back_name or "?")
+        head += f": {who} is back at {local_time(c.back_at)} (in {until(c.back_at)})"
     out.print(head)
     for reason in c.reasons:
         out.print(f"  {escape(reason)}")

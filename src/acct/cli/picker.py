@@ -7,11 +7,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from acct.app.views import AccountView, current_views, rank_for_picker
+from acct.base.errors import Interrupted, NotFound, UsageError
 from acct.cli.common import is_interactive
 from acct.cli.render import err, human_duration, line, pct, until
 from acct.services.context import Ctx
-from acct.base.errors import Interrupted, NotFound, UsageError
-from acct.app.views import AccountView, current_views, rank_for_picker
 
 _ERROR_WORDS = {
     "rate_limited": "rate-limited",

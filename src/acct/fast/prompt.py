@@ -55,11 +55,14 @@ def dirs(env: Mapping[str, str]) -> tuple[str, str]:
             os.path.join(_xdg(env, "XDG_DATA_HOME", home, ".local/share"), "acct"),
             os.path.join(_xdg(env, "XDG_STATE_HOME", home, ".local/state"), "acct"),
         )
-    # Other platforms follow platformdirs; the cost of importing it is theirs alone.
-    from acct.base.paths import Paths
+    # Other platforms follow platformdirs, as acct.base.paths does; the cost of importing it is
+    # theirs alone (and this layer imports nothing of acct's: it sits below all of it).
+    import platformdirs
 
-    p = Paths.from_env(env)
-    return str(p.data_dir), str(p.state_dir)
+    return (
+        platformdirs.user_data_dir("acct", appauthor=False),
+        platformdirs.user_state_dir("acct", appauthor=False),
+    )
 
 
 def prompt_state_path(env: Mapping[str, str]) -> str:

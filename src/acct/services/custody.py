@@ -74,11 +74,13 @@ from acct.base.errors import (
     NetworkError,
     RateLimited,
 )
-from acct.base.fsio import file_lock
+from acct.base.fsio import file_lock, holder_path
 from acct.base.models import Account, Holder, Tokens, fingerprint
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
 from acct.services.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
+from acct.services import procs, prompt_state
+from acct.services import oauth
 
 Status = Literal[
     "absent",
@@ -159,20 +161,13 @@ class LendResult:
         return fingerprint(self.entry.tokens.access)
 
 
-def holder_path(path: Path | str) -> str:
-    """The path custody records: symlinks resolved, so one file is one holder."""
-    return os.path.realpath(path)
-
-
 def _env(ctx: Ctx, env: Mapping[str, str] | None) -> Mapping[str, str]:
     return ctx.env if env is None else env
 
 
 def _after_change(ctx: Ctx) -> None:
     """Keep the shell prompt's state current; never fails the caller."""
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(ctx)
+    prompt_state.refresh_quietly(ctx)
 
 
 def _record(ctx: Ctx, event: str, **detail: object) -> None:
@@ -456,7 +451,6 @@ def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) 
     Only the profile endpoint can say (the slot poisoning guard). ``held`` are the accounts
     recorded at the file; empty for a file nothing is lent to.
     """
-    from acct.services import oauth
     try:
         profile = oauth.fetch_profile(ctx, entry.tokens.access)
     except AcctError as e:
@@ -661,7 +655,6 @@ def _spent_by_overwrite(ctx: Ctx, hv: HarvestResult, force: bool) -> frozenset[s
 
 def _fresh(ctx: Ctx, acc: Account, target: JsonTarget) -> Account:
     """The account with an access token good for the tool (refreshed while the store holds it)."""
-    from acct.services import oauth
     margin = max(ctx.config.refresh_margin, target.refresh_margin)
     try:
         return oauth.ensure_fresh(ctx, acc.id, margin)
@@ -816,9 +809,7 @@ def lend(
 def _sessions_on(ctx: Ctx, key: str) -> list[SessionRow]:
     """The live ``acct exec`` sessions whose tool reads the file ``key``; none when this process
     runs one of them (the sessions of one file switch it together, when one rotates)."""
-    from acct.services import sessions  # a layer above: it ends sessions through custody
-
-    rows = [r for r in sessions.live(ctx) if r.path == key]
+    rows = [r for r in procs.live(ctx) if r.path == key]
     return [] if any(r.pid == os.getpid() for r in rows) else rows
 
 
@@ -941,7 +932,6 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
     for a tool without a lock and for a file that holds a copy of a lineage recorded at another
     file (refreshing it would spend that file's lineage). Returns the entry the file holds after.
     """
-    from acct.services import oauth
     key = holder_path(path)
     hint = f"run {target.name} once so it refreshes its login, then try again"
     if not target.has_lock(env, path):

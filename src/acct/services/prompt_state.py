@@ -18,6 +18,7 @@ plain-text file has one line per target whose segment is not empty: ``claude-cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -29,6 +30,7 @@ from acct.base.fsio import atomic_write
 from acct.base.models import Account
 from acct.fast.prompt import DEFAULT_FORMAT, file_stat, segment
 from acct.services.store import Accounts
+from acct.services.targets import TARGET_NAMES, get_target
 
 VERSION = 1
 
@@ -55,7 +57,6 @@ def _file_entry(target: Any, env: Mapping[str, str]) -> Any:
 def target_entry(ctx: Ctx, accounts: Accounts, name: str, now: float) -> dict[str, Any]:
     """The prompt state of one target. The stat is taken before the read, so a write that
     lands in between makes the entry look stale rather than wrongly current."""
-    from acct.services.targets import get_target
 
     target = get_target(name)
     path = str(target.path(ctx.env))
@@ -107,7 +108,6 @@ def _usage_fields(ctx: Ctx, account: Account, now: float) -> dict[str, Any]:
 
 def compute(ctx: Ctx, now: float | None = None) -> dict[str, Any]:
     """The prompt state document for every known target."""
-    from acct.services.targets import TARGET_NAMES
 
     now = time.time() if now is None else now
     accounts = ctx.store.read()
@@ -134,3 +134,10 @@ def update(ctx: Ctx) -> dict[str, Any]:
 
     events.emit(ctx, "change")
     return doc
+
+
+def refresh_quietly(ctx: Ctx) -> None:
+    """:func:`update`, for callers whose own work is done: the prompt files are a view, and a
+    failure to rewrite them (a full disk, a store being rewritten) must never fail a command."""
+    with contextlib.suppress(Exception):
+        update(ctx)

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from acct.base.models import Window, fingerprint
+from acct.base.timefmt import epoch_seconds
+from acct.domain.classify import WINDOW_OF_CLAIM
 
 if TYPE_CHECKING:
     import ssl
@@ -61,13 +63,7 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# representative-claim → the window acct names it by (as Claude Code's rateLimitType).
-CLAIM_WINDOWS = {
-    "five_hour": "5-hour",
-    "seven_day": "7-day",
-    "seven_day_opus": "Opus weekly",
-    "seven_day_sonnet": "Sonnet weekly",
-}
+from acct.services import prompt_state
 # A Messages stream may pause for minutes (long thinking); the tool has its own timeout.
 _READ_TIMEOUT = 900.0
 _CONNECT_TIMEOUT = 15.0
@@ -112,7 +108,7 @@ class Observation:
         """A refusal for quota; a plan paying for extra usage (overage in use) is not refused."""
         if self.status != "rejected" or self.overage_in_use:
             return None
-        return QuotaSignal(CLAIM_WINDOWS.get(self.claim or ""), self.reset_at, self.claim)
+        return QuotaSignal(WINDOW_OF_CLAIM.get(self.claim or ""), self.reset_at, self.claim)
 
     def windows(self) -> tuple[Window | None, Window | None]:
         """The 5-hour and 7-day windows; a window's reset defaults to the unified one it claims."""
@@ -144,7 +140,7 @@ def _epoch(text: str | None) -> float | None:
     n = _number(text)
     if n is None or n <= 0:
         return None
-    return n / 1000.0 if n > 1e11 else n
+    return epoch_seconds(n)
 
 
 def _percent(text: str | None) -> float | None:
@@ -849,9 +845,7 @@ class Watch:
         if not self._prompt_due or (not force and now - self._prompt_at < self.prompt_every):
             return
         self._prompt_at, self._prompt_due = now, False
-        with contextlib.suppress(Exception):
-            from acct.services import prompt_state
-            prompt_state.update(ctx)
+        prompt_state.refresh_quietly(ctx)
 
 
 def start_watch(env: Mapping[str, str]) -> Watch:

@@ -8,6 +8,7 @@ transaction is short; ``busy_timeout`` makes a writer wait instead of failing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -182,8 +183,6 @@ class State:
             ensure_dir(self.path.parent)
             if not self.path.exists():
                 # Create 0600 before SQLite opens it.
-                import os
-
                 try:
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
                 except OSError as e:

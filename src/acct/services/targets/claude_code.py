@@ -32,6 +32,7 @@ from acct.services.targets.base import (
     want_str,
 )
 from acct.domain.resume import claude_code_resume_args
+from acct.base.paths import Paths
 
 ENTRY_KEY = "claudeAiOauth"
 INFERENCE_SCOPE = "user:inference"
@@ -120,9 +121,13 @@ class ClaudeCode(JsonTarget):
     refresh_margin = 300.0  # Claude Code refreshes about five minutes before expiry
     patterns = PATTERNS
     extra_usage_billing = False
+    overriding_env = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 
     def path(self, env: Mapping[str, str]) -> Path:
         return storage_dir(env) / ".credentials.json"
+
+    def tool_dir(self, env: Mapping[str, str]) -> Path:
+        return config_dir(env)
 
     def is_own_file(self, env: Mapping[str, str], path: Path) -> bool:
         return real_path(path) == real_path(self.path(env))
@@ -238,10 +243,8 @@ class ClaudeCode(JsonTarget):
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:
     """Whether ``path`` is the credentials file of an isolated ``acct exec`` session."""
-    from acct.base.paths import Paths
-    from acct.services.sessions import sessions_dir
 
-    return real_path(path).parent.parent == real_path(sessions_dir(Paths.from_env(env)))
+    return real_path(path).parent.parent == real_path(Paths.from_env(env).sessions_dir)
 
 
 def same_link(old: Mapping[str, object], tokens: Tokens) -> bool:
