@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from acct.cli import app
+from acct.cli import app, documents
 from acct.cli.common import JsonOpt, ctx
-from acct.cli.render import emit_json, epoch, iso, local_time, mode, out, pct, until
-from acct.domain.capacity import Capacity, PoolAccount
+from acct.cli.render import emit_json, local_time, mode, out, pct, until
+from acct.domain.capacity import Capacity
 
 if TYPE_CHECKING:
     from acct.app.stats import Group, Stats
@@ -18,41 +18,6 @@ _COLOURS = {"green": "green", "yellow": "yellow", "red": "red"}
 
 
 # --- capacity ---------------------------------------------------------------------------------
-
-
-def _account_json(a: PoolAccount) -> dict[str, Any]:
-    return {
-        "name": a.name,
-        "state": a.state,
-        "usable": a.usable,
-        "account_kind": "api_key" if a.api_key else "oauth",
-        "five_hour": a.five_hour,
-        "seven_day": a.seven_day,
-        "five_hour_resets_at": iso(a.five_hour_resets_at),
-        "five_hour_resets_at_epoch": epoch(a.five_hour_resets_at),
-        "seven_day_resets_at": iso(a.seven_day_resets_at),
-        "seven_day_resets_at_epoch": epoch(a.seven_day_resets_at),
-        "back_at": iso(a.back_at),
-        "back_at_epoch": epoch(a.back_at),
-        "sessions": a.sessions,
-    }
-
-
-def capacity_json(c: Capacity) -> dict[str, Any]:
-    return {
-        "verdict": c.verdict,
-        "exit_status": c.exit_status,
-        "reasons": list(c.reasons),
-        "headroom": dict(c.headroom),
-        "usable": list(c.usable),
-        "idle": list(c.idle),
-        "back_at": iso(c.back_at),
-        "back_at_epoch": epoch(c.back_at),
-        "back_account": c.back_name,
-        "soonest_reset_at": iso(c.soonest_reset),
-        "soonest_reset_at_epoch": epoch(c.soonest_reset),
-        "accounts": [_account_json(a) for a in c.accounts],
-    }
 
 
 def _print_capacity(c: Capacity) -> None:
@@ -107,31 +72,13 @@ def capacity_command(
     c = ctx()
     result = capacity(c, refresh=refresh)
     if json_:
-        emit_json("capacity", capacity_json(result))
+        emit_json("capacity", documents.capacity(result))
     else:
         _print_capacity(result)
     return result.exit_status
 
 
 # --- stats ------------------------------------------------------------------------------------
-
-
-def _group_json(g: Group) -> dict[str, Any]:
-    return {
-        "key": g.key,
-        "requests": g.requests,
-        "tokens": {
-            "input": g.input_tokens,
-            "output": g.output_tokens,
-            "cache_creation": g.cache_creation_tokens,
-            "cache_read": g.cache_read_tokens,
-            "total": g.tokens,
-        },
-        "cost_usd": round(g.cost, 6),
-        "unpriced_tokens": g.unpriced_tokens,
-        "rotations": g.rotations,
-        "limits": g.limits,
-    }
 
 
 def _count(n: int) -> str:
@@ -213,17 +160,7 @@ def stats_command(
     mode.json = json_
     result = stats(ctx(), since=parse_since(since, _time.time()), by=by)
     if json_:
-        emit_json(
-            "stats",
-            {
-                "since_at": iso(result.since),
-                "since_at_epoch": epoch(result.since),
-                "by": result.by,
-                "prices_date": result.prices_date,
-                "groups": [_group_json(g) for g in result.groups],
-                "total": _group_json(result.total),
-            },
-        )
+        emit_json("stats", documents.stats(result))
     else:
         _print_stats(result)
 
