@@ -152,5 +152,5 @@ complete -c acct -n '__acct_at \'use\'' -l force -d 'Replace a login in the tool
 complete -c acct -n '__acct_at \'use\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'use\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'use\'' -x -a '(__acct_accounts)'
-complete -c acct -n '__acct_at \'watch\'' -l once -d 'Print the dashboard once and exit (no keys)'
+complete -c acct -n '__acct_at \'watch\'' -l once -d 'Print the dashboard once and exit (so does a pipe)'
 complete -c acct -n '__acct_at \'watch\'' -s h -l help -d 'Show this message and exit'

@@ -37,6 +37,8 @@ def test_once_shows_every_account_with_bars_in_80_columns(
     assert "fresh" in rows and "-" in rows["fresh"]
     assert lines[0].startswith("acct watch") and "none in the last 24 hours" in text
     assert_no_secrets(text, store_secrets(ctx))
+    piped = acct("watch", env={"COLUMNS": "80"}, timeout=30)  # not a terminal: one frame
+    assert piped.returncode == 0 and piped.stdout.count("acct watch") == 1
 
 
 def test_dashboard_follows_a_rotation_and_quits_on_q(

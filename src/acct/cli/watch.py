@@ -165,14 +165,15 @@ class _Refresher:
 @app.command("watch")
 def watch_command(
     once: Annotated[
-        bool, typer.Option("--once", help="Print the dashboard once and exit (no keys).")
+        bool,
+        typer.Option("--once", help="Print the dashboard once and exit (so does a pipe)."),
     ] = False,
 ) -> None:
     """A live dashboard of the pool: bars, resets, sessions, recent rotations (q quits)."""
     c = ctx()
     sort_i = 0
     console = Console(highlight=False)
-    if once:
+    if once or not console.is_terminal:  # piped: one frame, not an endless stream of them
         console.print(render(frame(c, SORTS[sort_i]), SORTS[sort_i], time.time()))
         return
     from rich.live import Live
