@@ -283,6 +283,9 @@ class MessagesSettings:
     mode: str = "ok"
     reset_epoch: int | None = None  # for quota/overage; default now + 3600
     claim: str = "five_hour"  # anthropic-ratelimit-unified-representative-claim
+    # What each answer's usage reports as cache writes and reads (tokens).
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
 
 
 def _jitter(dt: datetime | None) -> str | None:
@@ -746,7 +749,8 @@ class FakeState:
             else:
                 headers_out = self._unified_headers(account, "allowed", None, "five_hour")
             text = f"Hello from {account.email}"
-        return self._message_reply(request, text, prompt_tokens, headers_out, log)
+            cache = (settings.cache_creation_tokens, settings.cache_read_tokens)
+        return self._message_reply(request, text, prompt_tokens, headers_out, log, cache)
 
     @staticmethod
     def _message_reply(
@@ -755,14 +759,15 @@ class FakeState:
         input_tokens: int,
         headers: dict[str, str],
         log: dict[str, Any],
+        cache: tuple[int, int] = (0, 0),
     ) -> Reply:
         message_id = "msg_01" + secrets.token_hex(11)
         model = str(request.get("model") or DEFAULT_MODEL)
         output_tokens = len(text.split()) + 1
         usage = {
             "input_tokens": input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": cache[0],
+            "cache_read_input_tokens": cache[1],
             "output_tokens": output_tokens,
         }
         if not request.get("stream"):
@@ -813,7 +818,8 @@ class FakeState:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": output_tokens},
+                    # Cumulative counts, as the API sends them.
+                    "usage": {**usage, "output_tokens": output_tokens},
                 },
             ),
             ("message_stop", {"type": "message_stop"}),
@@ -932,6 +938,9 @@ class FakeState:
             settings.reset_epoch = None if body["reset_epoch"] is None else int(body["reset_epoch"])
         if "claim" in body:
             settings.claim = str(body["claim"])
+        for key in ("cache_creation_tokens", "cache_read_tokens"):
+            if key in body:
+                setattr(settings, key, int(body[key]))
         return {"uuid": account.uuid, **settings.__dict__}
 
     def admin_post_next_login(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -559,9 +559,11 @@ class Session:
                 after = "waited for a reset, " if self.waited else ""
                 self.out.note(f"{acc.name} {_what(r)} → {after}switching to {nxt.name}")
             self.rotations += 1
+            _rotated(self.c, acc, nxt, r.kind)
             self.pending_rotation = {
                 "account_id": acc.id,
                 "to": nxt.id,
+                "reason": r.kind,
                 "ended_at": result.ended_at,
                 "confirm_ms": round(confirm_s * 1000, 1),
             }
@@ -570,6 +572,14 @@ class Session:
 
 
 # --- helpers ---
+
+
+def _rotated(c: Ctx, acc: Account, nxt: Account, reason: str) -> None:
+    """Count the switch for the metrics and tell observers (textfile, alerts)."""
+    from acct.services import events
+
+    events.count(c, "rotations", account_id=acc.id, reason=reason)
+    events.emit(c, "rotation", account_id=acc.id, to=nxt.id, reason=reason)
 
 
 def _what(r: Rest) -> str:

@@ -58,8 +58,12 @@ COMMAND_MODULES: dict[str, str] = {
     "prompt": "shell",
     "shell-init": "shell",
     "completion": "shell",
+    "capacity": "observe",
+    "stats": "observe",
+    "metrics": "observe",
+    "watch": "watch",
 }
-_MODULE_ORDER = ("login", "accounts", "targets", "exec", "shell")
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "watch", "shell")
 _loaded: set[str] = set()
 
 
@@ -199,6 +203,9 @@ def _invoke(args: list[str]) -> int:
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     interrupts.install()
+    from acct.app.observe import install
+
+    install()
     try:
         load_for(args)
         if "--json" in _before_separator(args):

@@ -7,7 +7,7 @@ payload in ``{"version": 1, "kind": ...}`` (:func:`acct.cli.render.emit_json`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acct.app.status import TargetStatus
 from acct.app.views import AccountView
@@ -17,6 +17,10 @@ from acct.services.custody import LendResult
 from acct.services.state import SessionRow
 from acct.services.store import Accounts
 from acct.services.targets import get_target
+
+if TYPE_CHECKING:
+    from acct.app.stats import Group, Stats
+    from acct.domain.capacity import Capacity, PoolAccount
 
 
 def login_account(acc: Account) -> dict[str, object]:
@@ -163,4 +167,70 @@ def account_row(row: AccountView) -> dict[str, Any]:
         "fingerprint": row.fingerprint,
         "last_used_at": iso(row.last_used_at),
         "last_used_at_epoch": epoch(row.last_used_at),
+    }
+
+
+def _pool_account(a: PoolAccount) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "state": a.state,
+        "usable": a.usable,
+        "account_kind": "api_key" if a.api_key else "oauth",
+        "five_hour": a.five_hour,
+        "seven_day": a.seven_day,
+        "five_hour_resets_at": iso(a.five_hour_resets_at),
+        "five_hour_resets_at_epoch": epoch(a.five_hour_resets_at),
+        "seven_day_resets_at": iso(a.seven_day_resets_at),
+        "seven_day_resets_at_epoch": epoch(a.seven_day_resets_at),
+        "back_at": iso(a.back_at),
+        "back_at_epoch": epoch(a.back_at),
+        "sessions": a.sessions,
+    }
+
+
+def capacity(c: Capacity) -> dict[str, Any]:
+    """`acct capacity --json`: the verdict, why, headroom per window, a row per account."""
+    return {
+        "verdict": c.verdict,
+        "exit_status": c.exit_status,
+        "reasons": list(c.reasons),
+        "headroom": dict(c.headroom),
+        "usable": list(c.usable),
+        "idle": list(c.idle),
+        "back_at": iso(c.back_at),
+        "back_at_epoch": epoch(c.back_at),
+        "back_account": c.back_name,
+        "soonest_reset_at": iso(c.soonest_reset),
+        "soonest_reset_at_epoch": epoch(c.soonest_reset),
+        "accounts": [_pool_account(a) for a in c.accounts],
+    }
+
+
+def _stats_group(g: Group) -> dict[str, Any]:
+    return {
+        "key": g.key,
+        "requests": g.requests,
+        "tokens": {
+            "input": g.input_tokens,
+            "output": g.output_tokens,
+            "cache_creation": g.cache_creation_tokens,
+            "cache_read": g.cache_read_tokens,
+            "total": g.tokens,
+        },
+        "cost_usd": round(g.cost, 6),
+        "unpriced_tokens": g.unpriced_tokens,
+        "rotations": g.rotations,
+        "limits": g.limits,
+    }
+
+
+def stats(s: Stats) -> dict[str, Any]:
+    """`acct stats --json`: the period, the grouping, the price table's date, groups and total."""
+    return {
+        "since_at": iso(s.since),
+        "since_at_epoch": epoch(s.since),
+        "by": s.by,
+        "prices_date": s.prices_date,
+        "groups": [_stats_group(g) for g in s.groups],
+        "total": _stats_group(s.total),
     }

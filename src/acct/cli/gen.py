@@ -690,6 +690,8 @@ exits with the child's own status (128+N when the child was killed by signal N),
 command is not found and 126 when it cannot be executed.
 .B acct prompt
 always exits 0.
+.B acct capacity
+exits 0, 10 or 20 for a green, yellow or red pool.
 .SH EXAMPLES
 Add an account and see every account's quota:
 .PP

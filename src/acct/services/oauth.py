@@ -517,8 +517,23 @@ def refresh_result(
                 hint=f"acct login {acc.name}",
             )
         with _spending(), _Room(ctx, acc) as room:
-            answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
+            answer = _counted_refresh(ctx, acc, tokens, timeout=timeout)
             return RefreshResult(_keep_refreshed(ctx, acc, tokens, answer, room), sent=True)
+
+
+def _counted_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
+    """:func:`_send_refresh`, counted by result for the metrics (``needs_login``: invalid_grant)."""
+    from acct.services import events
+
+    try:
+        answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
+    except AcctError as e:
+        events.count(ctx, "token_refreshes", account_id=acc.id, result=e.code)
+        if isinstance(e, NeedsLogin):
+            events.emit(ctx, "login_died", account_id=acc.id)
+        raise
+    events.count(ctx, "token_refreshes", account_id=acc.id, result="ok")
+    return answer
 
 
 def _refresh_body(refresh_token: str, scopes: tuple[str, ...]) -> dict[str, str]:

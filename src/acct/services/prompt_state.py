@@ -130,6 +130,9 @@ def update(ctx: Ctx) -> dict[str, Any]:
     doc = compute(ctx)
     atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
     atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
+    from acct.services import events
+
+    events.emit(ctx, "change")
     return doc
 
 

@@ -142,6 +142,9 @@ class Ended:
 def close(ctx: Ctx, row: SessionRow) -> str | None:
     """End this process's session; a message when its file had to stay (see the module doc)."""
     ended = _end(ctx, row.id, lambda r: True, LOCK_WAIT)
+    from acct.services import events
+
+    events.emit(ctx, "session_end", session=row.id, target=row.target)
     return ended.kept if ended is not None else None
 
 

@@ -305,7 +305,11 @@ def _fetch_in_worker(ctx: Ctx, client: httpx.Client, account: Account) -> _Outco
 
 
 def _store(ctx: Ctx, outcome: _Outcome, previous: UsageRecord | None, now: float) -> UsageRecord:
+    from acct.services import events
+
     state = ctx.state
+    result = "ok" if outcome.usage is not None else (outcome.error.code if outcome.error else "error")
+    events.count(ctx, "usage_polls", account_id=outcome.account_id, result=result)
     if outcome.usage is not None:
         state.put_usage(outcome.account_id, outcome.usage, now=now)
         return state.usage(outcome.account_id) or UsageRecord(
