@@ -20,16 +20,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from acct.base.errors import AcctError, Busy, CorruptFile
+from acct.base.errors import Busy
+from acct.base.inputs import FileAccessError, read_json_object
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
-
-class FileAccessError(AcctError):
-    """The file system refused: a path component is a file, no permission, a full disk..."""
-
-    code = "file"
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "FileAccessError",
+    "atomic_write",
+    "dir_lock",
+    "ensure_dir",
+    "file_lock",
+    "os_error",
+    "read_json_object",
+    "real_path",
+    "write_json",
+]
 
 
 def os_error(action: str, path: Path | str, e: OSError) -> FileAccessError:
@@ -82,6 +91,13 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Pat
     if isinstance(data, str):
         data = data.encode("utf-8")
     target = real_path(Path(path))
+    if os.path.islink(path) and not target.parent.is_dir():
+        # Never create the directories a symlink points into: they are not acct's.
+        raise FileAccessError(
+            f"cannot write {path}: it is a symlink to {os.readlink(path)}, "
+            f"and {target.parent} does not exist",
+            hint=f"create {target.parent}, or remove the link {path}",
+        )
     ensure_dir(target.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -107,38 +123,6 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Pat
 def write_json(path: Path, obj: Any, *, indent: int | None = 2) -> Path:
     text = json.dumps(obj, indent=indent, ensure_ascii=False)
     return atomic_write(path, text + "\n")
-
-
-def read_json_object(path: Path, *, what: str = "file") -> dict[str, Any] | None:
-    """Read a JSON object; ``None`` when the file is absent or empty.
-
-    A file that does not parse, or is not an object, raises :class:`CorruptFile` naming it: the
-    caller must then leave it alone.
-    """
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise CorruptFile(f"{what} {path} is a directory, not a file") from None
-    except PermissionError as e:
-        raise CorruptFile(f"cannot read {what} {path}: {e.strerror}") from None
-    if not raw.strip():
-        return None
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
-        raise CorruptFile(
-            f"{what} {path} is not valid JSON{where}; acct leaves it untouched",
-            hint=f"fix or move {path} aside, then try again",
-        ) from None
-    if not isinstance(obj, dict):
-        raise CorruptFile(
-            f"{what} {path} holds JSON that is not an object; acct leaves it untouched",
-            hint=f"fix or move {path} aside, then try again",
-        )
-    return obj
 
 
 @contextlib.contextmanager

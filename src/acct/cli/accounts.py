@@ -35,6 +35,7 @@ from acct.cli.render import (
     mode,
     out,
     pct,
+    safe,
     until,
     warn,
 )
@@ -100,16 +101,16 @@ _GAP = 2  # between columns
 
 def _cells(r: AccountView, short: bool) -> dict[str, str]:
     return {
-        "NAME": r.name,
-        "EMAIL": r.email or "-",
-        "PLAN": r.plan or ("api key" if r.kind == "api_key" else "-"),
-        "STATE": state_text(r, short=short),
+        "NAME": safe(r.name),
+        "EMAIL": safe(r.email) or "-",
+        "PLAN": safe(r.plan) or ("api key" if r.kind == "api_key" else "-"),
+        "STATE": safe(state_text(r, short=short)),
         "5H": pct(r.utilization(r.five_hour)),
         "7D": pct(r.utilization(r.seven_day)),
         "RESETS": until(r.relevant_reset, r.now),
         "USAGE AGE": _age(r),
         "TOKEN": r.fingerprint,
-        "NOTE": notes(r),
+        "NOTE": safe(notes(r)),
     }
 
 
@@ -241,7 +242,7 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
             raise UsageError(
                 f"removing {name!r} needs confirmation", hint=f"run `acct remove {name} --yes`"
             )
-        if not _ask(f"Remove account {name} ({account.email or account.kind})?"):
+        if not _ask(safe(f"Remove account {name} ({account.email or account.kind})?")):
             info(f"Kept {name}.")
             return
     removed = manage.remove(c, name)

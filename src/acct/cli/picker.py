@@ -10,7 +10,7 @@ from typing import Any
 from acct.app.views import AccountView, current_views, rank_for_picker
 from acct.base.errors import Interrupted, NotFound, UsageError
 from acct.cli.common import is_interactive
-from acct.cli.render import err, human_duration, line, pct, until
+from acct.cli.render import err, human_duration, line, pct, safe, until
 from acct.services.context import Ctx
 
 _ERROR_WORDS = {
@@ -84,7 +84,7 @@ def choice_titles(rows: list[AccountView], columns: int) -> list[str]:
         title = f"{r.name:<{name_w}}  {state:<{state_w}}  5h {five:>4}  7d {seven:>4}"
         if not short and r.email and r.email != r.name:
             title += f"  {r.email}"
-        titles.append(_fit(title, columns - _POINTER - 1))
+        titles.append(_fit(safe(title), columns - _POINTER - 1))
     return titles
 
 

@@ -144,12 +144,28 @@ def _kept_fresh(lock: Path, every: float = 2.0) -> Iterator[None]:
         worker.join()
 
 
+_MAX_MS = 2**53  # beyond it, a number is no time a tool wrote (and float() loses it)
+
+
 def epoch_seconds(value: object) -> int:
-    """An expiry the tools write in milliseconds; a value that can only be seconds is read as such."""
+    """An expiry the tools write in milliseconds; a value that can only be seconds is read as such.
+
+    Not a number: 0 (expired). ``ValueError`` for a number no tool writes as a time (beyond
+    2**53 ms, not finite): the caller reports the entry as unreadable."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    v = float(value)
+    if not -_MAX_MS <= value <= _MAX_MS:  # also NaN and infinities
+        raise ValueError("is not a time")
+    v = max(0.0, float(value))
     return int(v // 1000) if v >= MS_THRESHOLD else int(v)
+
+
+def want_epoch(obj: Mapping[str, object], key: str, path: Path, entry_key: str) -> int:
+    """``epoch_seconds`` of ``obj[key]``; a number that is no time makes the entry unreadable."""
+    try:
+        return epoch_seconds(obj.get(key))
+    except ValueError:
+        raise corrupt_entry(path, entry_key, f"has an {key!r} that is no time") from None
 
 
 def epoch_ms(seconds: int) -> int:
@@ -440,7 +456,8 @@ class ProviderEntryTarget(JsonTarget):
             return None
         access = want_str(obj, "access", path, self.entry_key, optional=True)
         refresh = want_str(obj, "refresh", path, self.entry_key, optional=True)
-        tokens = Tokens(access=access, refresh=refresh or None, expires_at=epoch_seconds(obj.get("expires")))
+        expires = want_epoch(obj, "expires", path, self.entry_key)
+        tokens = Tokens(access=access, refresh=refresh or None, expires_at=expires)
         known = {"type", "access", "refresh", "expires"}
         return Entry(tokens=tokens, blank=tokens.is_blank, extra={k: v for k, v in obj.items() if k not in known})
 

@@ -29,8 +29,8 @@ from acct.services.targets.base import (
     dump_json,
     env_dir,
     epoch_ms,
-    epoch_seconds,
     home_of,
+    want_epoch,
     want_str,
 )
 
@@ -170,7 +170,7 @@ class ClaudeCode(JsonTarget):
         tokens = Tokens(
             access=access,
             refresh=refresh or None,
-            expires_at=epoch_seconds(obj.get("expiresAt")),
+            expires_at=want_epoch(obj, "expiresAt", path, ENTRY_KEY),
             scopes=tuple(str(s) for s in scopes),
         )
         sub, tier = obj.get("subscriptionType"), obj.get("rateLimitTier")
