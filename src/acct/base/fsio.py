@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from acct.base.errors import Busy
+from acct.base.errors import AcctError, Busy
 from acct.base.inputs import FileAccessError, read_json_object
 
 FILE_MODE = 0o600
@@ -148,15 +148,107 @@ def file_lock(path: Path, *, timeout: float = 10.0, what: str | None = None) -> 
         lock.release()
 
 
+# --- tool lock directories ------------------------------------------------------------------
+# A ``kill -9`` while acct holds a tool's lock directory leaves it behind, and the tool (and
+# acct) would wait out its staleness (Pi: 30 s). So acct records, in a file of its own beside
+# its other locks (never inside the directory: proper-lockfile removes it with ``rmdir``), who
+# made the directory: its pid and start time and the directory's inode. A directory acct made
+# whose maker is gone is broken at once. One acct never breaks another's live lock, nor a
+# directory the tool made (the inode, or a modification after the record, tells them apart).
+
+
+def lock_owner_record(owner_dir: Path, lock_dir: Path) -> Path:
+    """Where acct records who holds ``lock_dir``."""
+    import hashlib
+
+    key = hashlib.sha256(str(lock_dir).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return Path(owner_dir) / f"dirlock-{key}.owner"
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive, unless its start time says the pid was reused
+    except OSError:
+        return True
+    return start is None or process_start(pid) in (None, start)
+
+
+def _record_owner(record: Path, lock_dir: Path) -> None:
+    ino = os.stat(lock_dir).st_ino
+    start = process_start(os.getpid()) or "-"
+    atomic_write(record, f"{os.getpid()} {start} {ino}\n")
+
+
+def _abandoned(record: Path, lock_dir: Path) -> bool:
+    """Whether ``lock_dir`` is one acct made and its maker has died."""
+    try:
+        rec = os.stat(record)
+        with open(record, "rb") as fh:
+            pid_s, start, ino_s = fh.read(200).decode("ascii").split()
+        pid, ino = int(pid_s), int(ino_s)
+        st = os.stat(lock_dir)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if st.st_ino != ino or st.st_mtime_ns > rec.st_mtime_ns:
+        return False  # another directory in its place, or touched since: not the one recorded
+    return pid != os.getpid() and not _alive(pid, None if start == "-" else start)
+
+
+def _break_abandoned(record: Path, lock_dir: Path, timeout: float) -> bool:
+    """Remove ``lock_dir`` if acct made it and its maker died; True when it did."""
+    try:
+        with file_lock(record, timeout=timeout, what=f"the record of {lock_dir}"):
+            if not _abandoned(record, lock_dir):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(record)
+            os.rmdir(lock_dir)
+    except (Busy, OSError):
+        return False
+    return True
+
+
+def touch_lock(lock_dir: Path, owner_dir: Path | None = None) -> None:
+    """Mark a held lock directory as alive (proper-lockfile's ``update``), and acct's record
+    of it after it, so the record still matches."""
+    with contextlib.suppress(OSError):
+        os.utime(lock_dir)
+        if owner_dir is not None:
+            os.utime(lock_owner_record(owner_dir, lock_dir))
+
+
 @contextlib.contextmanager
 def dir_lock(
-    lock_dir: Path, *, stale: float = 30.0, timeout: float = 10.0, what: str | None = None
+    lock_dir: Path,
+    *,
+    stale: float = 30.0,
+    timeout: float = 10.0,
+    what: str | None = None,
+    owner_dir: Path | None = None,
 ) -> Iterator[None]:
     """The proper-lockfile convention: the lock is a directory made with ``mkdir``.
 
     A lock directory older than ``stale`` seconds is taken over, as proper-lockfile does.
+    With ``owner_dir`` (acct's locks directory), acct records that it made the directory, and
+    breaks at once one that it made in a process that has died (see above).
     """
     lock_dir = Path(lock_dir)
+    record = lock_owner_record(owner_dir, lock_dir) if owner_dir is not None else None
     ensure_dir(lock_dir.parent)
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -173,6 +265,8 @@ def dir_lock(
                 with contextlib.suppress(OSError):
                     os.rmdir(lock_dir)
                 continue
+            if record is not None and _break_abandoned(record, lock_dir, min(timeout, 2.0)):
+                continue
             if time.monotonic() >= deadline:
                 raise Busy(
                     f"{what or lock_dir} is locked by another program (waited {timeout:g}s)",
@@ -186,7 +280,15 @@ def dir_lock(
                 continue
             raise os_error("lock", lock_dir, e) from None
     try:
+        if record is not None:
+            try:
+                _record_owner(record, lock_dir)
+            except (AcctError, OSError):
+                record = None  # no record: the lock only goes stale the tool's way
         yield
     finally:
+        if record is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(record)
         with contextlib.suppress(OSError):
             os.rmdir(lock_dir)

@@ -119,8 +119,9 @@ def read_file(
         fd = os.open(p, flags)
     except FileNotFoundError:
         if strict and (link := dangling_link(p)) is not None:
+            where = f"{what} {p} is" if link[0] == p else f"{what} {p}: {link[0]} is"
             raise FileAccessError(
-                f"{what} {p}: {link[0]} is a symlink to {link[1]}, which does not exist; "
+                f"{where} a symlink to {link[1]}, which does not exist; "
                 "acct reads and writes nothing there",
                 hint=f"mount or restore {link[1]}, or remove the link {link[0]}",
             ) from None
@@ -243,6 +244,8 @@ def parse_toml(text: str, *, what: str, path: Path | str) -> dict[str, Any]:
 
 def _short(e: Exception, width: int = 120) -> str:
     text = " ".join(str(e).split())
+    if text.startswith("Exceeds the limit") and "integer string conversion" in text:
+        return "an integer with more digits than Python converts"
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -88,9 +88,7 @@ def load_for(argv: list[str]) -> None:
 
 
 def report(e: AcctError) -> None:
-    from acct.cli.render import mode
-
-    from acct.cli.render import safe
+    from acct.cli.render import mode, safe
 
     text = f"acct: {e.message}"
     if e.hint:
@@ -232,7 +230,7 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:
         return _os_error(e)
-    except Exception as e:  # the last resort: a defect in acct, never a traceback for the user
+    except Exception as e:  # noqa: BLE001 - the last resort: a defect, never a traceback
         return internal_error(e)
 
 

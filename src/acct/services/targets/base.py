@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
-from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object
+from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object, touch_lock
 from acct.base.models import Account, Tokens, fingerprint
 from acct.base.timefmt import MS_THRESHOLD
 from acct.domain.classify import Patterns
@@ -124,16 +124,22 @@ class Slot:
         return self.other_fingerprint or entry_fingerprint(self.entry)
 
 
+def lock_owners(env: Mapping[str, str]) -> Path:
+    """Where acct records the tool lock directories it holds (see ``fsio.dir_lock``)."""
+    from acct.base.paths import Paths
+
+    return Paths.from_env(env).locks_dir
+
+
 @contextlib.contextmanager
-def _kept_fresh(lock: Path, every: float = 2.0) -> Iterator[None]:
+def _kept_fresh(lock: Path, owners: Path | None = None, every: float = 2.0) -> Iterator[None]:
     """Touch a held proper-lockfile directory every few seconds, as proper-lockfile itself does,
     so the tool does not take it over as stale while acct waits for the token endpoint."""
     stop = threading.Event()
 
     def touch() -> None:
         while not stop.wait(every):
-            with contextlib.suppress(OSError):
-                os.utime(lock)
+            touch_lock(lock, owners)
 
     worker = threading.Thread(target=touch, daemon=True)
     worker.start()
@@ -321,7 +327,12 @@ class JsonTarget:
         if lock is None:
             yield
             return
-        with dir_lock(lock, timeout=self.lock_timeout, what=f"{self.name}'s credentials ({lock})"):
+        with dir_lock(
+            lock,
+            timeout=self.lock_timeout,
+            what=f"{self.name}'s credentials ({lock})",
+            owner_dir=lock_owners(env),
+        ):
             yield
 
     def has_lock(self, env: Mapping[str, str], path: Path | None = None) -> bool:
@@ -426,7 +437,7 @@ class JsonTarget:
                 entry = self._entry_of(doc, p)
                 if entry is None or entry.blank:
                     return entry
-                with _kept_fresh(lock):
+                with _kept_fresh(lock, lock_owners(env)):
                     tokens = refresh(entry)
                 if tokens is None:
                     return entry
