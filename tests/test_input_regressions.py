@@ -137,6 +137,7 @@ def test_api_key_from_endless_stdin_is_refused_not_read_into_memory(
             text=True,
             env=env,
             timeout=30,
+            check=False,
         )
     assert proc.returncode == 2
     assert "the API key on stdin is longer than 64 KiB" in one_line(proc.stderr)
@@ -161,7 +162,8 @@ def test_an_unexpected_exception_is_one_line_with_a_hint_not_a_traceback(
     env: dict[str, str],
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", _BOOM], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", _BOOM], capture_output=True, text=True, env=env, timeout=60,
+        check=False,
     )
     assert proc.returncode == 1
     line = one_line(proc.stderr)
@@ -173,6 +175,7 @@ def test_an_unexpected_exception_is_one_line_with_a_hint_not_a_traceback(
         text=True,
         env={**env, "ACCT_DEBUG": "1"},
         timeout=60,
+        check=False,
     )
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     assert debug.stderr.rstrip().splitlines()[-1] == line
@@ -303,6 +306,7 @@ def test_relative_or_empty_home_is_refused_naming_the_variable(
         env={**env, var: value},
         cwd=home,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 1
     assert what in one_line(proc.stderr)

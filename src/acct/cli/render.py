@@ -54,7 +54,7 @@ class _SafeConsole(Console):
 
     Covers every ``out.print`` / ``err.print`` of acct (rich itself strips only a few)."""
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def print(self, *objects: Any, **kwargs: Any) -> None:
         super().print(*(_safe_renderable(o) for o in objects), **kwargs)
 
 
