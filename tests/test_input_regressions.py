@@ -218,6 +218,19 @@ def test_fifo_in_place_of_the_state_database_does_not_hang(
     assert f"{ctx.paths.state_db} is a FIFO" in one_line(proc.stderr)
 
 
+def test_fifo_in_place_of_the_prompt_state_or_the_store_does_not_hang_the_fast_paths(
+    ctx: Ctx, acct: AcctRunner
+) -> None:
+    ctx.paths.state_dir.mkdir(parents=True)
+    os.mkfifo(ctx.paths.prompt_state_file)
+    ctx.paths.data_dir.mkdir(parents=True)
+    os.mkfifo(ctx.paths.accounts_file)
+    prompt = acct("prompt", timeout=30)
+    assert (prompt.returncode, prompt.stdout, prompt.stderr) == (0, "", "")
+    names = acct("__complete", "accounts", timeout=30)
+    assert (names.returncode, names.stdout, names.stderr) == (0, "", "")
+
+
 # --- 8: dangling symlinks --------------------------------------------------------------------
 
 

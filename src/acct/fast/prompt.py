@@ -236,23 +236,32 @@ def parse_json(text: str) -> Any:
 _STATE_LIMIT = 1 << 20  # prompt.json is a few hundred bytes
 
 
-def _read_small(path: str) -> str:
-    """A small regular file's text; never blocks on a FIFO nor reads a device (ValueError)."""
+def read_small(path: str, limit: int = _STATE_LIMIT) -> str:
+    """A small regular file's text; never blocks on a FIFO nor reads a device (ValueError).
+
+    The standard-library twin of ``acct.base.inputs.read_file``, for the fast paths."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         import stat
 
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _STATE_LIMIT:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             raise ValueError("not a small regular file")
-        return os.read(fd, _STATE_LIMIT).decode("utf-8")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, limit + 1 - total):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ValueError("file grew too large")
+        return b"".join(chunks).decode("utf-8")
     finally:
         os.close(fd)
 
 
 def read_state(path: str) -> dict[str, Any] | None:
     try:
-        doc = parse_json(_read_small(path))
+        doc = parse_json(read_small(path))
     except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and doc.get("version") == 1 else None
