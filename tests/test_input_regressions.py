@@ -6,6 +6,7 @@ Each test is named after what went wrong; each runs the real ``python -m acct`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -484,3 +485,31 @@ def test_a_record_of_a_dead_acct_does_not_break_a_new_directory_in_its_place(
     with pytest.raises(Busy), dir_lock(lock, timeout=0.3, owner_dir=ctx.paths.locks_dir):
         pass
     assert lock.is_dir()
+
+
+# --- a paste from an endless stdin -------------------------------------------------------------
+
+
+def test_an_endless_paste_on_stdin_is_cut_and_ends_instead_of_filling_the_memory() -> None:
+    import queue
+    import threading
+
+    from acct.services.oauth import _read_lines
+
+    read_end, write_end = os.pipe()
+
+    def endless() -> None:  # /dev/zero through a pipe: no newline, ever
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(write_end, b"\0" * 65536)
+
+    threading.Thread(target=endless, daemon=True).start()
+    events: queue.Queue[tuple[str, object]] = queue.Queue()
+    reader = threading.Thread(target=_read_lines, args=(read_end, events), daemon=True)
+    reader.start()
+    kind, paste = events.get(timeout=60)
+    assert kind == "paste" and isinstance(paste, str) and len(paste) <= 16 * 1024
+    assert events.get(timeout=60) == ("eof", None)
+    reader.join(timeout=60)
+    os.close(read_end)  # the writer gets EPIPE and stops
+    os.close(write_end)

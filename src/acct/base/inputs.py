@@ -25,6 +25,7 @@ import json
 import math
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +286,32 @@ def read_stream(fd: int, *, what: str, limit: int = STDIN_SECRET_LIMIT) -> bytes
     if data is None:
         raise UsageError(f"{what} is longer than {_size(limit)}; nothing was stored")
     return data
+
+
+PASTE_LINE_LIMIT = 16 * KIB  # a pasted CODE#STATE or redirect URL is well under a kilobyte
+
+
+def read_lines(fd: int, *, limit: int = PASTE_LINE_LIMIT) -> Iterator[bytes]:
+    """The lines of a stream (stdin), without their newline, each at most ``limit`` bytes.
+
+    A longer line is given cut at ``limit`` and ends the stream: what follows is not a paste,
+    and reading on (``/dev/zero``) would only fill the memory. Raw reads, so no buffer lock
+    outlives the caller.
+    """
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if pending:
+                yield pending
+            return
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line
+        if len(pending) > limit:
+            yield pending[:limit]
+            return
