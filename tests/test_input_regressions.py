@@ -513,3 +513,17 @@ def test_an_endless_paste_on_stdin_is_cut_and_ends_instead_of_filling_the_memory
     reader.join(timeout=60)
     os.close(read_end)  # the writer gets EPIPE and stops
     os.close(write_end)
+
+
+def test_an_account_name_with_brackets_is_not_read_as_markup(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "[bold]x")
+    for args, said in (
+        (("disable", "[bold]x"), ""),
+        (("disable", "[bold]x"), "[bold]x is disabled already."),
+        (("rename", "[bold]x", "[red]y"), "Renamed [bold]x to [red]y."),
+    ):
+        proc = acct(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert said in proc.stderr or said in proc.stdout, (proc.stdout, proc.stderr)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from acct.app import accounts as manage
 from acct.app.views import AccountView, current_views
@@ -243,10 +244,10 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
                 f"removing {name!r} needs confirmation", hint=f"run `acct remove {name} --yes`"
             )
         if not _ask(safe(f"Remove account {name} ({account.email or account.kind})?")):
-            info(f"Kept {name}.")
+            info(f"Kept {escape(name)}.")
             return
     removed = manage.remove(c, name)
-    info(f"Removed account {name}.")
+    info(f"Removed account {escape(name)}.")
     if removed.holder is not None:
         _warn_still_held(c, removed)
 
@@ -290,13 +291,13 @@ def rename(first: FirstNameArg, second: NewNameArg = None) -> None:
     else:
         old, new = first, second
     if manage.rename(c, old, new).changed:
-        info(f"Renamed {old} to {new}.")
+        info(f"Renamed {escape(old)} to {escape(new)}.")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
     word = "enabled" if enabled else "disabled"
     if not manage.set_enabled(ctx(), name, enabled).changed:
-        info(f"{name} is {word} already.")
+        info(f"{escape(name)} is {word} already.")
         return
     info(
         f"{name} is {word}."

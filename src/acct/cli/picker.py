@@ -74,17 +74,18 @@ def choice_titles(rows: list[AccountView], columns: int) -> list[str]:
     """One aligned line per account for a picker ``columns`` wide: name, state, 5h and 7d,
     and the email on a wide terminal. No line is longer than the terminal (it would wrap)."""
     short = columns < _EMAIL_COLUMNS
-    states = [state_text(r, short=short) for r in rows]
-    name_w = max(len(r.name) for r in rows)
+    states = [safe(state_text(r, short=short)) for r in rows]
+    names = [safe(r.name) for r in rows]
+    name_w = max(len(n) for n in names)
     state_w = max(len(s) for s in states)
     titles = []
-    for r, state in zip(rows, states, strict=True):
+    for r, name, state in zip(rows, names, states, strict=True):
         five = pct(r.utilization(r.five_hour))
         seven = pct(r.utilization(r.seven_day))
-        title = f"{r.name:<{name_w}}  {state:<{state_w}}  5h {five:>4}  7d {seven:>4}"
+        title = f"{name:<{name_w}}  {state:<{state_w}}  5h {five:>4}  7d {seven:>4}"
         if not short and r.email and r.email != r.name:
-            title += f"  {r.email}"
-        titles.append(_fit(safe(title), columns - _POINTER - 1))
+            title += f"  {safe(r.email)}"
+        titles.append(_fit(title, columns - _POINTER - 1))
     return titles
 
 
