@@ -190,7 +190,7 @@ def _tool_cases() -> list[Case]:
         Case("import-from-directory", ("import", "claude-code", "--from", "/"), lambda h: None,
              lambda h: "/ is a directory"),
         Case("import-from-huge", ("import", "pi", "--from", "../outside/big.json"),
-             lambda h: os.truncate(h.put(h.root / "outside" / "big.json", ""), 65 * 1024 * 1024),
+             lambda h: os.truncate(h.put(h.root / "outside" / "big.json", ""), 257 * 1024 * 1024),
              lambda h: "big.json"),
     ]
     return cases

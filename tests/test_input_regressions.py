@@ -527,3 +527,10 @@ def test_an_account_name_with_brackets_is_not_read_as_markup(
         proc = acct(*args)
         assert proc.returncode == 0, proc.stderr
         assert said in proc.stderr or said in proc.stdout, (proc.stdout, proc.stderr)
+
+
+def test_the_config_knows_every_target() -> None:
+    from acct.base.config import TARGETS
+    from acct.services.targets import TARGET_NAMES
+
+    assert TARGETS == TARGET_NAMES

@@ -35,7 +35,7 @@ KIB = 1024
 MIB = 1024 * KIB
 OWN_FILE_LIMIT = 16 * MIB  # acct's store: thousands of accounts fit in a few hundred KiB
 CONFIG_LIMIT = 1 * MIB
-TOOL_FILE_LIMIT = 64 * MIB  # ~/.claude.json keeps project history and can grow to megabytes
+TOOL_FILE_LIMIT = 256 * MIB  # ~/.claude.json keeps project history: tens of megabytes happen
 STDIN_SECRET_LIMIT = 64 * KIB  # an API key is about a hundred bytes
 MAX_DEPTH = 100  # far beyond any file acct or a tool writes; well inside Python's stack
 
