@@ -228,6 +228,10 @@ def _env_cases() -> list[Case]:
              env={"ACCT_TOKEN_URL": "http://127.0.0.1:99999/t"}),
         Case("token-url-no-scheme", ("refresh", "work"), none, var("ACCT_TOKEN_URL"),
              env={"ACCT_TOKEN_URL": "127.0.0.1/t"}),
+        Case("token-url-bad-idna", ("refresh", "work"), none, var("ACCT_TOKEN_URL"),
+             env={"ACCT_TOKEN_URL": "http://xn--/t"}),
+        Case("api-base-bad-ipv4", ("list", "--usage"), none, var("ACCT_API_BASE"),
+             env={"ACCT_API_BASE": "http://9127.0.0.1"}),
         Case("api-base-bad-port", ("list", "--usage"), none, var("ACCT_API_BASE"),
              env={"ACCT_API_BASE": "http://127.0.0.1:70000"}),
         Case("api-base-ipv6-unclosed", ("list", "--usage"), none, var("ACCT_API_BASE"),
@@ -446,3 +450,27 @@ def test_arbitrary_config_values_never_raise_anything_but_acct_errors(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(doc))
     _only_acct_errors(lambda: load_config(path))
+
+
+_url_parts = st.sampled_from(
+    [*"abc:/[]@%?#.-_09", "::1", "127.0.0.1", "xn--", "%zz", "999999", " ", "\x00", "é"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(scheme=st.sampled_from(["http://", "https://", "", "ftp://"]), rest=st.lists(_url_parts, max_size=12))
+def test_an_endpoint_variable_acct_accepts_is_one_the_http_client_accepts(
+    scheme: str, rest: list[str]
+) -> None:
+    import httpx
+
+    from acct.base.endpoints import Endpoints
+
+    url = scheme + "".join(rest)
+    try:
+        e = Endpoints.from_env({"ACCT_TOKEN_URL": url, "ACCT_API_BASE": url})
+    except AcctError as err:
+        assert "ACCT_" in err.message and "\n" not in err.message
+        return
+    httpx.Request("POST", e.token_url)
+    httpx.Request("GET", e.usage_url)

@@ -52,7 +52,7 @@ def _url(env: Mapping[str, str], var: str, default: str) -> str:
     port in range, so that a typo is one error naming the variable, not a failure deep in
     the HTTP client."""
     value = env.get(var) or default
-    problem = url_problem(value)
+    problem = url_problem(value) if value != default else None
     if problem:
         raise ConfigError(
             f"the environment variable {var} is not a usable URL ({problem}): {value!r}",
@@ -77,4 +77,16 @@ def url_problem(value: str) -> str | None:
         return "no host"
     if port == 0:
         return "port 0"
+    return _client_problem(value)
+
+
+def _client_problem(value: str) -> str | None:
+    """What the HTTP client itself refuses in ``value`` (a malformed IPv4 address or IDNA label)."""
+    import httpx
+
+    try:
+        httpx.Request("GET", value)
+    except Exception as e:  # noqa: BLE001 - httpx.InvalidURL, idna's errors (UnicodeError)...
+        text = " ".join(str(e).split())[:80] or type(e).__name__
+        return text[:1].lower() + text[1:]
     return None
