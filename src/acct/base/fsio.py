@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.base.errors import AcctError, Busy
-from acct.base.inputs import FileAccessError, read_json_object
+from acct.base.inputs import FileAccessError, read_file, read_json_object
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -198,11 +198,11 @@ def _abandoned(record: Path, lock_dir: Path) -> bool:
     """Whether ``lock_dir`` is one acct made and its maker has died."""
     try:
         rec = os.stat(record)
-        with open(record, "rb") as fh:
-            pid_s, start, ino_s = fh.read(200).decode("ascii").split()
+        raw = read_file(record, what="lock record", limit=200) or b""
+        pid_s, start, ino_s = raw.decode("ascii").split()
         pid, ino = int(pid_s), int(ino_s)
         st = os.stat(lock_dir)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (AcctError, OSError, ValueError):  # no record, or not one acct wrote: not ours
         return False
     if st.st_ino != ino or st.st_mtime_ns > rec.st_mtime_ns:
         return False  # another directory in its place, or touched since: not the one recorded
