@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.base.errors import ConfigError
+from acct.base.errors import AcctError, ConfigError
+from acct.base.inputs import CONFIG_LIMIT, read_toml
 
 POLICIES = ("headroom", "pace", "round-robin", "drain")
 PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
 WEBHOOK_FORMATS = ("json", "ntfy", "slack", "discord")
+# The targets acct knows (``acct.services.targets.TARGET_NAMES``; a test keeps them equal).
+TARGETS = ("claude-code", "opencode", "pi")
+MAX_SECONDS = 366 * 86400.0  # a year: more is a typo, and timers overflow on far larger values
+MAX_ROTATIONS = 1000
 DEFAULT_CONTINUATION_PROMPT = "Continue the previous task from where it stopped."
 
 
@@ -75,24 +80,34 @@ def _strs(v: Any, where: str, path: Path | str) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _num(v: Any, where: str, path: Path | str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        raise ConfigError(f"config {path}: {where} must be a non-negative number")
+def _num(v: Any, where: str, path: Path | str, *, positive: bool = False) -> float:
+    """A number of seconds: finite, at most a year, non-negative (``positive``: above 0)."""
+    low = "a positive" if positive else "a non-negative"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"config {path}: {where} must be {low} number of seconds")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"config {path}: {where} must be a finite number, not {v!r}")
+    if v < 0 or (positive and v == 0):
+        raise ConfigError(f"config {path}: {where} must be {low} number of seconds, not {v!r}")
+    if v > MAX_SECONDS:
+        raise ConfigError(f"config {path}: {where} is more than a year ({MAX_SECONDS:.0f} s)")
     return float(v)
+
+
+def _count(v: Any, where: str, path: Path | str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_ROTATIONS:
+        raise ConfigError(
+            f"config {path}: {where} must be a non-negative number, a whole one up to {MAX_ROTATIONS}"
+        )
+    return v
 
 
 def load_config(path: Path) -> Config:
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Config()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config {path}: {e}") from None
-    try:
-        doc = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config {path} is not valid TOML ({e})", hint=f"fix {path}") from None
-    return config_from_dict(doc, path)
+        doc = read_toml(path, what="config", limit=CONFIG_LIMIT)
+    except AcctError as e:
+        raise ConfigError(e.message, hint=e.hint) from None
+    return Config() if doc is None else config_from_dict(doc, path)
 
 
 _KEYS = {
@@ -113,6 +128,7 @@ _KEYS = {
     "notify",
     "notify_utilization",
 }
+_TIMEOUTS = {"usage_timeout"}  # 0 would make every request time out at once
 _TARGET_KEYS = {"resume_args", "continuation_prompt", "quota_patterns", "throttle_patterns", "auth_patterns"}
 
 
@@ -129,20 +145,29 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
             kw[key] = doc[key]
     if kw.get("policy", base.policy) not in POLICIES:
         raise ConfigError(f"config {path}: policy must be one of {', '.join(POLICIES)}")
+    if kw.get("default_target", base.default_target) not in TARGETS:
+        raise ConfigError(
+            f"config {path}: default_target {kw['default_target']!r} is not a target "
+            f"(targets: {', '.join(TARGETS)})"
+        )
     for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
-            kw[key] = _num(doc[key], key, path)
+            kw[key] = _num(doc[key], key, path, positive=key in _TIMEOUTS)
     if "proxy" in doc:
         if not isinstance(doc["proxy"], bool):
             raise ConfigError(f"config {path}: proxy must be true or false")
         kw["proxy"] = doc["proxy"]
     if "max_rotations" in doc:
-        kw["max_rotations"] = int(_num(doc["max_rotations"], "max_rotations", path))
+        kw["max_rotations"] = _count(doc["max_rotations"], "max_rotations", path)
     targets: dict[str, TargetConfig] = {}
     raw_targets = doc.get("targets", {})
     if not isinstance(raw_targets, dict):
         raise ConfigError(f"config {path}: [targets] must be a table")
     for name, t in raw_targets.items():
+        if name not in TARGETS:
+            raise ConfigError(
+                f"config {path}: [targets.{name}] is not a target (targets: {', '.join(TARGETS)})"
+            )
         if not isinstance(t, dict):
             raise ConfigError(f"config {path}: [targets.{name}] must be a table")
         bad = sorted(set(t) - _TARGET_KEYS)

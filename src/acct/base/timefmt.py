@@ -28,10 +28,20 @@ def until(ts: float | None, now: float | None = None) -> str:
     return human_duration(ts - (time.time() if now is None else now))
 
 
-def local_time(ts: float | None) -> str:
+def _datetime(ts: float | None) -> datetime | None:
+    """The local time of ``ts``; None when unknown or beyond what a calendar can show."""
     if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def local_time(ts: float | None) -> str:
+    dt = _datetime(ts)
+    if ts is None or dt is None:
         return "-"
-    dt = datetime.fromtimestamp(ts).astimezone()
     if abs(ts - time.time()) < 20 * 3600:
         return dt.strftime("%H:%M %Z")
     return dt.strftime("%b %d %H:%M %Z")
@@ -47,9 +57,8 @@ def time_left(seconds: float) -> str:
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+    dt = _datetime(ts)
+    return None if dt is None else dt.isoformat(timespec="seconds")
 
 
 def epoch(ts: float | None) -> int | None:

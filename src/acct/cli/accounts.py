@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from acct.app import accounts as manage
 from acct.app.views import AccountView, current_views
@@ -35,6 +36,7 @@ from acct.cli.render import (
     mode,
     out,
     pct,
+    safe,
     until,
     warn,
 )
@@ -100,16 +102,16 @@ _GAP = 2  # between columns
 
 def _cells(r: AccountView, short: bool) -> dict[str, str]:
     return {
-        "NAME": r.name,
-        "EMAIL": r.email or "-",
-        "PLAN": r.plan or ("api key" if r.kind == "api_key" else "-"),
-        "STATE": state_text(r, short=short),
+        "NAME": safe(r.name),
+        "EMAIL": safe(r.email) or "-",
+        "PLAN": safe(r.plan) or ("api key" if r.kind == "api_key" else "-"),
+        "STATE": safe(state_text(r, short=short)),
         "5H": pct(r.utilization(r.five_hour)),
         "7D": pct(r.utilization(r.seven_day)),
         "RESETS": until(r.relevant_reset, r.now),
         "USAGE AGE": _age(r),
         "TOKEN": r.fingerprint,
-        "NOTE": notes(r),
+        "NOTE": safe(notes(r)),
     }
 
 
@@ -241,11 +243,11 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
             raise UsageError(
                 f"removing {name!r} needs confirmation", hint=f"run `acct remove {name} --yes`"
             )
-        if not _ask(f"Remove account {name} ({account.email or account.kind})?"):
-            info(f"Kept {name}.")
+        if not _ask(safe(f"Remove account {name} ({account.email or account.kind})?")):
+            info(f"Kept {escape(name)}.")
             return
     removed = manage.remove(c, name)
-    info(f"Removed account {name}.")
+    info(f"Removed account {escape(name)}.")
     if removed.holder is not None:
         _warn_still_held(c, removed)
 
@@ -289,13 +291,13 @@ def rename(first: FirstNameArg, second: NewNameArg = None) -> None:
     else:
         old, new = first, second
     if manage.rename(c, old, new).changed:
-        info(f"Renamed {old} to {new}.")
+        info(f"Renamed {escape(old)} to {escape(new)}.")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
     word = "enabled" if enabled else "disabled"
     if not manage.set_enabled(ctx(), name, enabled).changed:
-        info(f"{name} is {word} already.")
+        info(f"{escape(name)} is {word} already.")
         return
     info(
         f"{name} is {word}."

@@ -85,7 +85,13 @@ def login_summary(acc: Account) -> str:
 def _read_api_key() -> str:
     """The key from a hidden prompt on a terminal, else all of stdin."""
     if not sys.stdin.isatty():
-        return sys.stdin.read()
+        from acct.base.inputs import read_stream
+
+        raw = read_stream(sys.stdin.fileno(), what="the API key on stdin")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("the API key on stdin is not text; nothing was stored") from None
     try:
         return getpass.getpass("API key: ", stream=sys.stderr)
     except KeyboardInterrupt:

@@ -45,10 +45,14 @@ def _xdg(env: Mapping[str, str], var: str, home: str, default: str) -> str:
 
 def dirs(env: Mapping[str, str]) -> tuple[str, str]:
     """acct's (data_dir, state_dir) for ``env``, without importing anything outside stdlib."""
-    home = env.get("HOME") or os.path.expanduser("~")
+    home = env.get("HOME", None)
+    if home is None:
+        home = os.path.expanduser("~")
     root = env.get("ACCT_HOME")
-    if root:
-        base = os.path.expanduser(root)
+    base = os.path.expanduser(root) if root else None
+    if not os.path.isabs(home) or (base is not None and not os.path.isabs(base)):
+        raise ValueError("HOME and ACCT_HOME must be absolute")  # acct refuses them too
+    if base is not None:
         return os.path.join(base, "data"), os.path.join(base, "state")
     if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
         return (
@@ -154,10 +158,18 @@ def fill(fmt: str, values: Mapping[str, str]) -> str:
     for part in parts[1:]:
         name, brace, rest = part.partition("}")
         if brace and name in values:
-            out.append(values[name] + rest)
+            out.append(_printable(values[name]) + rest)
         else:
             out.append("{" + part)
     return " ".join("".join(out).split())
+
+
+def _printable(value: str) -> str:
+    """``value`` with control characters (a terminal would obey them) shown as ``?``; the
+    format itself may colour the prompt as it likes."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else "?" for c in value)
 
 
 def segment(
@@ -221,11 +233,36 @@ def parse_json(text: str) -> Any:
     return value
 
 
+_STATE_LIMIT = 1 << 20  # prompt.json is a few hundred bytes
+
+
+def read_small(path: str, limit: int = _STATE_LIMIT) -> str:
+    """A small regular file's text; never blocks on a FIFO nor reads a device (ValueError).
+
+    The standard-library twin of ``acct.base.inputs.read_file``, for the fast paths."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        import stat
+
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise ValueError("not a small regular file")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, limit + 1 - total):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ValueError("file grew too large")
+        return b"".join(chunks).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def read_state(path: str) -> dict[str, Any] | None:
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = parse_json(fh.read())
-    except (OSError, ValueError):
+        doc = parse_json(read_small(path))
+    except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and doc.get("version") == 1 else None
 

@@ -57,6 +57,7 @@ from acct.base.errors import (
     UsageError,
 )
 from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
+from acct.base.inputs import read_lines
 from acct.base.models import PLAN_BY_ORG_TYPE, Account, Tokens
 from acct.services.store import Accounts, validate_name
 
@@ -1113,23 +1114,11 @@ def _callback_server(events: queue.Queue[tuple[str, Any]], state: str) -> Iterat
 
 
 def _read_lines(fd: int, events: queue.Queue[tuple[str, Any]]) -> None:
-    """Feed each line read from ``fd`` into ``events``; raw reads, so no buffer lock outlives us."""
-    pending = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            if pending.strip():
-                events.put(("paste", pending.decode("utf-8", "replace")))
-            events.put(("eof", None))
-            return
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line.strip():
-                events.put(("paste", line.decode("utf-8", "replace")))
+    """Feed each line read from ``fd`` into ``events`` (bounded: see ``inputs.read_lines``)."""
+    for line in read_lines(fd):
+        if line.strip():
+            events.put(("paste", line.decode("utf-8", "replace")))
+    events.put(("eof", None))
 
 
 @dataclass(frozen=True)

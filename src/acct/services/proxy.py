@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
+from acct.base.errors import AcctError
+from acct.base.inputs import read_json_object
 from acct.base.models import Window, fingerprint
 from acct.base.timefmt import epoch_seconds
 from acct.domain.classify import WINDOW_OF_CLAIM
@@ -265,13 +267,11 @@ def _settings_env(path: Path) -> dict[str, str] | None:
     """The ``env`` block of one settings file ({} when it has none or does not exist); None
     when it cannot be read as JSON."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        doc = read_json_object(path, what="Claude Code settings")
+    except AcctError:  # unparseable, not a regular file, unreadable
+        return None
+    if doc is None:
         return {}
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict):
-        return None
     block = doc.get("env", {})
     if not isinstance(block, dict):
         return None

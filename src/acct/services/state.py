@@ -18,6 +18,7 @@ from typing import Any
 
 from acct.base.errors import Busy, CorruptFile
 from acct.base.fsio import FILE_MODE, FileAccessError, ensure_dir, os_error
+from acct.base.inputs import check_regular
 from acct.base.models import Usage, UsageRecord, Window
 from acct.base.paths import Paths
 
@@ -181,6 +182,8 @@ class State:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             ensure_dir(self.path.parent)
+            # SQLite would block forever reading a FIFO put in the database's place.
+            check_regular(self.path, what="state database")
             if not self.path.exists():
                 # Create 0600 before SQLite opens it.
                 try:

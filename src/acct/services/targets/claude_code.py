@@ -29,8 +29,9 @@ from acct.services.targets.base import (
     dump_json,
     env_dir,
     epoch_ms,
-    epoch_seconds,
     home_of,
+    lock_owners,
+    want_epoch,
     want_str,
 )
 
@@ -154,10 +155,15 @@ class ClaudeCode(JsonTarget):
         """Both of Claude Code's refresh locks, in its order: the new one, then the legacy one."""
         lock = self.lock_dir(env, path)
         what = f"{self.name}'s credentials"
-        with dir_lock(lock, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({lock})"):
+        owners = lock_owners(env)
+        with dir_lock(
+            lock, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({lock})",
+            owner_dir=owners,
+        ):
             legacy = self.legacy_lock_dir(env, path)  # resolved once the directory exists
             with dir_lock(
-                legacy, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({legacy})"
+                legacy, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({legacy})",
+                owner_dir=owners,
             ):
                 yield
 
@@ -170,7 +176,7 @@ class ClaudeCode(JsonTarget):
         tokens = Tokens(
             access=access,
             refresh=refresh or None,
-            expires_at=epoch_seconds(obj.get("expiresAt")),
+            expires_at=want_epoch(obj, "expiresAt", path, ENTRY_KEY),
             scopes=tuple(str(s) for s in scopes),
         )
         sub, tier = obj.get("subscriptionType"), obj.get("rateLimitTier")
