@@ -180,9 +180,7 @@ def _tool_cases() -> list[Case]:
         ]
     cases += [
         Case("claude-identity-fifo", ("use", "work"),
-             lambda h: h.fifo(h.home / ".claude.json"), lambda h: str(h.home / ".claude.json"),
-             known="custody records the claim (last_used_at) before Claude Code's identity file "
-             "is read and refused; the store changes although nothing was lent"),
+             lambda h: h.fifo(h.home / ".claude.json"), lambda h: str(h.home / ".claude.json")),
         Case("import-from-dev-zero", ("import", "pi", "--from", "/dev/zero"), lambda h: None,
              lambda h: "/dev/zero"),
         Case("import-from-fifo", ("import", "opencode", "--from", "../outside/pipe"),

@@ -534,3 +534,19 @@ def test_the_config_knows_every_target() -> None:
     from acct.services.targets import TARGET_NAMES
 
     assert TARGETS == TARGET_NAMES
+
+
+def test_a_login_whose_email_no_name_can_hold_was_lost_after_the_code_exchange(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx
+) -> None:
+    """Without a NAME the email names the account; one with control characters failed the name
+    rule after the code had been spent, so the fresh login was lost."""
+    fake.add_account(email=EVIL_EMAIL)
+    login = LoginProcess(env, "--no-browser")
+    location = authorize(login.url()).headers["location"]
+    httpx.get(location, timeout=30)
+    code, out, err = login.finish()
+    assert code == 0, err
+    (acc,) = list(ctx.store.read())
+    assert acc.email == EVIL_EMAIL and acc.tokens is not None
+    assert not _raw_escapes(acc.name) and "owned" in acc.name

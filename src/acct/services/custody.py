@@ -973,6 +973,9 @@ def _lend_locked(
         if taken.path == key:
             expect = NO_ENTRY  # reclaiming emptied this very file
     try:
+        # What the write would refuse (Claude Code's identity file unreadable, ...) is refused
+        # before custody records anything: a refused lend leaves the store as it was.
+        target.before_write(env, path)
         acc = _fresh(ctx, _prepare(ctx, account_id, target.name), target)
         claimed = _claim(ctx, account_id, target.name, key)
         entry = _write_claimed(ctx, target, env, claimed, path, expect)

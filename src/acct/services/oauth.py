@@ -59,7 +59,7 @@ from acct.base.errors import (
 from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
 from acct.base.inputs import read_lines
 from acct.base.models import PLAN_BY_ORG_TYPE, Account, Tokens
-from acct.services.store import Accounts, validate_name
+from acct.services.store import Accounts, name_from, validate_name
 
 HTTP_TIMEOUT = 20.0
 LOGIN_TIMEOUT = 300.0
@@ -1289,7 +1289,9 @@ def _add_login(
     the login is stored under its email (made unique), and a note names both accounts."""
     uuid = profile.uuid or answer.account_uuid
     email = profile.email or answer.email
-    default = email or (uuid or "account")[:8]
+    # The server's email names the account; one a name cannot hold (control characters, spaces)
+    # is made into one, so the fresh login is never lost to a naming rule.
+    default = name_from(email, (uuid or "account")[:8])
     taken = accounts.find(name) if name else None
     if taken is not None:
         final = accounts.unique_name(default)

@@ -25,6 +25,13 @@ SCHEMA_VERSION = 1
 _NAME_RE = re.compile(r"^[^\s/\\\x00-\x1f-][^\s/\\\x00-\x1f]{0,79}$")
 
 
+def name_from(text: str | None, fallback: str = "account") -> str:
+    """A valid account name made from a server-supplied string (an email): characters a name
+    cannot hold become ``_``, a leading ``-`` goes, and it is cut to 80 characters."""
+    cleaned = re.sub(r"[\s/\\\x00-\x1f\x7f]", "_", text or "").lstrip("-")[:80]
+    return cleaned if _NAME_RE.match(cleaned) else fallback
+
+
 def validate_name(name: str) -> str:
     if not _NAME_RE.match(name or ""):
         raise UsageError(
