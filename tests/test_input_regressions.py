@@ -494,7 +494,7 @@ def test_an_endless_paste_on_stdin_is_cut_and_ends_instead_of_filling_the_memory
     import queue
     import threading
 
-    from acct.services.oauth import _read_lines
+    from acct.services.oauth.loopback import _read_lines
 
     read_end, write_end = os.pipe()
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from acct.app import accounts as manage
 from acct.base.errors import AcctError, HeldByTarget, Interrupted, UsageError
 from acct.base.models import Account
 from acct.cli import app, documents, render
@@ -59,7 +60,7 @@ def _show_prompt(prompt: oauth.LoginPrompt, open_browser: bool) -> None:
             return
 
 
-def _report(result: oauth.LoginResult, json_out: bool) -> None:
+def _report(result: manage.LoginResult, json_out: bool) -> None:
     for note in result.notes:
         render.warn(note)
     acc = result.account
@@ -150,10 +151,10 @@ def login(
             raise UsageError(
                 "--api-key needs a NAME for the account", hint="acct login NAME --api-key"
             )
-        _report(oauth.store_api_key(c, name, _read_api_key()), json_out)
+        _report(manage.store_api_key(c, name, _read_api_key()), json_out)
         return
     try:
-        result = oauth.login_flow(
+        answer = oauth.login_flow(
             c,
             name=name,
             manual=manual,
@@ -165,7 +166,7 @@ def login(
         )
     except KeyboardInterrupt:
         raise Interrupted("login interrupted; nothing was stored") from None
-    _report(result, json_out)
+    _report(manage.store_login(c, answer, name=name), json_out)
 
 
 def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:
