@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import contextlib
 import copy
 import hashlib
 import json
@@ -123,7 +124,9 @@ def fail(status: int, body: Any, **headers: str) -> Fail:
 
 def oauth_error(status: int, code: str, message: str) -> Fail:
     """The token endpoint's error document (an OpenAI-style ``error`` object)."""
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
     return fail(status, body)
 
 
@@ -299,13 +302,23 @@ class FakeState:
         record = self.access.get(token)
         lineage = self.lineages.get(record.lineage_id) if record else None
         if record is None or lineage is None or lineage.revoked:
-            body = {"error": {"message": "Your authentication token has been invalidated.",
-                              "type": "invalid_request_error", "code": "token_invalidated"}}
+            body = {
+                "error": {
+                    "message": "Your authentication token has been invalidated.",
+                    "type": "invalid_request_error",
+                    "code": "token_invalidated",
+                }
+            }
             raise Fail(Reply(401, body, log=log))
         log["account_id"] = lineage.account_id
         if record.expires_at <= time.time():
-            body = {"error": {"message": "Provided authentication token is expired.",
-                              "type": "invalid_request_error", "code": "token_expired"}}
+            body = {
+                "error": {
+                    "message": "Provided authentication token is expired.",
+                    "type": "invalid_request_error",
+                    "code": "token_expired",
+                }
+            }
             raise Fail(Reply(401, body, log=log))
         account = self.accounts[lineage.account_id]
         if self.config["require_account_header"]:
@@ -323,8 +336,11 @@ class FakeState:
         if p.get("response_type") != "code":
             return "response_type must be 'code'"
         parts = urlsplit(p.get("redirect_uri", ""))
-        if not (parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1")
-                and parts.path == "/auth/callback"):
+        if not (
+            parts.scheme == "http"
+            and parts.hostname in ("localhost", "127.0.0.1")
+            and parts.path == "/auth/callback"
+        ):
             return f"redirect_uri not allowed: {p.get('redirect_uri')!r}"
         if "openid" not in p.get("scope", "").split():
             return "scope must include openid"
@@ -348,7 +364,9 @@ class FakeState:
                 return Reply(400, "invalid authorization request: no account to log in as\n")
             code = "ac_" + secrets.token_urlsafe(32)
             self.codes[code] = AuthCode(
-                account.account_id, p["code_challenge"], p["redirect_uri"],
+                account.account_id,
+                p["code_challenge"],
+                p["redirect_uri"],
                 time.time() + float(self.config["code_ttl_s"]),
             )
         query = urlencode({"code": code, "state": p["state"]})
@@ -358,8 +376,12 @@ class FakeState:
     # ----- token -----
 
     def token(self, body: dict[str, Any]) -> Reply:
-        log: dict[str, Any] = {"grant_type": body.get("grant_type"), "fields": sorted(body),
-                               "scope": body.get("scope"), "refresh_reason": body.get("refresh_reason")}
+        log: dict[str, Any] = {
+            "grant_type": body.get("grant_type"),
+            "fields": sorted(body),
+            "scope": body.get("scope"),
+            "refresh_reason": body.get("refresh_reason"),
+        }
         with self.lock:
             delay = float(self.config["token_delay_ms"]) / 1000.0
             try:
@@ -374,7 +396,9 @@ class FakeState:
         status = self._use_failure("token_fail_status", "token_fail_times")
         if status is not None:
             if status >= 500:
-                raise fail(status, {"error": {"message": "Internal server error", "type": "server_error"}})
+                raise fail(
+                    status, {"error": {"message": "Internal server error", "type": "server_error"}}
+                )
             raise oauth_error(status, "invalid_request", "configured failure")
         if body.get("client_id") != CLIENT_ID:
             raise oauth_error(401, "invalid_client", "Invalid client_id")
@@ -506,8 +530,12 @@ class FakeState:
                 token, _, account = self._bearer(headers)
             except Fail as exc:
                 return exc.reply
-            log = {"token_sha8": sha8(token), "account_id": account.account_id,
-                   "originator": headers.get("originator"), "session_id": headers.get("session_id")}
+            log = {
+                "token_sha8": sha8(token),
+                "account_id": account.account_id,
+                "originator": headers.get("originator"),
+                "session_id": headers.get("session_id"),
+            }
             try:
                 log["model"] = json.loads(raw or b"{}").get("model")
             except ValueError:
@@ -515,22 +543,33 @@ class FakeState:
             settings = self.response_settings.setdefault(account.account_id, ResponseSettings())
             extra = self.codex_headers(account)
             if settings.mode == "unauthorized":
-                body = {"error": {"message": "Provided authentication token is expired.",
-                                  "type": "invalid_request_error", "code": "token_expired"}}
+                body = {
+                    "error": {
+                        "message": "Provided authentication token is expired.",
+                        "type": "invalid_request_error",
+                        "code": "token_expired",
+                    }
+                }
                 return Reply(401, body, extra, log=log)
             if settings.mode == "limit":
                 resets_in = int(settings.resets_in_seconds)
-                body = {"error": {
-                    "type": "usage_limit_reached",
-                    "message": "The usage limit has been reached",
-                    "plan_type": account.plan_type,
-                    "resets_at": int(time.time()) + resets_in,
-                    "resets_in_seconds": resets_in,
-                }}
+                body = {
+                    "error": {
+                        "type": "usage_limit_reached",
+                        "message": "The usage limit has been reached",
+                        "plan_type": account.plan_type,
+                        "resets_at": int(time.time()) + resets_in,
+                        "resets_in_seconds": resets_in,
+                    }
+                }
                 return Reply(429, body, extra, log=log)
             if settings.mode == "throttle":
-                body = {"error": {"type": "rate_limit_exceeded",
-                                  "message": "Rate limit reached. Please try again later."}}
+                body = {
+                    "error": {
+                        "type": "rate_limit_exceeded",
+                        "message": "Rate limit reached. Please try again later.",
+                    }
+                }
                 return Reply(429, body, {**extra, "retry-after": "1"}, log=log)
             stream = sse_stream(settings.text)
         return Reply(200, stream, extra, "text/event-stream", log=log)
@@ -545,83 +584,99 @@ class FakeState:
                 return exc.reply
 
     def _admin(self, method: str, name: str, b: dict[str, Any], q: dict[str, str]) -> Any:
-        if name == "accounts" and method == "POST":
-            plan = b.get("plan_type", "plus")
-            if plan not in PLAN_TYPES:
-                raise fail(400, {"error": f"plan_type must be one of {PLAN_TYPES}"})
-            account_id = b.get("account_id") or str(uuidlib.uuid4())
-            user = b.get("user_id") or "user-" + secrets.token_hex(8)
-            email = b.get("email") or f"{user}@example.com"
-            account = Account(account_id, user, email, plan)
-            self.accounts[account_id] = account
-            return account.to_json()
-        if name == "accounts":
+        handler = getattr(self, "_admin_" + name.replace("-", "_"), None)
+        if handler is None:
+            raise fail(404, {"error": f"no admin endpoint {name!r}"})
+        return handler(method, b, q)
+
+    def _admin_accounts(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        if method != "POST":
             return [a.to_json() for a in self.accounts.values()]
-        if name == "mint":
-            account = self._account(b.get("account_id"))
-            lineage = Lineage(uuidlib.uuid4().hex, account.account_id, time.time())
-            self.lineages[lineage.id] = lineage
-            answer = self._issue(lineage)
-            if b.get("expires_in") is not None:
-                self.access[answer["access_token"]].expires_at = time.time() + float(b["expires_in"])
-            return answer
-        if name == "config" and method == "POST":
-            unknown = set(b) - set(DEFAULT_CONFIG)
-            if unknown:
-                raise fail(400, {"error": f"unknown settings: {sorted(unknown)}"})
-            self.config.update(b)
-            return dict(self.config)
-        if name == "config":
-            return dict(self.config)
-        if name == "usage":
-            s = self._usage_of(self._account(b.get("account_id")).account_id)
-            for key, value in b.items():
-                if key == "account_id":
-                    continue
-                if not hasattr(s, key):
-                    raise fail(400, {"error": f"unknown usage setting {key!r}"})
-                setattr(s, key, value)
-            return {k: v for k, v in s.__dict__.items()}
-        if name == "responses":
-            account = self._account(b.get("account_id"))
-            mode = b.get("mode", "ok")
-            if mode not in RESPONSE_MODES:
-                raise fail(400, {"error": f"mode must be one of {RESPONSE_MODES}"})
-            s = self.response_settings.setdefault(account.account_id, ResponseSettings())
-            s.mode = mode
-            if b.get("resets_in_seconds") is not None:
-                s.resets_in_seconds = int(b["resets_in_seconds"])
-            if b.get("text") is not None:
-                s.text = str(b["text"])
-            return dict(s.__dict__)
-        if name == "next-login":
-            self.next_login = b.get("account_id")
-            return {"next_login": self.next_login}
-        if name == "log":
-            kind = q.get("kind")
-            return [e for e in self.log if kind is None or e["kind"] == kind]
-        if name == "stats":
-            return dict(self.stats)
-        if name == "reset-log":
-            self.log.clear()
-            self.stats.clear()
-            return {}
-        if name == "reset-throttle":
-            if b.get("account_id"):
-                self.usage_hits.pop(str(b["account_id"]), None)
-            else:
-                self.usage_hits.clear()
-            return {}
-        if name == "lineage":
-            return self._lineage(q)
-        if name == "revoke":
-            n = 0
-            for lineage in self.lineages.values():
-                if lineage.account_id == b.get("account_id") and not lineage.revoked:
-                    lineage.revoked, lineage.live_refresh = True, None
-                    n += 1
-            return {"revoked": n}
-        raise fail(404, {"error": f"no admin endpoint {name!r}"})
+        plan = b.get("plan_type", "plus")
+        if plan not in PLAN_TYPES:
+            raise fail(400, {"error": f"plan_type must be one of {PLAN_TYPES}"})
+        user = b.get("user_id") or "user-" + secrets.token_hex(8)
+        account = Account(
+            b.get("account_id") or str(uuidlib.uuid4()),
+            user,
+            b.get("email") or f"{user}@example.com",
+            plan,
+        )
+        self.accounts[account.account_id] = account
+        return account.to_json()
+
+    def _admin_mint(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        account = self._account(b.get("account_id"))
+        lineage = Lineage(uuidlib.uuid4().hex, account.account_id, time.time())
+        self.lineages[lineage.id] = lineage
+        answer = self._issue(lineage)
+        if b.get("expires_in") is not None:
+            self.access[answer["access_token"]].expires_at = time.time() + float(b["expires_in"])
+        return answer
+
+    def _admin_config(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        unknown = set(b) - set(DEFAULT_CONFIG)
+        if unknown:
+            raise fail(400, {"error": f"unknown settings: {sorted(unknown)}"})
+        self.config.update(b)
+        return dict(self.config)
+
+    def _admin_usage(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        s = self._usage_of(self._account(b.get("account_id")).account_id)
+        settings = {k: v for k, v in b.items() if k != "account_id"}
+        unknown = [k for k in settings if not hasattr(s, k)]
+        if unknown:
+            raise fail(400, {"error": f"unknown usage settings {unknown}"})
+        for key, value in settings.items():
+            setattr(s, key, value)
+        return dict(s.__dict__)
+
+    def _admin_responses(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        account = self._account(b.get("account_id"))
+        mode = b.get("mode", "ok")
+        if mode not in RESPONSE_MODES:
+            raise fail(400, {"error": f"mode must be one of {RESPONSE_MODES}"})
+        s = self.response_settings.setdefault(account.account_id, ResponseSettings())
+        s.mode = mode
+        if b.get("resets_in_seconds") is not None:
+            s.resets_in_seconds = int(b["resets_in_seconds"])
+        if b.get("text") is not None:
+            s.text = str(b["text"])
+        return dict(s.__dict__)
+
+    def _admin_next_login(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        self.next_login = b.get("account_id")
+        return {"next_login": self.next_login}
+
+    def _admin_log(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        kind = q.get("kind")
+        return [e for e in self.log if kind is None or e["kind"] == kind]
+
+    def _admin_stats(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        return dict(self.stats)
+
+    def _admin_reset_log(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        self.log.clear()
+        self.stats.clear()
+        return {}
+
+    def _admin_reset_throttle(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        if b.get("account_id"):
+            self.usage_hits.pop(str(b["account_id"]), None)
+        else:
+            self.usage_hits.clear()
+        return {}
+
+    def _admin_lineage(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        return self._lineage(q)
+
+    def _admin_revoke(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        n = 0
+        for lineage in self.lineages.values():
+            if lineage.account_id == b.get("account_id") and not lineage.revoked:
+                lineage.revoked, lineage.live_refresh = True, None
+                n += 1
+        return {"revoked": n}
 
     def _lineage(self, q: dict[str, str]) -> dict[str, Any]:
         lineage: Lineage | None = None
@@ -645,23 +700,33 @@ class FakeState:
 def sse_stream(text: str) -> bytes:
     """A minimal successful Responses stream: created, one message item, completed."""
     rid = "resp_" + secrets.token_hex(8)
-    item = {"type": "message", "role": "assistant", "id": "msg_" + secrets.token_hex(8),
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
-    usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
-             "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0},
-             "total_tokens": 15}
+    item = {
+        "type": "message",
+        "role": "assistant",
+        "id": "msg_" + secrets.token_hex(8),
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+    usage = {
+        "input_tokens": 10,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 5,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 15,
+    }
     events = [
         {"type": "response.created", "response": {"id": rid}},
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {**item, "content": []}},
-        {"type": "response.output_text.delta", "item_id": item["id"], "output_index": 0,
-         "content_index": 0, "delta": text},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
+        {
+            "type": "response.output_text.delta",
+            "item_id": item["id"],
+            "output_index": 0,
+            "content_index": 0,
+            "delta": text,
+        },
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": {"id": rid, "usage": usage}},
     ]
-    return b"".join(
-        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events
-    )
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
 
 
 STATE = FakeState()
@@ -709,10 +774,17 @@ class Handler(BaseHTTPRequestHandler):
         if kind != "admin":
             with STATE.lock:
                 STATE.stats[kind] += 1
-                STATE.log.append({"kind": kind, "method": self.command,
-                                  "path": urlsplit(self.path).path, "status": reply.status,
-                                  "t": time.time(), "headers": self._shown_headers(),
-                                  **reply.log})
+                STATE.log.append(
+                    {
+                        "kind": kind,
+                        "method": self.command,
+                        "path": urlsplit(self.path).path,
+                        "status": reply.status,
+                        "t": time.time(),
+                        "headers": self._shown_headers(),
+                        **reply.log,
+                    }
+                )
         self.send_response(reply.status)
         if ctype:
             self.send_header("Content-Type", ctype)
@@ -756,7 +828,7 @@ class Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw or b"{}") if method == "POST" else {}
             except ValueError:
                 body = {}
-            self._send("admin", STATE.admin(method, path[len("/_admin/"):], body, query))
+            self._send("admin", STATE.admin(method, path[len("/_admin/") :], body, query))
         elif path == "/oauth/authorize" and method == "GET":
             self._send("authorize", STATE.authorize(query))
         elif path == "/oauth/token" and method == "POST":
@@ -782,14 +854,14 @@ def main(argv: list[str] | None = None) -> int:
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)
     if args.watch_stdin:
+
         def watch() -> None:
             sys.stdin.buffer.read()
             server.shutdown()
+
         threading.Thread(target=watch, daemon=True).start()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
