@@ -1,0 +1,251 @@
+"""ChatGPT (the Codex CLI's provider): what its documents and headers mean. No I/O here.
+
+- the id_token's claims (identity and plan, for display and matching only);
+- ``GET /backend-api/wham/usage`` and the ``x-codex-*`` headers of the Responses API, as acct's
+  :class:`~acct.base.models.Usage`, each window labelled by its real length;
+- the 429 ``usage_limit_reached`` body, and the words the Codex CLI prints on its endings
+  (:data:`PATTERNS`, for :func:`acct.domain.classify.classify`).
+
+Formats as the Codex CLI 0.171.0 reads them (docs/codex.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from acct.base.models import Usage, Window
+from acct.domain.classify import Patterns
+
+AUTH_CLAIM = "https://api.openai.com/auth"
+PROFILE_CLAIM = "https://api.openai.com/profile"
+
+FIVE_HOURS = 5 * 3600
+SEVEN_DAYS = 7 * 86400
+
+
+# --- the id_token ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdClaims:
+    """What an OpenAI id_token (or access token) says about its holder.
+
+    Read WITHOUT checking the signature: good for showing who an account is and for noticing
+    that a file holds another account than expected, never for a decision a forged token could
+    abuse (nothing is granted on these claims; the servers check the tokens themselves).
+    """
+
+    account_id: str | None = None  # chatgpt_account_id: the workspace; ChatGPT-Account-Id
+    user_id: str | None = None  # chatgpt_user_id (else user_id)
+    email: str | None = None
+    plan_type: str | None = None  # chatgpt_plan_type: free | plus | pro | team | business | ...
+    expires_at: int | None = None  # exp, epoch seconds
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def _text(obj: Any, key: str) -> str | None:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def jwt_payload(token: str) -> dict[str, Any] | None:
+    """The decoded payload of a JWT (no signature check), or None when it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1]:
+        return None
+    padded = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def parse_id_claims(token: str | None) -> IdClaims:
+    """The claims of an id_token; empty claims for anything that does not decode."""
+    doc = jwt_payload(token) if token else None
+    if doc is None:
+        return IdClaims()
+    auth = doc.get(AUTH_CLAIM)
+    profile = doc.get(PROFILE_CLAIM)
+    exp = _number(doc.get("exp"))
+    return IdClaims(
+        account_id=_text(auth, "chatgpt_account_id"),
+        user_id=_text(auth, "chatgpt_user_id") or _text(auth, "user_id"),
+        email=_text(doc, "email") or _text(profile, "email"),
+        plan_type=_text(auth, "chatgpt_plan_type"),
+        expires_at=int(exp) if exp is not None else None,
+        extra={k: v for k, v in doc.items() if k not in ("exp", "email", AUTH_CLAIM)},
+    )
+
+
+# --- usage windows --------------------------------------------------------------------------
+
+
+def window_label(seconds: float | None) -> str:
+    """A window named by its real length: 18000 -> ``5-hour``, 604800 -> ``7-day``."""
+    if seconds is None or seconds <= 0:
+        return "window"
+    if seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}-day"
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}-hour"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}-minute"
+    return f"{int(seconds)}-second"
+
+
+@dataclass(frozen=True)
+class LabelledUsage:
+    """ChatGPT usage as acct's :class:`Usage`, plus what the two windows really are.
+
+    The primary window takes the 5-hour slot and the secondary the 7-day slot (the columns acct
+    shows); ``labels`` names each slot by the length the server gave it, so a column is never
+    called "5-hour" for a window of another length.
+    """
+
+    usage: Usage
+    labels: Mapping[str, str] = field(default_factory=dict)  # "five_hour"/"seven_day" -> label
+    lengths: Mapping[str, int] = field(default_factory=dict)  # slot -> seconds, when known
+    plan_type: str | None = None
+    limit_reached: bool | None = None
+    limit_reached_type: str | None = None
+    credits: Mapping[str, Any] | None = None
+
+
+def _wham_window(doc: Any, now: float) -> tuple[Window, int | None] | None:
+    if not isinstance(doc, Mapping):
+        return None
+    used = _number(doc.get("used_percent"))
+    length = _number(doc.get("limit_window_seconds"))
+    reset = _number(doc.get("reset_at"))
+    if reset is None:
+        after = _number(doc.get("reset_after_seconds"))
+        reset = now + after if after is not None else None
+    return Window(used, reset), int(length) if length is not None and length > 0 else None
+
+
+def _labelled(slots: Mapping[str, tuple[Window, int | None] | None], **rest: Any) -> LabelledUsage:
+    windows = {slot: w[0] for slot, w in slots.items() if w is not None}
+    lengths = {slot: w[1] for slot, w in slots.items() if w is not None and w[1] is not None}
+    labels = {slot: window_label(lengths.get(slot)) for slot in windows}
+    for slot, default in (("five_hour", FIVE_HOURS), ("seven_day", SEVEN_DAYS)):
+        if slot in windows and slot not in lengths:
+            labels[slot] = window_label(default)
+    usage = Usage(five_hour=windows.get("five_hour"), seven_day=windows.get("seven_day"))
+    return LabelledUsage(usage, labels, lengths, **rest)
+
+
+def parse_wham_usage(doc: Any, now: float) -> LabelledUsage:
+    """``GET /backend-api/wham/usage`` -> usage. ``ValueError`` for a document of another shape."""
+    if not isinstance(doc, Mapping):
+        raise ValueError("the usage answer is not an object")
+    rate = doc.get("rate_limit")
+    if rate is not None and not isinstance(rate, Mapping):
+        raise ValueError("the usage answer's rate_limit is not an object")
+    rate = rate or {}
+    credits = doc.get("credits")
+    reached = rate.get("limit_reached")
+    return _labelled(
+        {
+            "five_hour": _wham_window(rate.get("primary_window"), now),
+            "seven_day": _wham_window(rate.get("secondary_window"), now),
+        },
+        plan_type=_text(doc, "plan_type"),
+        limit_reached=reached if isinstance(reached, bool) else None,
+        limit_reached_type=_text(doc, "rate_limit_reached_type"),
+        credits=credits if isinstance(credits, Mapping) else None,
+    )
+
+
+def _header_window(headers: Mapping[str, str], name: str) -> tuple[Window, int | None] | None:
+    def get(suffix: str) -> float | None:
+        raw = headers.get(f"x-codex-{name}-{suffix}")
+        try:
+            value = float(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return value if value is not None and math.isfinite(value) else None
+
+    used = get("used-percent")
+    minutes = get("window-minutes")
+    reset = get("reset-at")
+    if used is None and reset is None:
+        return None
+    length = int(minutes * 60) if minutes is not None and minutes > 0 else None
+    return Window(used, reset), length
+
+
+def parse_codex_headers(headers: Mapping[str, str]) -> LabelledUsage | None:
+    """The live usage a Responses API answer carries (``x-codex-primary-used-percent``,
+    ``-window-minutes``, ``-reset-at`` in epoch seconds; the same for ``secondary``), or None
+    when it carries none. Header names are matched case-insensitively."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    slots = {
+        "five_hour": _header_window(lower, "primary"),
+        "seven_day": _header_window(lower, "secondary"),
+    }
+    if all(v is None for v in slots.values()):
+        return None
+    reached = lower.get("x-codex-rate-limit-reached-type") or None
+    return _labelled(slots, limit_reached_type=reached)
+
+
+# --- the limit refusal and the Codex CLI's words ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitRefusal:
+    """A Responses API 429 whose body says ``usage_limit_reached``: the plan's quota is out."""
+
+    resets_at: float | None
+    plan_type: str | None = None
+    message: str | None = None
+
+
+def parse_limit_body(doc: Any, now: float) -> LimitRefusal | None:
+    """The limit refusal in a 429 body, or None when the 429 is of another kind (a throttle)."""
+    err = doc.get("error") if isinstance(doc, Mapping) else None
+    if not isinstance(err, Mapping) or err.get("type") != "usage_limit_reached":
+        return None
+    reset = _number(err.get("resets_at"))
+    if reset is None:
+        after = _number(err.get("resets_in_seconds"))
+        reset = now + after if after is not None else None
+    return LimitRefusal(reset, _text(err, "plan_type"), _text(err, "message"))
+
+
+# How `codex exec` 0.171.0 ends (stderr lines start with "ERROR: "; --json ends with
+# {"type":"turn.failed","error":{"message":...}}). It exits 1 on every failure, so only these
+# words tell a quota from a throttle from a dead login. The apostrophe is U+2019 in 0.171.0.
+PATTERNS = Patterns(
+    quota=(
+        r"You[’']ve hit your usage limit",
+        r"You[’']ve reached your usage limit",
+        r"Usage limit reached\.",
+        r"Your workspace is out of credits",
+        r"You[’']re out of credits",
+        r"You[’']ve reached your workspace credit limit",
+        r"You hit your spend cap",
+    ),
+    throttle=(r"exceeded retry limit, last status: 429",),
+    auth=(
+        r"Your access token could not be refreshed",
+        r"refresh token (?:was already used|was revoked|has expired)",
+        r"Please log out and sign in again",
+        r"unexpected status 401 Unauthorized",
+    ),
+)
