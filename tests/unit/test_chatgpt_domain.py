@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from acct.domain.chatgpt import (
     AUTH_CLAIM,
     PATTERNS,
+    codex_reset_at,
     parse_codex_headers,
     parse_id_claims,
     parse_limit_body,
@@ -196,3 +199,36 @@ def test_codex_endings_classify_by_their_words(tail: str, kind: str) -> None:
 
 def test_codex_exit_0_is_ok_whatever_it_printed() -> None:
     assert classify(Codex(), 0, LIMIT, NOW).kind == "ok"
+
+
+# --- the reset time in Codex's limit message (seen: 0.171.0, TZ unset and Europe/Berlin) ---
+
+
+def at(text: str) -> str:
+    now = datetime(2026, 12, 2, 7, 49, tzinfo=UTC).timestamp()
+    got = codex_reset_at(text, now, UTC)
+    return "-" if got is None else datetime.fromtimestamp(got, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("or try again at 9:49 AM.", "2026-12-02 09:49"),
+        ("Try again at 9:49 PM.", "2026-12-02 21:49"),
+        ("or try again at 7:30 AM.", "2026-12-03 07:30"),  # earlier today: tomorrow's
+        ("or try again at 12:05 AM.", "2026-12-03 00:05"),
+        ("or try again at Dec 5th, 2026 8:02 AM.", "2026-12-05 08:02"),
+        ("or try again at Jan 1st, 2027 12:00 PM.", "2027-01-01 12:00"),
+        ("You've hit your usage limit.", "-"),
+        ("try again at 25:99 PM", "-"),
+    ],
+)
+def test_codex_reset_time_is_read_from_its_limit_message(text: str, want: str) -> None:
+    assert at(text) == want
+
+
+def test_codex_reset_time_is_read_in_the_zone_codex_ran_in() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    now = datetime(2026, 12, 2, 7, 49, tzinfo=UTC).timestamp()
+    got = codex_reset_at("try again at Dec 5th, 2026 9:02 AM.", now, berlin)
+    assert got == datetime(2026, 12, 5, 8, 2, tzinfo=UTC).timestamp()

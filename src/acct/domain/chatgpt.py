@@ -15,8 +15,10 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from acct.base.models import Usage, Window
@@ -249,3 +251,38 @@ PATTERNS = Patterns(
         r"unexpected status 401 Unauthorized",
     ),
 )
+
+
+# "… or try again at 9:49 AM." / "… Try again at Dec 5th, 2026 8:02 AM." (the Codex process's
+# local time zone; a date only when the reset is not within the day).
+_TRY_AGAIN = re.compile(
+    r"try again at\s+(?:(?P<mon>[A-Z][a-z]{2})[a-z]*\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+"
+    r"(?P<year>\d{4}),?\s+)?(?P<h>\d{1,2}):(?P<m>\d{2})\s*(?P<ampm>[AaPp][Mm])",
+    re.IGNORECASE,
+)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_LATE = 120.0  # a time of day this far in the past is still today's (the message is fresh)
+
+
+def codex_reset_at(text: str, now: float, tz: tzinfo) -> float | None:
+    """The reset time in the Codex CLI's limit message (epoch seconds), read in ``tz`` (the
+    zone Codex ran in), or None when the text names none."""
+    m = _TRY_AGAIN.search(text)
+    if m is None:
+        return None
+    hour = int(m["h"]) % 12 + (12 if m["ampm"].lower() == "pm" else 0)
+    minute = int(m["m"])
+    if hour > 23 or minute > 59:
+        return None
+    here = datetime.fromtimestamp(now, tz)
+    try:
+        if m["mon"]:
+            month = _MONTHS.index(m["mon"][:3].lower()) + 1
+            at = datetime(int(m["year"]), month, int(m["day"]), hour, minute, tzinfo=tz)
+            return at.timestamp()
+        at = here.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        return None
+    if at.timestamp() < now - _LATE:
+        at += timedelta(days=1)
+    return at.timestamp()
