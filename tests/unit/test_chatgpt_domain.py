@@ -106,11 +106,13 @@ def test_wham_usage_maps_primary_and_secondary_to_the_two_columns() -> None:
 
 
 def test_a_window_of_another_length_is_not_called_five_hour() -> None:
-    doc = wham({"used_percent": 3, "limit_window_seconds": 86400, "reset_after_seconds": 60}, None)
+    doc = wham({"used_percent": 3, "limit_window_seconds": 10800, "reset_after_seconds": 60}, None)
     got = parse_wham_usage(doc, NOW)
-    assert got.labels == {"five_hour": "1-day"}
+    assert got.labels == {"five_hour": "3-hour"}
     assert got.usage.five_hour is not None and got.usage.five_hour.resets_at == NOW + 60
     assert got.usage.seven_day is None
+    daily = parse_wham_usage(wham(None, {"used_percent": 1, "limit_window_seconds": 86400}), NOW)
+    assert daily.labels == {"seven_day": "1-day"}
 
 
 def test_wham_usage_of_another_shape_is_refused() -> None:
@@ -232,3 +234,42 @@ def test_codex_reset_time_is_read_in_the_zone_codex_ran_in() -> None:
     now = datetime(2026, 12, 2, 7, 49, tzinfo=UTC).timestamp()
     got = codex_reset_at("try again at Dec 5th, 2026 9:02 AM.", now, berlin)
     assert got == datetime(2026, 12, 5, 8, 2, tzinfo=UTC).timestamp()
+
+
+def test_a_weekly_primary_window_goes_to_the_weekly_column() -> None:
+    # Seen in public reports: some plans answer with a weekly primary window and no short one.
+    doc = wham({"used_percent": 5, "limit_window_seconds": 604800, "reset_at": 1_801_000_000}, None)
+    got = parse_wham_usage(doc, NOW)
+    assert got.usage.five_hour is None
+    assert got.usage.seven_day is not None and got.usage.seven_day.utilization == 5.0
+    assert got.labels == {"seven_day": "7-day"}
+    headers = {
+        "x-codex-primary-used-percent": "5",
+        "x-codex-primary-window-minutes": "10080",
+        "x-codex-primary-reset-at": "1801000000",
+        "x-codex-plan-type": "pro",
+    }
+    live = parse_codex_headers(headers)
+    assert live is not None and live.usage.five_hour is None and live.plan_type == "pro"
+    assert live.usage.seven_day is not None and live.usage.seven_day.resets_at == 1_801_000_000
+
+
+def test_swapped_windows_are_placed_by_length() -> None:
+    doc = wham(
+        {"used_percent": 70, "limit_window_seconds": 604800},
+        {"used_percent": 10, "limit_window_seconds": 18000},
+    )
+    got = parse_wham_usage(doc, NOW)
+    assert got.usage.five_hour is not None and got.usage.five_hour.utilization == 10.0
+    assert got.usage.seven_day is not None and got.usage.seven_day.utilization == 70.0
+
+
+def test_header_reset_after_seconds_counts_from_now() -> None:
+    headers = {
+        "x-codex-primary-used-percent": "80",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-after-seconds": "600",
+    }
+    got = parse_codex_headers(headers, NOW)
+    assert got is not None and got.usage.five_hour is not None
+    assert got.usage.five_hour.resets_at == NOW + 600

@@ -114,9 +114,10 @@ def window_label(seconds: float | None) -> str:
 class LabelledUsage:
     """ChatGPT usage as acct's :class:`Usage`, plus what the two windows really are.
 
-    The primary window takes the 5-hour slot and the secondary the 7-day slot (the columns acct
-    shows); ``labels`` names each slot by the length the server gave it, so a column is never
-    called "5-hour" for a window of another length.
+    A window shorter than a day takes the 5-hour slot and a longer one the 7-day slot (the
+    columns acct shows); without lengths the primary window is the short one. ``labels`` names
+    each slot by the length the server gave it, so a column is never called "5-hour" for a
+    window of another length.
     """
 
     usage: Usage
@@ -140,9 +141,40 @@ def _wham_window(doc: Any, now: float) -> tuple[Window, int | None] | None:
     return Window(used, reset), int(length) if length is not None and length > 0 else None
 
 
-def _labelled(slots: Mapping[str, tuple[Window, int | None] | None], **rest: Any) -> LabelledUsage:
-    windows = {slot: w[0] for slot, w in slots.items() if w is not None}
-    lengths = {slot: w[1] for slot, w in slots.items() if w is not None and w[1] is not None}
+def _slot_by_length(length: int | None) -> str | None:
+    """The column a window of this length belongs in: under a day is the short (5-hour)
+    column, a day or more the weekly one; None when the length is unknown."""
+    if length is None:
+        return None
+    return "five_hour" if length < 86400 else "seven_day"
+
+
+def _placed(
+    primary: tuple[Window, int | None] | None, secondary: tuple[Window, int | None] | None
+) -> dict[str, tuple[Window, int | None]]:
+    """The two windows in acct's two columns, by their real length where it is known (some
+    plans have a weekly primary window and no short one); by position otherwise or when both
+    lengths would land in the same column."""
+    given = [w for w in (primary, secondary) if w is not None]
+    by_length = [_slot_by_length(w[1]) for w in given]
+    if all(by_length) and len(set(by_length)) == len(by_length):
+        return {slot: w for slot, w in zip(by_length, given, strict=True) if slot}
+    out: dict[str, tuple[Window, int | None]] = {}
+    if primary is not None:
+        out["five_hour"] = primary
+    if secondary is not None:
+        out["seven_day"] = secondary
+    return out
+
+
+def _labelled(
+    primary: tuple[Window, int | None] | None,
+    secondary: tuple[Window, int | None] | None,
+    **rest: Any,
+) -> LabelledUsage:
+    slots = _placed(primary, secondary)
+    windows = {slot: w[0] for slot, w in slots.items()}
+    lengths = {slot: w[1] for slot, w in slots.items() if w[1] is not None}
     labels = {slot: window_label(lengths.get(slot)) for slot in windows}
     for slot, default in (("five_hour", FIVE_HOURS), ("seven_day", SEVEN_DAYS)):
         if slot in windows and slot not in lengths:
@@ -162,10 +194,8 @@ def parse_wham_usage(doc: Any, now: float) -> LabelledUsage:
     credits = doc.get("credits")
     reached = rate.get("limit_reached")
     return _labelled(
-        {
-            "five_hour": _wham_window(rate.get("primary_window"), now),
-            "seven_day": _wham_window(rate.get("secondary_window"), now),
-        },
+        _wham_window(rate.get("primary_window"), now),
+        _wham_window(rate.get("secondary_window"), now),
         plan_type=_text(doc, "plan_type"),
         limit_reached=reached if isinstance(reached, bool) else None,
         limit_reached_type=_text(doc, "rate_limit_reached_type"),
@@ -173,7 +203,9 @@ def parse_wham_usage(doc: Any, now: float) -> LabelledUsage:
     )
 
 
-def _header_window(headers: Mapping[str, str], name: str) -> tuple[Window, int | None] | None:
+def _header_window(
+    headers: Mapping[str, str], name: str, now: float | None
+) -> tuple[Window, int | None] | None:
     def get(suffix: str) -> float | None:
         raw = headers.get(f"x-codex-{name}-{suffix}")
         try:
@@ -185,25 +217,33 @@ def _header_window(headers: Mapping[str, str], name: str) -> tuple[Window, int |
     used = get("used-percent")
     minutes = get("window-minutes")
     reset = get("reset-at")
+    after = get("reset-after-seconds")
+    if reset is None and after is not None and now is not None:
+        reset = now + after
     if used is None and reset is None:
         return None
     length = int(minutes * 60) if minutes is not None and minutes > 0 else None
     return Window(used, reset), length
 
 
-def parse_codex_headers(headers: Mapping[str, str]) -> LabelledUsage | None:
+def parse_codex_headers(
+    headers: Mapping[str, str], now: float | None = None
+) -> LabelledUsage | None:
     """The live usage a Responses API answer carries (``x-codex-primary-used-percent``,
-    ``-window-minutes``, ``-reset-at`` in epoch seconds; the same for ``secondary``), or None
-    when it carries none. Header names are matched case-insensitively."""
+    ``-window-minutes``, ``-reset-at`` in epoch seconds or ``-reset-after-seconds`` from
+    ``now``; the same for ``secondary``; ``x-codex-plan-type``), or None when it carries none.
+    Header names are matched case-insensitively."""
     lower = {k.lower(): v for k, v in headers.items()}
-    slots = {
-        "five_hour": _header_window(lower, "primary"),
-        "seven_day": _header_window(lower, "secondary"),
-    }
-    if all(v is None for v in slots.values()):
+    primary = _header_window(lower, "primary", now)
+    secondary = _header_window(lower, "secondary", now)
+    if primary is None and secondary is None:
         return None
-    reached = lower.get("x-codex-rate-limit-reached-type") or None
-    return _labelled(slots, limit_reached_type=reached)
+    return _labelled(
+        primary,
+        secondary,
+        plan_type=lower.get("x-codex-plan-type") or None,
+        limit_reached_type=lower.get("x-codex-rate-limit-reached-type") or None,
+    )
 
 
 # --- the limit refusal and the Codex CLI's words ----------------------------------------------
