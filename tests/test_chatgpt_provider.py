@@ -164,3 +164,17 @@ def test_usage_with_a_revoked_token_is_an_auth_error(
     fake.revoke(account["account_id"])
     with pytest.raises(AuthError):
         chatgpt.fetch_usage(endpoints, minted["access_token"], account["account_id"])
+
+
+def test_a_refresh_answer_lost_after_sending_is_unanswered_not_a_plain_network_error(
+    fake: FakeChatGPT, endpoints: ChatGPTEndpoints, account: dict[str, Any]
+) -> None:
+    minted = fake.mint(account["account_id"])
+    fake.configure(token_delay_ms=3000)
+    try:
+        with pytest.raises(chatgpt.Unanswered, match="may be spent"):
+            chatgpt.refresh(endpoints, stored(minted), timeout=0.5)
+    finally:
+        fake.configure(token_delay_ms=0)
+    # ...and indeed the server rotated the lineage: the token in hand is spent.
+    assert fake.lineage(refresh_token=minted["refresh_token"])["refresh_count"] == 1

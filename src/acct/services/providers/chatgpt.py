@@ -53,6 +53,14 @@ DEAD_LINEAGE = frozenset(
 )
 
 
+class Unanswered(NetworkError):
+    """The request may have reached the server, but its answer was lost (timeout, broken
+    connection). For a refresh this matters: the server may have rotated the lineage, so the
+    refresh token in hand may be spent. Re-read whoever holds the lineage before retrying."""
+
+    code = "unanswered"
+
+
 @dataclass(frozen=True)
 class ChatGPTEndpoints:
     auth_base: str = "https://auth.openai.com"
@@ -245,8 +253,8 @@ def _send(
     timeout: float,
     **kwargs: Any,
 ) -> httpx.Response:
-    """One request; connection failures and timeouts become :class:`NetworkError` (the text
-    says whether anything may have been sent: a refresh lost after sending may have rotated)."""
+    """One request. Failures before anything was sent become :class:`NetworkError`; after the
+    request may have been sent, :class:`Unanswered` (a lost refresh answer may have rotated)."""
     import httpx
 
     own = client is None
@@ -256,9 +264,9 @@ def _send(
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
         raise NetworkError(f"cannot reach {what} ({type(e).__name__}); nothing was sent") from None
     except httpx.TimeoutException:
-        raise NetworkError(f"{what} did not answer within {timeout:g}s") from None
+        raise Unanswered(f"{what} did not answer within {timeout:g}s") from None
     except httpx.HTTPError as e:
-        raise NetworkError(f"the connection to {what} broke ({type(e).__name__})") from None
+        raise Unanswered(f"the connection to {what} broke ({type(e).__name__})") from None
     finally:
         if own:
             c.close()
@@ -326,9 +334,15 @@ def refresh(
         "grant_type": "refresh_token",
         "refresh_token": tokens.refresh,
     }
-    response = _send(
-        client, "POST", endpoints.token_url, "the ChatGPT token endpoint", timeout, json=body
-    )
+    try:
+        response = _send(
+            client, "POST", endpoints.token_url, "the ChatGPT token endpoint", timeout, json=body
+        )
+    except Unanswered as e:
+        raise Unanswered(
+            f"{e.message}: the refresh token of {account} may be spent already",
+            hint="re-read the login before refreshing again",
+        ) from None
     failure = _transient(response, "the ChatGPT token endpoint")
     if failure:
         raise failure
