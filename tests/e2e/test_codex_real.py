@@ -149,6 +149,81 @@ def test_codex_with_a_spent_refresh_token_ends_as_auth(codex_bin, fake, cenv, wo
     assert Codex().path(cenv).read_text() == before  # Codex does not blank its file
 
 
+def start_codex(
+    codex_bin: Path, fake: FakeChatGPT, env: dict[str, str], workdir: Path, *args: str
+) -> subprocess.Popen[str]:
+    argv = [
+        str(codex_bin),
+        "exec",
+        *fake.codex_config(),
+        "-c",
+        "model=gpt-5.5",
+        "--skip-git-repo-check",
+        *args,
+    ]
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def test_codex_rereads_its_file_on_401_and_takes_the_same_accounts_new_login(
+    codex_bin, fake, cenv, workdir
+) -> None:
+    a = fake.add_account(plan_type="plus")
+    first = lend(fake, cenv, a["account_id"])
+    fake.configure(hold_responses=True)
+    proc = start_codex(codex_bin, fake, cenv, workdir, "say hi")
+    try:
+        assert fake.wait_held(1)[0]["token_sha8"] == fake.sha8(first["access_token"])
+        fake.revoke(a["account_id"])  # the running login dies...
+        second = lend(fake, cenv, a["account_id"])  # ...and acct writes a new one meanwhile
+        fake.release()
+        held = fake.wait_held(2)
+        assert held[1]["token_sha8"] == fake.sha8(second["access_token"])  # no refresh first
+        fake.configure(hold_responses=False)
+        fake.release(10)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert fake.log("token_refresh") == []
+    assert fake.lineage(refresh_token=second["refresh_token"])["revoked"] is False
+
+
+def test_codex_ends_when_its_file_holds_another_account_at_a_401(
+    codex_bin, fake, cenv, workdir
+) -> None:
+    a, b = fake.add_account(plan_type="plus"), fake.add_account(plan_type="plus")
+    lend(fake, cenv, a["account_id"])
+    fake.configure(hold_responses=True)
+    proc = start_codex(codex_bin, fake, cenv, workdir, "say hi")
+    try:
+        fake.wait_held(1)
+        fake.revoke(a["account_id"])
+        other = lend(fake, cenv, b["account_id"])
+        fake.configure(hold_responses=False)
+        fake.release(10)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1
+    assert "signed in to another account" in err
+    assert classify(Codex(), 1, err, time.time()).kind == "auth"
+    # B was never sent nor refreshed: the run ended, B's lineage is untouched
+    assert all(e.get("account_id") != b["account_id"] for e in fake.log("responses"))
+    assert fake.lineage(refresh_token=other["refresh_token"])["refresh_count"] == 0
+
+
 def test_resume_args_continue_the_same_session(codex_bin, fake, cenv, workdir) -> None:
     a = fake.add_account(plan_type="plus")
     lend(fake, cenv, a["account_id"])

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -224,6 +225,25 @@ class FakeChatGPT:
             "text": text,
         }
         return cast(dict[str, Any], self._admin("POST", "responses", body))
+
+    def held(self) -> list[dict[str, Any]]:
+        """Responses requests parked by ``hold_responses`` so far: [{token_sha8, t}]."""
+        return cast(list[dict[str, Any]], self._admin("GET", "held"))
+
+    def release(self, count: int = 1) -> None:
+        """Let ``count`` parked (or future) Responses requests go on."""
+        self._admin("POST", "release", {"count": count})
+
+    def wait_held(self, n: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Wait until ``n`` requests have been parked; the parked requests."""
+        deadline = time.monotonic() + timeout
+        while True:
+            held = self.held()
+            if len(held) >= n:
+                return held
+            if time.monotonic() > deadline:
+                raise FakeChatGPTError(f"only {len(held)} Responses requests arrived, not {n}")
+            time.sleep(0.05)
 
     def next_login(self, account_id: str | None) -> None:
         self._admin("POST", "next-login", {"account_id": account_id})

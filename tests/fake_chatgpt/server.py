@@ -22,7 +22,9 @@ Public endpoints:
     Bearer access token + ``ChatGPT-Account-Id``; primary/secondary windows; throttled per
     account (``usage_limit`` answers per trailing ``usage_window_s``).
 ``POST /backend-api/codex/responses``
-    The Responses API as Codex streams it (SSE). Per account: ok, limit (429
+    The Responses API as Codex streams it (SSE). With ``hold_responses`` each request is parked
+    (``/_admin/held`` lists them) until ``/_admin/release`` lets it go, so a test can change
+    files and modes between a client's requests without timing. Per account: ok, limit (429
     ``usage_limit_reached``), throttle (429 without it), unauthorized (401). Every answer carries
     the ``x-codex-primary-*`` / ``x-codex-secondary-*`` headers.
 Anything else answers 404 and is logged (kind ``not_found``) so a test can see what a client asked.
@@ -79,6 +81,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "usage_limit": 30,  # usage answers per account per trailing window
     "usage_window_s": 3600,
     "require_account_header": True,  # wham/usage and responses need ChatGPT-Account-Id
+    "responses_delay_ms": 0,  # sleep before answering a Responses API request
+    "hold_responses": False,  # park each Responses request until /_admin/release lets it go
 }
 
 
@@ -222,6 +226,8 @@ class FakeState:
         self.response_settings: dict[str, ResponseSettings] = {}
         self.log: list[dict[str, Any]] = []
         self.stats: collections.Counter[str] = collections.Counter()
+        self.held: list[dict[str, Any]] = []  # Responses requests parked by hold_responses
+        self.release = threading.Semaphore(0)
 
     # ----- helpers (lock held) -----
 
@@ -526,6 +532,18 @@ class FakeState:
 
     def responses(self, headers: Any, raw: bytes) -> Reply:
         with self.lock:
+            hold = bool(self.config["hold_responses"])
+            if hold:
+                auth = (headers.get("Authorization") or "").partition(" ")[2].strip()
+                self.held.append({"token_sha8": sha8(auth), "t": time.time()})
+        if hold and not self.release.acquire(timeout=60):
+            return Reply(503, {"detail": "held too long"})
+        reply = self._responses(headers, raw)
+        reply.delay_s = float(self.config["responses_delay_ms"]) / 1000.0
+        return reply
+
+    def _responses(self, headers: Any, raw: bytes) -> Reply:
+        with self.lock:
             try:
                 token, _, account = self._bearer(headers)
             except Fail as exc:
@@ -665,6 +683,14 @@ class FakeState:
             self.usage_hits.pop(str(b["account_id"]), None)
         else:
             self.usage_hits.clear()
+        return {}
+
+    def _admin_held(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        return list(self.held)
+
+    def _admin_release(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:
+        for _ in range(int(b.get("count", 1))):
+            self.release.release()
         return {}
 
     def _admin_lineage(self, method: str, b: dict[str, Any], q: dict[str, str]) -> Any:

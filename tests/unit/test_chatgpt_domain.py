@@ -193,6 +193,11 @@ DEAD = (
         (DEAD, "auth"),
         ("ERROR: Your workspace is out of credits. Add credits to continue.", "quota"),
         ("ERROR: something else broke", "other"),
+        (
+            "ERROR: Your access token could not be refreshed because you have since logged out"
+            " or signed in to another account. Please sign in again.",
+            "auth",
+        ),
     ],
 )
 def test_codex_endings_classify_by_their_words(tail: str, kind: str) -> None:

@@ -288,6 +288,8 @@ PATTERNS = Patterns(
         r"Your access token could not be refreshed",
         r"refresh token (?:was already used|was revoked|has expired)",
         r"Please log out and sign in again",
+        # its file holds another account when a 401 makes it re-read it (the run ends)
+        r"signed in to another account",
         r"unexpected status 401 Unauthorized",
     ),
 )
