@@ -18,7 +18,6 @@ CLAIM_WINDOWS = {
 }
 
 
-
 @dataclass(frozen=True)
 class QuotaSignal:
     """The server refused a request because the plan's window is spent."""
@@ -126,4 +125,3 @@ def parse_headers(
         overage_in_use=(get("overage-in-use") or "").lower() == "true",
         credential=credential,
     )
-

@@ -20,7 +20,6 @@ def upstream_for(env: Mapping[str, str]) -> str:
     return (env.get("ANTHROPIC_BASE_URL") or "").strip().rstrip("/") or DEFAULT_UPSTREAM
 
 
-
 # Claude Code applies the ``env`` block of its settings files over the process environment. These
 # variables there decide where its API requests go or how their connection is made: acct cannot
 # be sure of the route then.
@@ -127,4 +126,3 @@ def claude_route(
         touched += [(path, k) for k in block if k in ROUTE_VARIABLES]
     provider = next((n for var, n in OTHER_PROVIDERS.items() if _truthy(merged.get(var))), None)
     return Route(merged, tuple(touched), provider, unreadable)
-

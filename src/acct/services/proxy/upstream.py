@@ -12,8 +12,6 @@ if TYPE_CHECKING:
     import ssl
 
 
-
-
 class Unusable(Exception):
     """The upstream connection cannot be set up; the message is safe to show (no values)."""
 
@@ -130,4 +128,3 @@ def reason(error: BaseException) -> str:
             return f"TLS error: {seen.reason or type(seen).__name__}"
         seen = seen.__cause__ or seen.__context__
     return type(error).__name__
-

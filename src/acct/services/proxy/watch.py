@@ -25,8 +25,6 @@ SETTLE_TIMEOUT = 2.0
 STOP_TIMEOUT = 5.0
 
 
-
-
 class Watch:
     """The proxy for one ``acct exec`` session, and what it learns.
 
@@ -157,6 +155,7 @@ class Watch:
 
     def _write(self, ctx: Ctx, seen: list[Observation]) -> None:
         from acct.services import usage
+
         latest: dict[str, Observation] = {}
         for obs in seen:
             owner = self._owner(ctx, obs.credential)
@@ -196,6 +195,7 @@ class Watch:
         self._prompt_at, self._prompt_due = now, False
         with contextlib.suppress(Exception):
             from acct.services import prompt_state
+
             prompt_state.update(ctx)
 
 
