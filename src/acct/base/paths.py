@@ -84,3 +84,15 @@ class Paths:
     def account_lock(self, account_id: str) -> Path:
         """What ``fsio.file_lock`` locks for the account (it adds ``.lock``: ``account-<id>.lock``)."""
         return self.locks_dir / f"account-{account_id}"
+
+
+def display_path(env: Mapping[str, str], path: str | Path) -> str:
+    """A path for people to read: ``~/…`` under HOME (``--json`` keeps the absolute path)."""
+    home = env.get("HOME")
+    text = str(path)
+    if not home or home == "/":
+        return text
+    home = home.rstrip("/")
+    if text == home:
+        return "~"
+    return "~" + text[len(home) :] if text.startswith(home + "/") else text

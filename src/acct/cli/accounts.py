@@ -40,6 +40,8 @@ from acct.base.errors import UsageError
 from acct.base.models import Account, Window
 from acct.services.store import validate_name
 from acct.app.views import AccountView, current_views
+from acct.base.paths import display_path
+from acct.services import prompt_state
 
 UsageOpt = Annotated[
     bool,
@@ -50,9 +52,7 @@ UsageOpt = Annotated[
 
 
 def _update_prompt(c: Ctx) -> None:
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(c)
+    prompt_state.refresh_quietly(c)
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -333,12 +333,11 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
 
 def _warn_still_held(c: Ctx, removed: Account) -> None:
     """The tool's file keeps the removed account's login, now one acct does not know."""
-    from acct.cli.targets import display_path
 
     assert removed.holder is not None
     target = removed.holder.target
     warn(
-        f"{target}'s file {display_path(c, removed.holder.path)} keeps {removed.name}'s login; "
+        f"{target}'s file {display_path(c.env, removed.holder.path)} keeps {removed.name}'s login; "
         f"the next `acct use` or `acct exec` for {target} will refuse to overwrite a login acct "
         f"does not track unless given --force (`acct import {target}` keeps tracking it)"
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 
-from acct.fast.prompt import duration
+from acct.base.timefmt import epoch, human_duration, iso, local_time, until
+
+__all__ = ["epoch", "human_duration", "iso", "local_time", "until"]
 
 JSON_VERSION = 1
 
@@ -58,37 +58,6 @@ def line(message: str) -> None:
     """One plain line on stderr, flushed at once (no markup, safe for URLs)."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
-
-
-def human_duration(seconds: float | None) -> str:
-    """``45s``, ``12m``, ``3h05m``, ``2d4h``; ``-`` when unknown. The prompt spells it the same."""
-    return "-" if seconds is None else duration(seconds)
-
-
-def until(ts: float | None, now: float | None = None) -> str:
-    if ts is None:
-        return "-"
-    return human_duration(ts - (time.time() if now is None else now))
-
-
-def local_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    dt = datetime.fromtimestamp(ts).astimezone()
-    if abs(ts - time.time()) < 20 * 3600:
-        return dt.strftime("%H:%M %Z")
-    return dt.strftime("%b %d %H:%M %Z")
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
-def epoch(ts: float | None) -> int | None:
-    """Whole epoch seconds for ``--json`` (``<x>_at_epoch`` beside the ISO-8601 ``<x>_at``)."""
-    return None if ts is None else round(ts)
 
 
 def pct(v: float | None) -> str:

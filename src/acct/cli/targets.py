@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from acct.app.doctor import Check, run_doctor
+from acct.app.importing import import_login
+from acct.app.status import TargetStatus, target_status
+from acct.base.errors import UsageError
+from acct.base.models import Account, fingerprint
+from acct.base.paths import display_path
 from acct.cli import app
 from acct.cli.common import AccountArg, JsonOpt, complete_target, ctx, is_interactive
 from acct.cli.render import emit_json, epoch, iso, line, mode, out, pct, warn
 from acct.services.context import Ctx
-from acct.base.errors import AcctError, CorruptFile, NeedsLogin, NotFound, UsageError
-from acct.base.fsio import dir_lock, read_json_object, real_path, write_json
-from acct.base.models import Account, Holder, Tokens, fingerprint, live_utilization
 from acct.services.state import SessionRow
 from acct.services.store import Accounts
 from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
-from acct.services.targets.base import Entry, JsonTarget
 
 TargetsOpt = Annotated[
     list[str] | None,
@@ -40,19 +39,6 @@ def _extra_usage_note(name: str) -> str:
 
 def _account_label(acc: Account) -> str:
     return f"{acc.name} ({acc.plan})" if acc.plan else acc.name
-
-
-def display_path(c: Ctx, path: str | Path) -> str:
-    """A path for people to read: ``~/…`` under HOME (``--json`` keeps the absolute path)."""
-    home = c.env.get("HOME")
-    text = str(path)
-    if not home or home == "/":
-        return text
-    home = home.rstrip("/")
-    if text == home:
-        return "~"
-    return "~" + text[len(home) :] if text.startswith(home + "/") else text
-
 
 
 def _account_json(name: str, email: str | None, plan: str | None, fp: str) -> dict[str, Any]:
@@ -145,81 +131,6 @@ def _print_lend(c: Ctx, r: Any) -> None:
 # --- status ------------------------------------------------------------------------------------
 
 
-@dataclass
-class TargetStatus:
-    target: str
-    path: str
-    present: bool
-    state: str  # none | holds | needs_login | corrupt
-    account: str | None = None  # the stored account the file holds
-    account_id: str | None = None
-    fingerprint: str | None = None  # of the file's access token
-    changed: bool | None = None  # since acct wrote it (None: acct did not write it)
-    holder: str | None = None  # the account acct recorded there
-    expires_at: int | None = None
-    error: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-
-
-def _owner(
-    accounts: Accounts, name: str, path: str, entry: Entry
-) -> tuple[Account | None, Account | None, bool | None]:
-    """(account the file holds, account recorded there, changed since acct wrote it)."""
-    from acct.services.custody import holder_path
-
-    key = holder_path(path)
-    held = accounts.held_by(name, key)
-    fp = entry.lineage_fingerprint
-    for acc in held:
-        assert acc.holder is not None
-        if acc.holder.fingerprint == fp:
-            return acc, acc, False
-    lent = held[0] if held else None
-    same = next((a for a in accounts if a.tokens and a.tokens.lineage_fingerprint == fp), None)
-    if same is not None:
-        return same, lent, None if lent is None else False
-    return None, lent, None if lent is None else True
-
-
-def target_status(c: Ctx, accounts: Accounts, name: str) -> TargetStatus:
-    target = get_target(name)
-    path = target.path(c.env)
-    st = TargetStatus(target=name, path=str(path), present=path.exists(), state="none")
-    try:
-        entry = target.read(c.env)
-    except CorruptFile as e:
-        st.state, st.error = "corrupt", e.message
-        return st
-    if entry is None:
-        return st
-    st.fingerprint = fingerprint(entry.tokens.access) if entry.tokens.access else None
-    st.expires_at = entry.tokens.expires_at or None
-    if entry.blank:
-        st.state = "needs_login"
-        return st
-    st.state = "holds"
-    owner, lent, changed = _owner(accounts, name, str(path), entry)
-    st.changed = changed
-    st.holder = lent.name if lent else None
-    if owner is not None:
-        st.account, st.account_id = owner.name, owner.id
-        st.usage = _usage(c, owner)
-    return st
-
-
-def _usage(c: Ctx, acc: Account) -> dict[str, Any]:
-    record = c.state.usage(acc.id)
-    if record is None or record.usage is None:
-        return {}
-    u, now = record.usage, time.time()
-    return {
-        "five_hour": live_utilization(u.five_hour, now),
-        "seven_day": live_utilization(u.seven_day, now),
-        "fetched_at": iso(record.fetched_at),
-        "fetched_at_epoch": epoch(record.fetched_at),
-    }
-
-
 def _status_json(st: TargetStatus) -> dict[str, Any]:
     return {
         "target": st.target,
@@ -239,7 +150,7 @@ def _status_json(st: TargetStatus) -> dict[str, Any]:
 
 
 def _status_line(c: Ctx, st: TargetStatus) -> str:
-    path = display_path(c, st.path)
+    path = display_path(c.env, st.path)
     if st.state == "corrupt":
         return f"{st.target}: {path}: unreadable ({st.error})"
     if st.state == "none":
@@ -277,7 +188,7 @@ def _session_json(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
 
 
 def _session_line(c: Ctx, s: Mapping[str, Any]) -> str:
-    path = display_path(c, s["path"])
+    path = display_path(c.env, s["path"])
     where = f"own file {path}" if s["isolated"] else path
     return f"session {s['id']} (pid {s['pid']}): {s['target']} on {s['account'] or '-'} · {where}"
 
@@ -307,204 +218,6 @@ def status(json_out: JsonOpt = False) -> None:
 
 # --- doctor ------------------------------------------------------------------------------------
 
-# Variables that override a tool's credential file, and for which tool.
-OVERRIDING_ENV = {
-    "claude-code": ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"),
-    "opencode": ("OPENCODE_AUTH_CONTENT",),
-}
-# Variables a tool uses only when its file has no Anthropic entry.
-FALLBACK_ENV = {"pi": ("ANTHROPIC_OAUTH_TOKEN", "ANTHROPIC_API_KEY")}
-# Pi retries a 429 at two levels: the agent (`retry.enabled`, on by default) and the provider.
-PI_NO_RETRY = {"retry": {"enabled": False, "provider": {"maxRetries": 0}}}
-
-
-@dataclass
-class Check:
-    target: str
-    check: str
-    ok: bool
-    message: str
-    path: str | None = None  # the file or directory the message is about
-    fixed: bool = False
-    fix: str | None = None  # what --fix would do, when it can
-    done: str | None = None  # what --fix did
-
-
-def _tool_dir(c: Ctx, name: str) -> Path:
-    from acct.services.targets import claude_code, opencode, pi
-
-    if name == "claude-code":
-        return claude_code.config_dir(c.env)
-    if name == "opencode":
-        return opencode.data_dir(c.env)
-    return pi.agent_dir(c.env)
-
-
-def _file_checks(c: Ctx, accounts: Accounts, name: str) -> list[Check]:
-    st = target_status(c, accounts, name)
-    if st.state == "corrupt":
-        return [Check(name, "file", False, st.error or "unreadable")]
-    if st.state == "none":
-        msg = "no Claude login" if st.present else "absent"
-        return [Check(name, "file", True, msg, path=st.path)]
-    if st.state == "needs_login":
-        return [Check(name, "file", False, _blanked_message(accounts, name, st.path), st.path)]
-    checks = [Check(name, "file", True, "parses", path=st.path)]
-    if st.account is None:
-        checks.append(
-            Check(
-                name,
-                "account",
-                False,
-                f"holds a login acct does not track (fp {st.fingerprint}): `acct import {name}`",
-            )
-        )
-        return checks
-    acc = accounts.get(st.account)
-    if acc.needs_login:
-        checks.append(
-            Check(name, "account", False, f"{acc.name} needs a new login: `acct login {acc.name}`")
-        )
-    else:
-        checks.append(Check(name, "account", True, f"holds {acc.name}"))
-    return checks
-
-
-def _blanked_message(accounts: Accounts, name: str, path: str) -> str:
-    from acct.services.custody import holder_path
-
-    held = accounts.held_by(name, holder_path(path))
-    who = held[0].name if held else "NAME"
-    return f"blanked by the tool: run /login in it, or `acct use {who} -t {name}`"
-
-
-def _env_checks(c: Ctx, name: str) -> list[Check]:
-    checks = [
-        Check(name, "env", False, f"{var} is set: {name} uses it instead of its credential file")
-        for var in OVERRIDING_ENV.get(name, ())
-        if c.env.get(var)
-    ]
-    checks += [
-        Check(
-            name,
-            "env",
-            True,
-            f"{var} is set ({name} uses it only when its file has no Anthropic login)",
-        )
-        for var in FALLBACK_ENV.get(name, ())
-        if c.env.get(var)
-    ]
-    return checks
-
-
-def _merge(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(doc)
-    for k, v in patch.items():
-        old = out.get(k)
-        out[k] = _merge(old, v) if isinstance(v, Mapping) and isinstance(old, dict) else v
-    return out
-
-
-def _pi_retry_ok(doc: Mapping[str, Any]) -> bool:
-    retry = doc.get("retry")
-    if not isinstance(retry, dict) or retry.get("enabled") is not False:
-        return False
-    provider = retry.get("provider")
-    return isinstance(provider, dict) and provider.get("maxRetries") == 0
-
-
-def _pi_settings_check(c: Ctx, fix: bool) -> list[Check]:
-    from acct.services.targets.pi import settings_file
-
-    path = settings_file(c.env)
-    try:
-        doc = read_json_object(path, what="Pi settings") or {}
-    except CorruptFile as e:
-        return [Check("pi", "retry", False, e.message)]
-    if _pi_retry_ok(doc):
-        return [
-            Check(
-                "pi",
-                "retry",
-                True,
-                "Pi exits on a 429 (retry.enabled=false, retry.provider.maxRetries=0)",
-                path=str(path),
-            )
-        ]
-    check = Check(
-        "pi",
-        "retry",
-        False,
-        "Pi retries a 429 for as long as the server says (hours on a quota limit), "
-        "so acct cannot rotate",
-        path=str(path),
-        fix="set retry.enabled=false and retry.provider.maxRetries=0",
-    )
-    if fix:
-        with dir_lock(Path(str(real_path(path)) + ".lock"), what="Pi's settings"):
-            doc = read_json_object(path, what="Pi settings") or {}
-            write_json(path, _merge(doc, PI_NO_RETRY))
-        check.ok, check.fixed = True, True
-        check.done = "set retry.enabled=false and retry.provider.maxRetries=0"
-    return [check]
-
-
-def _has_plugin(doc: Mapping[str, Any], plugin: str) -> bool:
-    plugins = doc.get("plugin")
-    return isinstance(plugins, list) and any(
-        isinstance(p, str) and (p == plugin or p.startswith(plugin + "@")) for p in plugins
-    )
-
-
-def _opencode_plugin_check(c: Ctx, fix: bool) -> list[Check]:
-    from acct.services.targets.opencode import PLUGIN, config_file
-
-    path = config_file(c.env)
-    try:
-        doc = read_json_object(path, what="OpenCode config") or {}
-    except CorruptFile as e:
-        return [Check("opencode", "plugin", False, e.message)]
-    if _has_plugin(doc, PLUGIN):
-        return [Check("opencode", "plugin", True, f"plugin {PLUGIN} is enabled", path=str(path))]
-    check = Check(
-        "opencode",
-        "plugin",
-        False,
-        f"without the plugin {PLUGIN} OpenCode cannot use a Claude login",
-        path=str(path),
-        fix=f'add "{PLUGIN}" to "plugin"',
-    )
-    plugins = doc.get("plugin")
-    if fix and (plugins is None or isinstance(plugins, list)):
-        with dir_lock(Path(str(real_path(path)) + ".lock"), what="OpenCode's config"):
-            doc = read_json_object(path, what="OpenCode config") or {}
-            current = doc.get("plugin")
-            doc["plugin"] = [*(current if isinstance(current, list) else []), PLUGIN]
-            write_json(path, doc)
-        check.ok, check.fixed = True, True
-        check.done = f'added "{PLUGIN}" to "plugin"'
-    return [check]
-
-
-def run_doctor(c: Ctx, fix: bool) -> list[Check]:
-    accounts = c.store.read()
-    checks: list[Check] = []
-    for name in TARGET_NAMES:
-        if not _tool_dir(c, name).is_dir() and not get_target(name).path(c.env).exists():
-            checks.append(
-                Check(name, "installed", True, "not set up (absent)", path=str(_tool_dir(c, name)))
-            )
-            checks += _env_checks(c, name)
-            continue
-        checks += _file_checks(c, accounts, name)
-        checks += _env_checks(c, name)
-        if name == "pi":
-            checks += _pi_settings_check(c, fix)
-        if name == "opencode":
-            checks += _opencode_plugin_check(c, fix)
-    return checks
-
-
 @app.command()
 def doctor(
     fix: Annotated[
@@ -528,7 +241,7 @@ def doctor(
 
 def _check_line(c: Ctx, ch: Check) -> str:
     """``ok      pi: ~/.pi/agent/settings.json: …``; a repair says what it did, and where."""
-    path = display_path(c, ch.path) if ch.path else None
+    path = display_path(c.env, ch.path) if ch.path else None
     if ch.fixed:
         return f"fixed   {ch.target}: {ch.done}" + (f" in {path}" if path else "")
     mark = "ok" if ch.ok else "PROBLEM"
@@ -539,120 +252,6 @@ def _check_line(c: Ctx, ch: Check) -> str:
 
 
 # --- import ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    account: Account
-    created: bool
-    path: str
-    entry: Entry
-
-
-def _read_for_import(c: Ctx, target: JsonTarget, path: Path) -> Entry:
-    entry = target.read(c.env, path=path)
-    if entry is None:
-        raise NotFound(
-            f"{path} holds no Claude login for {target.name}", hint="log in inside the tool first"
-        )
-    if entry.blank:
-        raise NeedsLogin(
-            "that account needs a new login (run /login in the tool, or acct login)",
-        )
-    return entry
-
-
-def import_login(
-    c: Ctx, target_name: str, *, name: str | None = None, source: Path | None = None
-) -> ImportResult:
-    """Take the login a tool holds now into the store; the file stays its live holder.
-
-    A login whose access token has expired (the tool sat idle) is refreshed in its file first,
-    as the tool itself would do it (:func:`acct.services.custody.renew_at`). acct's lock of the file is
-    held throughout, so no other acct process changes its custody meanwhile.
-    """
-    from acct.services import custody
-    from acct.services.store import validate_name
-
-    if name is not None:
-        validate_name(name)
-    target = get_target(target_name)
-    path = Path(source) if source is not None else target.path(c.env)
-    if not path.exists():
-        raise NotFound(
-            f"{path if mode.json else display_path(c, path)} does not exist",
-            hint=None if source is not None else f"log in inside {target.name} first",
-        )
-    with custody.target_lock(c, path):
-        custody.harvest_at(c, target, path, c.env)
-        entry = _read_for_import(c, target, path)
-        if entry.tokens.refresh and not entry.tokens.fresh_for(custody.RENEW_BELOW):
-            custody.renew_at(c, target, path, c.env)
-            entry = _read_for_import(c, target, path)
-        return _store_import(c, target, path, entry, name)
-
-
-def _store_import(
-    c: Ctx, target: JsonTarget, path: Path, entry: Entry, name: str | None
-) -> ImportResult:
-    from acct.services import custody, oauth
-    try:
-        profile = oauth.fetch_profile(c, entry.tokens.access)
-    except oauth.ProfileForbidden:
-        profile = None
-    if profile is None and name is None:
-        raise UsageError(
-            "this token has no profile access (a setup token?): acct cannot tell whose it is",
-            hint=f"name it: acct import {target.name} --name NAME",
-        )
-    key = custody.holder_path(path)
-    fp = entry.lineage_fingerprint
-    with c.store.transaction() as accounts:
-        existing = accounts.by_identity(profile.uuid, profile.org_uuid) if profile else None
-        if existing is None and profile is None and name is not None:
-            existing = accounts.find(name)
-        base = existing or Account(name=accounts.unique_name(name or _name_from(profile)))
-        acc = _imported(base, entry, profile, Holder(target.name, key, fp, int(time.time())))
-        if existing is None:
-            accounts.add(acc)
-        else:
-            accounts.put(acc)
-    with contextlib.suppress(AcctError):
-        c.state.record("import", account_id=acc.id, target=target.name, path=key)
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(c)
-    return ImportResult(acc, existing is None, key, entry)
-
-
-def _name_from(profile: Any) -> str:
-    email = (profile.email if profile else None) or "account"
-    return email.split("@", 1)[0] or "account"
-
-
-def _imported(base: Account, entry: Entry, profile: Any, holder: Holder) -> Account:
-    t = entry.tokens
-    scopes = t.scopes or (base.tokens.scopes if base.tokens else ())
-    changes: dict[str, Any] = {
-        "kind": "oauth",
-        "api_key": None,
-        "tokens": Tokens(
-            access=t.access, refresh=t.refresh, expires_at=t.expires_at, scopes=scopes
-        ),
-        "needs_login": False,
-        "holder": holder,
-    }
-    if profile is not None:
-        changes.update(
-            uuid=profile.uuid or base.uuid,
-            email=profile.email or base.email,
-            display_name=profile.display_name or base.display_name,
-            org_uuid=profile.org_uuid or base.org_uuid,
-            org_name=profile.org_name or base.org_name,
-            plan=profile.plan or base.plan,
-            tier=profile.tier or base.tier,
-        )
-    return base.copy(**changes)
 
 
 @app.command("import")
@@ -691,7 +290,7 @@ def import_(
         return
     verb = "added" if r.created else "updated"
     out.print(
-        f"{verb} {_account_label(acc)} from {target} ({display_path(c, r.path)}) fp {fp}",
+        f"{verb} {_account_label(acc)} from {target} ({display_path(c.env, r.path)}) fp {fp}",
         markup=False,
     )
     if get_target(target).extra_usage_billing:

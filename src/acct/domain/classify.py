@@ -21,9 +21,17 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acct.base.config import TargetConfig
-from acct.services.targets.base import Patterns
 
 Kind = Literal["ok", "quota", "throttle", "auth", "other"]
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """Regular expressions (searched in the child's output tail) that classify how it ended."""
+
+    quota: tuple[str, ...] = ()
+    throttle: tuple[str, ...] = ()
+    auth: tuple[str, ...] = ()
 
 _MONTHS = {
     m: i + 1

@@ -79,6 +79,7 @@ from acct.base.models import Account, Holder, Tokens, fingerprint
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
 from acct.services.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
+from acct.services import prompt_state
 
 Status = Literal[
     "absent",
@@ -170,9 +171,7 @@ def _env(ctx: Ctx, env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 def _after_change(ctx: Ctx) -> None:
     """Keep the shell prompt's state current; never fails the caller."""
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(ctx)
+    prompt_state.refresh_quietly(ctx)
 
 
 def _record(ctx: Ctx, event: str, **detail: object) -> None:

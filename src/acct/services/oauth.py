@@ -51,6 +51,7 @@ LOGIN_TIMEOUT = 300.0
 DEFAULT_EXPIRES_IN = (
     3600  # assumed when a token answer names no lifetime: refresh early rather than late
 )
+from acct.services import prompt_state
 _WAIT_SLICE = 0.25  # the login wait wakes this often, so Ctrl-C is seen at once
 _HANDLER_TIMEOUT = 5.0  # a loopback connection that sends no request is dropped after this
 
@@ -1034,9 +1035,7 @@ def _add_login(
 
 def _custody_changed(ctx: Ctx) -> None:
     """Keep the shell prompt's state current; it must never make a login fail."""
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(ctx)
+    prompt_state.refresh_quietly(ctx)
 
 
 def _with_identity(acc: Account, answer: TokenAnswer, profile: Profile) -> Account:

@@ -18,6 +18,7 @@ plain-text file has one line per target whose segment is not empty: ``claude-cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -131,3 +132,10 @@ def update(ctx: Ctx) -> dict[str, Any]:
     atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
     atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
     return doc
+
+
+def refresh_quietly(ctx: Ctx) -> None:
+    """:func:`update`, for callers whose own work is done: the prompt files are a view, and a
+    failure to rewrite them (a full disk, a store being rewritten) must never fail a command."""
+    with contextlib.suppress(Exception):
+        update(ctx)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from acct.base.endpoints import OAUTH_BETA
 from acct.base.errors import AcctError, AuthError, NeedsLogin, NetworkError, ProtocolError, RateLimited
 from acct.base.models import Account, Usage, UsageRecord, Window
+from acct.services import prompt_state
 
 if TYPE_CHECKING:
     import httpx
@@ -355,9 +356,7 @@ def _lease(ctx: Ctx) -> float:
 
 
 def _update_prompt(ctx: Ctx) -> None:
-    with contextlib.suppress(Exception):
-        from acct.services import prompt_state
-        prompt_state.update(ctx)
+    prompt_state.refresh_quietly(ctx)
 
 
 def poll(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 from acct.base.models import fingerprint
+from acct.services import prompt_state
 from acct.services.proxy.headers import Observation, QuotaSignal
 from acct.services.proxy.route import ASSUME_FIRST_PARTY, FIRST_PARTY_HOST, Route, upstream_for
 from acct.services.proxy.server import Proxy
@@ -193,10 +194,7 @@ class Watch:
         if not self._prompt_due or (not force and now - self._prompt_at < self.prompt_every):
             return
         self._prompt_at, self._prompt_due = now, False
-        with contextlib.suppress(Exception):
-            from acct.services import prompt_state
-
-            prompt_state.update(ctx)
+        prompt_state.refresh_quietly(ctx)
 
 
 def start_watch(env: Mapping[str, str]) -> Watch:

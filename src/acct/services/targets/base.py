@@ -14,6 +14,7 @@ from typing import Protocol
 from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
 from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object
 from acct.base.models import Account, Tokens, fingerprint
+from acct.domain.classify import Patterns
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,6 @@ class Entry:
     @property
     def access_fingerprint(self) -> str:
         return fingerprint(self.tokens.access)
-
-
-@dataclass(frozen=True)
-class Patterns:
-    """Regular expressions (searched in the child's output tail) that classify how it ended."""
-
-    quota: tuple[str, ...] = ()
-    throttle: tuple[str, ...] = ()
-    auth: tuple[str, ...] = ()
 
 
 class Target(Protocol):
@@ -74,6 +66,29 @@ class Target(Protocol):
 
 # --- shared machinery of the JSON credential files -------------------------------------------
 # (Everything below is added for the three targets; the interface above stays as it was.)
+
+@dataclass
+class Check:
+    """One finding of ``acct doctor``."""
+
+    target: str
+    check: str
+    ok: bool
+    message: str
+    path: str | None = None  # the file or directory the message is about
+    fixed: bool = False
+    fix: str | None = None  # what --fix would do, when it can
+    done: str | None = None  # what --fix did
+
+
+def merge_json(doc: Mapping[str, object], patch: Mapping[str, object]) -> dict[str, object]:
+    """``doc`` with ``patch`` laid over it, objects merged key by key (RFC 7396 without deletes)."""
+    out = dict(doc)
+    for k, v in patch.items():
+        old = out.get(k)
+        out[k] = merge_json(old, v) if isinstance(v, Mapping) and isinstance(old, dict) else v
+    return out
+
 
 NO_ENTRY = "none"  # entry_fingerprint() of a file without an entry
 _MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this in the year 5138; epoch ms in 1973
@@ -203,6 +218,10 @@ class JsonTarget:
     refresh_margin: float = 0.0
     patterns: Patterns = Patterns()
     extra_usage_billing: bool = False
+    # Variables that override the credential file (acct exec removes them for the run), and
+    # variables the tool uses only when its file has no Anthropic entry (doctor mentions them).
+    overriding_env: tuple[str, ...] = ()
+    fallback_env: tuple[str, ...] = ()
 
     def __init__(self, *, lock_timeout: float = 10.0) -> None:
         self.lock_timeout = lock_timeout  # how long to wait for the tool's own lock
@@ -238,6 +257,15 @@ class JsonTarget:
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         raise NotImplementedError
+
+    def tool_dir(self, env: Mapping[str, str]) -> Path:
+        """The tool's own directory: absent means the tool is not set up on this machine."""
+        return self.path(env).parent
+
+    def doctor_checks(self, env: Mapping[str, str], fix: bool) -> list[Check]:
+        """The tool's own settings that decide whether acct can work with it (``acct doctor``);
+        with ``fix``, repair what can be repaired, under the settings file's lock."""
+        return []
 
     # -- shared -------------------------------------------------------------------------------
 

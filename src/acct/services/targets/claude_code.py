@@ -120,9 +120,13 @@ class ClaudeCode(JsonTarget):
     refresh_margin = 300.0  # Claude Code refreshes about five minutes before expiry
     patterns = PATTERNS
     extra_usage_billing = False
+    overriding_env = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 
     def path(self, env: Mapping[str, str]) -> Path:
         return storage_dir(env) / ".credentials.json"
+
+    def tool_dir(self, env: Mapping[str, str]) -> Path:
+        return config_dir(env)
 
     def is_own_file(self, env: Mapping[str, str], path: Path) -> bool:
         return real_path(path) == real_path(self.path(env))
