@@ -654,9 +654,9 @@ def test_on_a_terminal_the_proxy_sees_the_quota_and_its_exact_reset(
     fake.reset_log()
     status, out = on_terminal(xenv, "--account", "a", "--", "claude", "-p", "hi")
     assert status == 0, out
-    assert "a hit its 5-hour limit" in out and "switching to b" in out
+    assert "a hit its 5-hour limit" in out and "switching to b in flight" in out
     assert "Hello from b@example.com" in out
-    assert len(events(tool_log, "start")) == 2
+    assert len(events(tool_log, "start")) == 1  # answered in flight: no second run
     bench = bench_of(ctx, "a")
     assert bench is not None and bench.kind == "quota" and bench.until == reset
     assert fake.stats().get("usage", 0) == 0  # no usage request: the answer's headers told it
@@ -760,9 +760,11 @@ def test_a_refusal_usage_does_not_explain_still_ends_the_run_as_quota(
     assert bench_of(ctx, "a") is None
     status, out = on_terminal(xenv, "--account", "a", "--", "claude", "-p", "hi")
     assert status == 0, out
-    assert "a reported its Opus weekly limit (usage shows 50%" in out and "switching to b" in out
-    bench = bench_of(ctx, "a")
+    assert "a hit its Opus weekly limit" in out and "switching to b in flight" in out
+    assert "Hello from b@example.com" in out
+    bench = bench_of(ctx, "a")  # one model's cap: a rests for the cooloff, not a whole day
     assert bench is not None and bench.kind == "cooloff"
+    assert bench.until < time.time() + 1000
 
 
 def test_the_tools_environment_points_at_the_proxy() -> None:

@@ -248,11 +248,15 @@ class FakeAnthropic:
         mode: str,
         reset_epoch: int | None = None,
         claim: str | None = None,
+        lift_at_reset: bool | None = None,
     ) -> dict[str, Any]:
-        """How /v1/messages answers the account: ok, quota, throttle, unauthorized, overage."""
+        """How /v1/messages answers the account: ok, quota, throttle, unauthorized, overage.
+        ``lift_at_reset``: a quota refusal ends once ``reset_epoch`` has passed."""
         body: dict[str, Any] = {"uuid": uuid, "mode": mode, "reset_epoch": reset_epoch}
         if claim is not None:
             body["claim"] = claim
+        if lift_at_reset is not None:
+            body["lift_at_reset"] = lift_at_reset
         return cast(dict[str, Any], self._admin("POST", "messages", body))
 
     def next_login(self, uuid: str | None) -> None:

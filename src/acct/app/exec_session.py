@@ -56,7 +56,7 @@ from acct.domain.pick import Choice, pick
 from acct.services import custody, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
-from acct.services.proxy import Watch, claude_route
+from acct.services.proxy import Plan, Watch, claude_route
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
 from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
@@ -512,12 +512,30 @@ class Session:
             if self.opts.proxy is not None
             else (None if self.c.config.proxy else False)
         )
-        self.watch = start_watch(self.c, self.target.name, asked, self.out)
+        self.watch = start_watch(self.c, self.target.name, asked, self.out, self._plan())
         try:
             return self.run()
         finally:
             if self.watch is not None:
                 self.watch.stop()
+
+    def _plan(self) -> Plan:
+        """What the proxy needs to fail over in flight for this session."""
+        return Plan(
+            target=self.target.name,
+            here=self.here,
+            tool_env=dict(self.tool_env),
+            policy=self.policy,
+            session_id=self.live.row.id if self.live is not None else None,
+            wait=self.opts.wait,
+            switch_back=self.c.config.switch_back,
+            max_switches=self._max_rotations() if self.opts.rotate else 0,
+            announce=self.out.note,
+        )
+
+    def _max_rotations(self) -> int:
+        limit = self.opts.max_rotations
+        return self.c.config.max_rotations if limit is None else limit
 
     def run(self) -> int:
         env = scrubbed_env(self.tool_env, self.target, self.out)
@@ -537,8 +555,7 @@ class Session:
                 return result.status
             self.tried.add(acc.id)
             r, confirm_s = self.rest(acc, ending, result)
-            limit = self.opts.max_rotations
-            limit = self.c.config.max_rotations if limit is None else limit
+            limit = self._max_rotations()
             if not self.opts.rotate or self.rotations >= limit:
                 self.out.note(
                     f"{acc.name} {_what(r)}{'' if self.opts.rotate else ' (--no-rotate)'}; "
@@ -613,7 +630,9 @@ def explain(choice: Choice) -> list[str]:
     return lines
 
 
-def start_watch(c: Ctx, target: str, asked: bool | None, out: Reporter) -> Watch | None:
+def start_watch(
+    c: Ctx, target: str, asked: bool | None, out: Reporter, plan: Plan | None = None
+) -> Watch | None:
     """The usage proxy for this session, or None (off, not safe to put on the tool's route, or
     it could not start: one line says why).
 
@@ -648,7 +667,7 @@ def start_watch(c: Ctx, target: str, asked: bool | None, out: Reporter) -> Watch
                 "settings, which it may use instead of the proxy's address"
             )
     try:
-        return Watch(c.env, route=route).start()
+        return Watch(c.env, route=route, plan=plan).start()
     except Exception as e:  # noqa: BLE001  (the tool runs all the same, only unobserved)
         why = str(e) if isinstance(e, ValueError) else type(e).__name__
         out.warn(f"cannot start the usage proxy ({why}); running without it")

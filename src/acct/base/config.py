@@ -33,6 +33,9 @@ class Config:
     cooloff: float = 900.0  # bench when a limit is reported but usage does not confirm it
     max_rotations: int = 8
     proxy: bool = True  # `acct exec` reads live usage through a loopback proxy where it can
+    # After an in-flight switch, new requests go back to the session's first account once it
+    # can run again (its window reset). Off: the session stays on the account it switched to.
+    switch_back: bool = False
     continuation_prompt: str = DEFAULT_CONTINUATION_PROMPT
     targets: dict[str, TargetConfig] = field(default_factory=dict)
 
@@ -76,6 +79,7 @@ _KEYS = {
     "cooloff",
     "max_rotations",
     "proxy",
+    "switch_back",
     "targets",
 }
 _TARGET_KEYS = {"resume_args", "continuation_prompt", "quota_patterns", "throttle_patterns", "auth_patterns"}
@@ -97,10 +101,11 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
     for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
             kw[key] = _num(doc[key], key, path)
-    if "proxy" in doc:
-        if not isinstance(doc["proxy"], bool):
-            raise ConfigError(f"config {path}: proxy must be true or false")
-        kw["proxy"] = doc["proxy"]
+    for key in ("proxy", "switch_back"):
+        if key in doc:
+            if not isinstance(doc[key], bool):
+                raise ConfigError(f"config {path}: {key} must be true or false")
+            kw[key] = doc[key]
     if "max_rotations" in doc:
         kw["max_rotations"] = int(_num(doc["max_rotations"], "max_rotations", path))
     targets: dict[str, TargetConfig] = {}

@@ -112,6 +112,11 @@ def _watch(client: socket.socket, ticket: Ticket, done: threading.Event) -> None
         return  # gone, or the client sent its next request: it is there
 
 
+def current() -> Ticket | None:
+    """The exchange this thread runs, if any."""
+    return _ticket()
+
+
 def _ticket() -> Ticket | None:
     return getattr(_current, "ticket", None)
 

@@ -76,7 +76,11 @@ class Outgoing:
 
     headers: list[tuple[bytes, bytes]]
     body: bytes | None
-    account_id: str | None = None  # the account whose token acct put in, when it did
+    # The account the request is sent for, when it carries the session's credential (acct's
+    # broker then decides its token); None: someone else's request, passed on unchanged.
+    account_id: str | None = None
+    original: Outgoing | None = None  # the request as the tool sent it
+    tried: frozenset[str] = frozenset()  # accounts that refused this request already
 
     @property
     def credential(self) -> str:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from acct.base.models import fingerprint
 from acct.services import prompt_state
+from acct.services.proxy.failover import Failover, Plan, Switch
 from acct.services.proxy.headers import Observation, QuotaSignal
 from acct.services.proxy.route import ASSUME_FIRST_PARTY, FIRST_PARTY_HOST, Route, upstream_for
 from acct.services.proxy.server import Proxy
@@ -42,11 +43,16 @@ class Watch:
         *,
         route: Route | None = None,
         prompt_every: float = PROMPT_EVERY,
+        plan: Plan | None = None,
     ) -> None:
         self.env = dict(env)
         self.route = route if route is not None else Route(dict(env))
         self.prompt_every = prompt_every
-        self.proxy = Proxy(upstream_for(self.route.env), self._submit, env=self.route.env)
+        # In-flight failover, when the session says what it is (acct.services.proxy.failover).
+        self.failover = Failover(self.env, plan) if plan is not None else None
+        self.proxy = Proxy(
+            upstream_for(self.route.env), self._submit, env=self.route.env, broker=self.failover
+        )
         self._queue: queue.SimpleQueue[Observation | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._submitted = 0
@@ -110,6 +116,13 @@ class Watch:
         with self._cond:
             self._account_id = account.id
             self._quota = None
+        if self.failover is not None:
+            self.failover.begin(account)
+
+    @property
+    def switches(self) -> list[Switch]:
+        """The in-flight switches so far (the account refused, the one that took over)."""
+        return list(self.failover.switches) if self.failover is not None else []
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Wait until what the proxy has seen so far is written (bounded by ``timeout``)."""
