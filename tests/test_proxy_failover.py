@@ -398,3 +398,23 @@ def test_status_and_the_prompt_name_the_account_switched_to(fake, ctx, xenv, tmp
             proc.kill()
     assert proc.returncode == 0, err
     assert_no_secrets([out, err, status.stdout], store_secrets(ctx))
+
+
+# --- the exit-based loop learns from the proxy -----------------------------------------------------
+
+
+def test_a_refusal_the_proxy_saw_benches_the_account_even_when_the_tool_exits_0(
+    fake, ctx, run
+) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    cached(ctx, a)
+    reset = int(time.time()) + 4 * 3600 + 11
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset)
+    # Interactive Claude Code waits on a limit; the user quits with /exit: status 0.
+    p = run("exec", "--", "claude", "-p", "hi", env={"FAKE_TOOL_LIMIT_EXIT": "0"})
+    assert p.returncode == 0, p.stderr
+    bench = bench_of(ctx, "a")
+    assert bench is not None and bench.until == reset
+    said = [ln for ln in p.stderr.splitlines() if "seen by the usage proxy" in ln]
+    assert said and said[-1].startswith("acct: a hit its 5-hour limit during the run (resets ")
+    assert "benched" in said[-1]

@@ -57,6 +57,7 @@ from acct.services import custody, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
 from acct.services.proxy import Plan, Watch, claude_route
+from acct.services.proxy.failover import rest_for
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
 from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
@@ -396,6 +397,26 @@ class Session:
         message = ending.message or "the server refused a request for quota"
         return Ending("quota", seen.reset_at, message, seen.window or ending.window)
 
+    def _learn_from_proxy(self, acc: Account) -> None:
+        """A quota refusal the proxy saw as the last word for ``acc`` benches it until the
+        reset even when the run did not end on a limit: interactive Claude Code waits on a
+        limit and exits 0 when the user quits, and the next run must not pick it again."""
+        seen = self.watch.quota(acc.id) if self.watch is not None else None
+        if seen is None:
+            return
+        until, kind, reason = rest_for(seen, time.time(), self.c.config.cooloff)
+        with contextlib.suppress(AcctError):
+            self.c.state.bench(acc.id, until, kind=kind, reason=reason)
+            self.c.state.record(
+                "bench", account_id=acc.id, target=self.target.name, until=until, kind=kind,
+                reason=reason,
+            )
+        prompt_state.refresh_quietly(self.c)
+        self.out.note(
+            f"{acc.name} hit its {seen.window or 'usage'} limit during the run (resets "
+            f"{local_time(until)}, seen by the usage proxy); benched until then"
+        )
+
     def _file_held(self, hv: HarvestResult) -> tuple[str | None, str]:
         """The account the tool's file held after the run (id or None, and how to name it)."""
         held = hv.known_id if hv.status == "foreign" else hv.account_id
@@ -545,6 +566,8 @@ class Session:
         argv = list(self.opts.argv)
         while True:
             result, ending = self.run_once(acc, argv, env)
+            if ending.kind not in ("quota", "auth"):
+                self._learn_from_proxy(acc)
             if result.interrupted or any(s in TERMINATING for s in result.forwarded):
                 return result.status
             if ending.kind == "throttle":
