@@ -7,6 +7,10 @@ own base URL, which the proxy must forward to.
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -111,3 +115,123 @@ def test_a_base_url_in_claudes_settings_keeps_the_proxy_off_its_route(
     assert "without the usage proxy" in p.stderr and str(settings) in p.stderr
     assert [c["status"] for c in fake.log("messages")] == [200]
     assert ctx.state.usage(a.id).usage.five_hour.utilization == 5  # not observed: not proxied
+
+
+# --- in flight, under the real interactive Claude Code ------------------------------------------
+
+
+def _trusting(env: dict[str, str], workdir: Path) -> None:
+    """Claude Code's own state for a user who finished onboarding and trusts ``workdir``, so
+    the interactive session opens straight on its prompt."""
+    state = Path(env["HOME"]) / ".claude.json"
+    doc = json.loads(state.read_text()) if state.exists() else {}
+    doc.update(hasCompletedOnboarding=True, theme="dark", bypassPermissionsModeAccepted=True)
+    doc.setdefault("projects", {})[str(workdir)] = {
+        "hasTrustDialogAccepted": True,
+        "hasCompletedProjectOnboarding": True,
+    }
+    state.write_text(json.dumps(doc))
+
+
+class Tmux:
+    """A terminal of its own (a private tmux server): the real interactive Claude Code draws
+    its screen there and answers the terminal queries a bare pty would leave unanswered."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], cwd: Path, command: list[str]) -> None:
+        self.sock = str(tmp / "tmux.sock")
+        self.status = tmp / "status"
+        self.env = env
+        line = " ".join(shlex.quote(a) for a in command)
+        script = f"{line}; echo $? > {shlex.quote(str(self.status))}; sleep 600"
+        self._tmux("new-session", "-d", "-x", "140", "-y", "40", "-c", str(cwd), script)
+
+    def _tmux(self, *args: str) -> str:
+        p = subprocess.run(
+            ["tmux", "-S", self.sock, "-f", "/dev/null", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return p.stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-200")
+
+    def wait_for(self, text: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared on the screen:\n{screen}")
+            time.sleep(0.25)
+
+    def type(self, text: str) -> None:
+        self._tmux("send-keys", "-l", text)
+        time.sleep(0.5)
+        self._tmux("send-keys", "Enter")
+
+    def exit_status(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.status.exists() or not self.status.read_text().strip():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the session never ended:\n{self.screen()}")
+            time.sleep(0.25)
+        return int(self.status.read_text())
+
+    def close(self) -> None:
+        subprocess.run(
+            ["tmux", "-S", self.sock, "kill-server"], env=self.env, capture_output=True, timeout=30
+        )
+
+
+def test_interactive_claude_is_answered_by_the_next_account_in_the_same_session(
+    fake, ctx, claude_env, run_acct, workdir, tmp_path
+) -> None:
+    """A at its limit, B healthy: the first prompt of an interactive session is answered by B
+    without a restart or another keystroke; status names B meanwhile; after /exit A stays
+    benched until its reset."""
+    if shutil.which("tmux") is None:
+        pytest.skip("e2e: tmux is not installed")
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    cached(ctx, a, five_hour=10, seven_day=10)
+    cached(ctx, b, five_hour=30, seven_day=30)
+    reset = int(time.time()) + 3 * 3600 + 41
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset)
+    fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
+    _trusting(claude_env, workdir)
+    fake.reset_log()
+
+    command = [sys.executable, "-m", "acct", "exec", "--account", "a", "--", "claude"]
+    term = Tmux(tmp_path, claude_env, workdir, command)
+    try:
+        term.wait_for("? for shortcuts")
+        term.type("say hello")
+        screen = term.wait_for("Hello from b@example.com")
+        status = run_acct("status", "--json", check=True)
+        sessions = json.loads(status.stdout)["sessions"]
+        assert [s["account"] for s in sessions] == ["b"]
+        term.type("/exit")
+        exit_status = term.exit_status()
+        screen = term.screen()
+    finally:
+        term.close()
+    assert exit_status == 0, screen
+    calls = [(c["account_uuid"], c["status"]) for c in fake.log("messages")]
+    assert (a.uuid, 429) in calls and (b.uuid, 200) in calls
+    first_b = calls.index((b.uuid, 200))
+    assert calls.index((a.uuid, 429)) < first_b
+    assert all(uuid == b.uuid for uuid, _ in calls[first_b:])  # sticky on b
+    # Claude Code's metadata.user_id names its account; the re-sent request names b's.
+    named = [(c["account_uuid"], c.get("user_account")) for c in fake.log("messages")]
+    assert all(sent == named_as for sent, named_as in named), named
+    assert "hit your" not in screen and "limit reached" not in screen.lower()
+    bench = ctx.state.benches().get(a.id)
+    assert bench is not None and bench.kind == "quota" and bench.until == reset
+    for acc in (a, b):
+        assert not fake.lineage(acc.uuid)["revoked"]
+    assert_no_secrets([screen, status.stdout], store_secrets(ctx))
