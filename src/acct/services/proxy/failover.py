@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import threading
 import time
@@ -155,6 +156,42 @@ class Failover:
         self._tokens: dict[str, tuple[str, float]] = {}  # account id -> (access, expires_at)
         self._uuids: dict[str, str | None] = {}
         self.switches: list[Switch] = []
+        self._chores: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._chores_done = threading.Condition()
+        self._pending = 0
+        self._worker: threading.Thread | None = None
+
+    # --- bookkeeping, off the request's path ---------------------------------------------
+
+    def _later(self, chore: Callable[[], None]) -> None:
+        """Run ``chore`` after the ones before it, on a worker thread: the re-sent request does
+        not wait for the state, history and prompt writes."""
+        with self._chores_done:
+            self._pending += 1
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name="acct-failover", daemon=True
+                )
+                self._worker.start()
+        self._chores.put(chore)
+
+    def _work(self) -> None:
+        while True:
+            chore = self._chores.get()
+            try:
+                with contextlib.suppress(Exception):
+                    chore()
+            finally:
+                with self._chores_done:
+                    self._pending -= 1
+                    self._chores_done.notify_all()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait until the bookkeeping of the switches so far is written (bounded)."""
+        deadline = time.monotonic() + timeout
+        with self._chores_done:
+            while self._pending and (left := deadline - time.monotonic()) > 0:
+                self._chores_done.wait(left)
 
     # --- what the exec session asks -------------------------------------------------------
 
@@ -200,7 +237,8 @@ class Failover:
         original = sent.original or sent
         tried = {*sent.tried, sent.account_id}
         with self._lock:
-            self._bench(sent.account_id, signal)
+            refused = sent.account_id
+            self._later(lambda: self._bench(refused, signal))
             if len([s for s in self.switches if s.to]) >= self.plan.max_switches:
                 self._refused_everywhere(sent.account_id, signal, quiet=True)
                 return None
@@ -357,6 +395,7 @@ class Failover:
         choose again; None when the client left meanwhile."""
         from acct.services.proxy import cancel
 
+        self.drain()  # the benches of this request's refusals are written
         c = self._ctx()
         try:
             benches = c.state.benches(time.time())
@@ -419,8 +458,11 @@ class Failover:
                 f"{names.get(account_id, account_id)}: {why} → switching back from "
                 f"{names.get(previous or '', previous)}"
             )
-        self._reflect(account_id, source)
-        self.plan.announce(text)
+        def chore() -> None:
+            self._reflect(account_id, source)
+            self.plan.announce(text)
+
+        self._later(chore)
 
     def _refused_everywhere(
         self, account_id: str, signal: QuotaSignal, *, quiet: bool = False
@@ -430,11 +472,15 @@ class Failover:
             return
         names = self._names()
         reset = f" (resets {local_time(signal.reset_at)})" if signal.reset_at else ""
-        self.plan.announce(
+        text = (
             f"{names.get(account_id, account_id)} hit its {signal.window or 'usage'} limit{reset}; "
             "no other account can take over"
         )
-        self._reflect(None, account_id)
+        def chore() -> None:
+            self.plan.announce(text)
+            self._reflect(None, account_id)
+
+        self._later(chore)
 
     def _reflect(self, account_id: str | None, source: str | None) -> None:
         """The session registry, the history and the prompt files name the account at once."""

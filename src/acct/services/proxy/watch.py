@@ -99,6 +99,8 @@ class Watch:
         """Stop the proxy, then let the writer write what it has and end (bounded by
         ``timeout``): a write cut off by the process's exit would leave a temporary file."""
         self.proxy.stop()
+        if self.failover is not None:
+            self.failover.drain(timeout)
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(None)
@@ -127,6 +129,8 @@ class Watch:
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Wait until what the proxy has seen so far is written (bounded by ``timeout``)."""
         deadline = time.monotonic() + timeout
+        if self.failover is not None:
+            self.failover.drain(timeout)
         with self._cond:
             target = self._submitted
             while self._done < target and (left := deadline - time.monotonic()) > 0:
