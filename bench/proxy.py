@@ -99,6 +99,12 @@ class Minimal(BaseHTTPRequestHandler):
         self.wfile.write(head.encode() + body)
 
 
+class Backlogged(ThreadingHTTPServer):
+    """The minimal upstream with a backlog for 32 streams at once (http.server's is 5)."""
+
+    request_queue_size = 1024
+
+
 def compare(label: str, upstream: str, headers: dict[str, str], runs: int) -> bool:
     """Print direct vs proxied figures; whether the overhead stays within the target."""
     ok = True
@@ -243,7 +249,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args()
-    minimal = ThreadingHTTPServer(("127.0.0.1", 0), Minimal)
+    minimal = Backlogged(("127.0.0.1", 0), Minimal)
     minimal.daemon_threads = True
     threading.Thread(target=minimal.serve_forever, daemon=True).start()
     with FakeAnthropic() as fake:

@@ -235,3 +235,36 @@ def test_interactive_claude_is_answered_by_the_next_account_in_the_same_session(
     for acc in (a, b):
         assert not fake.lineage(acc.uuid)["revoked"]
     assert_no_secrets([screen, status.stdout], store_secrets(ctx))
+
+
+def test_a_switch_while_claude_refreshes_its_own_login_revokes_no_chain(
+    fake, ctx, run_acct, claude_env_tls, workdir
+) -> None:
+    """Claude Code refreshes a (its file holds a's lineage) and its next request, with the
+    successor token, is refused for quota; acct refreshes b (the store holds b's lineage, about
+    to expire) and answers from b. Two lineages, one holder each: neither chain is revoked."""
+    from tests.e2e.test_claude_code_real import expire_at_server
+
+    seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30, expires_in=600)
+    a = expire_at_server(fake, ctx, "a")
+    cached(ctx, a, five_hour=10, seven_day=10)
+    cached(ctx, b, five_hour=30, seven_day=30)
+    fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 3600)
+    fake.reset_log()
+
+    p = AcctRunner(claude_env_tls)(
+        "exec", "--account", "a", "--", "claude", "-p", "hi", cwd=workdir, timeout=180
+    )
+
+    assert p.returncode == 0, p.stderr
+    assert "Hello from b@example.com" in p.stdout
+    calls = [(c["account_uuid"], c["status"]) for c in fake.log("messages")]
+    assert calls == [(a.uuid, 401), (a.uuid, 429), (b.uuid, 200)]
+    refreshed = {r["token_sha8"]: r["status"] for r in fake.log("token_refresh")}
+    assert refreshed == {fake.sha8(a.tokens.refresh): 200, fake.sha8(b.tokens.refresh): 200}
+    for acc in ctx.store.read():
+        lineage = fake.lineage(acc.uuid)
+        assert not lineage["revoked"], acc.name
+        assert lineage["live_refresh_sha8"] == fake.sha8(acc.tokens.refresh), acc.name
+    assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
