@@ -418,3 +418,18 @@ def test_a_refusal_the_proxy_saw_benches_the_account_even_when_the_tool_exits_0(
     said = [ln for ln in p.stderr.splitlines() if "seen by the usage proxy" in ln]
     assert said and said[-1].startswith("acct: a hit its 5-hour limit during the run (resets ")
     assert "benched" in said[-1]
+
+
+def test_a_run_that_fails_after_a_switch_in_flight_is_not_taken_for_a_limit(
+    fake, ctx, run, tool_log
+) -> None:
+    """The refusal was answered in flight; the tool failing later for its own reasons must not
+    rotate the run (that would restart it on yet another account)."""
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    cached(ctx, a, b)
+    fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 3600)
+    p = run("exec", "--account", "a", "--", "claude", "-p", "hi", env={"FAKE_TOOL_EXIT": "3"})
+    assert p.returncode == 3, p.stderr
+    assert len(events(tool_log, "start")) == 1
+    assert len(switch_lines(p.stderr)) == 1  # the switch in flight, and no rotation after it

@@ -394,8 +394,17 @@ class Session:
         seen = self.watch.quota(acc.id) if self.watch is not None else None
         if seen is None or result.status == 0 or ending.kind not in ("other", "quota"):
             return ending
+        if self._answered_in_flight(result):
+            return ending  # the refusal was answered from another account: not this run's end
         message = ending.message or "the server refused a request for quota"
         return Ending("quota", seen.reset_at, message, seen.window or ending.window)
+
+    def _answered_in_flight(self, result: RunResult) -> bool:
+        """Whether the proxy's last switch during this run found an account to answer."""
+        switches = [
+            s for s in (self.watch.switches if self.watch else []) if s.at >= result.started_at
+        ]
+        return bool(switches) and switches[-1].to is not None
 
     def _learn_from_proxy(self, acc: Account) -> None:
         """A quota refusal the proxy saw as the last word for ``acc`` benches it until the
