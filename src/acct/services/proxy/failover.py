@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from acct.base.models import fingerprint
-from acct.base.timefmt import local_time
+from acct.base.timefmt import human_duration, local_time
 from acct.services.proxy.headers import Observation, QuotaSignal
 from acct.services.proxy.server import Outgoing
 
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 PER_MODEL = ("Opus weekly", "Sonnet weekly")
 HOLD_STEP = 1.0  # seconds between looks at a departed client while holding for a reset
+# The countdown of a held request, one line at a time: the tool owns the terminal, so nothing
+# is redrawn under it.
+HOLD_TELL_EVERY = 300.0
 # Claude Code 2.1 sends metadata.user_id = JSON text with the account uuid from ~/.claude.json
 # (``{"device_id":…,"account_uuid":…,"session_id":…}``); older releases sent
 # ``user_<hash>_account_<uuid>_session_<uuid>``.
@@ -412,9 +415,13 @@ class Failover:
             f"{local_time(until)}"
         )
         ticket = cancel.current()
+        told = time.monotonic()
         while (left := until - time.time()) > 0:
             if ticket is not None and ticket.cancelled:
                 return None
+            if time.monotonic() - told >= HOLD_TELL_EVERY:
+                told = time.monotonic()
+                self.plan.announce(f"{human_duration(left)} left until {names[who]}'s reset")
             time.sleep(min(HOLD_STEP, left))
         return self._next(set())
 
