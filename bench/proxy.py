@@ -9,7 +9,9 @@
 3. The cost of starting and stopping the proxy (``Watch``), which ``acct exec`` pays once.
 4. Added latency at 1, 8 and 32 parallel streams (each its own kept-alive client, streamed
    answers from the minimal upstream): median per request, proxied minus direct.
-5. In-flight failover: from the moment the proxy has the quota refusal's headers to the first
+5. Cancellation: from the client hanging up to the upstream connection closing, before the
+   answer's headers and during a silence in a stream. Target: 1 s.
+6. In-flight failover: from the moment the proxy has the quota refusal's headers to the first
    byte of the answer re-sent on the next account, through a real session (store, state,
    policy) in a temporary HOME. Target: 150 ms plus one upstream round trip.
 
@@ -44,6 +46,7 @@ from tests.fake_anthropic.client import FakeAnthropic
 OVERHEAD_TARGET_MS = 5.0
 PARALLEL_TARGET_MS = {1: 5.0, 8: 15.0, 32: 50.0}  # added per request at N parallel streams
 FAILOVER_TARGET_MS = 150.0  # plus one upstream round trip
+CANCEL_TARGET_MS = 1000.0
 BODY = {
     "model": "claude-sonnet-4-5",
     "max_tokens": 64,
@@ -174,6 +177,40 @@ def _streams(url: str, headers: dict[str, str], n: int, runs: int) -> list[float
     return out
 
 
+def cancellation(runs: int) -> bool:
+    """Client gone -> upstream connection closed, before headers and during a silence."""
+    import socket
+
+    from tests.test_proxy_hardening import RawUpstream
+
+    ok = True
+    for path in ("/hang", "/silence"):
+        gaps = []
+        for _ in range(runs):
+            up = RawUpstream()
+            with Proxy(up.url, lambda obs: None, env={}) as proxy:
+                port = int(proxy.url.rsplit(":", 1)[1])
+                sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+                sock.sendall(
+                    b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}" % path.encode()
+                )
+                up.waiting.wait(30)
+                time.sleep(0.3)  # the answer's first event, if any, has gone out
+                t0 = time.perf_counter()
+                sock.close()
+                up.closed.wait(30)
+                gaps.append((time.perf_counter() - t0) * 1000)
+            up.stop()
+        where = "before the headers" if path == "/hang" else "during a silence"
+        worst = max(gaps)
+        print(
+            f"cancellation {where}: median {statistics.median(gaps):.0f} ms, worst {worst:.0f} ms "
+            f"(target <= {CANCEL_TARGET_MS:.0f} ms)"
+        )
+        ok = ok and worst <= CANCEL_TARGET_MS
+    return ok
+
+
 def failover(fake: FakeAnthropic, runs: int) -> bool:
     """Refusal seen -> first byte of the re-sent answer, in a real session's proxy."""
     with tempfile.TemporaryDirectory() as home:
@@ -264,6 +301,7 @@ def main() -> int:
         upstream = f"http://127.0.0.1:{minimal.server_address[1]}"
         ok = compare("minimal", upstream, headers, args.runs) and ok
         ok = parallel(upstream, headers, max(10, args.runs // 10)) and ok
+        ok = cancellation(5) and ok
         ok = failover(fake, 20) and ok
         with tempfile.TemporaryDirectory() as home:
             env = {**clean_env(Path(home), fake.env()), "ANTHROPIC_BASE_URL": fake.base_url}
