@@ -100,3 +100,22 @@ def test_doctor_flags_pi_agent_retry_left_enabled(acct: AcctRunner, home: Path) 
     assert "retries a 429" not in p.stdout
     got = json.loads(settings.read_text())
     assert got == {"retry": {"enabled": False, "provider": {"maxRetries": 0}}}
+
+
+def test_doctor_warns_about_a_dead_login_and_dates_the_live_ones(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "work")
+    dead = seed_account(fake, ctx, "dead")
+    acct("refresh", "work", check=True)
+    assert dead.uuid
+    fake.revoke(dead.uuid)
+    assert acct("refresh", "dead").returncode == 4
+    p = acct("doctor")
+    assert p.returncode == 1
+    lines = p.stdout.splitlines()
+    assert any(
+        ln.startswith("PROBLEM logins: dead needs a new login") and "`acct login dead`" in ln
+        for ln in lines
+    ), p.stdout
+    assert any(ln.startswith("ok      logins: work: last refreshed") for ln in lines), p.stdout

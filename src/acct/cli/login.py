@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from acct.services import oauth
-from acct.cli import app, render
-from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
-from acct.services.context import Ctx
 from acct.base.errors import AcctError, HeldByTarget, Interrupted, UsageError
 from acct.base.models import Account
+from acct.cli import app, documents, render
+from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
+from acct.services import oauth
+from acct.services.context import Ctx
 
 TimeoutOpt = Annotated[
     float,
@@ -29,22 +29,6 @@ TimeoutOpt = Annotated[
     ),
 ]
 
-
-
-def _account_json(acc: Account) -> dict[str, object]:
-    expires_at = acc.tokens.expires_at if acc.tokens else None
-    return {
-        "name": acc.name,
-        "kind": acc.kind,
-        "email": acc.email,
-        "plan": acc.plan,
-        "uuid": acc.uuid,
-        "fingerprint": acc.fingerprint,
-        "added_at": render.iso(acc.added_at),
-        "added_at_epoch": render.epoch(acc.added_at),
-        "expires_at": render.iso(expires_at),
-        "expires_at_epoch": render.epoch(expires_at),
-    }
 
 
 def _can_open_browser() -> bool:
@@ -80,7 +64,7 @@ def _report(result: oauth.LoginResult, json_out: bool) -> None:
         render.warn(note)
     acc = result.account
     if json_out:
-        render.emit_json("login", {"account": _account_json(acc), "created": result.created})
+        render.emit_json("login", {"account": documents.login_account(acc), "created": result.created})
     elif acc.kind == "api_key":
         render.out.print(
             f"{'added' if result.created else 'updated'} {acc.name} (api key {acc.fingerprint})",
@@ -101,7 +85,13 @@ def login_summary(acc: Account) -> str:
 def _read_api_key() -> str:
     """The key from a hidden prompt on a terminal, else all of stdin."""
     if not sys.stdin.isatty():
-        return sys.stdin.read()
+        from acct.base.inputs import read_stream
+
+        raw = read_stream(sys.stdin.fileno(), what="the API key on stdin")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("the API key on stdin is not text; nothing was stored") from None
     try:
         return getpass.getpass("API key: ", stream=sys.stderr)
     except KeyboardInterrupt:

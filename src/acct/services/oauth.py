@@ -7,24 +7,38 @@ Refresh tokens are single-use and rotate, so spending one is the one dangerous a
 runs under the account's own lock, re-reads the store after taking it, and sends nothing when the
 lineage moved on since the caller looked (another process refreshed it) or when the lineage is
 lent to a tool's file.
+
+A refresh either stores its answer or was never sent:
+
+- before the request goes out, the room to keep the answer is reserved: a file the size of a
+  store write in the store's directory (given back just before the store is written) and a
+  rescue slot in the state directory (the answer goes there, in place, when the store cannot
+  take it). When neither can be had (a full disk, read-only directories), nothing is sent;
+- from just before the request until the answer is stored or rescued, SIGINT, SIGTERM and
+  SIGHUP are held back (:func:`signals_held`): the signal takes effect once the answer is safe.
+  Worker threads that refresh count too: the main thread's handler holds the signal until the
+  last refresh in flight is stored.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import html
+import json
 import os
 import queue
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from acct.services.context import Ctx
@@ -43,8 +57,9 @@ from acct.base.errors import (
     UsageError,
 )
 from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
+from acct.base.inputs import read_lines
 from acct.base.models import PLAN_BY_ORG_TYPE, Account, Tokens
-from acct.services.store import Accounts, validate_name
+from acct.services.store import Accounts, name_from, validate_name
 
 HTTP_TIMEOUT = 20.0
 LOGIN_TIMEOUT = 300.0
@@ -63,6 +78,30 @@ STORE_WAIT = 120.0
 # A forced refresh sends nothing when the stored tokens are this young: another process has
 # just refreshed them, and a second refresh would only rotate the lineage under its feet.
 RECENT_REFRESH = 60.0
+
+
+class ClientRejected(AcctError):
+    """The token endpoint refuses acct's client id (``invalid_client``): nothing is wrong with
+    any account, and no refresh can work until that changes."""
+
+    code = "invalid_client"
+
+
+def _client_rejected() -> ClientRejected:
+    return ClientRejected(
+        "the token endpoint refuses acct's client id (invalid_client): no account can be "
+        "refreshed or logged in until that changes; the accounts' logins are not affected "
+        "and none was marked",
+        hint="check that ACCT_TOKEN_URL (if set) is Anthropic's token endpoint; otherwise "
+        "upgrade acct",
+    )
+
+
+class TokenRefused(AuthError):
+    """The profile endpoint answered 401: the server does not accept this access token (it
+    expired, or its login was revoked)."""
+
+    code = "token_refused"
 
 
 class ProfileForbidden(AuthError):
@@ -290,7 +329,7 @@ def exchange_code(
     if response.status_code != 200:
         error = _oauth_error(response) or f"status {response.status_code}"
         if error == "invalid_client":
-            raise AuthError("the token endpoint does not accept acct's client id (invalid_client)")
+            raise _client_rejected()
         raise AuthError(
             f"the login code was refused ({error}): it may have expired or been used already; nothing was stored",
             hint="run `acct login` again",
@@ -354,7 +393,7 @@ def fetch_profile(ctx: Ctx, access: str, *, timeout: float = HTTP_TIMEOUT) -> Pr
             "the profile endpoint refused this token (403; a setup token has no profile scope)"
         )
     if response.status_code == 401:
-        raise AuthError("the profile endpoint refused this access token (401)")
+        raise TokenRefused("the profile endpoint refused this access token (401)")
     if response.status_code != 200:
         raise ProtocolError(f"the profile endpoint answered {response.status_code}")
     return parse_profile(_json(response, "the profile endpoint"))
@@ -478,9 +517,24 @@ def refresh_result(
                 + ("is being replaced" if force else "is about to expire"),
                 hint=f"acct login {acc.name}",
             )
-        with _spending():
-            answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
-            return RefreshResult(_keep_refreshed(ctx, acc, tokens, answer), sent=True)
+        with _spending(), _Room(ctx, acc) as room:
+            answer = _counted_refresh(ctx, acc, tokens, timeout=timeout)
+            return RefreshResult(_keep_refreshed(ctx, acc, tokens, answer, room), sent=True)
+
+
+def _counted_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
+    """:func:`_send_refresh`, counted by result for the metrics (``needs_login``: invalid_grant)."""
+    from acct.services import events
+
+    try:
+        answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
+    except AcctError as e:
+        events.count(ctx, "token_refreshes", account_id=acc.id, result=e.code)
+        if isinstance(e, NeedsLogin):
+            events.emit(ctx, "login_died", account_id=acc.id)
+        raise
+    events.count(ctx, "token_refreshes", account_id=acc.id, result="ok")
+    return answer
 
 
 def _refresh_body(refresh_token: str, scopes: tuple[str, ...]) -> dict[str, str]:
@@ -521,11 +575,7 @@ def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> 
                 hint=f"acct login {acc.name}",
             )
         if error == "invalid_client":
-            raise AuthError(
-                "the token endpoint does not accept acct's client id (invalid_client); "
-                "this is systemic and affects every account",
-                hint="upgrade acct",
-            )
+            raise _client_rejected()
         raise ProtocolError(
             f"the token endpoint refused the refresh ({error or response.status_code})"
         )
@@ -565,17 +615,8 @@ def rescue_path(ctx: Ctx, account_id: str) -> Path:
     return ctx.paths.state_dir / "rescued" / f"{account_id}.json"
 
 
-def _keep_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer) -> Account:
-    """Store the answer; when that fails, never drop it: write it to the rescue file and say so."""
-    try:
-        return _store_refreshed(ctx, seen, spent, answer)
-    except NotFound:
-        raise
-    except AcctError as e:
-        problem = e.message
-    path = rescue_path(ctx, seen.id)
-    tokens = answer.tokens(spent)
-    doc = {
+def _rescue_doc(seen: Account, spent: Tokens, tokens: Tokens) -> dict[str, Any]:
+    return {
         "version": 1,
         "account_id": seen.id,
         "account_name": seen.name,
@@ -589,8 +630,25 @@ def _keep_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer)
             "obtained_at": tokens.obtained_at,
         },
     }
+
+
+def _keep_refreshed(
+    ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer, room: _Room | None = None
+) -> Account:
+    """Store the answer; when that fails, never drop it: write it to the rescue file and say so."""
+    if room is not None:
+        room.give_back_store()
     try:
-        write_json(path, doc)
+        return _store_refreshed(ctx, seen, spent, answer)
+    except NotFound:
+        raise
+    except AcctError as e:
+        problem = e.message
+    path = rescue_path(ctx, seen.id)
+    doc = _rescue_doc(seen, spent, answer.tokens(spent))
+    try:
+        if room is None or not room.rescue(path, doc):
+            write_json(path, doc)
     except AcctError as e:
         raise AcctError(
             f"the refreshed tokens of {seen.name!r} are lost: the store could not take them "
@@ -603,6 +661,138 @@ def _keep_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer)
         hint=f"fix that, then run `acct refresh {seen.name}`, which stores them from that file; "
         "keep the file until then",
     )
+
+
+# Room reserved before a refresh is sent: a store write (the store's size plus this) and a
+# rescue file of this size. Both are far larger than what they stand for.
+_STORE_SLACK = 64 * 1024
+_RESCUE_ROOM = 16 * 1024
+
+
+def _reserve(directory: Path, name: str, size: int) -> tuple[int, Path]:
+    """A 0600 file of ``size`` bytes of real disk blocks in ``directory``: (fd, path)."""
+    ensure_dir(directory)
+    path = directory / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return fd, path
+
+
+def _sweep_rooms(directory: Path) -> None:
+    """Remove the rooms of refreshes whose process is gone (killed hard mid-refresh)."""
+    with contextlib.suppress(OSError):
+        for p in directory.glob(".*.room"):
+            parts = p.name.split(".")
+            pid = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else 0
+            if pid <= 0 or pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            except PermissionError:
+                pass
+
+
+def _problem(e: BaseException) -> str:
+    if isinstance(e, AcctError):
+        return e.message
+    if isinstance(e, OSError):
+        return f"{e.strerror or type(e).__name__}: {e.filename or ''}".rstrip(": ")
+    return type(e).__name__
+
+
+class _Room:
+    """The room a refresh answer needs, reserved before the refresh token is spent.
+
+    A full disk would otherwise drop the new tokens after the server rotated the lineage. A
+    store write needs a new file the store's size (the write is atomic: a temporary file, then
+    a rename); the rescue file, a few hundred bytes. Both are allocated up front; the store's
+    is given back just before the store is written, and the rescue slot is written in place
+    when the store cannot take the answer. Without either, nothing is sent.
+    """
+
+    def __init__(self, ctx: Ctx, acc: Account) -> None:
+        self.ctx = ctx
+        self.acc = acc
+        self.store: tuple[int, Path] | None = None
+        self.slot: tuple[int, Path] | None = None
+
+    def __enter__(self) -> Self:
+        store_file = self.ctx.paths.accounts_file
+        tag = f".{self.acc.id}.{os.getpid()}.{threading.get_ident()}.room"
+        problems: list[str] = []
+        rescue_dir = rescue_path(self.ctx, self.acc.id).parent
+        for d in (store_file.parent, rescue_dir):
+            _sweep_rooms(d)
+        full = False
+        try:
+            size = store_file.stat().st_size if store_file.exists() else 0
+            self.store = _reserve(store_file.parent, tag, size + _STORE_SLACK)
+        except (OSError, AcctError) as e:
+            # A full disk refuses at once; a store acct cannot write (read-only) is what the
+            # rescue file is for.
+            full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+            problems.append(f"the store's directory: {_problem(e)}")
+        try:
+            self.slot = _reserve(rescue_dir, tag, _RESCUE_ROOM)
+        except (OSError, AcctError) as e:
+            problems.append(f"the rescue directory: {_problem(e)}")
+        if full or (self.store is None and self.slot is None):
+            self.__exit__()
+            raise AcctError(
+                f"nothing was sent: acct could not make room to keep the refreshed tokens of "
+                f"{self.acc.name!r} ({'; '.join(problems)})",
+                hint="free some disk space (or make acct's directories writable), then try again",
+            )
+        return self
+
+    def give_back_store(self) -> None:
+        if self.store is not None:
+            fd, path = self.store
+            self.store = None
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def rescue(self, path: Path, doc: dict[str, Any]) -> bool:
+        """Write ``doc`` into the reserved slot and move it to ``path``; False without a slot."""
+        if self.slot is None:
+            return False
+        fd, slot = self.slot
+        data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            os.fsync(fd)
+            os.replace(slot, path)
+        except OSError as e:
+            raise AcctError(f"cannot write {path}: {_problem(e)}") from None
+        self.slot = None
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        self.give_back_store()
+        if self.slot is not None:
+            fd, path = self.slot
+            self.slot = None
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
@@ -672,22 +862,120 @@ def refresh_unstored(
 _flight = threading.Condition()
 _in_flight = 0
 _closing = False
+# Signals held back while a refresh is in flight, and the handlers they go to afterwards.
+HELD_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_pending: list[int] = []
+_previous: dict[int, Any] = {}
+_holding = 0  # nesting depth of signals_held() in the main thread
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _deliver(signum: int, frame: Any = None) -> None:
+    """What the signal would have done without acct holding it: the handler it replaced (Ctrl-C
+    raises KeyboardInterrupt); a signal that would end the process raises SystemExit(128+N) so
+    cleanup code still runs."""
+    previous = _previous.get(signum, signal.getsignal(signum))
+    if previous is _on_signal:
+        previous = signal.SIG_DFL
+    if callable(previous):
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _in_flight > 0:
+        _pending.append(signum)  # acted on once the last refresh in flight is stored
+        return
+    _deliver(signum, frame)
+
+
+def _take_pending() -> list[int]:
+    taken = list(dict.fromkeys(_pending))
+    _pending.clear()
+    return taken
+
+
+def _act_on_pending() -> None:
+    """The last refresh in flight is stored: the signals held back take effect now (in the
+    main thread, which is where Python runs signal handlers)."""
+    pending = _take_pending()
+    if not _main_thread():
+        for sig in pending:
+            with contextlib.suppress(OSError):
+                os.kill(os.getpid(), sig)
+        return
+    for sig in pending:
+        _deliver(sig)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back while a refresh of this process is in flight.
+
+    Installs the handler in the main thread (a no-op elsewhere: only the main thread can, and
+    it is the one that receives signals). Outside a refresh a signal acts at once, as before;
+    during one it waits until the answer is stored or rescued. Wrap code that refreshes on
+    worker threads (a usage poll) in it; :func:`_spending` wraps the main thread's own.
+    """
+    global _holding
+    if not _main_thread():
+        yield
+        return
+    if _holding == 0:
+        for sig in HELD_SIGNALS:
+            try:
+                _previous[sig] = signal.signal(sig, _on_signal)
+            except (ValueError, OSError):
+                pass
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
+        if _holding == 0:
+            for num, old in list(_previous.items()):
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(num, old if old is not None else signal.SIG_DFL)
+            try:
+                if _in_flight == 0 and _pending:
+                    _act_on_pending()
+            finally:
+                _previous.clear()
 
 
 @contextlib.contextmanager
 def _spending() -> Iterator[None]:
-    """Mark a refresh between sending and storing: an interrupted process lets it finish."""
+    """Mark a refresh between sending and storing: signals wait for it, and an interrupted
+    process lets it finish (:func:`finish_refreshes`)."""
     global _in_flight
-    with _flight:
-        if _closing:
-            raise Interrupted("interrupted before refreshing; nothing was sent")
-        _in_flight += 1
-    try:
-        yield
-    finally:
+    with signals_held():
         with _flight:
-            _in_flight -= 1
-            _flight.notify_all()
+            if _closing or _pending:
+                raise Interrupted("interrupted before refreshing; nothing was sent")
+            _in_flight += 1
+        try:
+            yield
+        finally:
+            with _flight:
+                _in_flight -= 1
+                _flight.notify_all()
+                last = _in_flight == 0
+            if last and _pending:
+                _act_on_pending()
+
+
+def refresh_in_flight() -> contextlib.AbstractContextManager[None]:
+    """For a refresh made outside this module whose answer goes to a tool's file (``acct
+    import`` renewing a login in place): signals wait until it is written."""
+    return _spending()
 
 
 def finish_refreshes(timeout: float) -> bool:
@@ -826,23 +1114,11 @@ def _callback_server(events: queue.Queue[tuple[str, Any]], state: str) -> Iterat
 
 
 def _read_lines(fd: int, events: queue.Queue[tuple[str, Any]]) -> None:
-    """Feed each line read from ``fd`` into ``events``; raw reads, so no buffer lock outlives us."""
-    pending = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            if pending.strip():
-                events.put(("paste", pending.decode("utf-8", "replace")))
-            events.put(("eof", None))
-            return
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line.strip():
-                events.put(("paste", line.decode("utf-8", "replace")))
+    """Feed each line read from ``fd`` into ``events`` (bounded: see ``inputs.read_lines``)."""
+    for line in read_lines(fd):
+        if line.strip():
+            events.put(("paste", line.decode("utf-8", "replace")))
+    events.put(("eof", None))
 
 
 @dataclass(frozen=True)
@@ -1013,7 +1289,9 @@ def _add_login(
     the login is stored under its email (made unique), and a note names both accounts."""
     uuid = profile.uuid or answer.account_uuid
     email = profile.email or answer.email
-    default = email or (uuid or "account")[:8]
+    # The server's email names the account; one a name cannot hold (control characters, spaces)
+    # is made into one, so the fresh login is never lost to a naming rule.
+    default = name_from(email, (uuid or "account")[:8])
     taken = accounts.find(name) if name else None
     if taken is not None:
         final = accounts.unique_name(default)

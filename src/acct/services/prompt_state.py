@@ -31,6 +31,7 @@ from acct.base.fsio import atomic_write
 from acct.base.models import Account
 from acct.fast.prompt import DEFAULT_FORMAT, file_stat, segment
 from acct.services.store import Accounts
+from acct.services.targets import TARGET_NAMES, get_target
 
 VERSION = 1
 _WRITING = threading.Lock()
@@ -58,7 +59,6 @@ def _file_entry(target: Any, env: Mapping[str, str]) -> Any:
 def target_entry(ctx: Ctx, accounts: Accounts, name: str, now: float) -> dict[str, Any]:
     """The prompt state of one target. The stat is taken before the read, so a write that
     lands in between makes the entry look stale rather than wrongly current."""
-    from acct.services.targets import get_target
 
     target = get_target(name)
     path = str(target.path(ctx.env))
@@ -96,18 +96,29 @@ def target_entry(ctx: Ctx, accounts: Accounts, name: str, now: float) -> dict[st
 
 def _serving(ctx: Ctx, accounts: Accounts, target: str, path: str) -> Account | None:
     """The account a live ``acct exec`` session on this file runs on, when its usage proxy
-    switched it in flight (the file still holds the account acct lent)."""
-    from acct.services import sessions
-
+    switched it in flight (the file still holds the account acct lent). A session whose acct
+    is gone no longer counts (its record is swept later)."""
     rows = [
         r
         for r in ctx.state.sessions()
         if r.target == target and r.account_id and _same_file(r.path, path)
     ]
     for row in sorted(rows, key=lambda r: r.started_at, reverse=True):
-        if row.account_id and sessions.is_live(row):
+        if row.account_id and _alive(row.pid):
             return accounts.by_id(row.account_id)
     return None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True
 
 
 def _usage_fields(ctx: Ctx, account: Account, now: float) -> dict[str, Any]:
@@ -128,7 +139,6 @@ def _usage_fields(ctx: Ctx, account: Account, now: float) -> dict[str, Any]:
 
 def compute(ctx: Ctx, now: float | None = None) -> dict[str, Any]:
     """The prompt state document for every known target."""
-    from acct.services.targets import TARGET_NAMES
 
     now = time.time() if now is None else now
     accounts = ctx.store.read()
@@ -154,6 +164,9 @@ def update(ctx: Ctx) -> dict[str, Any]:
         doc = compute(ctx)
         atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
         atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
+    from acct.services import events
+
+    events.emit(ctx, "change")
     return doc
 
 

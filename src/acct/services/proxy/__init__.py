@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from acct.services.proxy.failover import Failover, Plan, Switch, rewrite_user_id
 from acct.services.proxy.headers import (
-    CLAIM_WINDOWS,
     Observation,
     QuotaSignal,
     credential_of,
@@ -62,7 +61,6 @@ from acct.services.proxy.watch import PROMPT_EVERY, Watch, start_watch
 
 __all__ = [
     "ASSUME_FIRST_PARTY",
-    "CLAIM_WINDOWS",
     "DEFAULT_UPSTREAM",
     "FIRST_PARTY_HOST",
     "HOP_BY_HOP",

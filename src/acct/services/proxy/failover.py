@@ -465,6 +465,7 @@ class Failover:
                 f"{names.get(account_id, account_id)}: {why} → switching back from "
                 f"{names.get(previous or '', previous)}"
             )
+
         def chore() -> None:
             self._reflect(account_id, source)
             self.plan.announce(text)
@@ -483,6 +484,7 @@ class Failover:
             f"{names.get(account_id, account_id)} hit its {signal.window or 'usage'} limit{reset}; "
             "no other account can take over"
         )
+
         def chore() -> None:
             self.plan.announce(text)
             self._reflect(None, account_id)

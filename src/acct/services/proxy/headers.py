@@ -7,15 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from acct.base.models import Window, fingerprint
+from acct.base.timefmt import epoch_seconds
+from acct.domain.classify import WINDOW_OF_CLAIM
 
 _UNIFIED = "anthropic-ratelimit-unified-"
-# representative-claim → the window acct names it by (as Claude Code's rateLimitType).
-CLAIM_WINDOWS = {
-    "five_hour": "5-hour",
-    "seven_day": "7-day",
-    "seven_day_opus": "Opus weekly",
-    "seven_day_sonnet": "Sonnet weekly",
-}
 
 
 @dataclass(frozen=True)
@@ -49,7 +44,7 @@ class Observation:
         """A refusal for quota; a plan paying for extra usage (overage in use) is not refused."""
         if self.status != "rejected" or self.overage_in_use:
             return None
-        return QuotaSignal(CLAIM_WINDOWS.get(self.claim or ""), self.reset_at, self.claim)
+        return QuotaSignal(WINDOW_OF_CLAIM.get(self.claim or ""), self.reset_at, self.claim)
 
     def windows(self) -> tuple[Window | None, Window | None]:
         """The 5-hour and 7-day windows; a window's reset defaults to the unified one it claims."""
@@ -81,7 +76,7 @@ def _epoch(text: str | None) -> float | None:
     n = _number(text)
     if n is None or n <= 0:
         return None
-    return n / 1000.0 if n > 1e11 else n
+    return epoch_seconds(n)
 
 
 def _percent(text: str | None) -> float | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from acct.base.errors import AcctError
+from acct.base.inputs import read_json_object
 
 FIRST_PARTY_HOST = "api.anthropic.com"
 DEFAULT_UPSTREAM = f"https://{FIRST_PARTY_HOST}"
@@ -92,13 +94,11 @@ def _settings_env(path: Path) -> dict[str, str] | None:
     """The ``env`` block of one settings file ({} when it has none or does not exist); None
     when it cannot be read as JSON."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        doc = read_json_object(path, what="Claude Code settings")
+    except AcctError:  # unparseable, not a regular file, unreadable
+        return None
+    if doc is None:
         return {}
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict):
-        return None
     block = doc.get("env", {})
     if not isinstance(block, dict):
         return None

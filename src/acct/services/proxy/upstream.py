@@ -106,7 +106,8 @@ def tls_context(env: Mapping[str, str]) -> ssl.SSLContext:
             )
         except (OSError, ssl.SSLError, ValueError) as e:
             raise Unusable(
-                f"cannot load the client certificate of CLAUDE_CODE_CLIENT_CERT ({type(e).__name__})"
+                "cannot load the client certificate of CLAUDE_CODE_CLIENT_CERT "
+                f"({type(e).__name__})"
             ) from None
     return context
 

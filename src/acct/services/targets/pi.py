@@ -12,16 +12,15 @@ from pathlib import Path
 
 from acct.base.errors import CorruptFile
 from acct.base.fsio import dir_lock, read_json_object, real_path, write_json
+from acct.domain.classify import Patterns
 from acct.domain.resume import pi_resume_args
 from acct.services.targets.base import (
     Check,
-    Patterns,
     ProviderEntryTarget,
     env_dir,
     home_of,
     merge_json,
 )
-
 
 PATTERNS = Patterns(
     quota=(r'429 \{[^\n]*"rate_limit_error"',),
