@@ -466,8 +466,13 @@ class Failover:
                 f"{names.get(previous or '', previous)}"
             )
 
+        if isinstance(why, QuotaSignal):
+            reason = "cooloff" if why.window in PER_MODEL else "quota"
+        else:
+            source, reason = previous, "switch_back"
+
         def chore() -> None:
-            self._reflect(account_id, source)
+            self._reflect(account_id, source, reason)
             self.plan.announce(text)
 
         self._later(chore)
@@ -491,9 +496,9 @@ class Failover:
 
         self._later(chore)
 
-    def _reflect(self, account_id: str | None, source: str | None) -> None:
+    def _reflect(self, account_id: str | None, source: str | None, reason: str = "quota") -> None:
         """The session registry, the history and the prompt files name the account at once."""
-        from acct.services import prompt_state
+        from acct.services import events, prompt_state
 
         c = self._ctx()
         with contextlib.suppress(Exception), _closing(c):
@@ -507,4 +512,8 @@ class Failover:
                     target=self.plan.target,
                     in_flight=True,
                 )
+            if account_id is not None and source:
+                # Counted and told as the exit-based loop's switches are (metrics, alerts).
+                events.count(c, "rotations", account_id=source, reason=reason)
+                events.emit(c, "rotation", account_id=source, to=account_id, reason=reason)
             prompt_state.refresh_quietly(c)
