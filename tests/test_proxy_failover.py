@@ -400,7 +400,7 @@ def test_status_and_the_prompt_name_the_account_switched_to(fake, ctx, xenv, tmp
     assert_no_secrets([out, err, status.stdout], store_secrets(ctx))
 
 
-# --- the exit-based loop learns from the proxy -----------------------------------------------------
+# --- the exit-based loop learns from the proxy ------------------------------------------------
 
 
 def test_a_refusal_the_proxy_saw_benches_the_account_even_when_the_tool_exits_0(
