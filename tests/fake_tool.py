@@ -23,6 +23,8 @@ Knobs (environment):
   FAKE_TOOL_AGAIN    "1": after the sleep, read the credential file again and ask once more
                      (Claude Code re-reads its file when it changes)
   FAKE_TOOL_TZ       zone named in limit messages (default UTC)
+  FAKE_TOOL_LIMIT_EXIT  exit with this status after printing a limit message (interactive
+                     Claude Code waits on a limit and exits 0 when the user quits)
   FAKE_TOOL_ROUNDS   N: after answering, N rounds; round i waits (up to 120 s) for the file
                      FAKE_TOOL_GATE.i, refreshes with the tokens it holds in memory (as a
                      long-running tool does when its access token nears expiry), writes the
@@ -53,6 +55,7 @@ OAUTH_BETA = "oauth-2025-04-20"
 COMMANDS = {"claude-code": "claude", "opencode": "opencode", "pi": "pi"}
 REFRESH_MARGIN_S = 300  # the tools refresh about five minutes before expiry
 NOT_LOGGED_IN = "Not logged in · Please run /login"
+SESSION_ID = "5e55107d-0000-4000-8000-000000000001"
 LIMIT_LABELS = {
     "five_hour": "session limit",
     "seven_day": "weekly limit",
@@ -247,12 +250,27 @@ def messages(creds: Creds, prompt: str) -> tuple[int, dict[str, str], Any]:
     else:
         headers["authorization"] = f"Bearer {creds.access}"
         headers["anthropic-beta"] = OAUTH_BETA
-    body = {
+    body: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
         "messages": [{"role": "user", "content": prompt}],
     }
+    if creds.tool == "claude-code" and not creds.api_key:
+        body["metadata"] = {"user_id": claude_user_id()}
     return post(base_url() + "/v1/messages?beta=true", body, headers)
+
+
+def claude_user_id() -> str:
+    """Claude Code 2.1's ``metadata.user_id``: JSON text naming the device, the account of
+    ``oauthAccount`` in its ``.claude.json`` and the session (read in its shipped code)."""
+    config = os.environ.get("CLAUDE_CONFIG_DIR")
+    path = Path(config) / ".claude.json" if config else home() / ".claude.json"
+    try:
+        account = (read_doc(path).get("oauthAccount") or {}).get("accountUuid") or ""
+    except (OSError, ValueError, AttributeError):
+        account = ""
+    doc = {"device_id": "d" * 64, "account_uuid": account, "session_id": SESSION_ID}
+    return json.dumps(doc, separators=(",", ":"))
 
 
 # ----- the tools' words -----
@@ -423,9 +441,11 @@ def call_api(tool: str, args: list[str], fmt: str) -> int:
     if status == 200:
         print(answer_text(doc))
         return 0
-    if tool == "claude-code":
-        return report_claude(status, headers, doc, fmt)
-    return report_other(tool, status, doc)
+    ended = report_claude(status, headers, doc, fmt) if tool == "claude-code" else None
+    if ended is None:
+        ended = report_other(tool, status, doc)
+    limit_exit = os.environ.get("FAKE_TOOL_LIMIT_EXIT")
+    return int(limit_exit) if limit_exit and status == 429 else ended
 
 
 def after_answer() -> None:

@@ -90,7 +90,8 @@ def test_quota_rotates_to_the_next_account_and_resumes(fake, ctx, run, tool_log)
     reset = int(time.time()) + 2 * 3600
     fake.set_messages(a.uuid, "quota", reset_epoch=reset)
     fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
-    p = run("exec", "--account", "a", "--", "claude", "-p", "write the report")
+    # The exit-based loop (the proxy would have switched in flight: test_proxy_failover.py).
+    p = run("exec", "--no-proxy", "--account", "a", "--", "claude", "-p", "write the report")
     assert p.returncode == 0, p.stderr
     assert "Hello from b@example.com" in p.stdout
     assert "You've hit your session limit" in p.stdout  # the first run's words passed through
@@ -116,7 +117,7 @@ def test_limit_that_usage_does_not_confirm_rests_only_for_the_cooloff(fake, ctx,
     seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
     fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 4 * 3600)
     before = time.time()
-    p = run("exec", "--", "claude", "-p", "hi")
+    p = run("exec", "--no-proxy", "--", "claude", "-p", "hi")
     assert p.returncode == 0, p.stderr
     bench = bench_of(ctx, "a")
     assert bench is not None and bench.kind == "cooloff"
@@ -184,7 +185,7 @@ def test_all_limited_exits_5_naming_the_earliest_reset(fake, ctx, run, tool_log)
     for acc, reset in ((a, now + 3 * 3600), (b, now + 2 * 3600)):
         fake.set_messages(acc.uuid, "quota", reset_epoch=reset)
         fake.set_usage(acc.uuid, five_hour=100, five_hour_resets_at=reset)
-    p = run("exec", "--", "claude", "-p", "hi")
+    p = run("exec", "--no-proxy", "--", "claude", "-p", "hi")
     assert p.returncode == 5, p.stderr
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("acct: every account is rate-limited; the earliest reset is b at ")
@@ -208,6 +209,7 @@ def test_wait_resumes_after_the_reset(fake, ctx, xenv, tool_log) -> None:
             "-m",
             "acct",
             "exec",
+            "--no-proxy",
             "--wait",
             "--",
             "claude",
@@ -372,7 +374,7 @@ def test_on_a_terminal_a_full_window_in_usage_reveals_the_limit(fake, ctx, xenv,
     fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
     term = pexpect.spawn(
         sys.executable,
-        ["-m", "acct", "exec", "--account", "a", "--", "claude", "-p", "hi"],
+        ["-m", "acct", "exec", "--no-proxy", "--account", "a", "--", "claude", "-p", "hi"],
         env=xenv,
         cwd=xenv["HOME"],
         timeout=60,

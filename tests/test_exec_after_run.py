@@ -157,7 +157,8 @@ def test_limit_on_a_terminal_stdout_is_caught_when_only_stderr_is_redirected(
     fake.set_messages(a.uuid, "quota", reset_epoch=reset)
     fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
     errors = tmp_path / "stderr.txt"
-    cmd = acct_cmd("exec", "--account", "a", "--", "claude", "-p", "hi")
+    # The exit-based loop reading the tool's words (the proxy would switch in flight).
+    cmd = acct_cmd("exec", "--no-proxy", "--account", "a", "--", "claude", "-p", "hi")
     term = spawn(xenv, f"{cmd} 2>{shlex.quote(str(errors))}")
     term.expect(pexpect.EOF)
     term.close()

@@ -159,7 +159,8 @@ def test_quota_in_an_isolated_session_rotates_within_it(
     waiting(tool_log, 1)
     before = snapshot(default)
 
-    p = run("exec", "--account", "b", "--", "claude", "-p", "two")
+    # The exit-based loop (in flight, the proxy keeps c in the store: test_proxy_failover.py).
+    p = run("exec", "--no-proxy", "--account", "b", "--", "claude", "-p", "two")
     assert p.returncode == 0, p.stderr
     assert "You've hit your session limit" in p.stdout
     assert "Hello from c@example.com" in p.stdout

@@ -85,7 +85,10 @@ def test_quota_rotates_to_the_next_account(fake, ctx, run_acct, claude_env, work
     fake.set_messages(a.uuid, "quota", reset_epoch=reset)
     fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
 
-    p = run_acct("exec", "--", "claude", "-p", "write the report", cwd=workdir, timeout=180)
+    # The exit-based loop (through the proxy b answers in flight: test_proxy_real.py).
+    p = run_acct(
+        "exec", "--no-proxy", "--", "claude", "-p", "write the report", cwd=workdir, timeout=180
+    )
 
     assert p.returncode == 0, p.stderr
     assert "You've hit your session limit" in p.stdout  # the real client's words, passed through
@@ -132,7 +135,8 @@ def test_foreign_keys_in_the_credentials_file_survive(
     fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 3600)
     fake.set_usage(a.uuid, five_hour=100)
 
-    p = run_acct("exec", "--", "claude", "-p", "hi", cwd=workdir, timeout=180)
+    # A rotation that lends b into the file: the exit-based loop's (the proxy keeps b out).
+    p = run_acct("exec", "--no-proxy", "--", "claude", "-p", "hi", cwd=workdir, timeout=180)
 
     assert p.returncode == 0, p.stderr
     doc = json.loads(path.read_text())

@@ -248,15 +248,19 @@ class FakeAnthropic:
         mode: str,
         reset_epoch: int | None = None,
         claim: str | None = None,
+        lift_at_reset: bool | None = None,
         *,
         cache_creation_tokens: int | None = None,
         cache_read_tokens: int | None = None,
     ) -> dict[str, Any]:
         """How /v1/messages answers the account: ok, quota, throttle, unauthorized, overage;
-        and the cache tokens its answers' usage reports."""
+        and the cache tokens its answers' usage reports. ``lift_at_reset``: a quota refusal
+        ends once ``reset_epoch`` has passed."""
         body: dict[str, Any] = {"uuid": uuid, "mode": mode, "reset_epoch": reset_epoch}
         if claim is not None:
             body["claim"] = claim
+        if lift_at_reset is not None:
+            body["lift_at_reset"] = lift_at_reset
         if cache_creation_tokens is not None:
             body["cache_creation_tokens"] = cache_creation_tokens
         if cache_read_tokens is not None:

@@ -139,6 +139,23 @@ def parse_time(value: Any) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _user_account(request: dict[str, Any]) -> str | None:
+    """The account uuid a request's ``metadata.user_id`` names (Claude Code 2.1 sends JSON text
+    with ``account_uuid``; older releases ``user_<hash>_account_<uuid>_session_<uuid>``)."""
+    meta = request.get("metadata")
+    user = meta.get("user_id") if isinstance(meta, dict) else None
+    if not isinstance(user, str):
+        return None
+    try:
+        doc = json.loads(user)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        return str(doc.get("account_uuid") or "") or None
+    m = re.search(r"_account_([0-9a-fA-F-]{36})_", user)
+    return m.group(1) if m else None
+
+
 def api_error(status: int, message: str, error_type: str | None = None) -> dict[str, Any]:
     """The API's error document."""
     kind = error_type or ERROR_TYPES.get(status, "api_error")
@@ -283,6 +300,9 @@ class MessagesSettings:
     mode: str = "ok"
     reset_epoch: int | None = None  # for quota/overage; default now + 3600
     claim: str = "five_hour"  # anthropic-ratelimit-unified-representative-claim
+    # quota: once reset_epoch has passed the window has reset and requests are answered again
+    # (as the real API does); off by default, so a test's refusals stay refusals.
+    lift_at_reset: bool = False
     # What each answer's usage reports as cache writes and reads (tokens).
     cache_creation_tokens: int = 0
     cache_read_tokens: int = 0
@@ -730,9 +750,12 @@ class FakeState:
                 return Reply(200, {"input_tokens": prompt_tokens}, log=log)
             log["model"] = request["model"]
             log["stream"] = bool(request.get("stream"))
+            log["user_account"] = _user_account(request)
             now = int(time.time())
             reset = settings.reset_epoch or now + 3600
             mode = settings.mode
+            if mode == "quota" and settings.lift_at_reset and settings.reset_epoch:
+                mode = "ok" if now >= settings.reset_epoch else mode
             if mode == "unauthorized":
                 return Reply(401, api_error(401, INVALID_BEARER), log=log)
             if mode == "throttle":
@@ -938,6 +961,8 @@ class FakeState:
             settings.reset_epoch = None if body["reset_epoch"] is None else int(body["reset_epoch"])
         if "claim" in body:
             settings.claim = str(body["claim"])
+        if "lift_at_reset" in body:
+            settings.lift_at_reset = bool(body["lift_at_reset"])
         for key in ("cache_creation_tokens", "cache_read_tokens"):
             if key in body:
                 setattr(settings, key, int(body[key]))

@@ -57,7 +57,8 @@ from acct.domain.pick import Choice, pick
 from acct.services import custody, oauth, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
-from acct.services.proxy import Watch, claude_route
+from acct.services.proxy import Plan, Watch, claude_route
+from acct.services.proxy.failover import rest_for
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
 from acct.services.targets import EXTRA_USAGE_NOTE, get_target, target_for_command
@@ -395,8 +396,37 @@ class Session:
         seen = self.watch.quota(acc.id) if self.watch is not None else None
         if seen is None or result.status == 0 or ending.kind not in ("other", "quota"):
             return ending
+        if self._answered_in_flight(result):
+            return ending  # the refusal was answered from another account: not this run's end
         message = ending.message or "the server refused a request for quota"
         return Ending("quota", seen.reset_at, message, seen.window or ending.window)
+
+    def _answered_in_flight(self, result: RunResult) -> bool:
+        """Whether the proxy's last switch during this run found an account to answer."""
+        switches = [
+            s for s in (self.watch.switches if self.watch else []) if s.at >= result.started_at
+        ]
+        return bool(switches) and switches[-1].to is not None
+
+    def _learn_from_proxy(self, acc: Account) -> None:
+        """A quota refusal the proxy saw as the last word for ``acc`` benches it until the
+        reset even when the run did not end on a limit: interactive Claude Code waits on a
+        limit and exits 0 when the user quits, and the next run must not pick it again."""
+        seen = self.watch.quota(acc.id) if self.watch is not None else None
+        if seen is None:
+            return
+        until, kind, reason = rest_for(seen, time.time(), self.c.config.cooloff)
+        with contextlib.suppress(AcctError):
+            self.c.state.bench(acc.id, until, kind=kind, reason=reason)
+            self.c.state.record(
+                "bench", account_id=acc.id, target=self.target.name, until=until, kind=kind,
+                reason=reason,
+            )
+        prompt_state.refresh_quietly(self.c)
+        self.out.note(
+            f"{acc.name} hit its {seen.window or 'usage'} limit during the run (resets "
+            f"{local_time(until)}, seen by the usage proxy); benched until then"
+        )
 
     def _file_held(self, hv: HarvestResult) -> tuple[str | None, str]:
         """The account the tool's file held after the run (id or None, and how to name it)."""
@@ -514,12 +544,30 @@ class Session:
             if self.opts.proxy is not None
             else (None if self.c.config.proxy else False)
         )
-        self.watch = start_watch(self.c, self.target.name, asked, self.out)
+        self.watch = start_watch(self.c, self.target.name, asked, self.out, self._plan())
         try:
             return self.run()
         finally:
             if self.watch is not None:
                 self.watch.stop()
+
+    def _plan(self) -> Plan:
+        """What the proxy needs to fail over in flight for this session."""
+        return Plan(
+            target=self.target.name,
+            here=self.here,
+            tool_env=dict(self.tool_env),
+            policy=self.policy,
+            session_id=self.live.row.id if self.live is not None else None,
+            wait=self.opts.wait,
+            switch_back=self.c.config.switch_back,
+            max_switches=self._max_rotations() if self.opts.rotate else 0,
+            announce=self.out.note,
+        )
+
+    def _max_rotations(self) -> int:
+        limit = self.opts.max_rotations
+        return self.c.config.max_rotations if limit is None else limit
 
     def run(self) -> int:
         env = scrubbed_env(self.tool_env, self.target, self.out)
@@ -529,6 +577,8 @@ class Session:
         argv = list(self.opts.argv)
         while True:
             result, ending = self.run_once(acc, argv, env)
+            if ending.kind not in ("quota", "auth"):
+                self._learn_from_proxy(acc)
             if result.interrupted or any(s in TERMINATING for s in result.forwarded):
                 return result.status
             if ending.kind == "throttle":
@@ -539,8 +589,7 @@ class Session:
                 return result.status
             self.tried.add(acc.id)
             r, confirm_s = self.rest(acc, ending, result)
-            limit = self.opts.max_rotations
-            limit = self.c.config.max_rotations if limit is None else limit
+            limit = self._max_rotations()
             if not self.opts.rotate or self.rotations >= limit:
                 self.out.note(
                     f"{acc.name} {_what(r)}{'' if self.opts.rotate else ' (--no-rotate)'}; "
@@ -625,7 +674,9 @@ def explain(choice: Choice) -> list[str]:
     return lines
 
 
-def start_watch(c: Ctx, target: str, asked: bool | None, out: Reporter) -> Watch | None:
+def start_watch(
+    c: Ctx, target: str, asked: bool | None, out: Reporter, plan: Plan | None = None
+) -> Watch | None:
     """The usage proxy for this session, or None (off, not safe to put on the tool's route, or
     it could not start: one line says why).
 
@@ -660,7 +711,7 @@ def start_watch(c: Ctx, target: str, asked: bool | None, out: Reporter) -> Watch
                 "settings, which it may use instead of the proxy's address"
             )
     try:
-        return Watch(c.env, route=route).start()
+        return Watch(c.env, route=route, plan=plan).start()
     except Exception as e:  # noqa: BLE001  (the tool runs all the same, only unobserved)
         why = str(e) if isinstance(e, ValueError) else type(e).__name__
         out.warn(f"cannot start the usage proxy ({why}); running without it")

@@ -59,6 +59,9 @@ class Config:
     cooloff: float = 900.0  # bench when a limit is reported but usage does not confirm it
     max_rotations: int = 8
     proxy: bool = True  # `acct exec` reads live usage through a loopback proxy where it can
+    # After an in-flight switch, new requests go back to the session's first account once it
+    # can run again (its window reset). Off: the session stays on the account it switched to.
+    switch_back: bool = False
     continuation_prompt: str = DEFAULT_CONTINUATION_PROMPT
     targets: dict[str, TargetConfig] = field(default_factory=dict)
     # `acct capacity`: an account at or over this utilization (percent) is running low, and a
@@ -120,6 +123,7 @@ _KEYS = {
     "cooloff",
     "max_rotations",
     "proxy",
+    "switch_back",
     "targets",
     "capacity_low",
     "capacity_min_headroom",
@@ -153,10 +157,11 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
     for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
             kw[key] = _num(doc[key], key, path, positive=key in _TIMEOUTS)
-    if "proxy" in doc:
-        if not isinstance(doc["proxy"], bool):
-            raise ConfigError(f"config {path}: proxy must be true or false")
-        kw["proxy"] = doc["proxy"]
+    for key in ("proxy", "switch_back"):
+        if key in doc:
+            if not isinstance(doc[key], bool):
+                raise ConfigError(f"config {path}: {key} must be true or false")
+            kw[key] = doc[key]
     if "max_rotations" in doc:
         kw["max_rotations"] = _count(doc["max_rotations"], "max_rotations", path)
     targets: dict[str, TargetConfig] = {}

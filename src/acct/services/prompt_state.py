@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from acct.services.store import Accounts
 from acct.services.targets import TARGET_NAMES, get_target
 
 VERSION = 1
+_WRITING = threading.Lock()
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -86,8 +88,37 @@ def target_entry(ctx: Ctx, accounts: Accounts, name: str, now: float) -> dict[st
         "benched_until": None,
     }
     if account is not None:
+        account = _serving(ctx, accounts, name, path) or account
+        doc["account"] = account.name
         doc.update(_usage_fields(ctx, account, now))
     return doc
+
+
+def _serving(ctx: Ctx, accounts: Accounts, target: str, path: str) -> Account | None:
+    """The account a live ``acct exec`` session on this file runs on, when its usage proxy
+    switched it in flight (the file still holds the account acct lent). A session whose acct
+    is gone no longer counts (its record is swept later)."""
+    rows = [
+        r
+        for r in ctx.state.sessions()
+        if r.target == target and r.account_id and _same_file(r.path, path)
+    ]
+    for row in sorted(rows, key=lambda r: r.started_at, reverse=True):
+        if row.account_id and _alive(row.pid):
+            return accounts.by_id(row.account_id)
+    return None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True
 
 
 def _usage_fields(ctx: Ctx, account: Account, now: float) -> dict[str, Any]:
@@ -127,9 +158,12 @@ def prompt_lines(doc: Mapping[str, Any], now: float | None = None) -> str:
 
 def update(ctx: Ctx) -> dict[str, Any]:
     """Rewrite ``prompt.json`` and ``prompt`` atomically from local state. Returns the document."""
-    doc = compute(ctx)
-    atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
-    atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
+    # One rewrite at a time in this process (the usage proxy's threads write too): the last
+    # one computed from the latest state is the one that stays.
+    with _WRITING:
+        doc = compute(ctx)
+        atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
+        atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
     from acct.services import events
 
     events.emit(ctx, "change")

@@ -314,9 +314,17 @@ def dead_url() -> Iterator[str]:
         sock.close()
 
 
-def raw_exchange(url: str, head: bytes, body: bytes = b"", *, wait_continue: bool = False) -> bytes:
+def raw_exchange(
+    url: str,
+    head: bytes,
+    body: bytes = b"",
+    *,
+    wait_continue: bool = False,
+    half_close: bool = False,
+) -> bytes:
     """One request on a plain socket (for what httpx will not send); returns all the proxy
-    answered until it closed the connection."""
+    answered until it closed the connection. ``half_close`` ends the sending side after the
+    body (a cut-off body); the proxy takes a client that stops sending for one that left."""
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(head)
@@ -325,7 +333,8 @@ def raw_exchange(url: str, head: bytes, body: bytes = b"", *, wait_continue: boo
             while b"\r\n\r\n" not in answer:
                 answer += sock.recv(4096)
         sock.sendall(body)
-        sock.shutdown(socket.SHUT_WR)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         while data := sock.recv(65536):
             answer += data
     return answer
@@ -395,7 +404,7 @@ def test_expect_100_continue_is_answered_here_and_not_forwarded(upstream, seen) 
 def test_a_cut_off_or_malformed_body_is_refused_never_forwarded(upstream, seen, head, body) -> None:
     with Proxy(upstream.url, seen, env={}) as p:
         answer = raw_exchange(
-            p.url, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n", body
+            p.url, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n", body, half_close=True
         )
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
     assert b"acct proxy:" in answer
@@ -645,9 +654,9 @@ def test_on_a_terminal_the_proxy_sees_the_quota_and_its_exact_reset(
     fake.reset_log()
     status, out = on_terminal(xenv, "--account", "a", "--", "claude", "-p", "hi")
     assert status == 0, out
-    assert "a hit its 5-hour limit" in out and "switching to b" in out
+    assert "a hit its 5-hour limit" in out and "switching to b in flight" in out
     assert "Hello from b@example.com" in out
-    assert len(events(tool_log, "start")) == 2
+    assert len(events(tool_log, "start")) == 1  # answered in flight: no second run
     bench = bench_of(ctx, "a")
     assert bench is not None and bench.kind == "quota" and bench.until == reset
     assert fake.stats().get("usage", 0) == 0  # no usage request: the answer's headers told it
@@ -751,9 +760,11 @@ def test_a_refusal_usage_does_not_explain_still_ends_the_run_as_quota(
     assert bench_of(ctx, "a") is None
     status, out = on_terminal(xenv, "--account", "a", "--", "claude", "-p", "hi")
     assert status == 0, out
-    assert "a reported its Opus weekly limit (usage shows 50%" in out and "switching to b" in out
-    bench = bench_of(ctx, "a")
+    assert "a hit its Opus weekly limit" in out and "switching to b in flight" in out
+    assert "Hello from b@example.com" in out
+    bench = bench_of(ctx, "a")  # one model's cap: a rests for the cooloff, not a whole day
     assert bench is not None and bench.kind == "cooloff"
+    assert bench.until < time.time() + 1000
 
 
 def test_the_tools_environment_points_at_the_proxy() -> None:
