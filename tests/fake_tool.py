@@ -189,6 +189,43 @@ def base_url() -> str:
     return os.environ.get("ANTHROPIC_BASE_URL", "http://127.0.0.1:9").rstrip("/")
 
 
+def messages_url(tool: str) -> str:
+    """Where the tool sends ``/v1/messages``, read as the real tool reads it (measured): OpenCode
+    takes ``provider.anthropic.options.baseURL`` (with ``/v1``) from ``OPENCODE_CONFIG_CONTENT``
+    over the environment; Pi takes the base URL acct's extension registers, when one is loaded
+    (``-e``; it reads ``ACCT_PI_BASE_URL``). Otherwise ``$ANTHROPIC_BASE_URL``."""
+    if tool == "opencode" and os.environ.get("OPENCODE_CONFIG_CONTENT"):
+        doc = json.loads(os.environ["OPENCODE_CONFIG_CONTENT"])
+        url = doc.get("provider", {}).get("anthropic", {}).get("options", {}).get("baseURL")
+        if isinstance(url, str) and url:
+            return url.rstrip("/") + "/messages?beta=true"
+    if tool == "pi" and EXTENSIONS and os.environ.get("ACCT_PI_BASE_URL"):
+        return os.environ["ACCT_PI_BASE_URL"].rstrip("/") + "/v1/messages"
+    return base_url() + "/v1/messages?beta=true"
+
+
+EXTENSIONS: list[str] = []  # Pi's `-e FILE` options: the files it loads
+
+
+def take_extensions(tool: str, args: list[str]) -> list[str]:
+    """Pi's words without its ``-e``/``--extension FILE`` options (kept in ``EXTENSIONS``)."""
+    if tool != "pi":
+        return args
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--":
+            out += args[i:]
+            break
+        if args[i] in ("-e", "--extension") and i + 1 < len(args):
+            EXTENSIONS.append(args[i + 1])
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
 def post(
     url: str, body: dict[str, Any], headers: dict[str, str]
 ) -> tuple[int, dict[str, str], Any]:
@@ -246,7 +283,7 @@ def messages(creds: Creds, prompt: str) -> tuple[int, dict[str, str], Any]:
         "max_tokens": 64,
         "messages": [{"role": "user", "content": prompt}],
     }
-    return post(base_url() + "/v1/messages?beta=true", body, headers)
+    return post(messages_url(creds.tool), body, headers)
 
 
 # ----- the tools' words -----
@@ -346,8 +383,8 @@ def on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    tool, args = argv[0], argv[1:]
-    log("start", argv=[COMMANDS[tool], *args], tool=tool)
+    tool, args = argv[0], take_extensions(argv[0], argv[1:])
+    log("start", argv=[COMMANDS[tool], *args], tool=tool, extensions=EXTENSIONS)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
     fmt = output_format(args)

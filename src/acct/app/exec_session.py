@@ -35,6 +35,7 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -56,17 +57,19 @@ from acct.domain.pick import Choice, pick
 from acct.services import custody, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
-from acct.services.proxy import Watch, claude_route
+from acct.services.proxy import Route, Watch, claude_route
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
 from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
+from acct.services.targets.route import ToolRoute
 
 # Where each tool prints its limit: when acct does not see that stream, it asks the
 # usage endpoint instead.
 LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
-# Tools whose Messages requests acct can route through its usage proxy by the environment alone
-# (ANTHROPIC_BASE_URL). OpenCode and Pi take their base URL from config files only.
-PROXIED = ("claude-code",)
+# Tools acct puts its usage proxy in front of: Claude Code through ANTHROPIC_BASE_URL, OpenCode
+# through an OPENCODE_CONFIG_CONTENT overlay, Pi through an extension loaded with `-e` (each
+# target's proxy_env/proxy_argv; docs/tools.md has what was measured).
+PROXIED = ("claude-code", "opencode", "pi")
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
@@ -113,7 +116,7 @@ class ExecOptions:
     max_rotations: int | None = None
     wait: bool = False
     nested: bool = False
-    proxy: bool | None = None  # None: on where the tool can be pointed at it (claude-code)
+    proxy: bool | None = None  # None: on unless the config turns it off
     isolate: bool = False
 
     def validate(self, c: Ctx) -> tuple[str, str]:
@@ -152,6 +155,7 @@ class Session:
     rotations: int = 0
     pending_rotation: dict[str, Any] | None = None
     watch: Watch | None = None  # the usage proxy in front of the tool, while it runs
+    route: ToolRoute | None = None  # the tool's own route the proxy forwards to (not Claude Code)
     live: Opened | None = None  # this run's record among the running sessions
     out: Reporter = field(default_factory=lambda: SilentReporter())
 
@@ -292,7 +296,9 @@ class Session:
     def child_env(self, base: Mapping[str, str], acc: Account) -> dict[str, str]:
         env = dict(base)
         env.update(ACCT_ACCOUNT=acc.name, ACCT_TARGET=self.target.name, ACCT_EXEC="1")
-        if self.watch is not None:
+        if self.watch is not None and self.route is not None:
+            env.update(self.target.proxy_env(self.route.via(self.watch.url), env))
+        elif self.watch is not None:
             env.update(self.watch.child_env(env))
         if not acc.is_oauth and acc.api_key:
             env["ANTHROPIC_API_KEY"] = acc.api_key
@@ -344,6 +350,8 @@ class Session:
         self.c.state.close()  # no SQLite handle held open across the child's lifetime
         if self.watch is not None:
             self.watch.begin(acc)
+        if self.watch is not None and self.route is not None:
+            argv = self.target.proxy_argv(argv, env)
         result = run(argv, self.child_env(env, acc), on_start=lambda pid: self._started(pid, acc))
         if self.watch is not None:
             self.watch.settle()
@@ -512,7 +520,10 @@ class Session:
             if self.opts.proxy is not None
             else (None if self.c.config.proxy else False)
         )
-        self.watch = start_watch(self.c, self.target.name, asked, self.out)
+        if self.target.name == "claude-code":
+            self.watch = start_watch(self.c, self.target.name, asked, self.out)
+        else:
+            self.watch, self.route = start_tool_watch(self.c, self.target, asked, self.out)
         try:
             return self.run()
         finally:
@@ -653,6 +664,37 @@ def start_watch(c: Ctx, target: str, asked: bool | None, out: Reporter) -> Watch
         why = str(e) if isinstance(e, ValueError) else type(e).__name__
         out.warn(f"cannot start the usage proxy ({why}); running without it")
         return None
+
+
+def start_tool_watch(
+    c: Ctx, target: JsonTarget, asked: bool | None, out: Reporter
+) -> tuple[Watch | None, ToolRoute | None]:
+    """The usage proxy for a tool that is pointed at it by its target's overlay (OpenCode, Pi),
+    forwarding to the tool's own route; (None, None) when it is off or cannot be used."""
+    if asked is False:
+        return None, None
+    try:
+        cwd = Path.cwd()
+    except OSError:
+        cwd = Path(".")
+    tool = target.route(c.env, cwd)
+    name = target.name
+    if tool.unreadable is not None:
+        out.warn(f"cannot read {tool.unreadable}; running {name} without the usage proxy")
+        return None, None
+    if tool.beyond is not None:
+        out.note(f"note: {tool.beyond}; running {name} without the usage proxy")
+        return None, None
+    if not tool.usable:
+        out.note(f"note: {name}'s base URL is not one acct can proxy; running it without the proxy")
+        return None, None
+    route = Route({**c.env, "ANTHROPIC_BASE_URL": tool.upstream})
+    try:
+        return Watch(c.env, route=route).start(), tool
+    except Exception as e:  # noqa: BLE001  (the tool runs all the same, only unobserved)
+        why = str(e) if isinstance(e, ValueError) else type(e).__name__
+        out.warn(f"cannot start the usage proxy ({why}); running without it")
+        return None, None
 
 
 def run_exec(c: Ctx, opts: ExecOptions, out: Reporter) -> int:
