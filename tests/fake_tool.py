@@ -23,6 +23,9 @@ Knobs (environment):
   FAKE_TOOL_AGAIN    "1": after the sleep, read the credential file again and ask once more
                      (Claude Code re-reads its file when it changes)
   FAKE_TOOL_TZ       zone named in limit messages (default UTC)
+  FAKE_TOOL_RACE     a path (OpenCode), once while it does not exist: refresh, write the new pair,
+                     then fail as the plugin does when it races itself ("Token refresh failed:
+                     400" from its second refresh); the path is created
 Standard library only.
 """
 
@@ -47,6 +50,11 @@ OAUTH_BETA = "oauth-2025-04-20"
 COMMANDS = {"claude-code": "claude", "opencode": "opencode", "pi": "pi"}
 REFRESH_MARGIN_S = 300  # the tools refresh about five minutes before expiry
 NOT_LOGGED_IN = "Not logged in · Please run /login"
+PI_REFRESH_FAILED = (
+    "OAuth refresh failed for anthropic: Anthropic token refresh request failed. "
+    "url=https://platform.claude.com/v1/oauth/token; details=Error: HTTP request failed. "
+    "status=400\n    at refreshAnthropicToken (file:///pi/dist/auth/oauth/anthropic.js:88:15)"
+)
 LIMIT_LABELS = {
     "five_hour": "session limit",
     "seven_day": "weekly limit",
@@ -405,9 +413,17 @@ def call_api(tool: str, args: list[str], fmt: str) -> int:
     if not creds.load():
         print(NOT_LOGGED_IN if tool == "claude-code" else "Error: Anthropic API key is missing")
         return 1
+    race = os.environ.get("FAKE_TOOL_RACE")
+    if tool == "opencode" and race and not os.path.exists(race):
+        Path(race).touch()
+        refresh(creds)
+        print("Error: Token refresh failed: 400", file=sys.stderr)
+        return 1
     if creds.needs_refresh() and not refresh(creds):
         if tool == "claude-code":
             print(NOT_LOGGED_IN)
+        elif tool == "pi":  # Pi 1.6.0's words, then its stack trace; the file stays as it was
+            print(PI_REFRESH_FAILED, file=sys.stderr)
         else:
             print("Error: Token refresh failed: 400", file=sys.stderr)
         return 1

@@ -368,6 +368,7 @@ class Session:
         """How the run ended, for the account it ran on; ``other`` whenever acct must not act."""
         held: str | None = acc.id
         who = acc.name
+        hv: HarvestResult | None = None
         if acc.is_oauth:
             try:
                 hv = custody.harvest(self.c, self.target.name, self.tool_env)
@@ -385,9 +386,13 @@ class Session:
             extra=self.c.config.target(self.target.name),
         )
         ending = self._proxy_says(acc, result, ending)
+        if ending.kind == "login" and (hv is None or hv.status != "unchanged"):
+            # The tool named a refused refresh, but its file moved on (it renewed the login
+            # after all, as OpenCode's plugin does when it races itself): not a dead login.
+            ending = replace(ending, kind="auth")
         if ending.kind == "other" and held == acc.id and self._unseen(result):
             ending = self._usage_says(acc, result) or ending
-        if ending.kind in ("quota", "auth") and held != acc.id:
+        if ending.kind in ("quota", "auth", "login") and held != acc.id:
             self.out.warn(
                 f"{self.target.name}'s file held {who} when the run ended, not {acc.name} "
                 f"(switched during the run); not benching {acc.name} or rotating"
@@ -458,6 +463,9 @@ class Session:
         confirming with the usage endpoint."""
         now = time.time()
         cfg = self.c.config
+        if ending.kind == "login":
+            self._needs_login(acc)
+            return Rest(now, "needs_login", "login", "its login is dead"), 0.0
         if ending.kind == "auth":
             current = self.c.store.read().by_id(acc.id)
             if current is not None and current.needs_login:
@@ -471,6 +479,19 @@ class Session:
         )
         self._bench(acc, r)
         return r, spent
+
+    def _needs_login(self, acc: Account) -> None:
+        """Mark ``acc`` as needing a new login: the tool's refresh with the lineage acct lent it
+        was refused and the file still holds that lineage, so no one can renew it."""
+        with self.c.store.transaction() as accounts:
+            current = accounts.by_id(acc.id)
+            if current is not None and not current.needs_login:
+                accounts.put(current.copy(needs_login=True))
+        with contextlib.suppress(AcctError):
+            self.c.state.record(
+                "needs_login", account_id=acc.id, target=self.target.name, reason="refresh refused"
+            )
+        prompt_state.refresh_quietly(self.c)
 
     def _bench(self, acc: Account, r: Rest) -> None:
         reason = f"{r.label} limit" + (f"; {r.note}" if r.note else "")
@@ -544,7 +565,7 @@ class Session:
                 self.out.note(
                     f"{acc.name} was throttled by the server (not a usage limit); not rotating"
                 )
-            if ending.kind not in ("quota", "auth"):
+            if ending.kind not in ("quota", "auth", "login"):
                 return result.status
             self.tried.add(acc.id)
             r, confirm_s = self.rest(acc, ending, result)

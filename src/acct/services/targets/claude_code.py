@@ -51,6 +51,10 @@ PATTERNS = Patterns(
         # usage credit limit, (org's) monthly spend limit, org's monthly usage limit. Not the
         # fast-mode cooldown ("You've hit your fast limit · resets in 5m"): the run goes on.
         r"You(?:'|’)ve hit your (?!fast limit)(?:[\w'’]+ ){0,3}limit",
+        # 2.1.332 also words it "You've reached your <label> limit", and a model that the plan
+        # leaves to usage credits "<Model> requires usage credits." when none are left.
+        r"You(?:'|’)ve reached your (?!fast limit)(?:[\w'’]+ ){0,3}limit",
+        r"^\W*(?:[\w.\-]+ ){0,2}[\w.\-]+ requires usage credits\.",
         # The plan's limit is reached and extra usage cannot take over for this account.
         r"You(?:'|’)re out of (?:usage credits|extra usage)",
         r"Your org is out of usage",
@@ -69,6 +73,14 @@ PATTERNS = Patterns(
     throttle=(
         r"not your usage limit",
         r"Server is temporarily limiting requests",
+    ),
+    # A dead login, as 2.1.332 says it (it blanks the file too); older versions said
+    # "Not logged in" and blanked the file, which harvest reads.
+    login=(
+        r"Failed to authenticate: OAuth session expired and could not be refreshed",
+        r"Failed to authenticate: this login reached its time limit and cannot be renewed",
+        r"OAuth token revoked · Please run /login",
+        r"Login expired · Please run /login",
     ),
     auth=(
         r"Not logged in",

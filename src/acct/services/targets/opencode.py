@@ -42,9 +42,11 @@ PLUGIN = "opencode-anthropic-auth"
 PATTERNS = Patterns(
     quota=(r"would exceed your account's rate limit",),
     throttle=(r"not your usage limit",),
+    # The plugin's refresh was refused: the lineage in the file is spent (or the plugin raced
+    # itself; exec then sees the file renewed and rests the account instead).
+    login=(r"Token refresh failed: 4\d\d",),
     auth=(
         r"Invalid bearer token",
-        r"Token refresh failed: 4\d\d",
         r"Anthropic API key is missing",
         r"authentication_error",
         r"\b401 Unauthorized",

@@ -35,6 +35,8 @@ from acct.services.targets.route import (
 PATTERNS = Patterns(
     quota=(r'429 \{[^\n]*"rate_limit_error"',),
     throttle=(r"not your usage limit",),
+    # A refused refresh: 1.6.0 says so (then a stack trace), 0.73.1 only finds no key left.
+    login=(r"OAuth refresh failed for anthropic:", r"No API key for provider: anthropic"),
     auth=(r"401 \{", r"Invalid bearer token", r"authentication_error"),
 )
 
