@@ -23,6 +23,8 @@ Knobs (environment):
   FAKE_TOOL_AGAIN    "1": after the sleep, read the credential file again and ask once more
                      (Claude Code re-reads its file when it changes)
   FAKE_TOOL_TZ       zone named in limit messages (default UTC)
+  FAKE_TOOL_WAIT_ON_429  seconds OpenCode or Pi sleeps on a 429 before it reports it (the real
+                     ones sleep for the retry-after: hours on a quota answer)
   FAKE_TOOL_RACE     a path (OpenCode), once while it does not exist: refresh, write the new pair,
                      then fail as the plugin does when it races itself ("Token refresh failed:
                      400" from its second refresh); the path is created
@@ -363,6 +365,10 @@ def report_claude(status: int, headers: dict[str, str], doc: Any, fmt: str) -> i
 
 
 def report_other(tool: str, status: int, doc: Any) -> int:
+    wait = float(os.environ.get("FAKE_TOOL_WAIT_ON_429", "0") or 0)
+    if status == 429 and wait:  # as OpenCode does: sleep for the retry-after, saying nothing
+        log("waiting_on_429", seconds=wait)
+        time.sleep(wait)
     if tool == "opencode":
         if status == 429:
             print(

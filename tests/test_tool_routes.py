@@ -215,3 +215,37 @@ def test_an_opencode_route_acct_cannot_read_runs_it_without_the_proxy_in_one_lin
     p = run("exec", "--", "opencode", "run", "hi")
     notes = [ln for ln in p.stderr.splitlines() if "usage proxy" in ln]
     assert len(notes) == 1 and "opencode.json" in notes[0], p.stderr
+
+
+@pytest.mark.parametrize("argv", [["opencode", "run", "hi"], ["pi", "-p", "hi"]])
+def test_a_tool_sleeping_on_a_quota_refusal_is_ended_and_the_work_goes_on_on_b(
+    fake, ctx, run, tool_log, argv
+) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
+    reset = int(time.time()) + 2 * 3600
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset, claim="five_hour")
+    fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
+    p = run("exec", "--account", "a", "--", *argv, env={"FAKE_TOOL_WAIT_ON_429": "600"}, timeout=60)
+    assert p.returncode == 0 and "Hello from b@example.com" in p.stdout, p.stderr
+    assert "ending the run to go on" in p.stderr and "switching to b" in p.stderr
+    assert [(c["account_uuid"], c["status"]) for c in fake.log("messages")] == [
+        (a.uuid, 429),
+        (b.uuid, 200),
+    ]
+    bench = ctx.state.benches().get(a.id)
+    assert bench is not None and bench.kind == "quota" and bench.until == reset
+    waits = events(tool_log, "waiting_on_429")
+    assert len(waits) == 1
+
+
+def test_a_plain_throttle_is_never_a_reason_to_end_the_tools_run(fake, ctx, run, tool_log) -> None:
+    """A throttle's 429 carries no unified headers: the proxy sees no refusal for quota, and the
+    tool is left to wait and report it by itself."""
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    fake.set_messages(a.uuid, "throttle")
+    p = run("exec", "--no-rotate", "--", "pi", "-p", "hi", env={"FAKE_TOOL_WAIT_ON_429": "2"})
+    assert p.returncode == 1
+    assert "ending the run" not in p.stderr
+    assert len(events(tool_log, "waiting_on_429")) == 1
+    assert events(tool_log, "end")[-1]["status"] == 1  # it ended by itself, not by a signal

@@ -34,10 +34,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
-from pathlib import Path
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from acct.base.config import POLICIES
@@ -71,6 +72,13 @@ LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2
 # target's proxy_env/proxy_argv; docs/tools.md has what was measured).
 PROXIED = ("claude-code", "opencode", "pi")
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# Tools that do not exit on a quota refusal: OpenCode sleeps for the retry-after (hours), Pi 0.73
+# too unless its retries are off, Pi 1.x retries for about 15 s. When the proxy saw a refusal
+# reach such a tool and no later answer was allowed, acct ends the run itself (SIGTERM) after
+# this grace, so the exit-based loop benches the account and resumes on the next one.
+SLEEPS_ON_REFUSAL = ("opencode", "pi")
+REFUSAL_GRACE_S = 1.0
+_POLL_S = 0.1
 
 
 class Reporter(Protocol):
@@ -352,7 +360,22 @@ class Session:
             self.watch.begin(acc)
         if self.watch is not None and self.route is not None:
             argv = self.target.proxy_argv(argv, env)
-        result = run(argv, self.child_env(env, acc), on_start=lambda pid: self._started(pid, acc))
+        ender = (
+            _RefusalEnder(self.watch, acc, self.out)
+            if self.watch is not None and self.target.name in SLEEPS_ON_REFUSAL
+            else None
+        )
+
+        def started(pid: int) -> None:
+            self._started(pid, acc)
+            if ender is not None:
+                ender.start(pid)
+
+        try:
+            result = run(argv, self.child_env(env, acc), on_start=started)
+        finally:
+            if ender is not None:
+                ender.stop()
         if self.watch is not None:
             self.watch.settle()
         ending = self._ending(acc, result)
@@ -685,6 +708,45 @@ def start_watch(c: Ctx, target: str, asked: bool | None, out: Reporter) -> Watch
         why = str(e) if isinstance(e, ValueError) else type(e).__name__
         out.warn(f"cannot start the usage proxy ({why}); running without it")
         return None
+
+
+class _RefusalEnder:
+    """Ends a run whose tool got a quota refusal and would sleep on it (``SLEEPS_ON_REFUSAL``).
+
+    The proxy's last word for the run's account decides: a refusal that stays the last word for
+    ``REFUSAL_GRACE_S`` (no later answer was allowed) ends the child with SIGTERM. The run then
+    ends as ``quota`` with the server's reset (``Session._proxy_says``).
+    """
+
+    def __init__(self, watch: Watch, acc: Account, out: Reporter) -> None:
+        self.watch, self.acc, self.out = watch, acc, out
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, pid: int) -> None:
+        self._thread = threading.Thread(target=self._watch, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self, pid: int) -> None:
+        since: float | None = None
+        while not self._done.wait(_POLL_S):
+            if self.watch.quota(self.acc.id) is None:
+                since = None
+                continue
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since >= REFUSAL_GRACE_S:
+                self.out.note(
+                    f"{self.acc.name}'s limit reached the tool, which would wait for it; "
+                    "ending the run to go on"
+                )
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+                return
 
 
 def start_tool_watch(
