@@ -109,7 +109,7 @@ export default function (pi) {{
 }}
 """
 # Pi's subcommands (`pi auth ...`) read their own words: no extension goes before them.
-SUBCOMMANDS = PI_COMMANDS | {"auth", "mcp"}
+SUBCOMMANDS = PI_COMMANDS
 
 
 def models_file(env: Mapping[str, str]) -> Path:
