@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import unquote, urlsplit
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -66,10 +67,24 @@ def config_file(env: Mapping[str, str]) -> Path:
     )
 
 
+def names_plugin(entry: str, plugin: str = PLUGIN) -> bool:
+    """Whether a ``plugin`` entry loads ``plugin``: its package name (``@version`` or not), or a
+    path or URL of the package's directory or of a file in it
+    (``file:///…/opencode-anthropic-auth/index.mjs``), as OpenCode 1.18 accepts them."""
+    entry = entry.strip()
+    if entry == plugin or entry.startswith(plugin + "@"):
+        return True
+    if not (entry.startswith(("file:", "/", "./", "../", "~", "http:", "https:"))):
+        return False
+    path = urlsplit(entry).path if "://" in entry or entry.startswith("file:") else entry
+    parts = [unquote(p) for p in path.replace("\\", "/").split("/") if p]
+    return any(p == plugin or p.startswith(plugin + "@") for p in parts)
+
+
 def has_plugin(doc: Mapping[str, object], plugin: str = PLUGIN) -> bool:
     plugins = doc.get("plugin")
     return isinstance(plugins, list) and any(
-        isinstance(p, str) and (p == plugin or p.startswith(plugin + "@")) for p in plugins
+        isinstance(p, str) and names_plugin(p, plugin) for p in plugins
     )
 
 
@@ -94,8 +109,9 @@ def plugin_check(env: Mapping[str, str], fix: bool) -> list[Check]:
         with dir_lock(Path(str(real_path(path)) + ".lock"), what="OpenCode's config"):
             doc = read_json_object(path, what="OpenCode config") or {}
             current = doc.get("plugin")
-            doc["plugin"] = [*(current if isinstance(current, list) else []), PLUGIN]
-            write_json(path, doc)
+            if not has_plugin(doc):  # read again under the lock: never a second entry
+                doc["plugin"] = [*(current if isinstance(current, list) else []), PLUGIN]
+                write_json(path, doc)
         check.ok, check.fixed = True, True
         check.done = f'added "{PLUGIN}" to "plugin"'
     return [check]
