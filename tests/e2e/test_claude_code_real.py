@@ -111,7 +111,9 @@ def test_throttle_is_not_a_quota(fake, ctx, run_acct, claude_env, workdir) -> No
     seed_account(fake, ctx, "b", five_hour=50, seven_day=50)
     fake.set_messages(a.uuid, "throttle")
 
-    p = run_acct("exec", "--", "claude", "-p", "hi", cwd=workdir, timeout=120)
+    # 2.1.332 retries a plain 429 for about 3 minutes before it exits; one try tells the same.
+    retries = {"CLAUDE_CODE_MAX_RETRIES": "0"}
+    p = run_acct("exec", "--", "claude", "-p", "hi", cwd=workdir, env=retries, timeout=120)
 
     assert p.returncode == 1
     assert "not your usage limit" in p.stdout
