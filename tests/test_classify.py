@@ -629,3 +629,9 @@ def test_login_patterns_extend_from_the_config() -> None:
     extra = TargetConfig(login_patterns=(r"session is gone",))
     assert classify(get_target(PI), 1, "session is gone", NOW).kind == "other"
     assert classify(get_target(PI), 1, "session is gone", NOW, extra=extra).kind == "login"
+
+
+def test_claude_code_2_1_332_names_the_window_5_hour() -> None:
+    ending = classify(get_target(CC), 1, "You've hit your 5-hour limit · resets 9:51am (UTC)", NOW)
+    assert (ending.kind, ending.window) == ("quota", "5-hour")
+    assert ending.reset_at == pytest.approx(utc(2026, 11, 25, 9, 51))

@@ -57,6 +57,25 @@ CLAUDE_ROWS = [CLAUDE_CODE_NEW, CLAUDE_CODE_OLD]
 PI_ROWS = [PI_NEW, PI_OLD]
 
 
+def refresh_spends(fake: FakeAnthropic) -> list[tuple[int, str]]:
+    """The tool's refreshes as (status, refresh token sha8), leaving out an attempt the fake
+    refused that the same token then passed: Claude Code 2.1.332 first asks for more scopes than
+    the fake's grant holds (``invalid_scope``, nothing spent), then refreshes as before."""
+    log = [(r["status"], r["token_sha8"]) for r in fake.log("token_refresh")]
+    return [
+        (status, sha)
+        for i, (status, sha) in enumerate(log)
+        if not (status == 400 and (200, sha) in log[i + 1 :])
+    ]
+
+
+def dead_login_words(client: NpmClient) -> str:
+    """What Claude Code prints when its refresh got invalid_grant (2.1.332 changed it)."""
+    if client.version == CLAUDE_CODE_OLD.version:
+        return "Not logged in"
+    return "Failed to authenticate: OAuth session expired and could not be refreshed"
+
+
 def _installed(client: NpmClient) -> Path:
     try:
         return ensure_installed(client)

@@ -57,8 +57,8 @@ _LEGACY = re.compile(r"Claude AI usage limit reached\|(\d{9,13})")
 _WINDOWS = tuple(
     (re.compile(pattern, re.IGNORECASE), label)
     for pattern, label in (
-        (r"\bsession limit\b", "5-hour"),
-        (r"\bweekly limit\b", "7-day"),
+        (r"\bsession limit\b|\b5-hour limit\b", "5-hour"),
+        (r"\bweekly limit\b|\b7-day limit\b", "7-day"),
         (r"\bOpus limit\b", "Opus weekly"),
         (r"\bSonnet limit\b", "Sonnet weekly"),
         (r"\bFable 5 limit\b", "Fable 5 weekly"),
