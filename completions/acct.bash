@@ -96,7 +96,10 @@ _acct() {
 _acct_spec() { # PATH: what the command at PATH accepts
     case $1 in
     '')
-        _acct_cmds='completion disable doctor enable exec import list login prompt refresh remove rename shell-init status use' _acct_opts='--version -h --help'
+        _acct_cmds='capacity completion disable doctor enable exec import list login metrics prompt refresh remove rename shell-init stats status use watch' _acct_opts='--version -h --help'
+        _acct_vals='' _acct_args='' ;;
+    'capacity')
+        _acct_cmds='' _acct_opts='--json --refresh -h --help'
         _acct_vals='' _acct_args='' ;;
     'completion')
         _acct_cmds='' _acct_opts='-h --help'
@@ -111,8 +114,8 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_cmds='' _acct_opts='-h --help'
         _acct_vals='' _acct_args='account' ;;
     'exec')
-        _acct_cmds='' _acct_opts='-t --target -a --account --policy --explain --no-rotate --max-rotations --wait --nested --no-proxy --proxy --isolate -h --help'
-        _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -a=account --account=account --policy=none --max-rotations=none' _acct_args='command*' ;;
+        _acct_cmds='' _acct_opts='-t --target -a --account --policy --explain --no-rotate --max-rotations --wait --nested --no-proxy --proxy --isolate --metrics-port -h --help'
+        _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -a=account --account=account --policy=none --max-rotations=none --metrics-port=none' _acct_args='command*' ;;
     'import')
         _acct_cmds='' _acct_opts='-n --name --from --json -h --help'
         _acct_vals='-n=none --name=none --from=file' _acct_args='choice:claude-code,opencode,pi' ;;
@@ -122,6 +125,9 @@ _acct_spec() { # PATH: what the command at PATH accepts
     'login')
         _acct_cmds='' _acct_opts='--no-browser --manual --timeout --api-key --json -h --help'
         _acct_vals='--timeout=none' _acct_args='none' ;;
+    'metrics')
+        _acct_cmds='' _acct_opts='--openmetrics -h --help'
+        _acct_vals='' _acct_args='' ;;
     'prompt')
         _acct_cmds='' _acct_opts='-t --target -f --format -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -f=none --format=none' _acct_args='' ;;
@@ -137,12 +143,18 @@ _acct_spec() { # PATH: what the command at PATH accepts
     'shell-init')
         _acct_cmds='' _acct_opts='-t --target --completion --no-completion -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi' _acct_args='choice:bash,zsh,fish' ;;
+    'stats')
+        _acct_cmds='' _acct_opts='--since --by --json -h --help'
+        _acct_vals='--since=none --by=none' _acct_args='' ;;
     'status')
         _acct_cmds='' _acct_opts='--json -h --help'
         _acct_vals='' _acct_args='' ;;
     'use')
         _acct_cmds='' _acct_opts='-t --target --force --json -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi' _acct_args='account' ;;
+    'watch')
+        _acct_cmds='' _acct_opts='--once -h --help'
+        _acct_vals='' _acct_args='' ;;
     *) _acct_cmds='' _acct_opts='' _acct_vals='' _acct_args='' ;;
     esac
 }

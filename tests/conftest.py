@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -59,6 +58,26 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(home: Path, fake: FakeAnthropic) -> dict[str, str]:
     return clean_env(home, fake.env())
+
+
+# Endpoints on a loopback port nothing listens on: a test that must not need HTTP fails at once
+# (connection refused) if it makes a request, and never reaches a real host.
+OFFLINE = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def offline_env(home: Path) -> dict[str, str]:
+    """The environment of a test that needs no HTTP: no fake server is started for it. A
+    module overrides ``env`` with it (``def env(offline_env): return offline_env``) so ``ctx``
+    and ``acct`` follow."""
+    return clean_env(
+        home,
+        {
+            "ACCT_API_BASE": OFFLINE,
+            "ACCT_TOKEN_URL": f"{OFFLINE}/v1/oauth/token",
+            "ACCT_AUTHORIZE_URL": f"{OFFLINE}/oauth/authorize",
+        },
+    )
 
 
 @pytest.fixture

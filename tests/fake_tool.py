@@ -28,6 +28,12 @@ Knobs (environment):
   FAKE_TOOL_RACE     a path (OpenCode), once while it does not exist: refresh, write the new pair,
                      then fail as the plugin does when it races itself ("Token refresh failed:
                      400" from its second refresh); the path is created
+  FAKE_TOOL_ROUNDS   N: after answering, N rounds; round i waits (up to 120 s) for the file
+                     FAKE_TOOL_GATE.i, refreshes with the tokens it holds in memory (as a
+                     long-running tool does when its access token nears expiry), writes the
+                     rotated pair back, reads its file again and asks once more; then creates
+                     FAKE_TOOL_GATE.i.done. It exits 1 at once when the refresh is refused
+                     ("refresh_refused") or its file holds no login ("no_login").
 Standard library only.
 """
 
@@ -402,6 +408,8 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
     fmt = output_format(args)
+    if os.environ.get("FAKE_TOOL_ROUNDS"):
+        return rounds(tool, args, fmt, int(os.environ["FAKE_TOOL_ROUNDS"]))
     if os.environ.get("FAKE_TOOL_OFFLINE") != "1":
         status = call_api(tool, args, fmt)
         if status != 0:
@@ -412,6 +420,37 @@ def main(argv: list[str]) -> int:
         if status != 0:
             return status
     return int(os.environ.get("FAKE_TOOL_EXIT", "0"))
+
+
+def rounds(tool: str, args: list[str], fmt: str, n: int) -> int:
+    """FAKE_TOOL_ROUNDS: a long-running tool that refreshes from memory, round after round."""
+    creds = Creds(tool)
+    if not creds.load():
+        log("no_login", round=0)
+        return 1
+    gate = os.environ["FAKE_TOOL_GATE"]
+    for i in range(1, n + 1):
+        deadline = time.monotonic() + 120
+        while not os.path.exists(f"{gate}.{i}"):
+            if time.monotonic() > deadline:
+                log("gate_timeout", round=i)
+                return 1
+            time.sleep(0.01)
+        if not refresh(creds):
+            log("refresh_refused", round=i)
+            print("Error: Token refresh failed: 400", file=sys.stderr)
+            return 1
+        creds = Creds(tool)
+        if not creds.load():
+            log("no_login", round=i)
+            print("Error: Anthropic API key is missing", file=sys.stderr)
+            return 1
+        status, _, doc = messages(creds, prompt_of(args))
+        log("messages", status=status, round=i)
+        if status != 200:
+            return report_other(tool, status, doc)
+        Path(f"{gate}.{i}.done").touch()
+    return 0
 
 
 def call_api(tool: str, args: list[str], fmt: str) -> int:

@@ -28,6 +28,12 @@ def root() -> gen.Command:
 
 
 @pytest.fixture
+def env(offline_env: dict[str, str]) -> dict[str, str]:
+    """Completion needs no HTTP: no fake server for this module."""
+    return offline_env
+
+
+@pytest.fixture
 def cenv(home: Path) -> dict[str, str]:
     """A shell environment whose `acct` is this checkout's, with two accounts in its store."""
     env = clean_env(home)

@@ -138,3 +138,22 @@ def test_doctor_does_not_take_another_plugin_for_the_claude_one(
     others = ["opencode-anthropic-auth-fork", "file:///x/my-opencode-anthropic-auth-notes.mjs"]
     cfg.write_text(json.dumps({"plugin": others}))
     assert acct("doctor").returncode == 1
+
+
+def test_doctor_warns_about_a_dead_login_and_dates_the_live_ones(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "work")
+    dead = seed_account(fake, ctx, "dead")
+    acct("refresh", "work", check=True)
+    assert dead.uuid
+    fake.revoke(dead.uuid)
+    assert acct("refresh", "dead").returncode == 4
+    p = acct("doctor")
+    assert p.returncode == 1
+    lines = p.stdout.splitlines()
+    assert any(
+        ln.startswith("PROBLEM logins: dead needs a new login") and "`acct login dead`" in ln
+        for ln in lines
+    ), p.stdout
+    assert any(ln.startswith("ok      logins: work: last refreshed") for ln in lines), p.stdout

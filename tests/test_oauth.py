@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from acct.app import accounts
 from acct.services import oauth
 from acct.services.context import Ctx
 from acct.base.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, SCOPES, Endpoints
@@ -217,7 +218,7 @@ def test_a_setup_token_cannot_be_refreshed(fake: FakeAnthropic, ctx: Ctx) -> Non
 def test_store_api_key_refuses_an_oauth_name(fake: FakeAnthropic, ctx: Ctx) -> None:
     seed_account(fake, ctx, "work")
     with pytest.raises(UsageError):
-        oauth.store_api_key(ctx, "work", "sk-ant-api03-x")
+        accounts.store_api_key(ctx, "work", "sk-ant-api03-x")
 
 
 def _set_obtained_at(ctx: Ctx, name: str, when: int | None) -> None:

@@ -5,6 +5,7 @@ The run list must name every command acct has, so a new command cannot skip the 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_tool import install
+from tests.test_alerts import Receiver
 
 API_KEY = "sk-ant-api03-" + "k" * 40
 
@@ -55,6 +57,15 @@ def test_no_command_prints_or_leaves_a_token(
     fake.next_login(fake.add_account(email="new@example.com")["uuid"])
     seed_account(fake, ctx, "work", five_hour=20, seven_day=10)
     seed_account(fake, ctx, "side", five_hour=50, seven_day=60)
+    # Every observability output too: the metrics textfile and what alerts post.
+    receiver = Receiver()
+    textfile = tmp_path / "metrics" / "acct.prom"
+    textfile.parent.mkdir()
+    ctx.paths.config_dir.mkdir(parents=True, exist_ok=True)
+    ctx.paths.config_file.write_text(
+        f'metrics_textfile = "{textfile}"\nnotify_utilization = [1]\n'
+        f'notify = [{{url = "{receiver.url}/hook"}}, {{url = "{receiver.url}/n/t", format = "ntfy"}}]\n'
+    )
 
     secrets: set[str] = {API_KEY, env["CLAUDE_CODE_OAUTH_TOKEN"]}
     outputs: list[str] = []
@@ -96,6 +107,19 @@ def test_no_command_prints_or_leaves_a_token(
     run("enable", "side2")
     run("remove", "side2", "--yes")
     run("list", "--json")
+    run("capacity", ok=False)  # 0, 10 or 20: the verdict
+    run("capacity", "--json", "--refresh", ok=False)
+    run("stats")
+    run("stats", "--json", "--by", "model")
+    run("metrics")
+    run("metrics", "--openmetrics")
+    run("watch", "--once")
+    run("exec", "--metrics-port", "0", "--", "claude", "-p", "hi", ok=False)  # 0 is refused
+    receiver.stop()
+    outputs.extend(json.dumps(body) for _, body in receiver.posts)
+    assert receiver.posts, "the alerts must have said something for the scan to mean anything"
+    assert textfile.exists()
+    outputs.append(textfile.read_text())
 
     assert ran >= set(COMMAND_MODULES), f"commands never scanned: {set(COMMAND_MODULES) - ran}"
     assert len(secrets) > 6, "the scan must know the tokens it looks for"

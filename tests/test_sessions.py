@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from acct.services import sessions
+from acct.services import procs, sessions
 from acct.services.context import Ctx
 from acct.services.targets import get_target
 from tests.conftest import AcctRunner, seed_account
@@ -87,7 +87,7 @@ def snapshot(path: Path) -> tuple[bytes, int]:
 
 
 def session_dirs(ctx: Ctx) -> list[Path]:
-    root = sessions.sessions_dir(ctx.paths)
+    root = ctx.paths.sessions_dir
     return sorted(root.iterdir()) if root.exists() else []
 
 
@@ -119,7 +119,7 @@ def test_parallel_claude_sessions_run_on_different_accounts(
 
     running = status_sessions(run)
     assert [(s["account"], s["isolated"]) for s in running] == [("a", False), ("b", True)]
-    assert running[1]["path"].startswith(str(sessions.sessions_dir(ctx.paths)))
+    assert running[1]["path"].startswith(str(ctx.paths.sessions_dir))
     assert [d.name for d in session_dirs(ctx)] == [running[1]["id"]]
 
     out2, err2 = finish(second, gate2)
@@ -202,7 +202,7 @@ def test_a_killed_session_is_swept_and_its_rotated_login_taken_back(
     gate.touch()
     tool_pid = events(tool_log, "start")[0]["pid"]
     wait_until(lambda: events(tool_log, "end"), "the tool to end")
-    wait_until(lambda: not sessions.running(tool_pid, None), "the tool's process to go")
+    wait_until(lambda: not procs.running(tool_pid, None), "the tool's process to go")
 
     p = run("status")
     assert p.returncode == 0, p.stderr
@@ -226,7 +226,7 @@ def test_a_session_killed_before_its_tool_started_is_swept_quietly(
     seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    own = sessions.sessions_dir(ctx.paths) / "0123456789ab"
+    own = ctx.paths.sessions_dir / "0123456789ab"
     env = {**ctx.env, sessions.STORAGE_VAR: str(own)} if isolated else ctx.env
     if isolated:
         own.mkdir(parents=True)
@@ -411,7 +411,7 @@ def test_an_mcp_login_that_differs_from_the_default_files_keeps_the_session_file
 def test_a_session_directory_without_a_record_is_swept(fake, ctx, run) -> None:
     from acct.services import custody
     a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
-    root = sessions.sessions_dir(ctx.paths)
+    root = ctx.paths.sessions_dir
     lent, stranger = root / "aaaaaaaaaaaa", root / "bbbbbbbbbbbb"
     custody.lend(ctx, a.id, "claude-code", {**ctx.env, sessions.STORAGE_VAR: str(lent)})
     assert ctx.store.read().get("a").holder is not None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from acct.services import custody, sessions
+from acct.services import custody
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.e2e.conftest import refresh_spends
 from tests.e2e.test_claude_code_real import credentials_file, expire_at_server, messages
@@ -35,7 +35,7 @@ def test_isolated_claude_sends_the_sessions_token(
     ]
     assert (default.read_bytes(), default.stat().st_mtime_ns) == before
     assert json.loads(default.read_text())["claudeAiOauth"]["accessToken"] == a.tokens.access
-    root = sessions.sessions_dir(ctx.paths)
+    root = ctx.paths.sessions_dir
     assert not root.exists() or list(root.iterdir()) == []
     assert ctx.store.read().get("b").holder is None
     assert ctx.store.read().get("a").holder is not None
@@ -62,5 +62,5 @@ def test_a_refresh_in_an_isolated_session_comes_back_to_the_store(
     assert not lineage["revoked"]
     assert lineage["live_refresh_sha8"] == fake.sha8(after.tokens.refresh)
     assert not credentials_file(claude_env_tls).exists()  # the default file was never written
-    root = sessions.sessions_dir(ctx.paths)
+    root = ctx.paths.sessions_dir
     assert not root.exists() or list(root.iterdir()) == []

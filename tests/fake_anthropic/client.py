@@ -248,11 +248,19 @@ class FakeAnthropic:
         mode: str,
         reset_epoch: int | None = None,
         claim: str | None = None,
+        *,
+        cache_creation_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
     ) -> dict[str, Any]:
-        """How /v1/messages answers the account: ok, quota, throttle, unauthorized, overage."""
+        """How /v1/messages answers the account: ok, quota, throttle, unauthorized, overage;
+        and the cache tokens its answers' usage reports."""
         body: dict[str, Any] = {"uuid": uuid, "mode": mode, "reset_epoch": reset_epoch}
         if claim is not None:
             body["claim"] = claim
+        if cache_creation_tokens is not None:
+            body["cache_creation_tokens"] = cache_creation_tokens
+        if cache_read_tokens is not None:
+            body["cache_read_tokens"] = cache_read_tokens
         return cast(dict[str, Any], self._admin("POST", "messages", body))
 
     def next_login(self, uuid: str | None) -> None:

@@ -85,6 +85,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "token_fail_status": None,  # answer token requests with this status (e.g. 500, 503)
     "token_fail_times": None,  # ...only this many times (None: while the status is set)
     "token_delay_ms": 0,  # sleep before answering a token request (state already changed)
+    "token_hangup_times": 0,  # act on this many token requests, then hang up without an answer
+    "token_invalid_client": False,  # answer every token request 401 invalid_client
     "omit_refresh_token": False,  # refresh answers carry no refresh_token; the old one stays live
     "reject_refresh_scope": False,  # answer invalid_scope to any refresh that sends `scope`
     "code_ttl_s": 600,  # lifetime of authorization codes
@@ -169,6 +171,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
     delay_s: float = 0.0  # slept by the handler thread before sending, outside the lock
+    hangup: bool = False  # close the connection instead of sending (the answer is lost)
     log: dict[str, Any] = field(default_factory=dict)  # extra fields for the request log
 
 
@@ -280,6 +283,9 @@ class MessagesSettings:
     mode: str = "ok"
     reset_epoch: int | None = None  # for quota/overage; default now + 3600
     claim: str = "five_hour"  # anthropic-ratelimit-unified-representative-claim
+    # What each answer's usage reports as cache writes and reads (tokens).
+    cache_creation_tokens: int = 0
+    cache_read_tokens: int = 0
 
 
 def _jitter(dt: datetime | None) -> str | None:
@@ -478,6 +484,11 @@ class FakeState:
                 reply = self._token(body, log)
             except Fail as exc:
                 reply = exc.reply
+            hangups = int(self.config["token_hangup_times"] or 0)
+            if hangups > 0:
+                self.config["token_hangup_times"] = hangups - 1
+                reply.hangup = True
+                log["hangup"] = True
         reply.delay_s = delay
         reply.log = {**log, **reply.log}
         return reply
@@ -488,7 +499,7 @@ class FakeState:
             if status >= 500:
                 raise fail(status, failure_body(status))
             raise oauth_fail(status, "invalid_request", "configured failure")
-        if body.get("client_id") != CLIENT_ID:
+        if body.get("client_id") != CLIENT_ID or self.config["token_invalid_client"]:
             raise fail(401, {"error": "invalid_client", "error_description": "Invalid client_id"})
         grant_type = body.get("grant_type")
         if grant_type == "authorization_code":
@@ -738,7 +749,8 @@ class FakeState:
             else:
                 headers_out = self._unified_headers(account, "allowed", None, "five_hour")
             text = f"Hello from {account.email}"
-        return self._message_reply(request, text, prompt_tokens, headers_out, log)
+            cache = (settings.cache_creation_tokens, settings.cache_read_tokens)
+        return self._message_reply(request, text, prompt_tokens, headers_out, log, cache)
 
     @staticmethod
     def _message_reply(
@@ -747,14 +759,15 @@ class FakeState:
         input_tokens: int,
         headers: dict[str, str],
         log: dict[str, Any],
+        cache: tuple[int, int] = (0, 0),
     ) -> Reply:
         message_id = "msg_01" + secrets.token_hex(11)
         model = str(request.get("model") or DEFAULT_MODEL)
         output_tokens = len(text.split()) + 1
         usage = {
             "input_tokens": input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": cache[0],
+            "cache_read_input_tokens": cache[1],
             "output_tokens": output_tokens,
         }
         if not request.get("stream"):
@@ -805,7 +818,8 @@ class FakeState:
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": output_tokens},
+                    # Cumulative counts, as the API sends them.
+                    "usage": {**usage, "output_tokens": output_tokens},
                 },
             ),
             ("message_stop", {"type": "message_stop"}),
@@ -924,6 +938,9 @@ class FakeState:
             settings.reset_epoch = None if body["reset_epoch"] is None else int(body["reset_epoch"])
         if "claim" in body:
             settings.claim = str(body["claim"])
+        for key in ("cache_creation_tokens", "cache_read_tokens"):
+            if key in body:
+                setattr(settings, key, int(body[key]))
         return {"uuid": account.uuid, **settings.__dict__}
 
     def admin_post_next_login(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -1095,6 +1112,9 @@ class Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
+        if reply.hangup:
+            self.close_connection = True  # the request was acted on; its answer never comes
+            return
         body = reply.body
         if isinstance(body, (dict, list)):
             data = json.dumps(body).encode()

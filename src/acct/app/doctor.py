@@ -3,14 +3,19 @@
 Checked for every tool: whether it is set up, whether its credential file parses and holds an
 account acct knows (and whether that account needs a new login), and the environment variables
 that would override the file. Each tool's own settings checks (Pi's retry settings, OpenCode's
-plugin) are the target's :meth:`~acct.services.targets.base.JsonTarget.doctor_checks`.
+plugin) are the target's :meth:`~acct.services.targets.base.JsonTarget.doctor_checks`. Then
+every account's login: a dead one (its refresh token refused) is a problem wherever it is, and
+a live one says when acct last refreshed it.
 """
 
 from __future__ import annotations
 
+import time
+
 from acct.app.status import target_status
+from acct.base.fsio import holder_path
+from acct.base.timefmt import human_duration
 from acct.services.context import Ctx
-from acct.services.custody import holder_path
 from acct.services.store import Accounts
 from acct.services.targets import TARGET_NAMES, get_target
 from acct.services.targets.base import Check
@@ -87,4 +92,23 @@ def run_doctor(c: Ctx, fix: bool) -> list[Check]:
         checks += _file_checks(c, accounts, name)
         checks += _env_checks(c, name)
         checks += target.doctor_checks(c.env, fix)
+    checks += login_checks(accounts, time.time())
+    return checks
+
+
+def login_checks(accounts: Accounts, now: float) -> list[Check]:
+    """A dead login is a problem; a live one says how long ago acct last refreshed it (a login
+    lent to a tool is refreshed by the tool, unseen until acct harvests its file)."""
+    checks: list[Check] = []
+    for acc in accounts:
+        if not acc.is_oauth or not acc.enabled:
+            continue
+        if acc.needs_login or acc.tokens is None or acc.tokens.is_blank:
+            message = f"{acc.name} needs a new login (its refresh token was refused)"
+            checks.append(Check("logins", "login", False, f"{message}: `acct login {acc.name}`"))
+            continue
+        at = acc.tokens.obtained_at
+        age = f"last refreshed {human_duration(now - at)} ago" if at else "refresh time unknown"
+        lent = f", lent to {acc.holder.target}" if acc.holder else ""
+        checks.append(Check("logins", "login", True, f"{acc.name}: {age}{lent}"))
     return checks

@@ -50,18 +50,20 @@ from acct.base.errors import (
     NotFound,
     UsageError,
 )
+from acct.base.fsio import holder_path
 from acct.base.models import Account, Holder, UsageRecord
 from acct.base.timefmt import human_duration, local_time
 from acct.domain.classify import Ending, classify
 from acct.domain.limits import Rest, fresh, full_windows, quota_rest
 from acct.domain.pick import Choice, pick
-from acct.services import custody, prompt_state, sessions, usage
+from acct.services import custody, oauth, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
 from acct.services.proxy import Route, Watch, claude_route
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
-from acct.services.targets import EXTRA_USAGE_NOTE, JsonTarget, get_target, target_for_command
+from acct.services.targets import EXTRA_USAGE_NOTE, get_target, target_for_command
+from acct.services.targets.base import JsonTarget
 from acct.services.targets.route import ToolRoute
 
 # Where each tool prints its limit: when acct does not see that stream, it asks the
@@ -339,7 +341,7 @@ class Session:
                 for message in result.warnings:
                     self.out.warn(message)
                 return acc
-            except (NeedsLogin, HeldByTarget) as e:
+            except (NeedsLogin, HeldByTarget, oauth.RefreshUnanswered) as e:
                 if self.opts.account is not None and not self.rotations:
                     raise
                 if isinstance(e, HeldByTarget) and not self._held_elsewhere_now(acc):
@@ -564,10 +566,10 @@ class Session:
             if self.opts.proxy is not None
             else (None if self.c.config.proxy else False)
         )
-        if self.target.name == "claude-code":
-            self.watch = start_watch(self.c, self.target.name, asked, self.out)
-        else:
+        if self.target.name in PROXIED and self.target.name != "claude-code":
             self.watch, self.route = start_tool_watch(self.c, self.target, asked, self.out)
+        else:  # Claude Code, and a tool the proxy cannot be put in front of (it says so)
+            self.watch = start_watch(self.c, self.target.name, asked, self.out)
         try:
             return self.run()
         finally:
@@ -612,9 +614,11 @@ class Session:
                 after = "waited for a reset, " if self.waited else ""
                 self.out.note(f"{acc.name} {_what(r)} → {after}switching to {nxt.name}")
             self.rotations += 1
+            _rotated(self.c, acc, nxt, r.kind)
             self.pending_rotation = {
                 "account_id": acc.id,
                 "to": nxt.id,
+                "reason": r.kind,
                 "ended_at": result.ended_at,
                 "confirm_ms": round(confirm_s * 1000, 1),
             }
@@ -623,6 +627,14 @@ class Session:
 
 
 # --- helpers ---
+
+
+def _rotated(c: Ctx, acc: Account, nxt: Account, reason: str) -> None:
+    """Count the switch for the metrics and tell observers (textfile, alerts)."""
+    from acct.services import events
+
+    events.count(c, "rotations", account_id=acc.id, reason=reason)
+    events.emit(c, "rotation", account_id=acc.id, to=nxt.id, reason=reason)
 
 
 def _what(r: Rest) -> str:
@@ -788,7 +800,7 @@ def run_exec(c: Ctx, opts: ExecOptions, out: Reporter) -> int:
         out.warn(message)
     live = sessions.open_session(c, target, isolate=opts.isolate)
     try:
-        here = (target.name, custody.holder_path(target.path(live.env)))
+        here = (target.name, holder_path(target.path(live.env)))
         if live.row.isolated and not opts.isolate:
             out.note(
                 f"another acct exec runs {target.name} on {target.path(c.env)}; this one "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from acct.base.errors import AcctError, NeedsLogin, NotFound, UsageError
+from acct.base.fsio import holder_path
 from acct.base.models import Account, Holder, Tokens
 from acct.base.paths import display_path
 from acct.services import custody, oauth, prompt_state
@@ -73,12 +74,20 @@ def _store_import(
         profile = oauth.fetch_profile(c, entry.tokens.access)
     except oauth.ProfileForbidden:
         profile = None
+    except oauth.TokenRefused:
+        if not entry.tokens.fresh_for(custody.DEAD_MARGIN):
+            raise
+        raise NeedsLogin(
+            f"{path} holds a login the server refuses (401 for an access token that has not "
+            "expired): it is signed out, so there is nothing to import",
+            hint=f"log in again inside {target.name} (/login), or with `acct login`",
+        ) from None
     if profile is None and name is None:
         raise UsageError(
             "this token has no profile access (a setup token?): acct cannot tell whose it is",
             hint=f"name it: acct import {target.name} --name NAME",
         )
-    key = custody.holder_path(path)
+    key = holder_path(path)
     fp = entry.lineage_fingerprint
     with c.store.transaction() as accounts:
         existing = accounts.by_identity(profile.uuid, profile.org_uuid) if profile else None

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acct.base.errors import CorruptFile
+from acct.base.fsio import holder_path
 from acct.base.models import Account, fingerprint, live_utilization
 from acct.base.timefmt import epoch, iso
 from acct.services.context import Ctx
-from acct.services.custody import holder_path
 from acct.services.store import Accounts
 from acct.services.targets import get_target
 from acct.services.targets.base import Entry

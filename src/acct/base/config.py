@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from acct.base.errors import ConfigError
+from acct.base.errors import AcctError, ConfigError
+from acct.base.inputs import CONFIG_LIMIT, read_toml
 
 POLICIES = ("headroom", "pace", "round-robin", "drain")
+PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
+WEBHOOK_FORMATS = ("json", "ntfy", "slack", "discord")
+# The targets acct knows (``acct.services.targets.TARGET_NAMES``; a test keeps them equal).
+TARGETS = ("claude-code", "opencode", "pi")
+MAX_SECONDS = 366 * 86400.0  # a year: more is a typo, and timers overflow on far larger values
+MAX_ROTATIONS = 1000
 DEFAULT_CONTINUATION_PROMPT = "Continue the previous task from where it stopped."
 
 
@@ -25,6 +32,25 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What a model's traffic costs at API prices: US dollars per million tokens."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """Where alerts go: ``desktop`` (notify-send, osascript) or a webhook taking a JSON POST."""
+
+    kind: str  # desktop | webhook
+    url: str | None = None
+    format: str = "json"  # json | ntfy | slack | discord (webhooks)
+
+
+@dataclass(frozen=True)
 class Config:
     default_target: str = "claude-code"
     policy: str = "headroom"
@@ -36,6 +62,14 @@ class Config:
     proxy: bool = True  # `acct exec` reads live usage through a loopback proxy where it can
     continuation_prompt: str = DEFAULT_CONTINUATION_PROMPT
     targets: dict[str, TargetConfig] = field(default_factory=dict)
+    # `acct capacity`: an account at or over this utilization (percent) is running low, and a
+    # pool whose headroom in a window is under this many accounts' worth is yellow.
+    capacity_low: float = 80.0
+    capacity_min_headroom: float = 0.5
+    metrics_textfile: str | None = None  # rewritten after every poll, rotation and session end
+    pricing: dict[str, Price] = field(default_factory=dict)  # model prefix -> price (overrides)
+    notify: tuple[Notifier, ...] = ()
+    notify_utilization: tuple[float, ...] = (90.0,)  # alert when an account crosses these
 
     def target(self, name: str) -> TargetConfig:
         return self.targets.get(name, TargetConfig())
@@ -47,24 +81,34 @@ def _strs(v: Any, where: str, path: Path | str) -> tuple[str, ...]:
     return tuple(v)
 
 
-def _num(v: Any, where: str, path: Path | str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        raise ConfigError(f"config {path}: {where} must be a non-negative number")
+def _num(v: Any, where: str, path: Path | str, *, positive: bool = False) -> float:
+    """A number of seconds: finite, at most a year, non-negative (``positive``: above 0)."""
+    low = "a positive" if positive else "a non-negative"
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"config {path}: {where} must be {low} number of seconds")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"config {path}: {where} must be a finite number, not {v!r}")
+    if v < 0 or (positive and v == 0):
+        raise ConfigError(f"config {path}: {where} must be {low} number of seconds, not {v!r}")
+    if v > MAX_SECONDS:
+        raise ConfigError(f"config {path}: {where} is more than a year ({MAX_SECONDS:.0f} s)")
     return float(v)
+
+
+def _count(v: Any, where: str, path: Path | str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_ROTATIONS:
+        raise ConfigError(
+            f"config {path}: {where} must be a non-negative number, a whole one up to {MAX_ROTATIONS}"
+        )
+    return v
 
 
 def load_config(path: Path) -> Config:
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Config()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config {path}: {e}") from None
-    try:
-        doc = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config {path} is not valid TOML ({e})", hint=f"fix {path}") from None
-    return config_from_dict(doc, path)
+        doc = read_toml(path, what="config", limit=CONFIG_LIMIT)
+    except AcctError as e:
+        raise ConfigError(e.message, hint=e.hint) from None
+    return Config() if doc is None else config_from_dict(doc, path)
 
 
 _KEYS = {
@@ -78,7 +122,14 @@ _KEYS = {
     "max_rotations",
     "proxy",
     "targets",
+    "capacity_low",
+    "capacity_min_headroom",
+    "metrics_textfile",
+    "pricing",
+    "notify",
+    "notify_utilization",
 }
+_TIMEOUTS = {"usage_timeout"}  # 0 would make every request time out at once
 _TARGET_KEYS = {
     "resume_args",
     "continuation_prompt",
@@ -104,20 +155,29 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
             kw[key] = doc[key]
     if kw.get("policy", base.policy) not in POLICIES:
         raise ConfigError(f"config {path}: policy must be one of {', '.join(POLICIES)}")
+    if kw.get("default_target", base.default_target) not in TARGETS:
+        raise ConfigError(
+            f"config {path}: default_target {kw['default_target']!r} is not a target "
+            f"(targets: {', '.join(TARGETS)})"
+        )
     for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
         if key in doc:
-            kw[key] = _num(doc[key], key, path)
+            kw[key] = _num(doc[key], key, path, positive=key in _TIMEOUTS)
     if "proxy" in doc:
         if not isinstance(doc["proxy"], bool):
             raise ConfigError(f"config {path}: proxy must be true or false")
         kw["proxy"] = doc["proxy"]
     if "max_rotations" in doc:
-        kw["max_rotations"] = int(_num(doc["max_rotations"], "max_rotations", path))
+        kw["max_rotations"] = _count(doc["max_rotations"], "max_rotations", path)
     targets: dict[str, TargetConfig] = {}
     raw_targets = doc.get("targets", {})
     if not isinstance(raw_targets, dict):
         raise ConfigError(f"config {path}: [targets] must be a table")
     for name, t in raw_targets.items():
+        if name not in TARGETS:
+            raise ConfigError(
+                f"config {path}: [targets.{name}] is not a target (targets: {', '.join(TARGETS)})"
+            )
         if not isinstance(t, dict):
             raise ConfigError(f"config {path}: [targets.{name}] must be a table")
         bad = sorted(set(t) - _TARGET_KEYS)
@@ -145,4 +205,91 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
                         ) from None
         targets[name] = TargetConfig(**tk)
     kw["targets"] = targets
+    kw.update(_observability(doc, path))
     return Config(**kw)
+
+
+def _percent(v: Any, where: str, path: Path | str) -> float:
+    n = _num(v, where, path)
+    if not 0 < n <= 100:
+        raise ConfigError(f"config {path}: {where} must be a percentage above 0, at most 100")
+    return n
+
+
+def _observability(doc: dict[str, Any], path: Path | str) -> dict[str, Any]:
+    """The keys of capacity, metrics, pricing and alerts."""
+    kw: dict[str, Any] = {}
+    if "capacity_low" in doc:
+        kw["capacity_low"] = _percent(doc["capacity_low"], "capacity_low", path)
+    if "capacity_min_headroom" in doc:
+        kw["capacity_min_headroom"] = _num(
+            doc["capacity_min_headroom"], "capacity_min_headroom", path
+        )
+    if "metrics_textfile" in doc:
+        value = doc["metrics_textfile"]
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"config {path}: metrics_textfile must be a file path")
+        kw["metrics_textfile"] = str(Path(value).expanduser())
+    if "pricing" in doc:
+        kw["pricing"] = _pricing(doc["pricing"], path)
+    if "notify" in doc:
+        kw["notify"] = _notifiers(doc["notify"], path)
+    if "notify_utilization" in doc:
+        v = doc["notify_utilization"]
+        if not isinstance(v, list):
+            raise ConfigError(f"config {path}: notify_utilization must be a list of percentages")
+        kw["notify_utilization"] = tuple(
+            sorted(_percent(x, "notify_utilization", path) for x in v)
+        )
+    return kw
+
+
+def _pricing(raw: Any, path: Path | str) -> dict[str, Price]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path}: [pricing] must be a table of models")
+    out: dict[str, Price] = {}
+    for model, p in raw.items():
+        where = f"pricing.{model}"
+        if not isinstance(p, dict):
+            raise ConfigError(f"config {path}: [{where}] must be a table")
+        bad = sorted(set(p) - set(PRICE_KEYS))
+        missing = [k for k in ("input", "output") if k not in p]
+        if bad:
+            raise ConfigError(f"config {path}: unknown key {bad[0]!r} in [{where}]")
+        if missing:
+            raise ConfigError(f"config {path}: [{where}] needs {missing[0]} (dollars per MTok)")
+        n = {k: _num(p[k], f"{where}.{k}", path) for k in PRICE_KEYS if k in p}
+        out[model] = Price(
+            input=n["input"],
+            output=n["output"],
+            cache_write=n.get("cache_write", n["input"] * 1.25),
+            cache_read=n.get("cache_read", n["input"] * 0.1),
+        )
+    return out
+
+
+def _notifiers(raw: Any, path: Path | str) -> tuple[Notifier, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"config {path}: notify must be a list")
+    out: list[Notifier] = []
+    for item in raw:
+        if item == "desktop":
+            out.append(Notifier("desktop"))
+            continue
+        if not isinstance(item, dict):
+            raise ConfigError(
+                f'config {path}: each notify entry is "desktop" or {{url = "...", format = "..."}}'
+            )
+        bad = sorted(set(item) - {"url", "format"})
+        if bad:
+            raise ConfigError(f"config {path}: unknown key {bad[0]!r} in a notify entry")
+        url = item.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"config {path}: a notify entry's url must be an http(s) URL")
+        fmt = item.get("format", "json")
+        if fmt not in WEBHOOK_FORMATS:
+            raise ConfigError(
+                f"config {path}: notify format must be one of {', '.join(WEBHOOK_FORMATS)}"
+            )
+        out.append(Notifier("webhook", url, fmt))
+    return tuple(out)

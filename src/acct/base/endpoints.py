@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from acct.base.errors import ConfigError
 
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 SCOPES = (
@@ -30,9 +33,9 @@ class Endpoints:
         env = os.environ if env is None else env
         d = cls()
         return cls(
-            api_base=(env.get("ACCT_API_BASE") or d.api_base).rstrip("/"),
-            token_url=env.get("ACCT_TOKEN_URL") or d.token_url,
-            authorize_url=env.get("ACCT_AUTHORIZE_URL") or d.authorize_url,
+            api_base=_url(env, "ACCT_API_BASE", d.api_base).rstrip("/"),
+            token_url=_url(env, "ACCT_TOKEN_URL", d.token_url),
+            authorize_url=_url(env, "ACCT_AUTHORIZE_URL", d.authorize_url),
         )
 
     @property
@@ -42,3 +45,48 @@ class Endpoints:
     @property
     def profile_url(self) -> str:
         return f"{self.api_base}/api/oauth/profile"
+
+
+def _url(env: Mapping[str, str], var: str, default: str) -> str:
+    """The URL ``var`` sets (or ``default``), checked now: an http(s) URL with a host and a
+    port in range, so that a typo is one error naming the variable, not a failure deep in
+    the HTTP client."""
+    value = env.get(var) or default
+    problem = url_problem(value) if value != default else None
+    if problem:
+        raise ConfigError(
+            f"the environment variable {var} is not a usable URL ({problem}): {value!r}",
+            hint=f"set {var} to an http:// or https:// URL, or unset it",
+        )
+    return value
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as an endpoint URL, or None."""
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        return "it has spaces, control or non-ASCII characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as e:
+        text = str(e)
+        return text[:1].lower() + text[1:]
+    if parts.scheme not in ("http", "https"):
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "no host"
+    if port == 0:
+        return "port 0"
+    return _client_problem(value)
+
+
+def _client_problem(value: str) -> str | None:
+    """What the HTTP client itself refuses in ``value`` (a malformed IPv4 address or IDNA label)."""
+    import httpx
+
+    try:
+        httpx.Request("GET", value)
+    except Exception as e:  # noqa: BLE001 - httpx.InvalidURL, idna's errors (UnicodeError)...
+        text = " ".join(str(e).split())[:80] or type(e).__name__
+        return text[:1].lower() + text[1:]
+    return None

@@ -20,16 +20,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from acct.base.errors import AcctError, Busy, CorruptFile
+from acct.base.errors import AcctError, Busy
+from acct.base.inputs import FileAccessError, read_file, read_json_object
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
-
-class FileAccessError(AcctError):
-    """The file system refused: a path component is a file, no permission, a full disk..."""
-
-    code = "file"
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "FileAccessError",
+    "atomic_write",
+    "dir_lock",
+    "ensure_dir",
+    "file_lock",
+    "os_error",
+    "read_json_object",
+    "real_path",
+    "write_json",
+]
 
 
 def os_error(action: str, path: Path | str, e: OSError) -> FileAccessError:
@@ -59,6 +68,11 @@ def real_path(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
+def holder_path(path: Path | str) -> str:
+    """The path custody records for a tool's file: symlinks resolved, so one file is one holder."""
+    return os.path.realpath(path)
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -77,6 +91,13 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Pat
     if isinstance(data, str):
         data = data.encode("utf-8")
     target = real_path(Path(path))
+    if os.path.islink(path) and not target.parent.is_dir():
+        # Never create the directories a symlink points into: they are not acct's.
+        raise FileAccessError(
+            f"cannot write {path}: it is a symlink to {os.readlink(path)}, "
+            f"and {target.parent} does not exist",
+            hint=f"create {target.parent}, or remove the link {path}",
+        )
     ensure_dir(target.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -104,38 +125,6 @@ def write_json(path: Path, obj: Any, *, indent: int | None = 2) -> Path:
     return atomic_write(path, text + "\n")
 
 
-def read_json_object(path: Path, *, what: str = "file") -> dict[str, Any] | None:
-    """Read a JSON object; ``None`` when the file is absent or empty.
-
-    A file that does not parse, or is not an object, raises :class:`CorruptFile` naming it: the
-    caller must then leave it alone.
-    """
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise CorruptFile(f"{what} {path} is a directory, not a file") from None
-    except PermissionError as e:
-        raise CorruptFile(f"cannot read {what} {path}: {e.strerror}") from None
-    if not raw.strip():
-        return None
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        where = f" (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
-        raise CorruptFile(
-            f"{what} {path} is not valid JSON{where}; acct leaves it untouched",
-            hint=f"fix or move {path} aside, then try again",
-        ) from None
-    if not isinstance(obj, dict):
-        raise CorruptFile(
-            f"{what} {path} holds JSON that is not an object; acct leaves it untouched",
-            hint=f"fix or move {path} aside, then try again",
-        )
-    return obj
-
-
 @contextlib.contextmanager
 def file_lock(path: Path, *, timeout: float = 10.0, what: str | None = None) -> Iterator[None]:
     """Hold ``<path>.lock`` (never the data file itself; the lock file is never deleted)."""
@@ -159,15 +148,107 @@ def file_lock(path: Path, *, timeout: float = 10.0, what: str | None = None) -> 
         lock.release()
 
 
+# --- tool lock directories ------------------------------------------------------------------
+# A ``kill -9`` while acct holds a tool's lock directory leaves it behind, and the tool (and
+# acct) would wait out its staleness (Pi: 30 s). So acct records, in a file of its own beside
+# its other locks (never inside the directory: proper-lockfile removes it with ``rmdir``), who
+# made the directory: its pid and start time and the directory's inode. A directory acct made
+# whose maker is gone is broken at once. One acct never breaks another's live lock, nor a
+# directory the tool made (the inode, or a modification after the record, tells them apart).
+
+
+def lock_owner_record(owner_dir: Path, lock_dir: Path) -> Path:
+    """Where acct records who holds ``lock_dir``."""
+    import hashlib
+
+    key = hashlib.sha256(str(lock_dir).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return Path(owner_dir) / f"dirlock-{key}.owner"
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive, unless its start time says the pid was reused
+    except OSError:
+        return True
+    return start is None or process_start(pid) in (None, start)
+
+
+def _record_owner(record: Path, lock_dir: Path) -> None:
+    ino = os.stat(lock_dir).st_ino
+    start = process_start(os.getpid()) or "-"
+    atomic_write(record, f"{os.getpid()} {start} {ino}\n")
+
+
+def _abandoned(record: Path, lock_dir: Path) -> bool:
+    """Whether ``lock_dir`` is one acct made and its maker has died."""
+    try:
+        rec = os.stat(record)
+        raw = read_file(record, what="lock record", limit=200) or b""
+        pid_s, start, ino_s = raw.decode("ascii").split()
+        pid, ino = int(pid_s), int(ino_s)
+        st = os.stat(lock_dir)
+    except (AcctError, OSError, ValueError):  # no record, or not one acct wrote: not ours
+        return False
+    if st.st_ino != ino or st.st_mtime_ns > rec.st_mtime_ns:
+        return False  # another directory in its place, or touched since: not the one recorded
+    return pid != os.getpid() and not _alive(pid, None if start == "-" else start)
+
+
+def _break_abandoned(record: Path, lock_dir: Path, timeout: float) -> bool:
+    """Remove ``lock_dir`` if acct made it and its maker died; True when it did."""
+    try:
+        with file_lock(record, timeout=timeout, what=f"the record of {lock_dir}"):
+            if not _abandoned(record, lock_dir):
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(record)
+            os.rmdir(lock_dir)
+    except (Busy, OSError):
+        return False
+    return True
+
+
+def touch_lock(lock_dir: Path, owner_dir: Path | None = None) -> None:
+    """Mark a held lock directory as alive (proper-lockfile's ``update``), and acct's record
+    of it after it, so the record still matches."""
+    with contextlib.suppress(OSError):
+        os.utime(lock_dir)
+        if owner_dir is not None:
+            os.utime(lock_owner_record(owner_dir, lock_dir))
+
+
 @contextlib.contextmanager
 def dir_lock(
-    lock_dir: Path, *, stale: float = 30.0, timeout: float = 10.0, what: str | None = None
+    lock_dir: Path,
+    *,
+    stale: float = 30.0,
+    timeout: float = 10.0,
+    what: str | None = None,
+    owner_dir: Path | None = None,
 ) -> Iterator[None]:
     """The proper-lockfile convention: the lock is a directory made with ``mkdir``.
 
     A lock directory older than ``stale`` seconds is taken over, as proper-lockfile does.
+    With ``owner_dir`` (acct's locks directory), acct records that it made the directory, and
+    breaks at once one that it made in a process that has died (see above).
     """
     lock_dir = Path(lock_dir)
+    record = lock_owner_record(owner_dir, lock_dir) if owner_dir is not None else None
     ensure_dir(lock_dir.parent)
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -184,6 +265,8 @@ def dir_lock(
                 with contextlib.suppress(OSError):
                     os.rmdir(lock_dir)
                 continue
+            if record is not None and _break_abandoned(record, lock_dir, min(timeout, 2.0)):
+                continue
             if time.monotonic() >= deadline:
                 raise Busy(
                     f"{what or lock_dir} is locked by another program (waited {timeout:g}s)",
@@ -197,7 +280,15 @@ def dir_lock(
                 continue
             raise os_error("lock", lock_dir, e) from None
     try:
+        if record is not None:
+            try:
+                _record_owner(record, lock_dir)
+            except (AcctError, OSError):
+                record = None  # no record: the lock only goes stale the tool's way
         yield
     finally:
+        if record is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(record)
         with contextlib.suppress(OSError):
             os.rmdir(lock_dir)

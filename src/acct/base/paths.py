@@ -13,7 +13,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from acct.base.errors import ConfigError
+
 APP = "acct"
+
+
+def _absolute_dir(env: Mapping[str, str], var: str) -> Path | None:
+    """The directory variable ``var`` names, which must be absolute (``~`` expanded); None when
+    unset. A relative one would put acct's files wherever the command happens to run."""
+    if var not in env:
+        return None
+    value = env[var]
+    expanded = os.path.expanduser(value) if var != "HOME" else value
+    if not expanded or not os.path.isabs(expanded):
+        shown = "empty" if not value else f"the relative path {value!r}"
+        raise ConfigError(
+            f"the environment variable {var} is {shown}; it must name an absolute directory",
+            hint=f"set {var} to an absolute path, or unset it",
+        )
+    return Path(expanded)
 
 
 def _xdg(env: Mapping[str, str], var: str, home: Path, default: str) -> Path:
@@ -34,10 +52,9 @@ class Paths:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:
         env = os.environ if env is None else env
-        home = Path(env.get("HOME") or os.path.expanduser("~"))
-        root = env.get("ACCT_HOME")
-        if root:
-            base = Path(root).expanduser()
+        home = _absolute_dir(env, "HOME") or Path(os.path.expanduser("~"))
+        base = _absolute_dir(env, "ACCT_HOME") if env.get("ACCT_HOME") else None
+        if base is not None:
             return cls(home, base / "config", base / "data", base / "state")
         if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
             return cls(
@@ -54,6 +71,11 @@ class Paths:
             Path(platformdirs.user_data_dir(APP, appauthor=False)),
             Path(platformdirs.user_state_dir(APP, appauthor=False)),
         )
+
+    @property
+    def sessions_dir(self) -> Path:
+        """Where isolated sessions keep their credentials files, one directory each."""
+        return self.state_dir / "sessions"
 
     @property
     def accounts_file(self) -> Path:

@@ -7,6 +7,15 @@ from datetime import datetime
 
 from acct.fast.prompt import duration
 
+# Epoch seconds pass this in the year 5138, epoch milliseconds passed it in 1973: a larger
+# timestamp is in milliseconds.
+MS_THRESHOLD = 100_000_000_000
+
+
+def epoch_seconds(n: float) -> float:
+    """``n`` as epoch seconds, whether it came in seconds or in milliseconds."""
+    return n / 1000.0 if n >= MS_THRESHOLD else n
+
 
 def human_duration(seconds: float | None) -> str:
     """``45s``, ``12m``, ``3h05m``, ``2d4h``; ``-`` when unknown. The prompt spells it the same."""
@@ -19,10 +28,20 @@ def until(ts: float | None, now: float | None = None) -> str:
     return human_duration(ts - (time.time() if now is None else now))
 
 
-def local_time(ts: float | None) -> str:
+def _datetime(ts: float | None) -> datetime | None:
+    """The local time of ``ts``; None when unknown or beyond what a calendar can show."""
     if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def local_time(ts: float | None) -> str:
+    dt = _datetime(ts)
+    if ts is None or dt is None:
         return "-"
-    dt = datetime.fromtimestamp(ts).astimezone()
     if abs(ts - time.time()) < 20 * 3600:
         return dt.strftime("%H:%M %Z")
     return dt.strftime("%b %d %H:%M %Z")
@@ -38,9 +57,8 @@ def time_left(seconds: float) -> str:
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+    dt = _datetime(ts)
+    return None if dt is None else dt.isoformat(timespec="seconds")
 
 
 def epoch(ts: float | None) -> int | None:

@@ -58,8 +58,12 @@ COMMAND_MODULES: dict[str, str] = {
     "prompt": "shell",
     "shell-init": "shell",
     "completion": "shell",
+    "capacity": "observe",
+    "stats": "observe",
+    "metrics": "observe",
+    "watch": "watch",
 }
-_MODULE_ORDER = ("login", "accounts", "targets", "exec", "shell")
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "watch", "shell")
 _loaded: set[str] = set()
 
 
@@ -88,12 +92,12 @@ def load_for(argv: list[str]) -> None:
 
 
 def report(e: AcctError) -> None:
-    from acct.cli.render import mode
+    from acct.cli.render import mode, safe
 
     text = f"acct: {e.message}"
     if e.hint:
         text += f"; {e.hint}"
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(safe(text) + "\n")  # one line, whatever the message quotes
     sys.stderr.flush()
     if mode.json:
         sys.stdout.write(json.dumps({"version": 1, "kind": "error", "error": e.to_dict()}, indent=2) + "\n")
@@ -176,7 +180,9 @@ def check_config(args: list[str]) -> None:
         return
     from acct.cli.common import ctx
 
-    _ = ctx().config  # parsing is validating; the command reuses the parsed config
+    c = ctx()
+    _ = c.config  # parsing is validating; the command reuses the parsed config
+    _ = c.endpoints  # so are the endpoint variables (a bad port is named before any request)
 
 
 def _invoke(args: list[str]) -> int:
@@ -199,6 +205,9 @@ def _invoke(args: list[str]) -> int:
 def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     interrupts.install()
+    from acct.app.observe import install
+
+    install()
     try:
         load_for(args)
         if "--json" in _before_separator(args):
@@ -228,3 +237,40 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:
         return _os_error(e)
+    except Exception as e:  # noqa: BLE001 - the last resort: a defect, never a traceback
+        return internal_error(e)
+
+
+DEBUG_VAR = "ACCT_DEBUG"
+
+
+class InternalError(AcctError):
+    code = "internal"
+
+
+def internal_error(e: BaseException) -> int:
+    """One line naming the exception, and how to see the rest (``ACCT_DEBUG=1``)."""
+    import os
+
+    if os.environ.get(DEBUG_VAR, "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    text = " ".join(str(e).split())
+    text = text if len(text) <= 160 else text[:159] + "…"
+    report(
+        InternalError(
+            f"internal error: {type(e).__name__}: {_redacted(text) or '-'}",
+            hint=f"this is a bug in acct; {DEBUG_VAR}=1 shows the traceback to report",
+        )
+    )
+    return 1
+
+
+def _redacted(text: str) -> str:
+    """Anything token-shaped in an exception's text, as its fingerprint."""
+    import re
+
+    from acct.base.models import fingerprint
+
+    return re.sub(r"sk-ant-[A-Za-z0-9_\-]+", lambda m: f"<token fp {fingerprint(m[0])}>", text)

@@ -9,8 +9,14 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from acct.cli import app
+from acct.app import accounts as manage
+from acct.app.views import AccountView, current_views
+from acct.base.errors import UsageError
+from acct.base.models import Account
+from acct.base.paths import display_path
+from acct.cli import app, documents
 from acct.cli.common import (
     AccountArg,
     JsonOpt,
@@ -23,25 +29,18 @@ from acct.cli.common import (
 from acct.cli.picker import ask, notes, pick_account, state_text, usage_problem
 from acct.cli.render import (
     emit_json,
-    epoch,
     err,
     human_duration,
     info,
-    iso,
     line,
     mode,
     out,
     pct,
+    safe,
     until,
     warn,
 )
 from acct.services.context import Ctx
-from acct.base.errors import UsageError
-from acct.base.models import Account, Window
-from acct.services.store import validate_name
-from acct.app.views import AccountView, current_views
-from acct.base.paths import display_path
-from acct.services import prompt_state
 
 UsageOpt = Annotated[
     bool,
@@ -49,10 +48,6 @@ UsageOpt = Annotated[
         "--usage", "-u", help="Poll the usage of accounts whose cached values are stale first."
     ),
 ]
-
-
-def _update_prompt(c: Ctx) -> None:
-    prompt_state.refresh_quietly(c)
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -93,77 +88,6 @@ def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
 
 
 
-def _window_json(w: Window | None, row: AccountView) -> dict[str, Any] | None:
-    if w is None:
-        return None
-    return {
-        "utilization": w.utilization,
-        "utilization_now": row.utilization(w),
-        "resets_at": iso(w.resets_at),
-        "resets_at_epoch": epoch(w.resets_at),
-    }
-
-
-def _retry_at(row: AccountView) -> float | None:
-    return row.backoff_until if row.retry_in is not None else None
-
-
-def row_json(row: AccountView) -> dict[str, Any]:
-    """One account for ``--json``: the table's data, times as ISO-8601 plus epoch, no secret."""
-    return {
-        "id": row.id,
-        "name": row.name,
-        "email": row.email,
-        "plan": row.plan,
-        "account_kind": row.kind,
-        "enabled": row.enabled,
-        "state": row.state,
-        "usable": row.usable,
-        "full_window": row.full_window,
-        "bench": None
-        if row.bench_until is None
-        else {
-            "until_at": iso(row.bench_until),
-            "until_at_epoch": epoch(row.bench_until),
-            "kind": row.bench_kind,
-            "reason": row.bench_reason,
-        },
-        "holder": None
-        if row.holder_target is None
-        else {"target": row.holder_target, "path": row.holder_path},
-        "usage": {
-            "five_hour": _window_json(row.five_hour, row),
-            "seven_day": _window_json(row.seven_day, row),
-            "scoped": [
-                {
-                    "label": label,
-                    "utilization": p,
-                    "resets_at": iso(r),
-                    "resets_at_epoch": epoch(r),
-                }
-                for label, p, r in row.scoped
-            ],
-            "fetched_at": iso(row.fetched_at),
-            "fetched_at_epoch": epoch(row.fetched_at),
-            "age_seconds": epoch(row.usage_age),
-            "error": None
-            if row.usage_error is None
-            else {
-                "code": row.usage_error,
-                "message": row.usage_error_message,
-                "retry_at": iso(_retry_at(row)),
-                "retry_at_epoch": epoch(_retry_at(row)),
-            },
-            "note": row.usage_note,
-        },
-        "resets_at": iso(row.relevant_reset),
-        "resets_at_epoch": epoch(row.relevant_reset),
-        "fingerprint": row.fingerprint,
-        "last_used_at": iso(row.last_used_at),
-        "last_used_at_epoch": epoch(row.last_used_at),
-    }
-
-
 def _age(row: AccountView) -> str:
     age = row.usage_age
     return "-" if age is None else f"{human_duration(age)} ago"
@@ -178,16 +102,16 @@ _GAP = 2  # between columns
 
 def _cells(r: AccountView, short: bool) -> dict[str, str]:
     return {
-        "NAME": r.name,
-        "EMAIL": r.email or "-",
-        "PLAN": r.plan or ("api key" if r.kind == "api_key" else "-"),
-        "STATE": state_text(r, short=short),
+        "NAME": safe(r.name),
+        "EMAIL": safe(r.email) or "-",
+        "PLAN": safe(r.plan) or ("api key" if r.kind == "api_key" else "-"),
+        "STATE": safe(state_text(r, short=short)),
         "5H": pct(r.utilization(r.five_hour)),
         "7D": pct(r.utilization(r.seven_day)),
         "RESETS": until(r.relevant_reset, r.now),
         "USAGE AGE": _age(r),
         "TOKEN": r.fingerprint,
-        "NOTE": notes(r),
+        "NOTE": safe(notes(r)),
     }
 
 
@@ -264,7 +188,7 @@ def list_accounts(usage: bool, json: bool) -> None:
         accounts = list(c.store.read())  # a poll may refresh tokens or find a signed-out account
     rows = current_views(c, accounts, time.time())
     if json:
-        emit_json("accounts", {"accounts": [row_json(r) for r in rows]})
+        emit_json("accounts", {"accounts": [documents.account_row(r) for r in rows]})
         return
     if not rows:
         line("No accounts yet: run `acct login` to add one.")
@@ -319,14 +243,11 @@ def remove(name: AccountArg = None, yes: YesOpt = False) -> None:
             raise UsageError(
                 f"removing {name!r} needs confirmation", hint=f"run `acct remove {name} --yes`"
             )
-        if not _ask(f"Remove account {name} ({account.email or account.kind})?"):
-            info(f"Kept {name}.")
+        if not _ask(safe(f"Remove account {name} ({account.email or account.kind})?")):
+            info(f"Kept {escape(name)}.")
             return
-    with c.store.transaction() as accounts:
-        removed = accounts.remove(name)
-    c.state.forget(removed.id)
-    _update_prompt(c)
-    info(f"Removed account {name}.")
+    removed = manage.remove(c, name)
+    info(f"Removed account {escape(name)}.")
     if removed.holder is not None:
         _warn_still_held(c, removed)
 
@@ -369,28 +290,15 @@ def rename(first: FirstNameArg, second: NewNameArg = None) -> None:
         old, new = pick_account(c, f"Rename which account to {first}?"), first
     else:
         old, new = first, second
-    validate_name(new)
-    with c.store.transaction() as accounts:
-        account = accounts.get(old)
-        if old == new:
-            return
-        if accounts.find(new):
-            raise UsageError(f"an account named {new!r} exists already", hint="choose another name")
-        accounts.put(account.copy(name=new))
-    _update_prompt(c)
-    info(f"Renamed {old} to {new}.")
+    if manage.rename(c, old, new).changed:
+        info(f"Renamed {escape(old)} to {escape(new)}.")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
-    c = ctx()
     word = "enabled" if enabled else "disabled"
-    with c.store.transaction() as accounts:
-        account = accounts.get(name)
-        if account.enabled == enabled:
-            info(f"{name} is {word} already.")
-            return
-        accounts.put(account.copy(enabled=enabled))
-    _update_prompt(c)
+    if not manage.set_enabled(ctx(), name, enabled).changed:
+        info(f"{escape(name)} is {word} already.")
+        return
     info(
         f"{name} is {word}."
         + ("" if enabled else f" acct will not pick it until you run `acct enable {name}`.")

@@ -21,11 +21,6 @@ def ctx() -> Ctx:
     return _ctx
 
 
-def set_ctx(c: Ctx | None) -> None:
-    global _ctx
-    _ctx = c
-
-
 def complete_account(incomplete: str) -> list[str]:
     """Account names for shell completion; never fails (completion must stay quiet)."""
     try:

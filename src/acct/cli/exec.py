@@ -18,6 +18,7 @@ from acct.base.timefmt import time_left
 from acct.cli import app
 from acct.cli.common import TargetOpt, complete_account, ctx
 from acct.cli.render import line, warn
+from acct.services.context import Ctx
 
 
 class TerminalReporter:
@@ -126,6 +127,14 @@ def exec_command(
             "when another `acct exec` uses the default one).",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics while the session runs.",
+        ),
+    ] = None,
 ) -> None:
     """Run a coding tool on the best account; when it stops on a usage limit, switch and resume.
 
@@ -144,4 +153,14 @@ def exec_command(
         proxy=proxy,
         isolate=isolate,
     )
-    raise typer.Exit(run_exec(ctx(), opts, TerminalReporter()))
+    raise typer.Exit(_with_metrics(ctx(), opts, metrics_port))
+
+
+def _with_metrics(c: Ctx, opts: ExecOptions, port: int | None) -> int:
+    """:func:`run_exec`, with ``/metrics`` served on 127.0.0.1 meanwhile when a port is given."""
+    if port is None:
+        return run_exec(c, opts, TerminalReporter())
+    from acct.app.metrics import serving
+
+    with serving(c, port):
+        return run_exec(c, opts, TerminalReporter())

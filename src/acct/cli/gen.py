@@ -690,6 +690,8 @@ exits with the child's own status (128+N when the child was killed by signal N),
 command is not found and 126 when it cannot be executed.
 .B acct prompt
 always exits 0.
+.B acct capacity
+exits 0, 10 or 20 for a green, yellow or red pool.
 .SH EXAMPLES
 Add an account and see every account's quota:
 .PP
@@ -741,7 +743,7 @@ def man(root: Command) -> str:
     for c in root.walk():
         if not c.path:
             continue
-        out.append(f'.SS "acct {_roff(c.name)} {_roff(c.usage)}"'.replace('"', '"', 1))
+        out.append(f'.SS "acct {_roff(c.name)} {_roff(c.usage)}"')
         out += [".PP\n" + _roff(p) for p in c.help.split("\n\n")] if c.help else []
         for a in c.arguments:
             if a.help:

@@ -11,12 +11,13 @@ from typing import Annotated
 
 import typer
 
-from acct.services import oauth
-from acct.cli import app, render
-from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
-from acct.services.context import Ctx
+from acct.app import accounts as manage
 from acct.base.errors import AcctError, HeldByTarget, Interrupted, UsageError
 from acct.base.models import Account
+from acct.cli import app, documents, render
+from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
+from acct.services import oauth
+from acct.services.context import Ctx
 
 TimeoutOpt = Annotated[
     float,
@@ -29,22 +30,6 @@ TimeoutOpt = Annotated[
     ),
 ]
 
-
-
-def _account_json(acc: Account) -> dict[str, object]:
-    expires_at = acc.tokens.expires_at if acc.tokens else None
-    return {
-        "name": acc.name,
-        "kind": acc.kind,
-        "email": acc.email,
-        "plan": acc.plan,
-        "uuid": acc.uuid,
-        "fingerprint": acc.fingerprint,
-        "added_at": render.iso(acc.added_at),
-        "added_at_epoch": render.epoch(acc.added_at),
-        "expires_at": render.iso(expires_at),
-        "expires_at_epoch": render.epoch(expires_at),
-    }
 
 
 def _can_open_browser() -> bool:
@@ -75,12 +60,12 @@ def _show_prompt(prompt: oauth.LoginPrompt, open_browser: bool) -> None:
             return
 
 
-def _report(result: oauth.LoginResult, json_out: bool) -> None:
+def _report(result: manage.LoginResult, json_out: bool) -> None:
     for note in result.notes:
         render.warn(note)
     acc = result.account
     if json_out:
-        render.emit_json("login", {"account": _account_json(acc), "created": result.created})
+        render.emit_json("login", {"account": documents.login_account(acc), "created": result.created})
     elif acc.kind == "api_key":
         render.out.print(
             f"{'added' if result.created else 'updated'} {acc.name} (api key {acc.fingerprint})",
@@ -101,7 +86,13 @@ def login_summary(acc: Account) -> str:
 def _read_api_key() -> str:
     """The key from a hidden prompt on a terminal, else all of stdin."""
     if not sys.stdin.isatty():
-        return sys.stdin.read()
+        from acct.base.inputs import read_stream
+
+        raw = read_stream(sys.stdin.fileno(), what="the API key on stdin")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError("the API key on stdin is not text; nothing was stored") from None
     try:
         return getpass.getpass("API key: ", stream=sys.stderr)
     except KeyboardInterrupt:
@@ -160,10 +151,10 @@ def login(
             raise UsageError(
                 "--api-key needs a NAME for the account", hint="acct login NAME --api-key"
             )
-        _report(oauth.store_api_key(c, name, _read_api_key()), json_out)
+        _report(manage.store_api_key(c, name, _read_api_key()), json_out)
         return
     try:
-        result = oauth.login_flow(
+        answer = oauth.login_flow(
             c,
             name=name,
             manual=manual,
@@ -175,7 +166,7 @@ def login(
         )
     except KeyboardInterrupt:
         raise Interrupted("login interrupted; nothing was stored") from None
-    _report(result, json_out)
+    _report(manage.store_login(c, answer, name=name), json_out)
 
 
 def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:

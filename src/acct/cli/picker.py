@@ -7,11 +7,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from acct.cli.common import is_interactive
-from acct.cli.render import err, human_duration, line, pct, until
-from acct.services.context import Ctx
-from acct.base.errors import Interrupted, NotFound, UsageError
 from acct.app.views import AccountView, current_views, rank_for_picker
+from acct.base.errors import Interrupted, NotFound, UsageError
+from acct.cli.common import is_interactive
+from acct.cli.render import err, human_duration, line, pct, safe, until
+from acct.services.context import Ctx
 
 _ERROR_WORDS = {
     "rate_limited": "rate-limited",
@@ -74,16 +74,17 @@ def choice_titles(rows: list[AccountView], columns: int) -> list[str]:
     """One aligned line per account for a picker ``columns`` wide: name, state, 5h and 7d,
     and the email on a wide terminal. No line is longer than the terminal (it would wrap)."""
     short = columns < _EMAIL_COLUMNS
-    states = [state_text(r, short=short) for r in rows]
-    name_w = max(len(r.name) for r in rows)
+    states = [safe(state_text(r, short=short)) for r in rows]
+    names = [safe(r.name) for r in rows]
+    name_w = max(len(n) for n in names)
     state_w = max(len(s) for s in states)
     titles = []
-    for r, state in zip(rows, states, strict=True):
+    for r, name, state in zip(rows, names, states, strict=True):
         five = pct(r.utilization(r.five_hour))
         seven = pct(r.utilization(r.seven_day))
-        title = f"{r.name:<{name_w}}  {state:<{state_w}}  5h {five:>4}  7d {seven:>4}"
+        title = f"{name:<{name_w}}  {state:<{state_w}}  5h {five:>4}  7d {seven:>4}"
         if not short and r.email and r.email != r.name:
-            title += f"  {r.email}"
+            title += f"  {safe(r.email)}"
         titles.append(_fit(title, columns - _POINTER - 1))
     return titles
 

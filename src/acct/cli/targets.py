@@ -14,12 +14,11 @@ from acct.app.status import TargetStatus, target_status
 from acct.base.errors import UsageError
 from acct.base.models import Account, fingerprint
 from acct.base.paths import display_path
-from acct.cli import app
+from acct.cli import app, documents
 from acct.cli.common import AccountArg, JsonOpt, complete_target, ctx, is_interactive
-from acct.cli.render import emit_json, epoch, iso, line, mode, out, pct, warn
+from acct.cli.render import emit_json, line, mode, out, pct, warn
+from acct.services import custody, procs, sessions
 from acct.services.context import Ctx
-from acct.services.state import SessionRow
-from acct.services.store import Accounts
 from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
 
 TargetsOpt = Annotated[
@@ -41,11 +40,6 @@ def _account_label(acc: Account) -> str:
     return f"{acc.name} ({acc.plan})" if acc.plan else acc.name
 
 
-def _account_json(name: str, email: str | None, plan: str | None, fp: str) -> dict[str, Any]:
-    """The account a command acted on, shaped as `acct login --json` shows it."""
-    return {"name": name, "email": email, "plan": plan, "fingerprint": fp}
-
-
 # --- use ---------------------------------------------------------------------------------------
 
 
@@ -63,7 +57,6 @@ def use(
     json_out: JsonOpt = False,
 ) -> None:
     """Write an account into a tool's credential file (its login moves there)."""
-    from acct.services import custody
     mode.json = json_out
     c = ctx()
     names = list(dict.fromkeys(target or [c.config.default_target]))
@@ -83,29 +76,10 @@ def use(
     acc = c.store.read().get(name)
     results = [custody.lend(c, acc.id, t, force=force) for t in names]
     if json_out:
-        emit_json("use", {"targets": [_lend_json(r, acc.email) for r in results]})
+        emit_json("use", {"targets": [documents.lend(r, acc.email) for r in results]})
         return
     for r in results:
         _print_lend(c, r)
-
-
-def _lend_json(r: Any, email: str | None) -> dict[str, Any]:
-    expires = r.entry.tokens.expires_at or None
-    return {
-        "target": r.target,
-        "path": r.path,
-        "account": _account_json(r.account_name, email, r.plan, r.fingerprint),
-        "account_id": r.account_id,
-        "expires_at": iso(expires),
-        "expires_at_epoch": epoch(expires),
-        "already": r.already,
-        "returned": list(r.returned),
-        "moved_from": r.moved_from,
-        "needs_login": list(r.lost),
-        "warnings": list(r.warnings),
-        "harvest": {"status": r.harvest.status, "message": r.harvest.message or None},
-        "extra_usage_billing": get_target(r.target).extra_usage_billing,
-    }
 
 
 def _print_lend(c: Ctx, r: Any) -> None:
@@ -114,6 +88,12 @@ def _print_lend(c: Ctx, r: Any) -> None:
     out.print(f"{r.target} ← {label} fp {r.fingerprint}{suffix}", markup=False)
     if r.harvest.message:
         line(f"acct: {r.target}: {r.harvest.message}")
+    if r.in_use_by:
+        pids = ", ".join(str(p) for p in r.in_use_by)
+        line(
+            f"acct: note: a running acct exec (pid {pids}) uses this login; acct leaves it as "
+            f"{r.target} has it ({r.target} refreshes it itself)"
+        )
     if r.returned:
         line(f"acct: {', '.join(r.returned)} returned to the store")
     if r.moved_from:
@@ -129,24 +109,6 @@ def _print_lend(c: Ctx, r: Any) -> None:
 
 
 # --- status ------------------------------------------------------------------------------------
-
-
-def _status_json(st: TargetStatus) -> dict[str, Any]:
-    return {
-        "target": st.target,
-        "path": st.path,
-        "present": st.present,
-        "state": st.state,
-        "account": st.account,
-        "account_id": st.account_id,
-        "holder": st.holder,
-        "fingerprint": st.fingerprint,
-        "changed_since_written": st.changed,
-        "expires_at": iso(st.expires_at),
-        "expires_at_epoch": epoch(st.expires_at),
-        "error": st.error,
-        "usage": st.usage or None,
-    }
 
 
 def _status_line(c: Ctx, st: TargetStatus) -> str:
@@ -171,22 +133,6 @@ def _status_line(c: Ctx, st: TargetStatus) -> str:
     return " · ".join(parts)
 
 
-def _session_json(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
-    acc = accounts.by_id(row.account_id) if row.account_id else None
-    return {
-        "id": row.id,
-        "pid": row.pid,
-        "tool_pid": row.child_pid,
-        "target": row.target,
-        "account": acc.name if acc else None,
-        "account_id": row.account_id,
-        "isolated": row.isolated,
-        "path": row.path,
-        "started_at": iso(row.started_at),
-        "started_at_epoch": epoch(row.started_at),
-    }
-
-
 def _session_line(c: Ctx, s: Mapping[str, Any]) -> str:
     path = display_path(c.env, s["path"])
     where = f"own file {path}" if s["isolated"] else path
@@ -199,16 +145,15 @@ def status(json_out: JsonOpt = False) -> None:
 
     No network, except to take back the login of a session that ended without cleaning up.
     """
-    from acct.services import sessions
     mode.json = json_out
     c = ctx()
     for message in sessions.sweep(c):
         warn(message)
     accounts = c.store.read()
     rows = [target_status(c, accounts, n) for n in TARGET_NAMES]
-    running = [_session_json(accounts, r) for r in sessions.live(c)]
+    running = [documents.session(accounts, r) for r in procs.live(c)]
     if json_out:
-        emit_json("status", {"targets": [_status_json(r) for r in rows], "sessions": running})
+        emit_json("status", {"targets": [documents.target_status(r) for r in rows], "sessions": running})
         return
     for r in rows:
         out.print(_status_line(c, r), markup=False)
@@ -280,7 +225,7 @@ def import_(
         emit_json(
             "import",
             {
-                "account": _account_json(acc.name, acc.email, acc.plan, fp),
+                "account": documents.account_brief(acc.name, acc.email, acc.plan, fp),
                 "account_id": acc.id,
                 "created": r.created,
                 "target": target,

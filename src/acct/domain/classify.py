@@ -22,6 +22,7 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acct.base.config import TargetConfig
+from acct.base.timefmt import epoch_seconds
 
 Kind = Literal["ok", "quota", "throttle", "login", "auth", "other"]
 
@@ -68,7 +69,9 @@ _WINDOWS = tuple(
         (r"\bmonthly usage limit\b", "monthly usage"),
     )
 )
-_RATE_LIMIT_TYPES = {
+# A limit's machine name (Claude Code's ``rateLimitType``, the unified headers'
+# ``representative-claim``) -> the window acct names it by.
+WINDOW_OF_CLAIM = {
     "five_hour": "5-hour",
     "seven_day": "7-day",
     "seven_day_opus": "Opus weekly",
@@ -213,7 +216,7 @@ def _from_event(doc: dict[str, object]) -> Ending | None:
         return None
     reset = info.get("resetsAt")
     kind = info.get("rateLimitType")
-    window = _RATE_LIMIT_TYPES.get(kind) if isinstance(kind, str) else None
+    window = WINDOW_OF_CLAIM.get(kind) if isinstance(kind, str) else None
     reset_at = _epoch(reset) if isinstance(reset, int | float | str) else None
     return Ending("quota", reset_at, _EVENT, window)
 
@@ -236,12 +239,12 @@ def _from_result(doc: dict[str, object], now: float, patterns: Patterns) -> Endi
 
 
 def _epoch(value: float | str) -> float | None:
-    """Epoch seconds (milliseconds accepted: anything past the year 33658 is taken as ms)."""
+    """Epoch seconds (milliseconds accepted, see :func:`acct.base.timefmt.epoch_seconds`)."""
     try:
         v = float(value)
     except ValueError:
         return None
-    return v / 1000.0 if v > 1e12 else v
+    return epoch_seconds(v)
 
 
 def parse_reset(text: str, now: float, *, local: tzinfo | None = None) -> float | None:

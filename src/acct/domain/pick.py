@@ -27,6 +27,7 @@ from typing import Protocol
 
 from acct.base.config import POLICIES
 from acct.base.models import Account, Usage, UsageRecord, live_utilization
+from acct.base.timefmt import human_duration
 
 WEEK = 7 * 86400.0
 FULL = 100.0
@@ -114,21 +115,8 @@ def _ineligible(
         return "holds no key"
     b = benches.get(a.id)
     if b is not None and b.until > now:
-        return f"benched ({b.kind}) for {_duration(b.until - now)}: {b.reason}"
+        return f"benched ({b.kind}) for {human_duration(b.until - now)}: {b.reason}"
     return None
-
-
-def _duration(seconds: float) -> str:
-    s = int(max(0, seconds))
-    if s < 60:
-        return f"{s}s"
-    m = s // 60
-    if m < 60:
-        return f"{m}m"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h}h{m:02d}m"
-    return f"{h // 24}d{h % 24}h"
 
 
 def _pct(v: float | None) -> str:
@@ -141,7 +129,7 @@ def _describe(u: Usage | None, now: float) -> str:
     text = f"5h {_pct(live_utilization(u.five_hour, now))}, 7d {_pct(live_utilization(u.seven_day, now))}"
     reset = _weekly_reset(u, now)
     if reset is not None:
-        text += f", week resets in {_duration(reset - now)}"
+        text += f", week resets in {human_duration(reset - now)}"
     return text
 
 
@@ -171,7 +159,7 @@ def _policy_why(policy: str, u: Usage | None, now: float, last: float) -> str:
         )
         base = f"{pace}; {base}"
     if policy == "round-robin":
-        base = f"{'never used' if not last else f'last used {_duration(now - last)} ago'}; {base}"
+        base = f"{'never used' if not last else f'last used {human_duration(now - last)} ago'}; {base}"
     return base
 
 

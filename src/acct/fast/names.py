@@ -12,14 +12,14 @@ import sys
 import tomllib
 from collections.abc import Mapping
 
-from acct.fast.prompt import dirs
+from acct.fast.prompt import dirs, read_small
 
 
 def account_names(env: Mapping[str, str]) -> list[str]:
     try:
-        with open(os.path.join(dirs(env)[0], "accounts.toml"), "rb") as fh:
-            doc = tomllib.load(fh)
-    except (OSError, ValueError):
+        text = read_small(os.path.join(dirs(env)[0], "accounts.toml"), 16 << 20)
+        doc = tomllib.loads(text)
+    except (OSError, ValueError, RecursionError):
         return []
     accounts = doc.get("accounts")
     if not isinstance(accounts, list):

@@ -45,21 +45,28 @@ def _xdg(env: Mapping[str, str], var: str, home: str, default: str) -> str:
 
 def dirs(env: Mapping[str, str]) -> tuple[str, str]:
     """acct's (data_dir, state_dir) for ``env``, without importing anything outside stdlib."""
-    home = env.get("HOME") or os.path.expanduser("~")
+    home = env.get("HOME", None)
+    if home is None:
+        home = os.path.expanduser("~")
     root = env.get("ACCT_HOME")
-    if root:
-        base = os.path.expanduser(root)
+    base = os.path.expanduser(root) if root else None
+    if not os.path.isabs(home) or (base is not None and not os.path.isabs(base)):
+        raise ValueError("HOME and ACCT_HOME must be absolute")  # acct refuses them too
+    if base is not None:
         return os.path.join(base, "data"), os.path.join(base, "state")
     if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
         return (
             os.path.join(_xdg(env, "XDG_DATA_HOME", home, ".local/share"), "acct"),
             os.path.join(_xdg(env, "XDG_STATE_HOME", home, ".local/state"), "acct"),
         )
-    # Other platforms follow platformdirs; the cost of importing it is theirs alone.
-    from acct.base.paths import Paths
+    # Other platforms follow platformdirs, as acct.base.paths does; the cost of importing it is
+    # theirs alone (and this layer imports nothing of acct's: it sits below all of it).
+    import platformdirs
 
-    p = Paths.from_env(env)
-    return str(p.data_dir), str(p.state_dir)
+    return (
+        platformdirs.user_data_dir("acct", appauthor=False),
+        platformdirs.user_state_dir("acct", appauthor=False),
+    )
 
 
 def prompt_state_path(env: Mapping[str, str]) -> str:
@@ -151,10 +158,18 @@ def fill(fmt: str, values: Mapping[str, str]) -> str:
     for part in parts[1:]:
         name, brace, rest = part.partition("}")
         if brace and name in values:
-            out.append(values[name] + rest)
+            out.append(_printable(values[name]) + rest)
         else:
             out.append("{" + part)
     return " ".join("".join(out).split())
+
+
+def _printable(value: str) -> str:
+    """``value`` with control characters (a terminal would obey them) shown as ``?``; the
+    format itself may colour the prompt as it likes."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else "?" for c in value)
 
 
 def segment(
@@ -207,7 +222,8 @@ def parse_json(text: str) -> Any:
         return json.loads(text)
     text = text.strip()
     try:
-        value, end = make_scanner(_JsonContext())(text, 0)
+        # The C scanner takes any object with the decoder's attributes (typeshed says JSONDecoder).
+        value, end = make_scanner(_JsonContext())(text, 0)  # type: ignore[arg-type]
     except StopIteration:
         raise ValueError("not JSON") from None
     finally:
@@ -217,11 +233,36 @@ def parse_json(text: str) -> Any:
     return value
 
 
+_STATE_LIMIT = 1 << 20  # prompt.json is a few hundred bytes
+
+
+def read_small(path: str, limit: int = _STATE_LIMIT) -> str:
+    """A small regular file's text; never blocks on a FIFO nor reads a device (ValueError).
+
+    The standard-library twin of ``acct.base.inputs.read_file``, for the fast paths."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        import stat
+
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            raise ValueError("not a small regular file")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, limit + 1 - total):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise ValueError("file grew too large")
+        return b"".join(chunks).decode("utf-8")
+    finally:
+        os.close(fd)
+
+
 def read_state(path: str) -> dict[str, Any] | None:
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = parse_json(fh.read())
-    except (OSError, ValueError):
+        doc = parse_json(read_small(path))
+    except (OSError, ValueError, RecursionError):
         return None
     return doc if isinstance(doc, dict) and doc.get("version") == 1 else None
 

@@ -6,12 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from acct.base.config import Config, load_config
 from acct.base.endpoints import Endpoints
 from acct.base.paths import Paths
 from acct.services.state import State
 from acct.services.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = "acct/0.1"
 
@@ -40,8 +44,8 @@ class Ctx:
     def state(self) -> State:
         return State(self.paths)
 
-    def http(self, *, timeout: float = 20.0):  # -> httpx.Client (import kept lazy for start-up)
-        import httpx
+    def http(self, *, timeout: float = 20.0) -> httpx.Client:
+        import httpx  # lazy: about 60 ms of start-up that `acct prompt` and `--help` never pay
 
         return httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),

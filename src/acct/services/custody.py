@@ -39,18 +39,31 @@ change in one atomic write). The rules here:
   refreshing in the meantime is never overwritten. A login acct could not take back (another
   identity, one acct could not check, an API key) is replaced only when forced; when forced over
   a change acct could not check, the accounts recorded there are marked "needs login", since
-  their stored refresh tokens may be spent.
-- **running sessions** (``acct.services.sessions``): a lend never takes an account out of a file the
-  tool of a running ``acct exec`` reads (it would be left without a login), and writes another
-  account into such a file only when forced (the tool re-reads it: the session would switch),
-  unless this process is one of the sessions on that file (its own rotation).
+  their stored refresh tokens may be spent. A *dead* login is not one to keep: one whose access
+  token the server refuses (401) before its expiry, or, once its access token has expired, whose
+  refresh the server refuses when acct renews it in place as the tool would (see renew), is
+  replaced without force, and said so. A refresh before the write whose answer was lost
+  (:class:`~acct.services.oauth.RefreshUnanswered`) lends nothing: the stored refresh token may
+  be spent, and a tool handed it would present it.
+- **a running tool's login is its own** (``acct.services.sessions``). While an ``acct exec``
+  session of another process is live on a file (its acct or its tool still runs), the lineage
+  in that file belongs to that tool: no acct process takes it out of the file (reclaim), and
+  none refreshes it, since the tool holds its refresh token and would present it once spent (the
+  chain would be revoked) or read an empty file meanwhile. So a lend of the account the file
+  already holds leaves the entry exactly as it is, *however short its access token* (the tool
+  refreshes it itself, under its own lock), and reports the sessions using it; moving the
+  account from that file to another, and renewing it in place (``acct import``), are refused.
+  Only that session itself, once its tool has exited, may take it back or switch it (its own
+  rotation and its end). Writing *another* account into such a file is refused unless forced
+  (the tool re-reads it: the session would switch); sessions sharing one file switch together
+  when one of them rotates.
 - a lineage is never written into two files. An account lent elsewhere moves only when that file
   still holds exactly what acct recorded: its entry is removed (other keys kept) before the new
   file gets it, and written back there if the lend fails after that.
 - **renew** (for ``acct import``): a tool's login whose access token has expired is refreshed in
   its own file, under the tool's own lock, exactly as the tool would do it, so the lineage never
   has two holders. Only for tools with such a lock (Claude Code, Pi): OpenCode has none and could
-  spend the same refresh token at the same moment.
+  spend the same refresh token at the same moment. Never under a running session's tool.
 """
 
 from __future__ import annotations
@@ -62,7 +75,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from acct.services.context import Ctx
 from acct.base.errors import (
@@ -74,12 +87,16 @@ from acct.base.errors import (
     NetworkError,
     RateLimited,
 )
-from acct.base.fsio import file_lock
+from acct.base.fsio import file_lock, holder_path
 from acct.base.models import Account, Holder, Tokens, fingerprint
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
 from acct.services.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
-from acct.services import prompt_state
+from acct.services import procs, prompt_state
+from acct.services import oauth
+
+if TYPE_CHECKING:
+    from acct.services.oauth import Profile
 
 Status = Literal[
     "absent",
@@ -91,6 +108,7 @@ Status = Literal[
     "unverified",
     "untracked",
     "adopted",
+    "dead",
 ]
 LEND_ATTEMPTS = 3
 # How long to wait for another acct process's custody change of the same file: a lend holding
@@ -99,7 +117,10 @@ TARGET_LOCK_WAIT = 120.0
 # `acct import` refreshes a file's login first when its access token has less than this left.
 RENEW_BELOW = 60.0
 # Statuses after which the file holds nothing acct would lose by overwriting it.
-_SAFE_TO_REPLACE = ("absent", "blank", "unchanged", "refreshed", "harvested", "adopted")
+_SAFE_TO_REPLACE = ("absent", "blank", "unchanged", "refreshed", "harvested", "adopted", "dead")
+# A login whose access token the server refuses with this long still to go by its own expiry
+# is dead (revoked), not merely expired: the margin covers clocks that disagree.
+DEAD_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,9 @@ class HarvestResult:
       untracked   nothing is lent there; the file holds a login acct does not track
       adopted     the file holds a stored account's exact lineage, or its newest login (see
                   the module docstring): taken into the store, custody recorded
+      dead        the server refuses the file's login (401 for an access token that has not
+                  expired): it is signed out, nothing is lost by replacing it; custody of
+                  anything recorded there is released (the next refresh of each tells)
     """
 
     target: str
@@ -153,16 +177,13 @@ class LendResult:
     already: bool = False  # the file held this account already; nothing was written
     lost: tuple[str, ...] = ()  # accounts a forced write left needing a new login
     warnings: tuple[str, ...] = ()  # follow-up steps that failed; the lend itself stands
+    # pids of running `acct exec` sessions whose tool holds the login: left as the file has it
+    in_use_by: tuple[int, ...] = ()
 
     @property
     def fingerprint(self) -> str:
         """Fingerprint of the access token the file holds (safe to show)."""
         return fingerprint(self.entry.tokens.access)
-
-
-def holder_path(path: Path | str) -> str:
-    """The path custody records: symlinks resolved, so one file is one holder."""
-    return os.path.realpath(path)
 
 
 def _env(ctx: Ctx, env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -247,9 +268,13 @@ def _spent(acc: Account) -> Account:
 
 
 def _with_file_tokens(acc: Account, entry: Entry, lineage: str) -> Account:
+    """The file's tokens taken into the account. An entry without a refresh token (the token
+    endpoint answered none, so the old one stays live, and the tool wrote ``null``) keeps the
+    stored one, as a refresh answer without one does."""
     t = entry.tokens
     scopes = t.scopes or (acc.tokens.scopes if acc.tokens else ())
-    tokens = Tokens(access=t.access, refresh=t.refresh, expires_at=t.expires_at, scopes=scopes)
+    refresh = t.refresh or (acc.tokens.refresh if acc.tokens else None)
+    tokens = Tokens(access=t.access, refresh=refresh, expires_at=t.expires_at, scopes=scopes)
     holder = replace(acc.holder, fingerprint=lineage) if acc.holder else None
     return acc.copy(tokens=tokens, holder=holder, needs_login=False)
 
@@ -455,25 +480,51 @@ def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) 
     Only the profile endpoint can say (the slot poisoning guard). ``held`` are the accounts
     recorded at the file; empty for a file nothing is lent to.
     """
-    from acct.services import oauth
     try:
         profile = oauth.fetch_profile(ctx, entry.tokens.access)
-    except AcctError as e:
-        if not held:
-            return replace(
-                base,
-                message=f"the file holds a login acct does not track, and acct could not check "
-                f"whose ({e.message})",
-            )
-        written = ", ".join(a.name for a in held)
+    except oauth.TokenRefused as e:
+        if not entry.tokens.fresh_for(DEAD_MARGIN):
+            return _unchecked(base, held, e)  # expired: the tool would refresh it
+        names = _update(ctx, held, _released) if held else []
         return replace(
             base,
-            status="unverified",
-            account_id=held[0].id,
-            account_name=held[0].name,
-            message=f"the file changed since acct wrote {written} and acct could not check "
-            f"whose login it holds now ({e.message})",
+            status="dead",
+            account_id=held[0].id if held else None,
+            account_name=held[0].name if held else None,
+            released=tuple(names),
+            checked=True,
+            message="the file holds a login the server refuses (401 for an access token that "
+            "has not expired): it is signed out, so replacing it loses nothing"
+            + _also_released(names),
         )
+    except AcctError as e:
+        return _unchecked(base, held, e)
+    return _identified(ctx, base, held, entry, profile)
+
+
+def _unchecked(base: HarvestResult, held: list[Account], e: AcctError) -> HarvestResult:
+    """The profile endpoint could not say whose the file's login is."""
+    if not held:
+        return replace(
+            base,
+            message=f"the file holds a login acct does not track, and acct could not check "
+            f"whose ({e.message})",
+        )
+    written = ", ".join(a.name for a in held)
+    return replace(
+        base,
+        status="unverified",
+        account_id=held[0].id,
+        account_name=held[0].name,
+        message=f"the file changed since acct wrote {written} and acct could not check "
+        f"whose login it holds now ({e.message})",
+    )
+
+
+def _identified(
+    ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry, profile: Profile
+) -> HarvestResult:
+    """The profile named the file's login: the owner recorded there, or someone else."""
     owner = next((a for a in held if a.same_identity(profile.uuid, profile.org_uuid)), None)
     if owner is not None:
         fp = entry.lineage_fingerprint
@@ -560,6 +611,14 @@ def _reclaim_locked(ctx: Ctx, acc: Account, env: Mapping[str, str]) -> tuple[Har
     assert acc.holder is not None
     seen = acc.holder
     target = get_target(seen.target)
+    rows = _live_tools_on(ctx, seen.path)
+    if rows:
+        raise HeldByTarget(
+            f"account {acc.name!r} is in use by a running acct exec (pid {_pids(rows)}) of "
+            f"{seen.target} ({seen.path}); taking it back would leave that tool without a "
+            "login and spend the refresh token it holds",
+            hint="wait for that session to end; the tool refreshes its login itself",
+        )
     hv = harvest_at(ctx, target, Path(seen.path), env)
     acc = _account(ctx, acc.id)
     if acc.holder is None:
@@ -660,10 +719,20 @@ def _spent_by_overwrite(ctx: Ctx, hv: HarvestResult, force: bool) -> frozenset[s
 
 def _fresh(ctx: Ctx, acc: Account, target: JsonTarget) -> Account:
     """The account with an access token good for the tool (refreshed while the store holds it)."""
-    from acct.services import oauth
     margin = max(ctx.config.refresh_margin, target.refresh_margin)
     try:
         return oauth.ensure_fresh(ctx, acc.id, margin)
+    except oauth.RefreshUnanswered as e:
+        # The server may have rotated the lineage: then the stored refresh token is spent, and
+        # a tool handed it would present it and revoke the chain. Lend nothing; the next
+        # refresh tells which it was.
+        _record(ctx, "refresh_unanswered", account_id=acc.id, target=target.name)
+        raise oauth.RefreshUnanswered(
+            f"{e.message}; so acct did not lend {acc.name!r} to {target.name}, whose stored "
+            "refresh token may be spent",
+            hint=f"run `acct refresh {acc.name}`: if it succeeds, lend it again; if it says "
+            f"{acc.name} needs a new login, run `acct login {acc.name}`",
+        ) from None
     except (NetworkError, RateLimited):
         if acc.tokens is not None and acc.tokens.fresh_for(target.refresh_margin + 60):
             return acc  # still usable: the tool refreshes it itself later
@@ -812,12 +881,27 @@ def lend(
     )
 
 
+def _live_tools_on(ctx: Ctx, key: str) -> list[SessionRow]:
+    """The live ``acct exec`` sessions of other processes whose tool reads the file ``key``: the
+    lineage there is that tool's (see the module docstring). This process's own session does
+    not count: its tool is not running while it lends or ends."""
+    return [r for r in procs.live(ctx) if r.path == key and r.pid != os.getpid()]
+
+
+def _refuse_under_live_tool(ctx: Ctx, key: str, what: str) -> None:
+    rows = _live_tools_on(ctx, key)
+    if rows:
+        raise HeldByTarget(
+            f"a running acct exec (pid {_pids(rows)}) uses {key}: its tool holds the login "
+            f"there, so acct will not {what}",
+            hint="wait for that session to end; the tool refreshes its login itself",
+        )
+
+
 def _sessions_on(ctx: Ctx, key: str) -> list[SessionRow]:
     """The live ``acct exec`` sessions whose tool reads the file ``key``; none when this process
     runs one of them (the sessions of one file switch it together, when one rotates)."""
-    from acct.services import sessions  # a layer above: it ends sessions through custody
-
-    rows = [r for r in sessions.live(ctx) if r.path == key]
+    rows = [r for r in procs.live(ctx) if r.path == key]
     return [] if any(r.pid == os.getpid() for r in rows) else rows
 
 
@@ -834,7 +918,7 @@ def _refuse_move(ctx: Ctx, acc: Account, lent: Holder, target: str, move: bool) 
             f"account {acc.name!r} is lent to {lent.target} ({lent.path})",
             hint=f"move it with `acct use {acc.name} --target {target}`",
         )
-    rows = _sessions_on(ctx, lent.path)
+    rows = _live_tools_on(ctx, lent.path)
     if rows:
         raise HeldByTarget(
             f"account {acc.name!r} is in use by a running acct exec (pid {_pids(rows)}) of "
@@ -866,11 +950,18 @@ def _lend_locked(
 ) -> LendResult | None:
     """One attempt of :func:`lend` under the files' locks; None when the tool wrote meanwhile."""
     key = holder_path(path)
-    hv = harvest_at(ctx, target, path, env, identify=True)
+    hv = _harvest_for_lend(ctx, target, path, env)
     acc = _account(ctx, account_id)
     here = acc.holder is not None and acc.holder.target == target.name and acc.holder.path == key
-    if here and hv.entry is not None and hv.account_id == acc.id and _fresh_enough(ctx, hv, target):
-        return LendResult(target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True)
+    if here and hv.entry is not None and hv.account_id == acc.id:
+        # The rule that closes the same-account lend (module docstring): a running tool's
+        # login is left as the file holds it, however short its access token.
+        users = tuple(r.pid for r in _live_tools_on(ctx, key))
+        if users or _fresh_enough(ctx, hv, target):
+            return LendResult(
+                target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True,
+                in_use_by=users,
+            )
     if not force and not here:
         _refuse_switch(ctx, target.name, key)
     _check_overwrite(ctx, hv, force)
@@ -882,6 +973,9 @@ def _lend_locked(
         if taken.path == key:
             expect = NO_ENTRY  # reclaiming emptied this very file
     try:
+        # What the write would refuse (Claude Code's identity file unreadable, ...) is refused
+        # before custody records anything: a refused lend leaves the store as it was.
+        target.before_write(env, path)
         acc = _fresh(ctx, _prepare(ctx, account_id, target.name), target)
         claimed = _claim(ctx, account_id, target.name, key)
         entry = _write_claimed(ctx, target, env, claimed, path, expect)
@@ -913,6 +1007,41 @@ def _lend_locked(
     )
 
 
+def _harvest_for_lend(
+    ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]
+) -> HarvestResult:
+    """The harvest before a lend. A login acct does not track whose access token has expired
+    cannot be identified as it is: it is renewed in its file first, as the tool would on its
+    next start (:func:`renew_at`), and then identified; one whose refresh token the server
+    refuses is dead and may be replaced."""
+    hv = harvest_at(ctx, target, path, env, identify=True)
+    entry = hv.entry
+    if (
+        hv.status != "untracked"
+        or hv.checked
+        or hv.account_id is not None
+        or entry is None
+        or entry.tokens.fresh_for(DEAD_MARGIN)
+        or not entry.tokens.refresh
+        or not target.has_lock(env, path)
+        or _live_tools_on(ctx, holder_path(path))
+    ):
+        return hv
+    try:
+        renew_at(ctx, target, path, env)
+    except NeedsLogin:
+        return replace(
+            hv,
+            status="dead",
+            checked=True,
+            message="the file holds a login whose refresh token the server refuses: it is "
+            "signed out, so replacing it loses nothing",
+        )
+    except AcctError:
+        return hv  # not renewed: the refusal to overwrite it stands
+    return harvest_at(ctx, target, path, env, identify=True)
+
+
 def _fresh_enough(ctx: Ctx, hv: HarvestResult, target: JsonTarget) -> bool:
     """Whether an account already in the file can stay as it is.
 
@@ -940,7 +1069,6 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
     for a tool without a lock and for a file that holds a copy of a lineage recorded at another
     file (refreshing it would spend that file's lineage). Returns the entry the file holds after.
     """
-    from acct.services import oauth
     key = holder_path(path)
     hint = f"run {target.name} once so it refreshes its login, then try again"
     if not target.has_lock(env, path):
@@ -978,8 +1106,10 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
         return answer.tokens(entry.tokens)
 
     with target_lock(ctx, path):
+        _refuse_under_live_tool(ctx, key, f"refresh the login in {path}")
         before = target.read(env, path=path)
-        entry = target.renew(env, spend, path=path)
+        with oauth.refresh_in_flight():  # signals wait until the rotated pair is in the file
+            entry = target.renew(env, spend, path=path)
     if entry is not None and before is not None and entry.tokens != before.tokens:
         _record(ctx, "renew", target=target.name, path=key)
     return entry

@@ -30,6 +30,7 @@ from acct.base.fsio import atomic_write
 from acct.base.models import Account
 from acct.fast.prompt import DEFAULT_FORMAT, file_stat, segment
 from acct.services.store import Accounts
+from acct.services.targets import TARGET_NAMES, get_target
 
 VERSION = 1
 
@@ -56,7 +57,6 @@ def _file_entry(target: Any, env: Mapping[str, str]) -> Any:
 def target_entry(ctx: Ctx, accounts: Accounts, name: str, now: float) -> dict[str, Any]:
     """The prompt state of one target. The stat is taken before the read, so a write that
     lands in between makes the entry look stale rather than wrongly current."""
-    from acct.services.targets import get_target
 
     target = get_target(name)
     path = str(target.path(ctx.env))
@@ -108,7 +108,6 @@ def _usage_fields(ctx: Ctx, account: Account, now: float) -> dict[str, Any]:
 
 def compute(ctx: Ctx, now: float | None = None) -> dict[str, Any]:
     """The prompt state document for every known target."""
-    from acct.services.targets import TARGET_NAMES
 
     now = time.time() if now is None else now
     accounts = ctx.store.read()
@@ -131,6 +130,9 @@ def update(ctx: Ctx) -> dict[str, Any]:
     doc = compute(ctx)
     atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
     atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
+    from acct.services import events
+
+    events.emit(ctx, "change")
     return doc
 
 

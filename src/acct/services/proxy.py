@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
+from acct.base.errors import AcctError
+from acct.base.inputs import read_json_object
 from acct.base.models import Window, fingerprint
+from acct.base.timefmt import epoch_seconds
+from acct.domain.classify import WINDOW_OF_CLAIM
 
 if TYPE_CHECKING:
     import ssl
@@ -62,13 +66,6 @@ HOP_BY_HOP = frozenset(
     }
 )
 from acct.services import prompt_state
-# representative-claim → the window acct names it by (as Claude Code's rateLimitType).
-CLAIM_WINDOWS = {
-    "five_hour": "5-hour",
-    "seven_day": "7-day",
-    "seven_day_opus": "Opus weekly",
-    "seven_day_sonnet": "Sonnet weekly",
-}
 # A Messages stream may pause for minutes (long thinking); the tool has its own timeout.
 _READ_TIMEOUT = 900.0
 _CONNECT_TIMEOUT = 15.0
@@ -113,7 +110,7 @@ class Observation:
         """A refusal for quota; a plan paying for extra usage (overage in use) is not refused."""
         if self.status != "rejected" or self.overage_in_use:
             return None
-        return QuotaSignal(CLAIM_WINDOWS.get(self.claim or ""), self.reset_at, self.claim)
+        return QuotaSignal(WINDOW_OF_CLAIM.get(self.claim or ""), self.reset_at, self.claim)
 
     def windows(self) -> tuple[Window | None, Window | None]:
         """The 5-hour and 7-day windows; a window's reset defaults to the unified one it claims."""
@@ -145,7 +142,7 @@ def _epoch(text: str | None) -> float | None:
     n = _number(text)
     if n is None or n <= 0:
         return None
-    return n / 1000.0 if n > 1e11 else n
+    return epoch_seconds(n)
 
 
 def _percent(text: str | None) -> float | None:
@@ -270,13 +267,11 @@ def _settings_env(path: Path) -> dict[str, str] | None:
     """The ``env`` block of one settings file ({} when it has none or does not exist); None
     when it cannot be read as JSON."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        doc = read_json_object(path, what="Claude Code settings")
+    except AcctError:  # unparseable, not a regular file, unreadable
+        return None
+    if doc is None:
         return {}
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict):
-        return None
     block = doc.get("env", {})
     if not isinstance(block, dict):
         return None

@@ -41,10 +41,11 @@ from pathlib import Path
 
 from acct.services.context import Ctx
 from acct.base.errors import AcctError, UsageError
-from acct.base.fsio import ensure_dir, file_lock, read_json_object
-from acct.base.paths import Paths
+from acct.base.fsio import ensure_dir, file_lock, holder_path, read_json_object
+from acct.services.procs import is_live, start_of
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
+from acct.services import custody
 
 # Targets that can run on a credentials file of their own without moving anything else.
 ISOLATING = ("claude-code",)
@@ -67,64 +68,11 @@ class Opened:
     shared_with: tuple[SessionRow, ...] = ()
 
 
-def sessions_dir(paths: Paths) -> Path:
-    """Where isolated sessions keep their credentials files, one directory each."""
-    return paths.state_dir / "sessions"
-
-
-# --- is it running? ----------------------------------------------------------------------------
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time in clock ticks) from ``/proc``; None where there is no ``/proc``."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def start_of(pid: int) -> int | None:
-    """When the process started, where the system says (tells a reused pid apart)."""
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def running(pid: int | None, start: int | None) -> bool:
-    """Whether ``pid`` is still the process recorded (not gone, not a zombie, not reused)."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else: a reused pid unless /proc says otherwise
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True
-    state, started = stat
-    return state != "Z" and (start is None or started == start)
-
-
-def is_live(row: SessionRow) -> bool:
-    return running(row.pid, row.pid_start) or running(row.child_pid, row.child_start)
-
-
-def live(ctx: Ctx) -> list[SessionRow]:
-    return [r for r in ctx.state.sessions() if is_live(r)]
-
-
 # --- start -------------------------------------------------------------------------------------
 
 
 def open_session(ctx: Ctx, target: JsonTarget, *, isolate: bool = False) -> Opened:
     """Register this process's session of ``target``, on a file of its own when needed."""
-    from acct.services.custody import holder_path
 
     if isolate and target.name not in ISOLATING:
         raise UsageError(
@@ -134,7 +82,7 @@ def open_session(ctx: Ctx, target: JsonTarget, *, isolate: bool = False) -> Open
         )
     default = holder_path(target.path(ctx.env))
     sid = secrets.token_hex(6)
-    own_dir = sessions_dir(ctx.paths) / sid
+    own_dir = ctx.paths.sessions_dir / sid
     if target.name in ISOLATING:
         ensure_dir(own_dir.parent)  # before the real path is taken: it may resolve links
     own_file = holder_path(target.path({**ctx.env, STORAGE_VAR: str(own_dir)}))
@@ -194,6 +142,9 @@ class Ended:
 def close(ctx: Ctx, row: SessionRow) -> str | None:
     """End this process's session; a message when its file had to stay (see the module doc)."""
     ended = _end(ctx, row.id, lambda r: True, LOCK_WAIT)
+    from acct.services import events
+
+    events.emit(ctx, "session_end", session=row.id, target=row.target)
     return ended.kept if ended is not None else None
 
 
@@ -238,7 +189,7 @@ def _said(ended: Ended, what: str) -> list[str]:
 
 
 def _session_dirs(ctx: Ctx) -> list[Path]:
-    root = sessions_dir(ctx.paths)
+    root = ctx.paths.sessions_dir
     try:
         return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith(".lock"))
     except OSError:
@@ -273,11 +224,10 @@ def _end_unrecorded(ctx: Ctx, own_dir: Path, wait: float) -> Ended | None:
     Left alone while a process runs on it (its tool, when the record went with the state
     database while it ran), and when a record appears meanwhile.
     """
-    from acct.services import custody
     if _used_by_a_process(own_dir):
         return None
     target = get_target(ISOLATING[0])
-    path = custody.holder_path(target.path({**ctx.env, STORAGE_VAR: str(own_dir)}))
+    path = holder_path(target.path({**ctx.env, STORAGE_VAR: str(own_dir)}))
     with file_lock(_lock(ctx, own_dir.name), timeout=wait, what="an acct exec session"):
         if not own_dir.is_dir() or any(r.id == own_dir.name for r in ctx.state.sessions()):
             return None
@@ -309,10 +259,9 @@ def _give_back(ctx: Ctx, row: SessionRow) -> Ended:
 
     What stays when something cannot be done is said in ``Ended.kept``; nothing is removed then.
     """
-    from acct.services import custody
     path = Path(row.path)
     own_dir = path.parent
-    if own_dir.parent != Path(custody.holder_path(sessions_dir(ctx.paths))):
+    if own_dir.parent != Path(holder_path(ctx.paths.sessions_dir)):
         return Ended(
             kept=f"session record {row.id} names {path}, outside acct's sessions directory; "
             "left alone"

@@ -8,15 +8,17 @@ transaction is short; ``busy_timeout`` makes a writer wait instead of failing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from acct.base.errors import Busy, CorruptFile
 from acct.base.fsio import FILE_MODE, FileAccessError, ensure_dir, os_error
+from acct.base.inputs import check_regular
 from acct.base.models import Usage, UsageRecord, Window
 from acct.base.paths import Paths
 
@@ -59,6 +61,30 @@ CREATE TABLE IF NOT EXISTS session (
     account_id  TEXT,
     started_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS counter (
+    name       TEXT NOT NULL,
+    labels     TEXT NOT NULL,
+    value      REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (name, labels)
+);
+CREATE TABLE IF NOT EXISTS answer_usage (
+    hour                  INTEGER NOT NULL,
+    account_id            TEXT NOT NULL,
+    tool                  TEXT NOT NULL,
+    session               TEXT NOT NULL,
+    model                 TEXT NOT NULL,
+    requests              INTEGER NOT NULL,
+    input_tokens          INTEGER NOT NULL,
+    output_tokens         INTEGER NOT NULL,
+    cache_creation_tokens INTEGER NOT NULL,
+    cache_read_tokens     INTEGER NOT NULL,
+    PRIMARY KEY (hour, account_id, tool, session, model)
+);
+CREATE TABLE IF NOT EXISTS memo (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 # Poll failures a new login cures (the codes acct.services.usage records for a refused token).
@@ -89,6 +115,25 @@ def _session_row(r: tuple[Any, ...]) -> SessionRow:
     return SessionRow(
         sid, pid, pid_start, child_pid, child_start, target, path, bool(isolated), account_id, started
     )
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    """Tokens of the answers one account gave one tool's session for one model in one hour."""
+
+    hour: int  # epoch seconds of the hour's start
+    account_id: str
+    tool: str
+    session: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_tokens: int
+    cache_read_tokens: int
+
+
+HOUR = 3600
 
 
 @dataclass(frozen=True)
@@ -123,7 +168,7 @@ def usage_from_json(text: str) -> Usage:
     return Usage(
         five_hour=w(d.get("five_hour")),
         seven_day=w(d.get("seven_day")),
-        scoped=tuple(tuple(s) for s in d.get("scoped", [])),  # type: ignore[misc]
+        scoped=tuple(tuple(s) for s in d.get("scoped", [])),
         extra_usage_enabled=d.get("extra_usage_enabled"),
     )
 
@@ -137,10 +182,10 @@ class State:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             ensure_dir(self.path.parent)
+            # SQLite would block forever reading a FIFO put in the database's place.
+            check_regular(self.path, what="state database")
             if not self.path.exists():
                 # Create 0600 before SQLite opens it.
-                import os
-
                 try:
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, FILE_MODE))
                 except OSError as e:
@@ -405,3 +450,99 @@ class State:
             "SELECT account_id, MAX(t) FROM history WHERE event='lend' GROUP BY account_id"
         ).fetchall()
         return {a: t for a, t in rows if a}
+
+    def events(self, *names: str, since: float | None = None) -> list[dict[str, Any]]:
+        """History rows named ``names`` (oldest first), from ``since`` on."""
+        marks = ", ".join("?" * len(names))
+        rows = self._connect().execute(
+            f"SELECT id, t, event, account_id, target, detail FROM history "
+            f"WHERE event IN ({marks}) AND t >= ? ORDER BY id",
+            (*names, since if since is not None else 0.0),
+        ).fetchall()
+        return [
+            {"id": i, "t": t, "event": e, "account_id": a, "target": tg, **(json.loads(d) if d else {})}
+            for i, t, e, a, tg, d in rows
+        ]
+
+    # --- counters (metrics) ------------------------------------------------------------------
+
+    def bump(self, name: str, labels: Mapping[str, str], value: float = 1.0) -> None:
+        """Add ``value`` to the counter ``name`` with ``labels`` (created at 0)."""
+        key = json.dumps(dict(labels), sort_keys=True)
+        with self._tx() as c:
+            c.execute(
+                """INSERT INTO counter (name, labels, value, updated_at) VALUES (?,?,?,?)
+                   ON CONFLICT(name, labels) DO UPDATE SET value=counter.value+excluded.value,
+                       updated_at=excluded.updated_at""",
+                (name, key, value, time.time()),
+            )
+
+    def counters(self, name: str) -> list[tuple[dict[str, str], float]]:
+        rows = self._connect().execute(
+            "SELECT labels, value FROM counter WHERE name=? ORDER BY labels", (name,)
+        ).fetchall()
+        return [(json.loads(labels), value) for labels, value in rows]
+
+    # --- tokens of answers -------------------------------------------------------------------
+
+    def add_answer(
+        self,
+        *,
+        account_id: str,
+        tool: str,
+        session: str,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        now: float | None = None,
+    ) -> None:
+        """Count one answer into its hour's row (rows stay few: one per hour and kind)."""
+        now = time.time() if now is None else now
+        hour = int(now // HOUR * HOUR)
+        with self._tx() as c:
+            c.execute(
+                """INSERT INTO answer_usage VALUES (?,?,?,?,?,1,?,?,?,?)
+                   ON CONFLICT(hour, account_id, tool, session, model) DO UPDATE SET
+                       requests=requests+1,
+                       input_tokens=input_tokens+excluded.input_tokens,
+                       output_tokens=output_tokens+excluded.output_tokens,
+                       cache_creation_tokens=cache_creation_tokens+excluded.cache_creation_tokens,
+                       cache_read_tokens=cache_read_tokens+excluded.cache_read_tokens""",
+                (
+                    hour,
+                    account_id,
+                    tool,
+                    session,
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    cache_creation_tokens,
+                    cache_read_tokens,
+                ),
+            )
+
+    def answers(self, since: float | None = None) -> list[AnswerRow]:
+        """Answer rows of the hours from the one ``since`` falls in."""
+        start = 0 if since is None else int(since // HOUR * HOUR)
+        rows = self._connect().execute(
+            "SELECT * FROM answer_usage WHERE hour >= ? ORDER BY hour", (start,)
+        ).fetchall()
+        return [AnswerRow(*r) for r in rows]
+
+    # --- small memory (alerts) ---------------------------------------------------------------
+
+    def swap_memo(self, key: str, make: Callable[[str | None], str]) -> tuple[str | None, str]:
+        """Replace the memo ``key`` by ``make(old)`` in one transaction; returns (old, new).
+        Two processes never see the same old value."""
+        with self._tx() as c:
+            row = c.execute("SELECT value FROM memo WHERE key=?", (key,)).fetchone()
+            old = row[0] if row else None
+            new = make(old)
+            c.execute(
+                "INSERT INTO memo (key, value) VALUES (?,?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, new),
+            )
+        return old, new

@@ -8,9 +8,7 @@ the accounts, and writes them back atomically only if something changed.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,19 @@ import tomli_w
 
 from acct.base.errors import CorruptFile, NotFound, UsageError
 from acct.base.fsio import atomic_write, ensure_dir, file_lock
+from acct.base.inputs import OWN_FILE_LIMIT, Unreadable, parse_toml, read_file
 from acct.base.models import Account, Holder, Tokens
 from acct.base.paths import Paths
 
 SCHEMA_VERSION = 1
 _NAME_RE = re.compile(r"^[^\s/\\\x00-\x1f-][^\s/\\\x00-\x1f]{0,79}$")
+
+
+def name_from(text: str | None, fallback: str = "account") -> str:
+    """A valid account name made from a server-supplied string (an email): characters a name
+    cannot hold become ``_``, a leading ``-`` goes, and it is cut to 80 characters."""
+    cleaned = re.sub(r"[\s/\\\x00-\x1f\x7f]", "_", text or "").lstrip("-")[:80]
+    return cleaned if _NAME_RE.match(cleaned) else fallback
 
 
 def validate_name(name: str) -> str:
@@ -191,7 +197,7 @@ def _want(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str,
     return v
 
 
-_MAX_EPOCH = 2**53  # far beyond any real date; keeps int() and datetime conversions sane
+_MAX_EPOCH = 2**53  # far beyond any real date; keeps int() and float conversions exact
 
 
 def _epoch(d: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:
@@ -199,8 +205,9 @@ def _epoch(d: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:
     if key not in d and default is not ...:
         return default
     v = _want(d, key, (int, float), where)
-    if isinstance(v, bool) or not math.isfinite(v) or abs(v) > _MAX_EPOCH:
-        raise ValueError(f"{where}: {key!r} is not a usable time ({v!r})")
+    if isinstance(v, bool) or not -_MAX_EPOCH <= v <= _MAX_EPOCH:  # also refuses nan and inf
+        shown = repr(v) if isinstance(v, float) or abs(v) < 10**20 else "a huge number"
+        raise ValueError(f"{where}: {key!r} is not a usable time ({shown})")
     return int(v)
 
 
@@ -243,7 +250,11 @@ def account_from_toml(d: Any, index: int) -> Account:
     kind = _want(d, "kind", str, where, "oauth")
     if kind not in ("oauth", "api_key"):
         raise ValueError(f"{where}: unknown kind {kind!r}")
-    opt = lambda k: _want(d, k, str, where, None)
+
+    def opt(key: str) -> str | None:
+        value: str | None = _want(d, key, str, where, None)
+        return value
+
     tokens = _tokens_from_toml(d["tokens"], where) if "tokens" in d else None
     holder = _holder_from_toml(d["holder"], where) if "holder" in d else None
     if kind == "api_key" and not opt("api_key"):
@@ -305,9 +316,9 @@ def loads(text: str, path: Path) -> Accounts:
         )
 
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise corrupt(f"invalid TOML ({e})") from None
+        doc = parse_toml(text, what="account store", path=path)
+    except Unreadable as e:
+        raise corrupt(e.problem.replace("is not valid TOML", "invalid TOML")) from None
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise corrupt("no schema 'version'")
@@ -335,12 +346,11 @@ class Store:
         self.lock_timeout = lock_timeout
 
     def read(self) -> Accounts:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        """The accounts; none when there is no store yet. Anything but a regular file of
+        acct's schema (a dangling symlink, a FIFO, garbage) is an error naming the file."""
+        raw = read_file(self.path, what="account store", limit=OWN_FILE_LIMIT, strict=True)
+        if raw is None:
             return Accounts()
-        except OSError as e:
-            raise CorruptFile(f"cannot read account store {self.path}: {e.strerror}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from acct.base.endpoints import OAUTH_BETA
 from acct.base.errors import AcctError, AuthError, NeedsLogin, NetworkError, ProtocolError, RateLimited
+from acct.base.timefmt import epoch_seconds
 from acct.base.models import Account, Usage, UsageRecord, Window
 from acct.services import prompt_state
+from acct.services.context import Ctx
+from acct.services.custody import access_token_for
+from acct.services.oauth import ensure_fresh, finish_refreshes, refresh, refresh_worst_case
 
 if TYPE_CHECKING:
     import httpx
-
-    from acct.services.context import Ctx
 
 # Back-off after a failed poll: (first delay, ceiling) in seconds, doubling per consecutive failure.
 BACKOFF_RATE_LIMITED = (300.0, 3600.0)
@@ -85,7 +87,7 @@ def _epoch(value: Any) -> float | None:
     n = _number(value)
     if n is None or n <= 0:
         return None
-    return n / 1000.0 if n > 1e11 else n
+    return epoch_seconds(n)
 
 
 def _window(value: Any, key: str = "utilization") -> Window | None:
@@ -193,24 +195,12 @@ def _answer(response: httpx.Response) -> Usage:
     return parse_usage(doc)
 
 
-def fetch_usage(ctx: Ctx, access: str, *, client: httpx.Client | None = None) -> Usage:
-    """One GET of the usage endpoint with ``access``; failures raise acct errors.
-
-    429 → :class:`RateLimited`, 401 → :class:`AuthError`, 403 → :class:`UsageForbidden`,
-    5xx / timeout / no connection → :class:`NetworkError`, anything odd → :class:`ProtocolError`.
-    """
-    if client is not None:
-        return _answer(_get(client, ctx.endpoints.usage_url, access))
-    with ctx.http(timeout=ctx.config.usage_timeout) as own:
-        return _answer(_get(own, ctx.endpoints.usage_url, access))
-
-
 # --- back-off ---------------------------------------------------------------------------------
 
 
 def _doubling(base_cap: tuple[float, float], failures: int) -> float:
     base, cap = base_cap
-    return min(cap, base * 2 ** min(failures, 16))
+    return min(cap, base * 2.0 ** min(failures, 16))
 
 
 def backoff_for(error: AcctError, failures: int) -> float:
@@ -244,10 +234,6 @@ def pollable(account: Account) -> bool:
 
 def _live_access(ctx: Ctx, account: Account) -> str | None:
     """The account's live access token: the tool's file holds it while the lineage is lent."""
-    try:
-        from acct.services.custody import access_token_for
-    except ImportError:
-        return account.tokens.access if account.tokens else None
     return access_token_for(ctx, account)
 
 
@@ -258,12 +244,7 @@ def _access_for_poll(ctx: Ctx, account: Account) -> str:
     """
     t = account.tokens
     if account.holder is None and t is not None and not t.fresh_for(TOKEN_MARGIN):
-        try:
-            from acct.services.oauth import ensure_fresh
-        except ImportError:
-            pass
-        else:
-            account = ensure_fresh(ctx, account.id, TOKEN_MARGIN)
+        account = ensure_fresh(ctx, account.id, TOKEN_MARGIN)
     access = _live_access(ctx, account)
     if not access:
         raise AuthError("no access token", hint=f"run `acct login {account.name}`")
@@ -289,10 +270,6 @@ def _after_refusal(ctx: Ctx, account: Account, refused: str, error: AuthError) -
     t = account.tokens
     if account.holder is not None or t is None or not t.refresh:
         raise error
-    try:
-        from acct.services.oauth import refresh
-    except ImportError:
-        raise error from None
     renewed = refresh(ctx, account.id, force=True, seen=t.lineage_fingerprint)
     if renewed.tokens is None or renewed.tokens.access == refused:
         raise error
@@ -319,8 +296,6 @@ def _fetch_one(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
 def _fetch_in_worker(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
     """:func:`_fetch_one` on a worker thread, with a context of its own: a token refresh may
     touch the state database, and an SQLite connection belongs to the thread that opened it."""
-    from acct.services.context import Ctx
-
     local = Ctx(env=ctx.env)
     try:
         return _fetch_one(local, client, account)
@@ -330,7 +305,11 @@ def _fetch_in_worker(ctx: Ctx, client: httpx.Client, account: Account) -> _Outco
 
 
 def _store(ctx: Ctx, outcome: _Outcome, previous: UsageRecord | None, now: float) -> UsageRecord:
+    from acct.services import events
+
     state = ctx.state
+    result = "ok" if outcome.usage is not None else (outcome.error.code if outcome.error else "error")
+    events.count(ctx, "usage_polls", account_id=outcome.account_id, result=result)
     if outcome.usage is not None:
         state.put_usage(outcome.account_id, outcome.usage, now=now)
         return state.usage(outcome.account_id) or UsageRecord(
@@ -350,13 +329,8 @@ def _lease(ctx: Ctx) -> float:
     A poll may refresh the token first, ask, get a 401, refresh again and ask again. The lease
     only matters when a poller dies without releasing it; a finished poll releases it at once.
     """
-    from acct.services.oauth import refresh_worst_case
 
     return 2 * (ctx.config.usage_timeout + refresh_worst_case()) + 30.0
-
-
-def _update_prompt(ctx: Ctx) -> None:
-    prompt_state.refresh_quietly(ctx)
 
 
 def poll(
@@ -389,7 +363,7 @@ def poll(
                 elsewhere[a.id] = rec
     if claimed:
         _poll_claimed(ctx, claimed, before, progress)
-        _update_prompt(ctx)
+        prompt_state.refresh_quietly(ctx)
     if elsewhere:
         _await_others(ctx, elsewhere, deadline=time.monotonic() + ctx.config.usage_timeout + 2.0)
     records = {a.id: state.usage(a.id) for a in accounts}
@@ -462,18 +436,22 @@ def _poll_claimed(
     results: queue.Queue[_Outcome] = queue.Queue()
     client = ctx.http(timeout=ctx.config.usage_timeout)
     finished = False
+    from acct.services.oauth import signals_held
+
     try:
-        _start_workers(ctx, client, claimed, results)
-        while pending:
-            try:
-                outcome = results.get(timeout=_WAIT_SLICE)
-            except queue.Empty:
-                continue
-            _store(ctx, outcome, before.get(outcome.account_id), time.time())
-            pending.discard(outcome.account_id)
-            if progress:
-                progress(total - len(pending), total)
-        finished = True
+        # A worker may be refreshing a token: SIGTERM or SIGHUP then waits until it is stored.
+        with signals_held():
+            _start_workers(ctx, client, claimed, results)
+            while pending:
+                try:
+                    outcome = results.get(timeout=_WAIT_SLICE)
+                except queue.Empty:
+                    continue
+                _store(ctx, outcome, before.get(outcome.account_id), time.time())
+                pending.discard(outcome.account_id)
+                if progress:
+                    progress(total - len(pending), total)
+            finished = True
     finally:
         if not finished:
             _abandon(ctx, pending)
@@ -487,7 +465,6 @@ def _abandon(ctx: Ctx, pending: Iterable[str]) -> None:
         with contextlib.suppress(Exception):
             ctx.state.release_poll(aid)
     with contextlib.suppress(Exception):
-        from acct.services.oauth import finish_refreshes, refresh_worst_case
 
         finish_refreshes(refresh_worst_case())
 
@@ -512,7 +489,7 @@ def confirm(ctx: Ctx, account: Account, *, max_age: float = CONFIRM_MAX_AGE) -> 
         with contextlib.suppress(Exception):
             state.release_poll(account.id)
         raise
-    _update_prompt(ctx)
+    prompt_state.refresh_quietly(ctx)
     return record
 
 

@@ -5,13 +5,28 @@ from __future__ import annotations
 import os
 
 from acct.base.errors import UsageError
-from acct.services.targets.base import Entry, JsonTarget, Patterns, Target, TargetChanged, entry_fingerprint
+from acct.domain.classify import Patterns
+from acct.services.targets.base import Entry, JsonTarget, Target, TargetChanged, entry_fingerprint
 from acct.services.targets.claude_code import ClaudeCode
 from acct.services.targets.opencode import OpenCode
 from acct.services.targets.pi import Pi
 
 TARGETS: dict[str, JsonTarget] = {t.name: t for t in (ClaudeCode(), OpenCode(), Pi())}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
+
+__all__ = [
+    "EXTRA_USAGE_NOTE",
+    "TARGETS",
+    "TARGET_NAMES",
+    "Entry",
+    "JsonTarget",
+    "Patterns",
+    "Target",
+    "TargetChanged",
+    "entry_fingerprint",
+    "get_target",
+    "target_for_command",
+]
 
 EXTRA_USAGE_NOTE = (
     "Anthropic bills Claude subscription traffic from {tool} as extra usage, not plan quota"

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Protocol
 
 from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
-from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object
+from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object, touch_lock
 from acct.base.models import Account, Tokens, fingerprint
+from acct.base.timefmt import MS_THRESHOLD
 from acct.domain.classify import Patterns
 from acct.services.targets.route import ANTHROPIC_API, ToolRoute
 
@@ -92,7 +93,6 @@ def merge_json(doc: Mapping[str, object], patch: Mapping[str, object]) -> dict[s
 
 
 NO_ENTRY = "none"  # entry_fingerprint() of a file without an entry
-_MS_THRESHOLD = 100_000_000_000  # epoch seconds pass this in the year 5138; epoch ms in 1973
 
 
 class TargetChanged(Busy):
@@ -125,16 +125,22 @@ class Slot:
         return self.other_fingerprint or entry_fingerprint(self.entry)
 
 
+def lock_owners(env: Mapping[str, str]) -> Path:
+    """Where acct records the tool lock directories it holds (see ``fsio.dir_lock``)."""
+    from acct.base.paths import Paths
+
+    return Paths.from_env(env).locks_dir
+
+
 @contextlib.contextmanager
-def _kept_fresh(lock: Path, every: float = 2.0) -> Iterator[None]:
+def _kept_fresh(lock: Path, owners: Path | None = None, every: float = 2.0) -> Iterator[None]:
     """Touch a held proper-lockfile directory every few seconds, as proper-lockfile itself does,
     so the tool does not take it over as stale while acct waits for the token endpoint."""
     stop = threading.Event()
 
     def touch() -> None:
         while not stop.wait(every):
-            with contextlib.suppress(OSError):
-                os.utime(lock)
+            touch_lock(lock, owners)
 
     worker = threading.Thread(target=touch, daemon=True)
     worker.start()
@@ -145,12 +151,28 @@ def _kept_fresh(lock: Path, every: float = 2.0) -> Iterator[None]:
         worker.join()
 
 
+_MAX_MS = 2**53  # beyond it, a number is no time a tool wrote (and float() loses it)
+
+
 def epoch_seconds(value: object) -> int:
-    """An expiry the tools write in milliseconds; a value that can only be seconds is read as such."""
+    """An expiry the tools write in milliseconds; a value that can only be seconds is read as such.
+
+    Not a number: 0 (expired). ``ValueError`` for a number no tool writes as a time (beyond
+    2**53 ms, not finite): the caller reports the entry as unreadable."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    v = float(value)
-    return int(v // 1000) if v >= _MS_THRESHOLD else int(v)
+    if not -_MAX_MS <= value <= _MAX_MS:  # also NaN and infinities
+        raise ValueError("is not a time")
+    v = max(0.0, float(value))
+    return int(v // 1000) if v >= MS_THRESHOLD else int(v)
+
+
+def want_epoch(obj: Mapping[str, object], key: str, path: Path, entry_key: str) -> int:
+    """``epoch_seconds`` of ``obj[key]``; a number that is no time makes the entry unreadable."""
+    try:
+        return epoch_seconds(obj.get(key))
+    except ValueError:
+        raise corrupt_entry(path, entry_key, f"has an {key!r} that is no time") from None
 
 
 def epoch_ms(seconds: int) -> int:
@@ -321,7 +343,12 @@ class JsonTarget:
         if lock is None:
             yield
             return
-        with dir_lock(lock, timeout=self.lock_timeout, what=f"{self.name}'s credentials ({lock})"):
+        with dir_lock(
+            lock,
+            timeout=self.lock_timeout,
+            what=f"{self.name}'s credentials ({lock})",
+            owner_dir=lock_owners(env),
+        ):
             yield
 
     def has_lock(self, env: Mapping[str, str], path: Path | None = None) -> bool:
@@ -426,7 +453,7 @@ class JsonTarget:
                 entry = self._entry_of(doc, p)
                 if entry is None or entry.blank:
                     return entry
-                with _kept_fresh(lock):
+                with _kept_fresh(lock, lock_owners(env)):
                     tokens = refresh(entry)
                 if tokens is None:
                     return entry
@@ -456,7 +483,8 @@ class ProviderEntryTarget(JsonTarget):
             return None
         access = want_str(obj, "access", path, self.entry_key, optional=True)
         refresh = want_str(obj, "refresh", path, self.entry_key, optional=True)
-        tokens = Tokens(access=access, refresh=refresh or None, expires_at=epoch_seconds(obj.get("expires")))
+        expires = want_epoch(obj, "expires", path, self.entry_key)
+        tokens = Tokens(access=access, refresh=refresh or None, expires_at=expires)
         known = {"type", "access", "refresh", "expires"}
         return Entry(tokens=tokens, blank=tokens.is_blank, extra={k: v for k, v in obj.items() if k not in known})
 

@@ -19,19 +19,21 @@ from acct.base.endpoints import SCOPES
 from acct.base.errors import AuthError
 from acct.base.fsio import atomic_write, dir_lock, read_json_object, real_path
 from acct.base.models import Account, Tokens
+from acct.base.paths import Paths
+from acct.domain.classify import Patterns
+from acct.domain.resume import claude_code_resume_args
 from acct.services.targets.base import (
     Entry,
     JsonTarget,
-    Patterns,
     corrupt_entry,
     dump_json,
     env_dir,
     epoch_ms,
-    epoch_seconds,
     home_of,
+    lock_owners,
+    want_epoch,
     want_str,
 )
-from acct.domain.resume import claude_code_resume_args
 from acct.services.targets.route import ANTHROPIC_API, ToolRoute, loopback_bypass
 
 ENTRY_KEY = "claudeAiOauth"
@@ -167,10 +169,15 @@ class ClaudeCode(JsonTarget):
         """Both of Claude Code's refresh locks, in its order: the new one, then the legacy one."""
         lock = self.lock_dir(env, path)
         what = f"{self.name}'s credentials"
-        with dir_lock(lock, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({lock})"):
+        owners = lock_owners(env)
+        with dir_lock(
+            lock, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({lock})",
+            owner_dir=owners,
+        ):
             legacy = self.legacy_lock_dir(env, path)  # resolved once the directory exists
             with dir_lock(
-                legacy, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({legacy})"
+                legacy, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({legacy})",
+                owner_dir=owners,
             ):
                 yield
 
@@ -183,7 +190,7 @@ class ClaudeCode(JsonTarget):
         tokens = Tokens(
             access=access,
             refresh=refresh or None,
-            expires_at=epoch_seconds(obj.get("expiresAt")),
+            expires_at=want_epoch(obj, "expiresAt", path, ENTRY_KEY),
             scopes=tuple(str(s) for s in scopes),
         )
         sub, tier = obj.get("subscriptionType"), obj.get("rateLimitTier")
@@ -282,10 +289,8 @@ class ClaudeCode(JsonTarget):
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:
     """Whether ``path`` is the credentials file of an isolated ``acct exec`` session."""
-    from acct.base.paths import Paths
-    from acct.services.sessions import sessions_dir
 
-    return real_path(path).parent.parent == real_path(sessions_dir(Paths.from_env(env)))
+    return real_path(path).parent.parent == real_path(Paths.from_env(env).sessions_dir)
 
 
 def same_link(old: Mapping[str, object], tokens: Tokens) -> bool:

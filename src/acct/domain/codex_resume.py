@@ -1,0 +1,117 @@
+"""How to resume the Codex CLI's interrupted work (0.171.0's option tables). No I/O here.
+
+- ``codex exec [OPTS] PROMPT`` -> ``codex exec [OPTS] resume --last CONTINUATION``
+- ``codex exec [OPTS] resume (--last | ID) [PROMPT]`` -> the same, with the continuation prompt
+- ``codex [OPTS] [PROMPT]`` (interactive) -> ``codex [OPTS] resume --last CONTINUATION``
+- ``codex resume ...`` -> the same, with the continuation prompt
+
+``--last`` picks the newest session recorded for the current directory, so the resumed command
+must run where the first one ran. Options placed before ``resume`` stay options of ``exec`` (seen:
+``codex exec --skip-git-repo-check resume --last "…"``). ``exec``'s stdin prompt (``-``) is not
+kept: the continuation prompt replaces the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Options that take a value (the value may also be attached with "=").
+VALUE_OPTIONS = frozenset(
+    {
+        "-c",
+        "--config",
+        "-m",
+        "--model",
+        "-p",
+        "--profile",
+        "-s",
+        "--sandbox",
+        "-C",
+        "--cd",
+        "-i",
+        "--image",
+        "-a",
+        "--ask-for-approval",
+        "-o",
+        "--output-last-message",
+        "--add-dir",
+        "--color",
+        "--enable",
+        "--disable",
+        "--local-provider",
+        "--output-schema",
+        "--remote",
+        "--remote-auth-token-env",
+        "--thread-source",
+        "--cyber-access-program",
+    }
+)
+EXEC = frozenset({"exec", "e"})
+
+
+def _split(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``args`` as (options with their values, positionals), in order."""
+    options: list[str] = []
+    positionals: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            positionals.extend(args[i + 1 :])
+            break
+        if arg.startswith("-") and arg != "-":
+            options.append(arg)
+            if arg in VALUE_OPTIONS and i + 1 < len(args):
+                options.append(args[i + 1])
+                i += 1
+        else:
+            positionals.append(arg)
+        i += 1
+    return options, positionals
+
+
+def _first_positional(args: Sequence[str]) -> int | None:
+    """The index of the first positional argument of ``args`` (a subcommand or a prompt)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return i + 1 if i + 1 < len(args) else None
+        if not arg.startswith("-") or arg == "-":
+            return i
+        i += 2 if arg in VALUE_OPTIONS else 1
+    return None
+
+
+def _resume(options: list[str], rest: Sequence[str], prompt: str) -> list[str]:
+    """``resume`` keeping a session id when one was named, else ``--last``."""
+    own_options, positionals = _split(rest)
+    target = ["--last"] if "--last" in own_options or not positionals else [positionals[0]]
+    kept = [o for o in own_options if o != "--last"]
+    return [*options, "resume", *kept, *target, prompt]
+
+
+def codex_resume_args(argv: Sequence[str], continuation_prompt: str) -> list[str]:
+    """The argv that resumes the interrupted work (argv[0] is the command)."""
+    if not argv:
+        raise ValueError("codex_resume_args needs at least the command")
+    command, args = argv[0], list(argv[1:])
+    at = _first_positional(args)
+    head = args[:at] if at is not None else args
+    word = args[at] if at is not None else None
+    if word in EXEC:
+        assert at is not None
+        sub = args[at + 1 :]
+        sub_at = _first_positional(sub)
+        exec_options = sub[:sub_at] if sub_at is not None else sub
+        if sub_at is not None and sub[sub_at] == "resume":
+            resumed = _resume(exec_options, sub[sub_at + 1 :], continuation_prompt)
+        else:
+            options, _ = _split(sub)
+            resumed = _resume(options, [], continuation_prompt)
+        return [command, *head, word, *resumed]
+    if word == "resume":
+        assert at is not None
+        return [command, *_resume(head, args[at + 1 :], continuation_prompt)]
+    options, _ = _split(args)
+    return [command, *_resume(options, [], continuation_prompt)]

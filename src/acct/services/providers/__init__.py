@@ -1,0 +1,1 @@
+"""Per-provider protocol code (login, refresh, usage) behind the same acct interfaces."""

@@ -1,0 +1,398 @@
+"""ChatGPT accounts (the Codex CLI's provider): endpoints, PKCE login, refresh, usage.
+
+Nothing here prints, stores or locks: these functions talk to the servers and map every
+failure to an acct error (``base/errors.py``). Spending a refresh token is the dangerous act
+(tokens rotate and are single-use; presenting a spent one revokes the whole chain), so the
+caller runs :func:`refresh` under the account's lock, exactly as for Anthropic accounts.
+
+Endpoints default to the real ones and move for tests with ``ACCT_CHATGPT_AUTH_BASE``
+(``https://auth.openai.com``) and ``ACCT_CHATGPT_API_BASE`` (``https://chatgpt.com/backend-api``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from acct.base.errors import (
+    AcctError,
+    AuthError,
+    NeedsLogin,
+    NetworkError,
+    ProtocolError,
+    RateLimited,
+)
+from acct.base.models import Tokens
+from acct.domain.chatgpt import IdClaims, LabelledUsage, parse_id_claims, parse_wham_usage
+
+if TYPE_CHECKING:
+    import httpx
+
+CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"  # the Codex CLI's public client
+# What Codex 0.171.0 sends to /oauth/authorize (its loopback server listens on 1455 only).
+SCOPES = (
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "api.connectors.read",
+    "api.connectors.invoke",
+)
+LOGIN_PORT = 1455
+REDIRECT_URI = f"http://localhost:{LOGIN_PORT}/auth/callback"
+HTTP_TIMEOUT = 20.0
+DEFAULT_EXPIRES_IN = 3600  # assumed when an answer names no lifetime and the JWT has no exp
+
+# The token endpoint's codes for a refresh token that can never work again.
+DEAD_LINEAGE = frozenset(
+    {"refresh_token_reused", "refresh_token_invalidated", "refresh_token_expired", "invalid_grant"}
+)
+
+
+class Unanswered(NetworkError):
+    """The request may have reached the server, but its answer was lost (timeout, broken
+    connection). For a refresh this matters: the server may have rotated the lineage, so the
+    refresh token in hand may be spent. Re-read whoever holds the lineage before retrying."""
+
+    code = "unanswered"
+
+
+@dataclass(frozen=True)
+class ChatGPTEndpoints:
+    auth_base: str = "https://auth.openai.com"
+    api_base: str = "https://chatgpt.com/backend-api"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ChatGPTEndpoints:
+        env = os.environ if env is None else env
+        d = cls()
+        return cls(
+            auth_base=(env.get("ACCT_CHATGPT_AUTH_BASE") or d.auth_base).rstrip("/"),
+            api_base=(env.get("ACCT_CHATGPT_API_BASE") or d.api_base).rstrip("/"),
+        )
+
+    @property
+    def authorize_url(self) -> str:
+        return f"{self.auth_base}/oauth/authorize"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.auth_base}/oauth/token"
+
+    @property
+    def usage_url(self) -> str:
+        return f"{self.api_base}/wham/usage"
+
+    @property
+    def responses_url(self) -> str:
+        """Where the Codex CLI sends its turns (its provider ``base_url`` + ``/responses``)."""
+        return f"{self.api_base}/codex/responses"
+
+
+def authorize_url(
+    endpoints: ChatGPTEndpoints,
+    challenge: str,
+    state: str,
+    *,
+    redirect_uri: str = REDIRECT_URI,
+) -> str:
+    """The browser's login URL, with the parameters Codex sends. ``state`` must be a random
+    value of its own (never the PKCE verifier): the callback's ``state`` is checked against it."""
+    if not challenge or not state:
+        raise ValueError("authorize_url needs a PKCE challenge and a state")
+    params = {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": redirect_uri,
+        "scope": " ".join(SCOPES),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "id_token_add_organizations": "true",
+        "codex_cli_simplified_flow": "true",
+        "state": state,
+        "originator": "codex_cli_rs",
+    }
+    return f"{endpoints.authorize_url}?{urlencode(params)}"
+
+
+# --- token answers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatGPTTokens:
+    """One answer of the token endpoint: the three tokens and who they belong to."""
+
+    id_token: str = field(repr=False)
+    access: str = field(repr=False)
+    refresh: str | None = field(repr=False)
+    expires_at: int
+    obtained_at: int
+    claims: IdClaims = field(default_factory=IdClaims)
+
+    @property
+    def account_id(self) -> str | None:
+        return self.claims.account_id
+
+    def tokens(self, previous: Tokens | None = None) -> Tokens:
+        """acct's :class:`Tokens`; the id_token rides in ``extra`` (a Codex file needs it).
+        An answer without a refresh token keeps the previous one."""
+        extra: dict[str, Any] = dict(previous.extra) if previous else {}
+        extra["id_token"] = self.id_token
+        if self.account_id:
+            extra["account_id"] = self.account_id
+        keep = previous.refresh if previous else None
+        return Tokens(
+            self.access,
+            self.refresh or keep,
+            self.expires_at,
+            (),
+            self.obtained_at,
+            extra=extra,
+        )
+
+
+def _str(doc: Mapping[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def parse_token_answer(
+    doc: Any, *, previous_id_token: str | None = None, now: float | None = None
+) -> ChatGPTTokens:
+    """A token answer. A refresh answer without an id_token keeps the previous one."""
+    if not isinstance(doc, Mapping) or not _str(doc, "access_token"):
+        raise ProtocolError("the ChatGPT token endpoint answered without an access token")
+    now = time.time() if now is None else now
+    id_token = _str(doc, "id_token") or previous_id_token
+    if not id_token:
+        raise ProtocolError("the ChatGPT token endpoint answered without an id_token")
+    access = str(doc["access_token"])
+    expires_in = doc.get("expires_in")
+    if not isinstance(expires_in, bool) and isinstance(expires_in, int | float):
+        expires_at = int(now + expires_in)
+    else:
+        expires_at = parse_id_claims(access).expires_at or int(now + DEFAULT_EXPIRES_IN)
+    return ChatGPTTokens(
+        id_token=id_token,
+        access=access,
+        refresh=_str(doc, "refresh_token"),
+        expires_at=expires_at,
+        obtained_at=int(now),
+        claims=parse_id_claims(id_token),
+    )
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The machine code of an error answer: ``error.code`` (OpenAI style), else ``error`` (OAuth
+    style), else ``error.type``."""
+    try:
+        doc = response.json()
+    except ValueError:
+        return None
+    if not isinstance(doc, Mapping):
+        return None
+    err = doc.get("error")
+    if isinstance(err, str):
+        return err
+    if isinstance(err, Mapping):
+        for key in ("code", "type"):
+            if isinstance(err.get(key), str) and err[key]:
+                return str(err[key])
+    return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        value = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _transient(response: httpx.Response, what: str) -> AcctError | None:
+    if response.status_code == 429:
+        return RateLimited(
+            f"{what} is rate-limited (429)",
+            retry_after=_retry_after(response),
+            hint="try again later",
+        )
+    if response.status_code >= 500:
+        return NetworkError(f"{what} answered {response.status_code}", hint="try again later")
+    return None
+
+
+def _json(response: httpx.Response, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ProtocolError(
+            f"{what} answered {response.status_code} with something that is not JSON"
+        ) from None
+
+
+def _client(client: httpx.Client | None, timeout: float) -> httpx.Client:
+    if client is not None:
+        return client
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+
+
+def _send(
+    client: httpx.Client | None,
+    method: str,
+    url: str,
+    what: str,
+    timeout: float,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One request. Failures before anything was sent become :class:`NetworkError`; after the
+    request may have been sent, :class:`Unanswered` (a lost refresh answer may have rotated)."""
+    import httpx
+
+    own = client is None
+    c = _client(client, timeout)
+    try:
+        return c.request(method, url, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+        raise NetworkError(f"cannot reach {what} ({type(e).__name__}); nothing was sent") from None
+    except httpx.TimeoutException:
+        raise Unanswered(f"{what} did not answer within {timeout:g}s") from None
+    except httpx.HTTPError as e:
+        raise Unanswered(f"the connection to {what} broke ({type(e).__name__})") from None
+    finally:
+        if own:
+            c.close()
+
+
+# --- code exchange and refresh --------------------------------------------------------------------
+
+
+def exchange_code(
+    endpoints: ChatGPTEndpoints,
+    code: str,
+    verifier: str,
+    *,
+    redirect_uri: str = REDIRECT_URI,
+    client: httpx.Client | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> ChatGPTTokens:
+    """Trade an authorization code for the first tokens of a new lineage (form-encoded, as
+    OAuth wants it; ``redirect_uri`` must be the one sent to authorize)."""
+    body = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": CLIENT_ID,
+        "code_verifier": verifier,
+    }
+    response = _send(
+        client, "POST", endpoints.token_url, "the ChatGPT token endpoint", timeout, data=body
+    )
+    failure = _transient(response, "the ChatGPT token endpoint")
+    if failure:
+        raise failure
+    if response.status_code != 200:
+        code_ = error_code(response) or f"status {response.status_code}"
+        if code_ == "invalid_client":
+            raise AuthError(
+                "the ChatGPT token endpoint does not accept the Codex client id (invalid_client)"
+            )
+        raise AuthError(
+            f"the login code was refused ({code_}): it may have expired or been used already; "
+            "nothing was stored",
+            hint="run `acct login --provider chatgpt` again",
+        )
+    return parse_token_answer(_json(response, "the ChatGPT token endpoint"))
+
+
+def refresh(
+    endpoints: ChatGPTEndpoints,
+    tokens: Tokens,
+    *,
+    account: str = "this account",
+    client: httpx.Client | None = None,
+    timeout: float = 60.0,
+) -> ChatGPTTokens:
+    """Spend the refresh token once (JSON body, as Codex 0.171.0 sends it). Run it under the
+    account's lock. A dead lineage (reused, revoked, expired) raises :class:`NeedsLogin`; 5xx,
+    429 and timeouts raise :class:`NetworkError`/:class:`RateLimited` (try again later: if the
+    request was sent the lineage may have rotated, so the caller re-reads before retrying)."""
+    if not tokens.refresh:
+        raise NeedsLogin(
+            f"{account} has no refresh token", hint="run `acct login --provider chatgpt`"
+        )
+    body = {
+        "client_id": CLIENT_ID,
+        "grant_type": "refresh_token",
+        "refresh_token": tokens.refresh,
+    }
+    try:
+        response = _send(
+            client, "POST", endpoints.token_url, "the ChatGPT token endpoint", timeout, json=body
+        )
+    except Unanswered as e:
+        raise Unanswered(
+            f"{e.message}: the refresh token of {account} may be spent already",
+            hint="re-read the login before refreshing again",
+        ) from None
+    failure = _transient(response, "the ChatGPT token endpoint")
+    if failure:
+        raise failure
+    if response.status_code != 200:
+        code = error_code(response) or f"status {response.status_code}"
+        if code in DEAD_LINEAGE or response.status_code == 401:
+            raise NeedsLogin(
+                f"{account}'s ChatGPT login is no longer valid ({code})",
+                hint="run `acct login --provider chatgpt`",
+            )
+        if code == "invalid_client":
+            raise AuthError(
+                "the ChatGPT token endpoint does not accept the Codex client id (invalid_client)"
+            )
+        raise ProtocolError(f"the ChatGPT token endpoint refused the refresh ({code})")
+    previous = tokens.extra.get("id_token")
+    return parse_token_answer(
+        _json(response, "the ChatGPT token endpoint"),
+        previous_id_token=previous if isinstance(previous, str) else None,
+    )
+
+
+# --- usage ----------------------------------------------------------------------------------------
+
+
+def fetch_usage(
+    endpoints: ChatGPTEndpoints,
+    access: str,
+    account_id: str,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = HTTP_TIMEOUT,
+    now: float | None = None,
+) -> LabelledUsage:
+    """``GET wham/usage`` with the bearer token and ``ChatGPT-Account-Id``. A 429 is the
+    endpoint's throttle (:class:`RateLimited`), never a statement about the account's quota."""
+    headers = {"authorization": f"Bearer {access}", "chatgpt-account-id": account_id}
+    response = _send(
+        client, "GET", endpoints.usage_url, "the ChatGPT usage endpoint", timeout, headers=headers
+    )
+    failure = _transient(response, "the ChatGPT usage endpoint")
+    if failure:
+        raise failure
+    if response.status_code == 401:
+        raise AuthError("the ChatGPT access token was refused", hint="refresh the account's login")
+    if response.status_code != 200:
+        raise ProtocolError(f"the ChatGPT usage endpoint answered {response.status_code}")
+    try:
+        return parse_wham_usage(
+            _json(response, "the ChatGPT usage endpoint"), time.time() if now is None else now
+        )
+    except ValueError as e:
+        raise ProtocolError(f"the ChatGPT usage answer is not understood: {e}") from None

@@ -1,0 +1,272 @@
+"""The Codex CLI: ``${CODEX_HOME:-~/.codex}/auth.json``, its ChatGPT login under ``tokens``.
+
+The file (Codex 0.171.0, docs/codex.md)::
+
+    {"auth_mode": "chatgpt", "OPENAI_API_KEY": null,
+     "tokens": {"id_token", "access_token", "refresh_token", "account_id"},
+     "last_refresh": "<RFC 3339>"}
+
+Codex writes it atomically (a ``.auth-XXXXXX`` temporary, 0600, renamed over the file) while
+holding ``flock`` on ``auth.lock`` and then ``auth.json.lock`` next to it; acct takes the same
+two locks in the same order for its writes. Codex sends the refresh request BEFORE it takes them,
+so the locks do not keep Codex from spending the refresh token while acct holds them: acct never
+refreshes this file in place (``renew`` refuses), it hands Codex a fresh access token instead
+(Codex refreshes only after a 401). Codex rewrites the whole file from its own schema, so keys it
+does not know are dropped on its next refresh; acct keeps them on its own writes.
+
+With ``cli_auth_credentials_store`` set to ``keyring``, ``auto`` or ``ephemeral`` Codex does not
+read (or may not read) this file at all: acct refuses to write it then.
+
+Not in the target registry yet: an account has no provider, so nothing would keep an Anthropic
+login out of this file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from acct.base.errors import Busy, CorruptFile, UsageError
+from acct.base.fsio import FILE_MODE, atomic_write, ensure_dir, os_error, read_json_object
+from acct.base.models import Account, Tokens, fingerprint
+from acct.domain.chatgpt import PATTERNS, parse_id_claims
+from acct.domain.codex_resume import codex_resume_args
+from acct.services.targets.base import (
+    Check,
+    Entry,
+    JsonTarget,
+    Slot,
+    TargetChanged,
+    dump_json,
+    env_dir,
+    home_of,
+    require_oauth,
+    want_str,
+)
+
+ENTRY_KEY = "tokens"
+LOCK_NAMES = ("auth.lock", "auth.json.lock")  # Codex's flock files, in the order it takes them
+FILE_STORES = ("file",)
+OTHER_STORES = ("keyring", "auto", "ephemeral")
+OWN_KEYS = frozenset({"id_token", "access_token", "refresh_token", "account_id"})
+
+
+def codex_home(env: Mapping[str, str]) -> Path:
+    return env_dir(env, "CODEX_HOME") or home_of(env) / ".codex"
+
+
+def config_file(env: Mapping[str, str]) -> Path:
+    return codex_home(env) / "config.toml"
+
+
+def credentials_store(env: Mapping[str, str]) -> str:
+    """``cli_auth_credentials_store`` from ``config.toml`` (Codex's default: ``file``)."""
+    path = config_file(env)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return "file"
+    except OSError as e:
+        raise os_error("read", path, e) from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFile(
+            f"Codex config {path} does not parse ({e}); acct leaves auth.json untouched",
+            hint=f"fix {path}, then try again",
+        ) from None
+    value = doc.get("cli_auth_credentials_store", "file")
+    return value if isinstance(value, str) else "file"
+
+
+def check_file_store(env: Mapping[str, str]) -> None:
+    """Refuse when Codex keeps its login somewhere other than ``auth.json``."""
+    store = credentials_store(env)
+    if store in FILE_STORES:
+        return
+    raise UsageError(
+        f"Codex is set to keep its login in the {store!r} store "
+        f"(cli_auth_credentials_store in {config_file(env)}), so it would not read the login "
+        "acct writes to auth.json",
+        hint='set cli_auth_credentials_store = "file" in that file to let acct lend Codex a login',
+    )
+
+
+@contextlib.contextmanager
+def flock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0600 if missing; never deleted)."""
+    ensure_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    except OSError as e:
+        raise os_error("open the lock", path, e) from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise os_error("lock", path, e) from None
+                if time.monotonic() >= deadline:
+                    raise Busy(
+                        f"{what} is locked by another process (waited {timeout:g}s)",
+                        hint="try again in a moment",
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def last_refresh_now() -> str:
+    """``last_refresh`` as Codex writes it (RFC 3339, UTC)."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Codex(JsonTarget):
+    name = "codex"
+    entry_key = ENTRY_KEY
+    commands = ("codex",)
+    refresh_margin = 0.0  # Codex 0.171.0 refreshes only after a 401, whatever the expiry says
+    patterns = PATTERNS
+    extra_usage_billing = False
+    # Seen with `codex exec` 0.171.0: CODEX_API_KEY is sent instead of the file's login, and
+    # CODEX_ACCESS_TOKEN replaces it; OPENAI_API_KEY is ignored while the file holds a login.
+    overriding_env = ("CODEX_API_KEY", "CODEX_ACCESS_TOKEN")
+    fallback_env = ("OPENAI_API_KEY",)
+
+    def path(self, env: Mapping[str, str]) -> Path:
+        return codex_home(env) / "auth.json"
+
+    def tool_dir(self, env: Mapping[str, str]) -> Path:
+        return codex_home(env)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def parse_entry(self, obj: Mapping[str, object], path: Path) -> Entry | None:
+        access = want_str(obj, "access_token", path, self.entry_key, optional=True)
+        refresh = want_str(obj, "refresh_token", path, self.entry_key, optional=True)
+        id_token = want_str(obj, "id_token", path, self.entry_key, optional=True)
+        account_id = want_str(obj, "account_id", path, self.entry_key, optional=True)
+        claims = parse_id_claims(access)
+        extra: dict[str, object] = {"id_token": id_token} if id_token else {}
+        if account_id:
+            extra["account_id"] = account_id
+        tokens = Tokens(
+            access=access, refresh=refresh or None, expires_at=claims.expires_at or 0, extra=extra
+        )
+        plan = parse_id_claims(id_token).plan_type
+        return Entry(
+            tokens=tokens,
+            blank=tokens.is_blank,
+            subscription_type=plan,
+            extra={k: v for k, v in obj.items() if k not in OWN_KEYS},
+        )
+
+    def _slot_of(self, doc: Mapping[str, object] | None, path: Path) -> Slot:
+        if doc and self.entry_key not in doc:
+            key = doc.get("OPENAI_API_KEY")
+            if isinstance(key, str) and key:
+                return Slot(
+                    None, f"an OpenAI API key (fp {fingerprint(key)})", "other-" + fingerprint(key)
+                )
+        return super()._slot_of(doc, path)
+
+    def describe_other(self, obj: Mapping[str, object]) -> str:
+        return "a Codex login acct does not write"
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
+        id_token = tokens.extra.get("id_token")
+        account_id = (
+            tokens.extra.get("account_id")
+            or parse_id_claims(id_token if isinstance(id_token, str) else None).account_id
+        )
+        kept = {k: v for k, v in old.items() if k not in OWN_KEYS} if isinstance(old, dict) else {}
+        return {
+            **kept,
+            "id_token": id_token if isinstance(id_token, str) else "",
+            "access_token": tokens.access,
+            "refresh_token": tokens.refresh or "",
+            "account_id": account_id if isinstance(account_id, str) else None,
+        }
+
+    def before_write(self, env: Mapping[str, str], path: Path) -> None:
+        check_file_store(env)
+
+    @contextlib.contextmanager
+    def _locked(self, env: Mapping[str, str], path: Path) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for name in LOCK_NAMES:
+                lock = path.parent / name
+                stack.enter_context(
+                    flock(lock, timeout=self.lock_timeout, what=f"Codex's credentials ({lock})")
+                )
+            yield
+
+    def write(
+        self,
+        env: Mapping[str, str],
+        account: Account,
+        *,
+        path: Path | None = None,
+        expect: str | None = None,
+    ) -> Entry:
+        """As :meth:`JsonTarget.write`, plus the file's own ``auth_mode`` and ``last_refresh``
+        (and no API key beside the login: Codex would prefer it)."""
+        tokens = require_oauth(account, self.name)
+        if not isinstance(tokens.extra.get("id_token"), str):
+            raise UsageError(
+                f"account {account.name!r} has no ChatGPT id_token; Codex needs a ChatGPT login",
+                hint="log in with `acct login --provider chatgpt`",
+            )
+        p = self._file(env, path)
+        self.before_write(env, p)
+        try:
+            with self._locked(env, p):
+                doc = read_json_object(p, what=f"{self.name} credentials") or {}
+                self._check(self._slot_of(doc, p), expect, p)
+                doc["auth_mode"] = "chatgpt"
+                doc["OPENAI_API_KEY"] = None
+                doc[self.entry_key] = self.render_entry(account, tokens, doc.get(self.entry_key))
+                doc["last_refresh"] = last_refresh_now()
+                atomic_write(p, dump_json(doc))
+        except OSError as e:
+            raise os_error("write", p, e) from None
+        entry = self._entry_of(doc, p)
+        assert entry is not None
+        return entry
+
+    def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
+        """``codex exec … resume --last <prompt>`` / ``codex … resume --last <prompt>``."""
+        return codex_resume_args(argv, continuation_prompt)
+
+    def doctor_checks(self, env: Mapping[str, str], fix: bool) -> list[Check]:
+        try:
+            check_file_store(env)
+        except (UsageError, CorruptFile) as e:
+            return [
+                Check(self.name, "credentials-store", False, e.message, path=str(config_file(env)))
+            ]
+        return [
+            Check(
+                self.name,
+                "credentials-store",
+                True,
+                "Codex keeps its login in auth.json (cli_auth_credentials_store = file)",
+                path=str(config_file(env)),
+            )
+        ]
+
+
+__all__ = ["Codex", "TargetChanged", "check_file_store", "codex_home", "credentials_store"]
