@@ -293,7 +293,11 @@ class JsonTarget:
     # -- the usage proxy in front of the tool (see acct.services.targets.route) ---------------
 
     def route(self, env: Mapping[str, str], cwd: Path) -> ToolRoute:
-        """Where the tool, started with ``env`` in ``cwd``, sends its Messages requests."""
+        """Where the tool, started with ``env`` in ``cwd``, sends its Messages requests.
+
+        OpenCode and Pi read theirs here. Claude Code's is read by the proxy package
+        (``acct.services.proxy.claude_route``: its settings files' ``env`` blocks decide), which
+        points it there by ``ANTHROPIC_BASE_URL`` itself."""
         return ToolRoute(ANTHROPIC_API)
 
     def proxy_env(self, base_url: str, env: Mapping[str, str]) -> dict[str, str]:

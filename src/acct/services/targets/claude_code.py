@@ -34,7 +34,6 @@ from acct.services.targets.base import (
     want_epoch,
     want_str,
 )
-from acct.services.targets.route import ANTHROPIC_API, ToolRoute, loopback_bypass
 
 ENTRY_KEY = "claudeAiOauth"
 INFERENCE_SCOPE = "user:inference"
@@ -260,31 +259,6 @@ class ClaudeCode(JsonTarget):
         :func:`acct.domain.resume.claude_code_resume_args`)."""
         return claude_code_resume_args(argv, continuation_prompt)
 
-    def route(self, env: Mapping[str, str], cwd: Path) -> ToolRoute:
-        """``ANTHROPIC_BASE_URL`` after Claude Code's settings files laid their ``env`` blocks
-        over the environment. A settings file that sets it outranks the variable acct sets, and
-        another provider (Bedrock, Vertex, Foundry) never reads it: both put the route beyond
-        acct's reach."""
-        from acct.services.proxy import claude_route
-
-        r = claude_route(env, cwd)
-        url = (r.env.get("ANTHROPIC_BASE_URL") or "").strip() or ANTHROPIC_API
-        source = "ANTHROPIC_BASE_URL" if (env.get("ANTHROPIC_BASE_URL") or "").strip() else None
-        beyond = f"Claude Code uses {r.provider}" if r.provider else None
-        for path, var in r.set_by_settings:
-            if var == "ANTHROPIC_BASE_URL":
-                source, beyond = str(path), beyond or f"{path} sets ANTHROPIC_BASE_URL"
-        return ToolRoute(url, source, unreadable=r.unreadable, beyond=beyond)
-
-    def proxy_env(self, base_url: str, env: Mapping[str, str]) -> dict[str, str]:
-        """``ANTHROPIC_BASE_URL``; Claude Code withholds first-party features from a base URL
-        that is not Anthropic's, so its own switch says the proxy is, when its upstream is."""
-        from acct.services.proxy import ASSUME_FIRST_PARTY
-
-        out = {"ANTHROPIC_BASE_URL": base_url}
-        if self.route(env, Path.cwd()).upstream == ANTHROPIC_API:
-            out[ASSUME_FIRST_PARTY] = "1"
-        return {**out, **loopback_bypass(env)}
 
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:
