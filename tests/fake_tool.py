@@ -25,6 +25,11 @@ Knobs (environment):
   FAKE_TOOL_TZ       zone named in limit messages (default UTC)
   FAKE_TOOL_LIMIT_EXIT  exit with this status after printing a limit message (interactive
                      Claude Code waits on a limit and exits 0 when the user quits)
+  FAKE_TOOL_WAIT_ON_429  seconds OpenCode or Pi sleeps on a 429 before it reports it (the real
+                     ones sleep for the retry-after: hours on a quota answer)
+  FAKE_TOOL_RACE     a path (OpenCode), once while it does not exist: refresh, write the new pair,
+                     then fail as the plugin does when it races itself ("Token refresh failed:
+                     400" from its second refresh); the path is created
   FAKE_TOOL_ROUNDS   N: after answering, N rounds; round i waits (up to 120 s) for the file
                      FAKE_TOOL_GATE.i, refreshes with the tokens it holds in memory (as a
                      long-running tool does when its access token nears expiry), writes the
@@ -56,6 +61,11 @@ COMMANDS = {"claude-code": "claude", "opencode": "opencode", "pi": "pi"}
 REFRESH_MARGIN_S = 300  # the tools refresh about five minutes before expiry
 NOT_LOGGED_IN = "Not logged in · Please run /login"
 SESSION_ID = "5e55107d-0000-4000-8000-000000000001"
+PI_REFRESH_FAILED = (
+    "OAuth refresh failed for anthropic: Anthropic token refresh request failed. "
+    "url=https://platform.claude.com/v1/oauth/token; details=Error: HTTP request failed. "
+    "status=400\n    at refreshAnthropicToken (file:///pi/dist/auth/oauth/anthropic.js:88:15)"
+)
 LIMIT_LABELS = {
     "five_hour": "session limit",
     "seven_day": "weekly limit",
@@ -198,6 +208,43 @@ def base_url() -> str:
     return os.environ.get("ANTHROPIC_BASE_URL", "http://127.0.0.1:9").rstrip("/")
 
 
+def messages_url(tool: str) -> str:
+    """Where the tool sends ``/v1/messages``, read as the real tool reads it (measured): OpenCode
+    takes ``provider.anthropic.options.baseURL`` (with ``/v1``) from ``OPENCODE_CONFIG_CONTENT``
+    over the environment; Pi takes the base URL acct's extension registers, when one is loaded
+    (``-e``; it reads ``ACCT_PI_BASE_URL``). Otherwise ``$ANTHROPIC_BASE_URL``."""
+    if tool == "opencode" and os.environ.get("OPENCODE_CONFIG_CONTENT"):
+        doc = json.loads(os.environ["OPENCODE_CONFIG_CONTENT"])
+        url = doc.get("provider", {}).get("anthropic", {}).get("options", {}).get("baseURL")
+        if isinstance(url, str) and url:
+            return url.rstrip("/") + "/messages?beta=true"
+    if tool == "pi" and EXTENSIONS and os.environ.get("ACCT_PI_BASE_URL"):
+        return os.environ["ACCT_PI_BASE_URL"].rstrip("/") + "/v1/messages"
+    return base_url() + "/v1/messages?beta=true"
+
+
+EXTENSIONS: list[str] = []  # Pi's `-e FILE` options: the files it loads
+
+
+def take_extensions(tool: str, args: list[str]) -> list[str]:
+    """Pi's words without its ``-e``/``--extension FILE`` options (kept in ``EXTENSIONS``)."""
+    if tool != "pi":
+        return args
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--":
+            out += args[i:]
+            break
+        if args[i] in ("-e", "--extension") and i + 1 < len(args):
+            EXTENSIONS.append(args[i + 1])
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
 def post(
     url: str, body: dict[str, Any], headers: dict[str, str]
 ) -> tuple[int, dict[str, str], Any]:
@@ -257,7 +304,7 @@ def messages(creds: Creds, prompt: str) -> tuple[int, dict[str, str], Any]:
     }
     if creds.tool == "claude-code" and not creds.api_key:
         body["metadata"] = {"user_id": claude_user_id()}
-    return post(base_url() + "/v1/messages?beta=true", body, headers)
+    return post(messages_url(creds.tool), body, headers)
 
 
 def claude_user_id() -> str:
@@ -342,6 +389,10 @@ def report_claude(status: int, headers: dict[str, str], doc: Any, fmt: str) -> i
 
 
 def report_other(tool: str, status: int, doc: Any) -> int:
+    wait = float(os.environ.get("FAKE_TOOL_WAIT_ON_429", "0") or 0)
+    if status == 429 and wait:  # as OpenCode does: sleep for the retry-after, saying nothing
+        log("waiting_on_429", seconds=wait)
+        time.sleep(wait)
     if tool == "opencode":
         if status == 429:
             print(
@@ -370,8 +421,8 @@ def on_signal(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
-    tool, args = argv[0], argv[1:]
-    log("start", argv=[COMMANDS[tool], *args], tool=tool)
+    tool, args = argv[0], take_extensions(argv[0], argv[1:])
+    log("start", argv=[COMMANDS[tool], *args], tool=tool, extensions=EXTENSIONS)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
     fmt = output_format(args)
@@ -425,9 +476,17 @@ def call_api(tool: str, args: list[str], fmt: str) -> int:
     if not creds.load():
         print(NOT_LOGGED_IN if tool == "claude-code" else "Error: Anthropic API key is missing")
         return 1
+    race = os.environ.get("FAKE_TOOL_RACE")
+    if tool == "opencode" and race and not os.path.exists(race):
+        Path(race).touch()
+        refresh(creds)
+        print("Error: Token refresh failed: 400", file=sys.stderr)
+        return 1
     if creds.needs_refresh() and not refresh(creds):
         if tool == "claude-code":
             print(NOT_LOGGED_IN)
+        elif tool == "pi":  # Pi 1.6.0's words, then its stack trace; the file stays as it was
+            print(PI_REFRESH_FAILED, file=sys.stderr)
         else:
             print("Error: Token refresh failed: 400", file=sys.stderr)
         return 1

@@ -562,3 +562,76 @@ def test_a_time_without_a_zone_is_this_machines_local_time(zone: str) -> None:
         check=True,
     ).stdout
     assert float(out) == at(ZoneInfo(zone), 2027, 1, 2, 10, 0)
+
+
+# --- the newest releases (Claude Code 2.1.332, Pi 1.6.0 and 0.73.1, OpenCode 1.18.33) ----------
+
+PI_REFRESH_400 = (
+    "OAuth refresh failed for anthropic: Anthropic token refresh request failed. "
+    "url=https://platform.claude.com/v1/oauth/token; details=Error: HTTP request failed. "
+    "status=400\n    at refreshAnthropicToken (file:///pi/dist/auth/oauth/anthropic.js:88:15)\n"
+    "    at async OAuthCredentialStore.refresh (file:///pi/dist/auth/store.js:41:9)"
+)
+DEAD_LOGINS = [
+    ("cc 2.1.332 session expired", CC,
+     "Failed to authenticate: OAuth session expired and could not be refreshed"),
+    ("cc 2.1.332 time limit", CC,
+     "Failed to authenticate: this login reached its time limit and cannot be renewed"),
+    ("cc token revoked", CC, "OAuth token revoked · Please run /login"),
+    ("cc login expired", CC, "Login expired · Please run /login"),
+    ("pi 1.6.0 refresh 400 and its stack", PI, PI_REFRESH_400),
+    ("pi 0.73.1 no key left", PI, "No API key for provider: anthropic"),
+    ("opencode plugin refresh 400", OC, "Error: Token refresh failed: 400"),
+]
+
+
+@pytest.mark.parametrize(("target", "tail"), [c[1:] for c in DEAD_LOGINS], ids=[c[0] for c in DEAD_LOGINS])
+def test_a_dead_login_in_the_newest_wordings_needs_a_login_not_a_rest(target: str, tail: str) -> None:
+    ending = classify(get_target(target), 1, tail, NOW)
+    assert ending.kind == "login", ending
+    assert ending.message in tail
+
+
+def test_a_dead_login_in_claude_codes_json_result_needs_a_login() -> None:
+    doc = {
+        "type": "result",
+        "is_error": True,
+        "result": "Failed to authenticate: OAuth session expired and could not be refreshed",
+    }
+    assert classify(get_target(CC), 1, json.dumps(doc), NOW).kind == "login"
+
+
+@pytest.mark.parametrize(
+    ("tail", "window", "reset_at"),
+    [
+        ("You've reached your session limit · resets 9:20am (UTC)", "5-hour", utc(2026, 11, 25, 9, 20)),
+        ("You’ve reached your weekly limit · resets Nov 26, 8:12am (UTC)", "7-day", utc(2026, 11, 26, 8, 12)),
+        ("Opus 5 requires usage credits. Run /usage-credits to buy more", None, None),
+        ("claude-opus-5 requires usage credits.", None, None),
+    ],
+)
+def test_claude_code_2_1_332_quota_prefixes(tail: str, window: str | None, reset_at: float | None) -> None:
+    ending = classify(get_target(CC), 1, tail, NOW)
+    assert (ending.kind, ending.window) == ("quota", window)
+    assert ending.reset_at == (pytest.approx(reset_at) if reset_at is not None else None)
+
+
+def test_words_near_the_new_prefixes_are_no_limit() -> None:
+    for tail in (
+        "You've reached your fast limit · resets in 5m",
+        "the tests show this module requires usage credits. to be enabled",
+        "You've reached the end of the file",
+    ):
+        assert classify(get_target(CC), 1, tail, NOW).kind == "other", tail
+
+
+def test_login_patterns_extend_from_the_config() -> None:
+    extra = TargetConfig(login_patterns=(r"session is gone",))
+    assert classify(get_target(PI), 1, "session is gone", NOW).kind == "other"
+    assert classify(get_target(PI), 1, "session is gone", NOW, extra=extra).kind == "login"
+
+
+def test_claude_code_2_1_332_names_the_window_5_hour() -> None:
+    ending = classify(get_target(CC), 1, "You've hit your 5-hour limit · resets 9:51am (UTC)", NOW)
+    assert (ending.kind, ending.window) == ("quota", "5-hour")
+    assert ending.reset_at == pytest.approx(utc(2026, 11, 25, 9, 51))

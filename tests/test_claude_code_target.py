@@ -261,3 +261,31 @@ def test_renewing_in_place_keeps_the_lineages_keys(tenv: dict[str, str]) -> None
     raw = json.loads(path.read_text())["claudeAiOauth"]
     assert raw["clientId"] == "its-client" and raw["refreshToken"] == "sk-ant-ort01-NEW"
     assert raw["subscriptionType"] == "max"
+
+
+def test_claude_code_2_1_332s_subscription_type_source_stays_with_its_lineage(
+    tenv: dict[str, str],
+) -> None:
+    """2.1.332 adds ``subscriptionTypeSource`` (and when it checked, the time) on every run:
+    acct's writes of that same lineage, and its renewals in place, keep them."""
+    t = ClaudeCode()
+    added = {"subscriptionTypeSource": "profile", "subscriptionTypeVerifiedAt": 1796190000000}
+    path = write_entry(
+        t,
+        tenv,
+        {
+            "accessToken": "sk-ant-oat01-OLD",
+            "refreshToken": "sk-ant-ort01-RRRR",
+            "expiresAt": 1,
+            "scopes": ["user:inference"],
+            "subscriptionType": "max",
+            **added,
+        },
+    )
+    entry = t.write(tenv, account())
+    raw = json.loads(path.read_text())["claudeAiOauth"]
+    assert {k: raw[k] for k in added} == added and entry.extra == added
+    rotated = Tokens("sk-ant-oat01-NEW", "sk-ant-ort01-NEW", 2_000_000_000, ("user:inference",))
+    t.renew(tenv, lambda entry: rotated)
+    raw = json.loads(path.read_text())["claudeAiOauth"]
+    assert {k: raw[k] for k in added} == added and raw["refreshToken"] == "sk-ant-ort01-NEW"

@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from acct.services.context import Ctx
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
@@ -100,6 +102,42 @@ def test_doctor_flags_pi_agent_retry_left_enabled(acct: AcctRunner, home: Path) 
     assert "retries a 429" not in p.stdout
     got = json.loads(settings.read_text())
     assert got == {"retry": {"enabled": False, "provider": {"maxRetries": 0}}}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "file:///home/me/.cache/npm/node_modules/opencode-anthropic-auth/index.mjs",
+        "/opt/plugins/opencode-anthropic-auth",
+        "opencode-anthropic-auth@0.0.13",
+        "file:///home/me/src/opencode-anthropic-auth@0.0.13/index.mjs",
+    ],
+)
+def test_doctor_knows_the_opencode_plugin_given_as_a_path_or_url_and_never_adds_a_second(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Path, entry: str
+) -> None:
+    seed_account(fake, ctx, "work")
+    acct("use", "work", "-t", "opencode", check=True)
+    cfg = home / ".config" / "opencode" / "opencode.json"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(json.dumps({"plugin": [entry]}))
+    before = cfg.read_bytes()
+    p = acct("doctor", "--fix")
+    assert p.returncode == 0, p.stdout
+    assert "plugin opencode-anthropic-auth is enabled" in p.stdout
+    assert cfg.read_bytes() == before
+
+
+def test_doctor_does_not_take_another_plugin_for_the_claude_one(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, home: Path
+) -> None:
+    seed_account(fake, ctx, "work")
+    acct("use", "work", "-t", "opencode", check=True)
+    cfg = home / ".config" / "opencode" / "opencode.json"
+    cfg.parent.mkdir(parents=True)
+    others = ["opencode-anthropic-auth-fork", "file:///x/my-opencode-anthropic-auth-notes.mjs"]
+    cfg.write_text(json.dumps({"plugin": others}))
+    assert acct("doctor").returncode == 1
 
 
 def test_doctor_warns_about_a_dead_login_and_dates_the_live_ones(

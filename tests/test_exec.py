@@ -28,14 +28,36 @@ def tool_log(tmp_path: Path) -> Path:
 def exec_env(
     env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
 ) -> dict[str, str]:
-    """The environment with the fake tools first on PATH, talking to the fake server."""
+    """The environment with the fake tools first on PATH, talking to the fake server.
+
+    Claude Code (and the fake tools without acct's proxy) find it through ANTHROPIC_BASE_URL;
+    OpenCode and Pi, as the real ones, through their own settings (see tool_settings)."""
     bin_dir = install(tmp_path / "bin")
+    tool_settings(Path(env["HOME"]), fake.base_url)
     env.update(
         PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
         ANTHROPIC_BASE_URL=fake.base_url,
         FAKE_TOOL_LOG=str(tool_log),
     )
     return env
+
+
+def tool_settings(home: Path, base_url: str) -> None:
+    """OpenCode's ``opencode.json`` and Pi's ``models.json`` with ``base_url`` as their
+    Anthropic base URL, as a user of a gateway would have them (the route acct chains to)."""
+    for path, doc in (
+        (
+            home / ".config" / "opencode" / "opencode.json",
+            {"provider": {"anthropic": {"options": {"baseURL": base_url + "/v1"}}}},
+        ),
+        (
+            home / ".pi" / "agent" / "models.json",
+            {"providers": {"anthropic": {"baseUrl": base_url}}},
+        ),
+    ):
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(doc))
 
 
 @pytest.fixture

@@ -737,15 +737,6 @@ def test_a_proxy_that_cannot_start_warns_once_and_runs_without(fake, ctx, run) -
     assert fake.stats().get("messages", 0) == 0
 
 
-def test_the_proxy_is_for_claude_code_only(fake, ctx, run) -> None:
-    seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
-    p = run("exec", "--proxy", "--target", "pi", "--", "true")
-    assert p.returncode == 0
-    assert "works with claude-code only" in p.stderr
-    p = run("exec", "--target", "pi", "--", "true")
-    assert "proxy" not in p.stderr
-
-
 def test_a_refusal_usage_does_not_explain_still_ends_the_run_as_quota(
     fake, ctx, xenv, tool_log
 ) -> None:

@@ -159,8 +159,10 @@ PI_CASES = [
     (["pi", "-p", "hi"], ["pi", "--continue", "-p", C]),
     (["pi", "read this", "then that"], ["pi", "--continue", C]),
     (["pi", "@a.md", "hi", "@b.png"], ["pi", "--continue", "@a.md", C, "@b.png"]),
-    # An extension's flag takes the next word, even one Pi does not have (`--session-id`).
-    (["pi", "--session-id", "x", "hi"], ["pi", "--continue", "--session-id", "x", C]),
+    # Pi 1.6.0's `--session-id` reopens its session and is refused next to `--continue`.
+    (["pi", "--session-id", "x", "hi"], ["pi", "--session-id", "x", C]),
+    # An extension's flag takes the next word.
+    (["pi", "--session-tag", "x", "hi"], ["pi", "--continue", "--session-tag", "x", C]),
     (["pi", "--plan", "-p", "hi"], ["pi", "--continue", "--plan", "-p", C]),
     (["pi", "--plan=deep", "hi"], ["pi", "--continue", "--plan=deep", C]),
     # Options the old table missed.
@@ -291,7 +293,7 @@ OPENCODE_WORDS = st.builds(
 
 SESSION = {
     "claude-code": {"--continue", "--resume", "--session-id", "--fork-session", "--from-pr"},
-    "pi": {"--continue", "--resume", "--fork"},
+    "pi": {"--continue", "--resume", "--fork", "--session-id"},
     "opencode": {"--continue", "--session", "--fork"},
 }
 
@@ -465,3 +467,90 @@ def test_real_pi_reads_the_continuation_as_its_message(argv: list[str], tmp_path
         binary, pi_resume_args(argv, C)[1:], tmp_path, {"PI_OFFLINE": "1", "PI_TELEMETRY": "0"}
     )
     assert "No API key found" in text, text
+
+
+# --- the newest releases: Claude Code 2.1.332 and Pi 1.6.0 --------------------------------------
+
+NEW_CLAUDE_CASES = [
+    # A value option 2.1.332 added used to be read as the prompt: the original prompt went again.
+    (
+        ["claude", "--autocompact", "auto", "-p", "fix it"],
+        ["claude", "--continue", "--autocompact", "auto", "-p", C],
+    ),
+    (
+        ["claude", "-p", "--environment", "env_1", "fix it"],
+        ["claude", "--continue", "-p", "--environment", "env_1", C],
+    ),
+    (
+        ["claude", "--permission-prompts", "host", "-p", "fix it"],
+        ["claude", "--continue", "--permission-prompts", "host", "-p", C],
+    ),
+    (
+        ["claude", "--system-prompt-snapshot", "on", "-p", "fix it"],
+        ["claude", "--continue", "--system-prompt-snapshot", "on", "-p", C],
+    ),
+    (
+        ["claude", "--restricted", "--desktop", "--forward-subagent-text", "-p", "fix it"],
+        ["claude", "--continue", "--restricted", "--desktop", "--forward-subagent-text", "-p", C],
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), NEW_CLAUDE_CASES, ids=lambda a: " ".join(a))
+def test_claude_code_2_1_332_options_keep_their_values_and_the_prompt_is_replaced(
+    argv: list[str], expected: list[str]
+) -> None:
+    assert claude_code_resume_args(argv, C) == expected
+
+
+NEW_PI_CASES = [
+    # --session-id cannot go with --continue (Pi refuses the run): it reopens its session alone.
+    (["pi", "--session-id", SID, "-p", "fix it"], ["pi", "--session-id", SID, "-p", C]),
+    (["pi", "--session-id", SID, "--fork", "old", "-p", "x"], ["pi", "--session-id", SID, "-p", C]),
+    (["pi", "-n", "my work", "-p", "fix it"], ["pi", "--continue", "-n", "my work", "-p", C]),
+    (["pi", "--name", "fix it", "-p", "go"], ["pi", "--continue", "--name", "fix it", "-p", C]),
+    (["pi", "-xt", "bash", "-p", "go"], ["pi", "--continue", "-xt", "bash", "-p", C]),
+    (
+        ["pi", "--tui-mode", "regular", "--use-theme", "dark", "go"],
+        ["pi", "--continue", "--tui-mode", "regular", "--use-theme", "dark", C],
+    ),
+    (["pi", "-a", "--no-mcp", "-p", "go"], ["pi", "--continue", "-a", "--no-mcp", "-p", C]),
+    # `--` ends Pi 1.6.0's options: what follows is the message, whatever it looks like.
+    (["pi", "-p", "--", "- a dashed point"], ["pi", "--continue", "-p", "--", C]),
+    (["pi", "--", "@notes.md", "--fix"], ["pi", "--continue", "--", "@notes.md", C]),
+    (["pi", "auth", "login"], ["pi", "auth", "login"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), NEW_PI_CASES, ids=lambda a: " ".join(a))
+def test_pi_1_6_0_options_and_session_id_resume_right(argv: list[str], expected: list[str]) -> None:
+    assert pi_resume_args(argv, C) == expected
+
+
+REAL_CLAUDE_NEW = [
+    ["claude", "--autocompact", "auto", "-p", "fix it"],
+    ["claude", "--permission-prompts", "host", "--system-prompt-snapshot", "on", "-p", "fix it"],
+    ["claude", "--restricted", "-p", "fix it"],
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("argv", REAL_CLAUDE_NEW, ids=lambda a: " ".join(a))
+def test_real_claude_code_2_1_332_reads_the_continuation_as_its_prompt(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """2.1.332 checks for a prompt before the login, as 2.1.197 does."""
+    from tests.e2e.npm_clients import CLAUDE_CODE_NEW, client_env
+
+    binary = _binary(CLAUDE_CODE_NEW)
+    quiet = {
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+    }
+    path = client_env(CLAUDE_CODE_NEW, cache_root(), dict(os.environ))["PATH"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", path)
+        text = _run(binary, claude_code_resume_args(argv, C)[1:], tmp_path, quiet)
+    assert "Not logged in" in text, text
+    assert "unknown option" not in text and "Input must be provided" not in text

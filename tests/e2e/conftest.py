@@ -20,7 +20,19 @@ import pytest
 
 from tests.conftest import AcctRunner
 from tests.e2e.mitm import Certs, ProxyUnavailable, TlsProxy, make_certs
-from tests.e2e.npm_clients import CLAUDE_CODE, PI, ClientUnavailable, NpmClient, ensure_installed
+from tests.e2e.npm_clients import (
+    CLAUDE_CODE_NEW,
+    CLAUDE_CODE_OLD,
+    OPENCODE,
+    OPENCODE_PLUGIN_MAIN,
+    PI_NEW,
+    PI_OLD,
+    ClientUnavailable,
+    NpmClient,
+    cache_root,
+    ensure_installed,
+    node_dir,
+)
 from tests.fake_anthropic.client import FakeAnthropic
 
 # Claude Code without auto-update, telemetry or other calls home.
@@ -30,6 +42,38 @@ CLAUDE_QUIET = {
     "DISABLE_TELEMETRY": "1",
 }
 PI_QUIET = {"PI_OFFLINE": "1", "PI_TELEMETRY": "0"}
+# OpenCode without updates, the models.dev fetch, and the scans and plugins a test does not need.
+OPENCODE_QUIET = {
+    "OPENCODE_DISABLE_AUTOUPDATE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
+    "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+    "OPENCODE_DISABLE_CLAUDE_CODE": "1",
+    "OPENCODE_DISABLE_EXTERNAL_SKILLS": "1",
+    "OPENCODE_EXPERIMENTAL_DISABLE_FILEWATCHER": "1",
+}
+# Each tool's newest release, and the release before it as a second row.
+CLAUDE_ROWS = [CLAUDE_CODE_NEW, CLAUDE_CODE_OLD]
+PI_ROWS = [PI_NEW, PI_OLD]
+
+
+def refresh_spends(fake: FakeAnthropic) -> list[tuple[int, str]]:
+    """The tool's refreshes as (status, refresh token sha8), leaving out an attempt the fake
+    refused that the same token then passed: Claude Code 2.1.332 first asks for more scopes than
+    the fake's grant holds (``invalid_scope``, nothing spent), then refreshes as before."""
+    log = [(r["status"], r["token_sha8"]) for r in fake.log("token_refresh")]
+    return [
+        (status, sha)
+        for i, (status, sha) in enumerate(log)
+        if not (status == 400 and (200, sha) in log[i + 1 :])
+    ]
+
+
+def dead_login_words(client: NpmClient) -> str:
+    """What Claude Code prints when its refresh got invalid_grant (2.1.332 changed it)."""
+    if client.version == CLAUDE_CODE_OLD.version:
+        return "Not logged in"
+    return "Failed to authenticate: OAuth session expired and could not be refreshed"
 
 
 def _installed(client: NpmClient) -> Path:
@@ -39,16 +83,39 @@ def _installed(client: NpmClient) -> Path:
         pytest.skip(f"e2e: {client.spec} is not available: {exc}")
 
 
+@pytest.fixture(scope="session", params=CLAUDE_ROWS, ids=[c.version for c in CLAUDE_ROWS])
+def claude_client(request: pytest.FixtureRequest) -> NpmClient:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="session")
-def claude_code_bin() -> Path:
+def claude_code_bin(claude_client: NpmClient) -> Path:
     """The real Claude Code binary, pinned (the tier is skipped where it cannot be installed)."""
-    return _installed(CLAUDE_CODE)
+    return _installed(claude_client)
+
+
+@pytest.fixture(scope="session", params=PI_ROWS, ids=[c.version for c in PI_ROWS])
+def pi_client(request: pytest.FixtureRequest) -> NpmClient:
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
-def pi_bin() -> Path:
+def pi_bin(pi_client: NpmClient) -> Path:
     """The real Pi binary, pinned (skipped where it cannot be installed)."""
-    return _installed(PI)
+    return _installed(pi_client)
+
+
+@pytest.fixture(scope="session")
+def opencode_bin() -> Path:
+    """The real OpenCode binary with the Claude plugin next to it (skipped where unavailable)."""
+    return _installed(OPENCODE)
+
+
+def _path_with(client: NpmClient, bin_dir: Path, env: dict[str, str]) -> str:
+    """PATH with the test's bin directory first, then the Node the client needs (if any)."""
+    nd = node_dir(client, cache_root())
+    extra = [str(bin_dir)] + ([str(nd)] if nd is not None else [])
+    return os.pathsep.join([*extra, env.get("PATH", "")])
 
 
 @pytest.fixture(scope="session")
@@ -87,12 +154,13 @@ def claude_env(
     fake: FakeAnthropic,
     bin_dir: Path,
     claude_code_bin: Path,
+    claude_client: NpmClient,
     dead_proxy: str,
 ) -> dict[str, str]:
     """The test's environment with the real `claude` first on PATH, talking to the fake."""
     (bin_dir / "claude").symlink_to(claude_code_bin)
     env.update(
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        PATH=_path_with(claude_client, bin_dir, env),
         ANTHROPIC_BASE_URL=fake.base_url,
         **CLAUDE_QUIET,
         **offline_env(dead_proxy),
@@ -106,6 +174,7 @@ def pi_env(
     fake: FakeAnthropic,
     bin_dir: Path,
     pi_bin: Path,
+    pi_client: NpmClient,
     dead_proxy: str,
 ) -> dict[str, str]:
     """The test's environment with the real `pi` first on PATH, its Anthropic provider at the fake.
@@ -123,11 +192,51 @@ def pi_env(
         json.dumps({"retry": {"enabled": False, "provider": {"maxRetries": 0}}})
     )
     env.update(
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        PATH=_path_with(pi_client, bin_dir, env),
         **PI_QUIET,
         **offline_env(dead_proxy),
     )
     return env
+
+
+@pytest.fixture
+def opencode_env(
+    env: dict[str, str],
+    fake: FakeAnthropic,
+    bin_dir: Path,
+    opencode_bin: Path,
+    dead_proxy: str,
+) -> dict[str, str]:
+    """The test's environment with the real `opencode` first on PATH, its Anthropic provider at
+    the fake (``opencode.json``), the Claude plugin enabled by its file:// URL.
+
+    OpenCode installs ``@opencode-ai/plugin`` into its config directory on first start (from
+    npm, retrying for minutes when npm cannot be reached): a lock file that already lists it
+    tells it the install was done.
+    """
+    (bin_dir / "opencode").symlink_to(opencode_bin)
+    config = Path(env["HOME"]) / ".config" / "opencode"
+    (config / "node_modules").mkdir(parents=True)
+    lock = {"packages": {"": {"dependencies": {"@opencode-ai/plugin": OPENCODE.version}}}}
+    (config / "package-lock.json").write_text(json.dumps(lock))
+    plugin = (OPENCODE.prefix(cache_root()) / OPENCODE_PLUGIN_MAIN).as_uri()
+    doc = {
+        "plugin": [plugin],
+        "provider": {"anthropic": {"options": {"baseURL": fake.base_url + "/v1"}}},
+    }
+    (config / "opencode.json").write_text(json.dumps(doc))
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        **OPENCODE_QUIET,
+        **offline_env(dead_proxy),
+    )
+    return env
+
+
+@pytest.fixture
+def run_acct_opencode(opencode_env: dict[str, str]) -> AcctRunner:
+    """``acct ...`` as a real process in the environment where `opencode` is the real one."""
+    return AcctRunner(opencode_env)
 
 
 @pytest.fixture

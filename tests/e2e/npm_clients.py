@@ -32,10 +32,16 @@ class NpmClient:
     package: str  # npm package
     version: str  # pinned version
     bin: str  # command name in node_modules/.bin
+    extra: tuple[str, ...] = ()  # more packages (``name@version``) installed next to it
+    node: NpmClient | None = None  # the Node runtime it needs (first on PATH), None: the system's
 
     @property
     def spec(self) -> str:
         return f"{self.package}@{self.version}"
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        return (self.spec, *self.extra)
 
     def prefix(self, root: Path) -> Path:
         return root / f"{self.name}-{self.version}"
@@ -44,8 +50,44 @@ class NpmClient:
         return self.prefix(root) / "node_modules" / ".bin" / self.bin
 
 
-CLAUDE_CODE = NpmClient("claude-code", "@anthropic-ai/claude-code", "2.1.197", "claude")
-PI = NpmClient("pi", "@mariozechner/pi-coding-agent", "0.73.1", "pi")
+def _arm() -> bool:
+    import platform
+
+    return platform.machine().lower() in ("aarch64", "arm64")
+
+
+# Node 22 for the newest releases (Claude Code 2.1.332 asks for >= 22, Pi 1.6.0 for >= 22.19 and
+# fails on 20): the prebuilt binary npm ships as a package of its own, no install script needed.
+NODE_22 = NpmClient("node", f"node-linux-{'arm64' if _arm() else 'x64'}", "22.23.5", "node")
+CLAUDE_CODE_NEW = NpmClient(
+    "claude-code", "@anthropic-ai/claude-code", "2.1.332", "claude", node=NODE_22
+)
+CLAUDE_CODE_OLD = NpmClient("claude-code", "@anthropic-ai/claude-code", "2.1.197", "claude")
+PI_NEW = NpmClient("pi", "@earendil-works/pi-coding-agent", "1.6.0", "pi", node=NODE_22)
+PI_OLD = NpmClient("pi", "@mariozechner/pi-coding-agent", "0.73.1", "pi")
+# OpenCode ships one binary; its Claude login needs the plugin, installed alongside (its
+# entry in opencode.json is then a file:// URL: OpenCode would otherwise fetch it from npm).
+OPENCODE = NpmClient(
+    "opencode", "opencode-ai", "1.18.33", "opencode", extra=("opencode-anthropic-auth@0.0.13",)
+)
+OPENCODE_PLUGIN_MAIN = Path("node_modules") / "opencode-anthropic-auth" / "index.mjs"
+CLAUDE_CODE = CLAUDE_CODE_OLD  # the second row's, as before
+PI = PI_OLD
+
+
+def node_dir(client: NpmClient, root: Path) -> Path | None:
+    """The directory of the Node binary ``client`` runs on (first on its PATH), or None."""
+    if client.node is None:
+        return None
+    return client.prefix(root) / "node_modules" / client.node.package / "bin"
+
+
+def client_env(client: NpmClient, root: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the client's Node first on PATH (unchanged for one on the system's)."""
+    nd = node_dir(client, root)
+    if nd is None:
+        return env
+    return {**env, "PATH": f"{nd}{os.pathsep}{env.get('PATH', '')}"}
 
 
 def cache_root(env: dict[str, str] | None = None) -> Path:
@@ -83,7 +125,7 @@ def installed_version(client: NpmClient, root: Path) -> str | None:
             text=True,
             timeout=VERSION_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
-            env=_quiet_env(),
+            env=client_env(client, root, _quiet_env()),
             cwd=client.prefix(root),
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -101,7 +143,8 @@ def _npm_install(client: NpmClient, prefix: Path, timeout: float) -> None:
     if prefix.exists():
         shutil.rmtree(prefix)
     prefix.mkdir(parents=True)
-    cmd = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), client.spec]
+    node = () if client.node is None else (client.node.spec,)
+    cmd = [npm, "install", "--no-audit", "--no-fund", "--prefix", str(prefix), *client.specs, *node]
     try:
         proc = subprocess.run(
             cmd,
@@ -116,7 +159,8 @@ def _npm_install(client: NpmClient, prefix: Path, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         shutil.rmtree(prefix, ignore_errors=True)
         raise ClientUnavailable(
-            f"`npm install {client.spec}` did not finish in {timeout:.0f} s (registry unreachable?)"
+            f"`npm install {' '.join(client.specs)}` did not finish in {timeout:.0f} s "
+            "(registry unreachable?)"
         ) from None
     if proc.returncode != 0:
         shutil.rmtree(prefix, ignore_errors=True)
@@ -188,10 +232,19 @@ def ensure_installed(
 
 __all__ = [
     "CLAUDE_CODE",
+    "CLAUDE_CODE_NEW",
+    "CLAUDE_CODE_OLD",
+    "NODE_22",
+    "OPENCODE",
+    "OPENCODE_PLUGIN_MAIN",
     "PI",
+    "PI_NEW",
+    "PI_OLD",
     "ClientUnavailable",
     "NpmClient",
     "cache_root",
+    "client_env",
     "ensure_installed",
     "installed_version",
+    "node_dir",
 ]

@@ -11,6 +11,7 @@ import pytest
 
 from acct.services import custody
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.e2e.conftest import refresh_spends
 from tests.e2e.test_claude_code_real import credentials_file, expire_at_server, messages
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +54,7 @@ def test_a_refresh_in_an_isolated_session_comes_back_to_the_store(
 
     assert p.returncode == 0, p.stderr
     assert "Hello from a@example.com" in p.stdout
-    refreshes = fake.log("token_refresh")
-    assert [(r["status"], r["token_sha8"]) for r in refreshes] == [
-        (200, fake.sha8(a.tokens.refresh))
-    ]
+    assert refresh_spends(fake) == [(200, fake.sha8(a.tokens.refresh))]
     after = ctx.store.read().get("a")
     assert after.holder is None and after.tokens is not None
     assert after.tokens.refresh != a.tokens.refresh

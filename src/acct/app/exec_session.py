@@ -34,9 +34,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from acct.base.config import POLICIES
@@ -57,20 +59,29 @@ from acct.domain.pick import Choice, pick
 from acct.services import custody, oauth, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
-from acct.services.proxy import Plan, Watch, claude_route
+from acct.services.proxy import Plan, Route, Watch, claude_route
 from acct.services.proxy.failover import rest_for
 from acct.services.runner import RunResult, run
 from acct.services.sessions import Opened
 from acct.services.targets import EXTRA_USAGE_NOTE, get_target, target_for_command
 from acct.services.targets.base import JsonTarget
+from acct.services.targets.route import ToolRoute
 
 # Where each tool prints its limit: when acct does not see that stream, it asks the
 # usage endpoint instead.
 LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
-# Tools whose Messages requests acct can route through its usage proxy by the environment alone
-# (ANTHROPIC_BASE_URL). OpenCode and Pi take their base URL from config files only.
-PROXIED = ("claude-code",)
+# Tools acct puts its usage proxy in front of: Claude Code through ANTHROPIC_BASE_URL, OpenCode
+# through an OPENCODE_CONFIG_CONTENT overlay, Pi through an extension loaded with `-e` (each
+# target's proxy_env/proxy_argv; docs/tools.md has what was measured).
+PROXIED = ("claude-code", "opencode", "pi")
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+# Tools that do not exit on a quota refusal: OpenCode sleeps for the retry-after (hours), Pi 0.73
+# too unless its retries are off, Pi 1.x retries for about 15 s. When the proxy saw a refusal
+# reach such a tool and no later answer was allowed, acct ends the run itself (SIGTERM) after
+# this grace, so the exit-based loop benches the account and resumes on the next one.
+SLEEPS_ON_REFUSAL = ("opencode", "pi")
+REFUSAL_GRACE_S = 1.0
+_POLL_S = 0.1
 
 
 class Reporter(Protocol):
@@ -116,7 +127,7 @@ class ExecOptions:
     max_rotations: int | None = None
     wait: bool = False
     nested: bool = False
-    proxy: bool | None = None  # None: on where the tool can be pointed at it (claude-code)
+    proxy: bool | None = None  # None: on unless the config turns it off
     isolate: bool = False
 
     def validate(self, c: Ctx) -> tuple[str, str]:
@@ -155,6 +166,7 @@ class Session:
     rotations: int = 0
     pending_rotation: dict[str, Any] | None = None
     watch: Watch | None = None  # the usage proxy in front of the tool, while it runs
+    route: ToolRoute | None = None  # the tool's own route the proxy forwards to (not Claude Code)
     live: Opened | None = None  # this run's record among the running sessions
     out: Reporter = field(default_factory=lambda: SilentReporter())
 
@@ -295,7 +307,9 @@ class Session:
     def child_env(self, base: Mapping[str, str], acc: Account) -> dict[str, str]:
         env = dict(base)
         env.update(ACCT_ACCOUNT=acc.name, ACCT_TARGET=self.target.name, ACCT_EXEC="1")
-        if self.watch is not None:
+        if self.watch is not None and self.route is not None:
+            env.update(self.target.proxy_env(self.route.via(self.watch.url), env))
+        elif self.watch is not None:
             env.update(self.watch.child_env(env))
         if not acc.is_oauth and acc.api_key:
             env["ANTHROPIC_API_KEY"] = acc.api_key
@@ -347,7 +361,24 @@ class Session:
         self.c.state.close()  # no SQLite handle held open across the child's lifetime
         if self.watch is not None:
             self.watch.begin(acc)
-        result = run(argv, self.child_env(env, acc), on_start=lambda pid: self._started(pid, acc))
+        if self.watch is not None and self.route is not None:
+            argv = self.target.proxy_argv(argv, env)
+        ender = (
+            _RefusalEnder(self.watch, acc, self.out)
+            if self.watch is not None and self.target.name in SLEEPS_ON_REFUSAL
+            else None
+        )
+
+        def started(pid: int) -> None:
+            self._started(pid, acc)
+            if ender is not None:
+                ender.start(pid)
+
+        try:
+            result = run(argv, self.child_env(env, acc), on_start=started)
+        finally:
+            if ender is not None:
+                ender.stop()
         if self.watch is not None:
             self.watch.settle()
         ending = self._ending(acc, result)
@@ -363,6 +394,7 @@ class Session:
         """How the run ended, for the account it ran on; ``other`` whenever acct must not act."""
         held: str | None = acc.id
         who = acc.name
+        hv: HarvestResult | None = None
         if acc.is_oauth:
             try:
                 hv = custody.harvest(self.c, self.target.name, self.tool_env)
@@ -380,9 +412,13 @@ class Session:
             extra=self.c.config.target(self.target.name),
         )
         ending = self._proxy_says(acc, result, ending)
+        if ending.kind == "login" and (hv is None or hv.status != "unchanged"):
+            # The tool named a refused refresh, but its file moved on (it renewed the login
+            # after all, as OpenCode's plugin does when it races itself): not a dead login.
+            ending = replace(ending, kind="auth")
         if ending.kind == "other" and held == acc.id and self._unseen(result):
             ending = self._usage_says(acc, result) or ending
-        if ending.kind in ("quota", "auth") and held != acc.id:
+        if ending.kind in ("quota", "auth", "login") and held != acc.id:
             self.out.warn(
                 f"{self.target.name}'s file held {who} when the run ended, not {acc.name} "
                 f"(switched during the run); not benching {acc.name} or rotating"
@@ -482,6 +518,9 @@ class Session:
         confirming with the usage endpoint."""
         now = time.time()
         cfg = self.c.config
+        if ending.kind == "login":
+            self._needs_login(acc)
+            return Rest(now, "needs_login", "login", "its login is dead"), 0.0
         if ending.kind == "auth":
             current = self.c.store.read().by_id(acc.id)
             if current is not None and current.needs_login:
@@ -495,6 +534,19 @@ class Session:
         )
         self._bench(acc, r)
         return r, spent
+
+    def _needs_login(self, acc: Account) -> None:
+        """Mark ``acc`` as needing a new login: the tool's refresh with the lineage acct lent it
+        was refused and the file still holds that lineage, so no one can renew it."""
+        with self.c.store.transaction() as accounts:
+            current = accounts.by_id(acc.id)
+            if current is not None and not current.needs_login:
+                accounts.put(current.copy(needs_login=True))
+        with contextlib.suppress(AcctError):
+            self.c.state.record(
+                "needs_login", account_id=acc.id, target=self.target.name, reason="refresh refused"
+            )
+        prompt_state.refresh_quietly(self.c)
 
     def _bench(self, acc: Account, r: Rest) -> None:
         reason = f"{r.label} limit" + (f"; {r.note}" if r.note else "")
@@ -544,7 +596,12 @@ class Session:
             if self.opts.proxy is not None
             else (None if self.c.config.proxy else False)
         )
-        self.watch = start_watch(self.c, self.target.name, asked, self.out, self._plan())
+        if self.target.name in PROXIED and self.target.name != "claude-code":
+            self.watch, self.route = start_tool_watch(
+                self.c, self.target, asked, self.out, self._plan()
+            )
+        else:  # Claude Code, and a tool the proxy cannot be put in front of (it says so)
+            self.watch = start_watch(self.c, self.target.name, asked, self.out, self._plan())
         try:
             return self.run()
         finally:
@@ -585,7 +642,7 @@ class Session:
                 self.out.note(
                     f"{acc.name} was throttled by the server (not a usage limit); not rotating"
                 )
-            if ending.kind not in ("quota", "auth"):
+            if ending.kind not in ("quota", "auth", "login"):
                 return result.status
             self.tried.add(acc.id)
             r, confirm_s = self.rest(acc, ending, result)
@@ -716,6 +773,76 @@ def start_watch(
         why = str(e) if isinstance(e, ValueError) else type(e).__name__
         out.warn(f"cannot start the usage proxy ({why}); running without it")
         return None
+
+
+class _RefusalEnder:
+    """Ends a run whose tool got a quota refusal and would sleep on it (``SLEEPS_ON_REFUSAL``).
+
+    The proxy's last word for the run's account decides: a refusal that stays the last word for
+    ``REFUSAL_GRACE_S`` (no later answer was allowed) ends the child with SIGTERM. The run then
+    ends as ``quota`` with the server's reset (``Session._proxy_says``).
+    """
+
+    def __init__(self, watch: Watch, acc: Account, out: Reporter) -> None:
+        self.watch, self.acc, self.out = watch, acc, out
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, pid: int) -> None:
+        self._thread = threading.Thread(target=self._watch, args=(pid,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self, pid: int) -> None:
+        since: float | None = None
+        while not self._done.wait(_POLL_S):
+            if self.watch.quota(self.acc.id) is None:
+                since = None
+                continue
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since >= REFUSAL_GRACE_S:
+                self.out.note(
+                    f"{self.acc.name}'s limit reached the tool, which would wait for it; "
+                    "ending the run to go on"
+                )
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+                return
+
+
+def start_tool_watch(
+    c: Ctx, target: JsonTarget, asked: bool | None, out: Reporter, plan: Plan | None = None
+) -> tuple[Watch | None, ToolRoute | None]:
+    """The usage proxy for a tool that is pointed at it by its target's overlay (OpenCode, Pi),
+    forwarding to the tool's own route; (None, None) when it is off or cannot be used."""
+    if asked is False:
+        return None, None
+    try:
+        cwd = Path.cwd()
+    except OSError:
+        cwd = Path(".")
+    tool = target.route(c.env, cwd)
+    name = target.name
+    if tool.unreadable is not None:
+        out.warn(f"cannot read {tool.unreadable}; running {name} without the usage proxy")
+        return None, None
+    if tool.beyond is not None:
+        out.note(f"note: {tool.beyond}; running {name} without the usage proxy")
+        return None, None
+    if not tool.usable:
+        out.note(f"note: {name}'s base URL is not one acct can proxy; running it without the proxy")
+        return None, None
+    route = Route({**c.env, "ANTHROPIC_BASE_URL": tool.upstream})
+    try:
+        return Watch(c.env, route=route, plan=plan).start(), tool
+    except Exception as e:  # noqa: BLE001  (the tool runs all the same, only unobserved)
+        why = str(e) if isinstance(e, ValueError) else type(e).__name__
+        out.warn(f"cannot start the usage proxy ({why}); running without it")
+        return None, None
 
 
 def run_exec(c: Ctx, opts: ExecOptions, out: Reporter) -> int:

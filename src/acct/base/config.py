@@ -28,6 +28,7 @@ class TargetConfig:
     quota_patterns: tuple[str, ...] = ()
     throttle_patterns: tuple[str, ...] = ()
     auth_patterns: tuple[str, ...] = ()
+    login_patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,23 @@ _KEYS = {
     "notify_utilization",
 }
 _TIMEOUTS = {"usage_timeout"}  # 0 would make every request time out at once
-_TARGET_KEYS = {"resume_args", "continuation_prompt", "quota_patterns", "throttle_patterns", "auth_patterns"}
+_TARGET_KEYS = {
+    "resume_args",
+    "continuation_prompt",
+    "quota_patterns",
+    "throttle_patterns",
+    "auth_patterns",
+    "login_patterns",
+}
 
 
 def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> Config:
     base = Config()
     unknown = sorted(set(doc) - _KEYS)
     if unknown:
-        raise ConfigError(f"config {path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
+        raise ConfigError(
+            f"config {path}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})"
+        )
     kw: dict[str, Any] = {}
     for key in ("default_target", "policy", "continuation_prompt"):
         if key in doc:
@@ -183,9 +193,11 @@ def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> C
             tk["resume_args"] = _strs(t["resume_args"], f"targets.{name}.resume_args", path)
         if "continuation_prompt" in t:
             if not isinstance(t["continuation_prompt"], str):
-                raise ConfigError(f"config {path}: targets.{name}.continuation_prompt must be a string")
+                raise ConfigError(
+                    f"config {path}: targets.{name}.continuation_prompt must be a string"
+                )
             tk["continuation_prompt"] = t["continuation_prompt"]
-        for kind in ("quota", "throttle", "auth"):
+        for kind in ("quota", "throttle", "auth", "login"):
             key = f"{kind}_patterns"
             if key in t:
                 tk[key] = _strs(t[key], f"targets.{name}.{key}", path)

@@ -2,7 +2,8 @@
 
 Kinds: ``ok`` (exit 0, whatever the text says), ``quota`` (the plan's limit: bench the account
 until its reset), ``throttle`` (the server asks to slow down; says nothing about the quota),
-``auth`` (the tool's credentials were refused), ``other``.
+``login`` (the tool says its login is dead: its refresh was refused, so the account needs a new
+login), ``auth`` (the tool's credentials were refused, for a reason that may pass), ``other``.
 
 Textual patterns come from the target (``Target.patterns``) plus the user's extras in
 ``config.toml``; the structured signals that any Claude Code version prints are read here: the
@@ -23,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from acct.base.config import TargetConfig
 from acct.base.timefmt import epoch_seconds
 
-Kind = Literal["ok", "quota", "throttle", "auth", "other"]
+Kind = Literal["ok", "quota", "throttle", "login", "auth", "other"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Patterns:
     quota: tuple[str, ...] = ()
     throttle: tuple[str, ...] = ()
     auth: tuple[str, ...] = ()
+    login: tuple[str, ...] = ()  # a dead login: the refresh token was refused
 
 _MONTHS = {
     m: i + 1
@@ -56,8 +58,8 @@ _LEGACY = re.compile(r"Claude AI usage limit reached\|(\d{9,13})")
 _WINDOWS = tuple(
     (re.compile(pattern, re.IGNORECASE), label)
     for pattern, label in (
-        (r"\bsession limit\b", "5-hour"),
-        (r"\bweekly limit\b", "7-day"),
+        (r"\bsession limit\b|\b5-hour limit\b", "5-hour"),
+        (r"\bweekly limit\b|\b7-day limit\b", "7-day"),
         (r"\bOpus limit\b", "Opus weekly"),
         (r"\bSonnet limit\b", "Sonnet weekly"),
         (r"\bFable 5 limit\b", "Fable 5 weekly"),
@@ -99,6 +101,7 @@ def merged_patterns(target: HasPatterns, extra: TargetConfig | None = None) -> P
         quota=(*p.quota, *extra.quota_patterns),
         throttle=(*p.throttle, *extra.throttle_patterns),
         auth=(*p.auth, *extra.auth_patterns),
+        login=(*p.login, *extra.login_patterns),
     )
 
 
@@ -121,10 +124,12 @@ def classify(
 
 
 def _by_text(patterns: Patterns, text: str, now: float) -> Ending | None:
-    # A throttle message says "(not your usage limit)": look for it before any quota wording.
+    # A throttle message says "(not your usage limit)": look for it before any quota wording;
+    # a dead login before a refused credential (the tools print both).
     for kind, regexes in (
         ("throttle", patterns.throttle),
         ("quota", patterns.quota),
+        ("login", patterns.login),
         ("auth", patterns.auth),
     ):
         line = _search(regexes, text)

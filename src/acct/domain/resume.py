@@ -75,6 +75,7 @@ def option_table(definitions: str) -> dict[str, Spec]:
 
 # Claude Code 2.1.197: the root command's options in the order the program declares them
 # (`claude --help` lists most; the rest are hidden). `--tmux=classic` is read before commander.
+# Then what 2.1.332 adds (its `--help`): four value options and three flags.
 CLAUDE_CODE = option_table(
     """
     -h, --help
@@ -179,6 +180,13 @@ CLAUDE_CODE = option_table(
     --remote-control [name]
     --rc [name]
     --remote-control-session-name-prefix <prefix>
+    --autocompact <auto|tokens>
+    --environment <environment_id>
+    --permission-prompts <target>
+    --system-prompt-snapshot <on|off>
+    --desktop
+    --restricted
+    --forward-subagent-text
     """
 )
 # Registered only outside print mode (`-p`/`--print` among the words); `help` is commander's.
@@ -205,7 +213,8 @@ CLAUDE_CODE_COMMANDS = frozenset(
     }
 )
 
-# Pi 0.73.1 (`pi --help`, checked against dist/cli/args.js).
+# Pi 0.73.1 (`pi --help`, checked against dist/cli/args.js), then what 1.6.0 adds (its
+# dist/cli/args.js): `--use-theme` and `--tui-mode` take the next word unless it is an option.
 PI = option_table(
     """
     --help, -h
@@ -241,9 +250,19 @@ PI = option_table(
     --list-models [search]
     --verbose
     --offline
+    --session-id <id>
+    --name, -n <name>
+    --exclude-tools, -xt <tools>
+    --no-mcp
+    --use-theme [name]
+    --tui-mode [mode]
+    --approve, -a
+    --no-approve, -na
     """
 )
-PI_COMMANDS = frozenset({"install", "remove", "uninstall", "update", "list", "config"})
+PI_COMMANDS = frozenset(
+    {"install", "remove", "uninstall", "update", "list", "config", "auth", "mcp"}
+)
 
 
 def yargs_table(definitions: str) -> dict[str, Spec]:
@@ -490,6 +509,10 @@ def parse_pi(args: Sequence[str]) -> Parsed:
     while i < len(args):
         word, nxt = args[i], args[i + 1] if i + 1 < len(args) else None
         spec = PI.get(word)
+        if word == "--":  # 1.6.0: every word after it is a message (or an @file)
+            r.separator = i
+            r.prompt.extend(j for j in range(i + 1, len(args)) if not args[j].startswith("@"))
+            break
         if spec is not None:
             i = _pi_option(r, spec, i, nxt)
         elif word.startswith("@"):
@@ -725,6 +748,8 @@ def pi_resume_args(argv: Sequence[str], continuation_prompt: str) -> list[str]:
 
     ``--session`` names the session and stays; ``--resume`` (a picker) and ``--fork`` (which
     wrote a new session, and which Pi refuses next to ``--continue``) become ``--continue``.
+    ``--session-id X`` (1.6.0) reopens session X when it exists, and Pi refuses it next to
+    ``--continue``, ``--resume`` or ``--session``: it stays alone, the fork (done) goes.
     ``--no-session`` saved nothing to go back to: the run starts again as it was.
     """
     cmd, args = list(argv[:1]), list(argv[1:])
@@ -732,14 +757,16 @@ def pi_resume_args(argv: Sequence[str], continuation_prompt: str) -> list[str]:
     if p.subcommand or p.has("--no-session"):
         return cmd + args
     again = () if p.has("--continue") else (CONTINUE,)
-    if p.has("--fork", "--resume"):
+    if p.has("--session-id"):
+        plan = _Plan(tuple(p.find("--continue", "--resume", "--fork", "--session")))
+    elif p.has("--fork", "--resume"):
         plan = _Plan(tuple(p.find("--fork", "--resume")), again)
     elif p.has("--session"):
         plan = _Plan()
     else:
         plan = _Plan(first=again)
     prompt = None if p.unsure or not (p.prompt or p.has("--print")) else continuation_prompt
-    return cmd + _assemble(args, p, plan, prompt, parse_pi, separator=False)
+    return cmd + _assemble(args, p, plan, prompt, parse_pi, separator=p.separator is not None)
 
 
 def opencode_resume_args(argv: Sequence[str], continuation_prompt: str) -> list[str]:

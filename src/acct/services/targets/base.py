@@ -16,6 +16,7 @@ from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object, t
 from acct.base.models import Account, Tokens, fingerprint
 from acct.base.timefmt import MS_THRESHOLD
 from acct.domain.classify import Patterns
+from acct.services.targets.route import ANTHROPIC_API, ToolRoute
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,25 @@ class JsonTarget:
         """The tool's own settings that decide whether acct can work with it (``acct doctor``);
         with ``fix``, repair what can be repaired, under the settings file's lock."""
         return []
+
+    # -- the usage proxy in front of the tool (see acct.services.targets.route) ---------------
+
+    def route(self, env: Mapping[str, str], cwd: Path) -> ToolRoute:
+        """Where the tool, started with ``env`` in ``cwd``, sends its Messages requests.
+
+        OpenCode and Pi read theirs here. Claude Code's is read by the proxy package
+        (``acct.services.proxy.claude_route``: its settings files' ``env`` blocks decide), which
+        points it there by ``ANTHROPIC_BASE_URL`` itself."""
+        return ToolRoute(ANTHROPIC_API)
+
+    def proxy_env(self, base_url: str, env: Mapping[str, str]) -> dict[str, str]:
+        """The variables that make the tool, started with ``env``, use ``base_url`` (the proxy,
+        see :meth:`ToolRoute.via`) for this run, its other settings unchanged."""
+        raise NotImplementedError
+
+    def proxy_argv(self, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        """The command line that goes with :meth:`proxy_env` (most tools: ``argv`` itself)."""
+        return list(argv)
 
     # -- shared -------------------------------------------------------------------------------
 

@@ -47,11 +47,16 @@ LOCK_STALE = 10.0  # seconds: Claude Code's proper-lockfile ``stale`` for its re
 PATTERNS = Patterns(
     quota=(
         # What Claude Code 2.1.197 prints when the unified limit rejects a request (its
-        # rate-limit message builder): "You've hit your session limit · resets 9:20am (UTC)";
+        # rate-limit message builder): "You've hit your session limit · resets 9:20am (UTC)"
+        # (2.1.332: "You've hit your 5-hour limit");
         # also limit, weekly limit, Opus limit, Sonnet limit, Fable 5 limit, usage limit,
         # usage credit limit, (org's) monthly spend limit, org's monthly usage limit. Not the
         # fast-mode cooldown ("You've hit your fast limit · resets in 5m"): the run goes on.
-        r"You(?:'|’)ve hit your (?!fast limit)(?:[\w'’]+ ){0,3}limit",
+        r"You(?:'|’)ve hit your (?!fast limit)(?:[\w'’-]+ ){0,3}limit",
+        # 2.1.332 also words it "You've reached your <label> limit", and a model that the plan
+        # leaves to usage credits "<Model> requires usage credits." when none are left.
+        r"You(?:'|’)ve reached your (?!fast limit)(?:[\w'’-]+ ){0,3}limit",
+        r"^\W*(?:[\w.\-]+ ){0,2}[\w.\-]+ requires usage credits\.",
         # The plan's limit is reached and extra usage cannot take over for this account.
         r"You(?:'|’)re out of (?:usage credits|extra usage)",
         r"Your org is out of usage",
@@ -70,6 +75,14 @@ PATTERNS = Patterns(
     throttle=(
         r"not your usage limit",
         r"Server is temporarily limiting requests",
+    ),
+    # A dead login, as 2.1.332 says it (it blanks the file too); older versions said
+    # "Not logged in" and blanked the file, which harvest reads.
+    login=(
+        r"Failed to authenticate: OAuth session expired and could not be refreshed",
+        r"Failed to authenticate: this login reached its time limit and cannot be renewed",
+        r"OAuth token revoked · Please run /login",
+        r"Login expired · Please run /login",
     ),
     auth=(
         r"Not logged in",
@@ -245,6 +258,7 @@ class ClaudeCode(JsonTarget):
         """``claude --continue ...``; the prompt becomes the continuation prompt (see
         :func:`acct.domain.resume.claude_code_resume_args`)."""
         return claude_code_resume_args(argv, continuation_prompt)
+
 
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:
