@@ -1,0 +1,46 @@
+"""Fixtures of the pool's tests: one real PostgreSQL server per test session (per xdist worker),
+a fresh database per test, and machines as separate acct homes with their own ACCT_HOST_ID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_env
+from tests.pool_server import PgServer, running_server, why_not
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pool_conninfo(pg: PgServer) -> str:
+    return pg.conninfo(pg.create_database())
+
+
+@pytest.fixture
+def machine_env(tmp_path: Path, pg: PgServer, pool_conninfo: str):  # type: ignore[no-untyped-def]
+    """``machine_env("laptop")``: the environment of one machine of the pool (its own HOME)."""
+
+    def make(host: str) -> dict[str, str]:
+        home = tmp_path / host
+        home.mkdir(mode=0o700, exist_ok=True)
+        return clean_env(
+            home,
+            {
+                **pg.env(),
+                "ACCT_HOME": str(home / "acct"),
+                "ACCT_POOL": pool_conninfo,
+                "ACCT_HOST_ID": host,
+            },
+        )
+
+    return make
