@@ -29,7 +29,9 @@ def find_bindir() -> Path | None:
     """Debian's server binaries (/usr/lib/postgresql/<version>/bin), newest first, or PATH's."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if found:
         return Path(found[-1]).parent
@@ -78,7 +80,7 @@ class PgServer:
         return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else list(argv)
 
     def run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """One of the server's own programs (pg_ctl, initdb, pg_dump...) run as the server's owner."""
+        """One of the server's programs (initdb, pg_ctl) run as the server's owner."""
         return subprocess.run(
             self._as_owner(str(self.bindir / tool), *args),
             check=check,
@@ -112,7 +114,8 @@ class PgServer:
         )  # fmt: skip
         pwfile.unlink()
         opts = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=60 -c shared_buffers=16MB"
         )

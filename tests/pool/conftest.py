@@ -22,7 +22,10 @@ def pg() -> Iterator[PgServer]:
 
 
 @pytest.fixture
-def pool_conninfo(pg: PgServer) -> str:
+def pool_conninfo(pg: PgServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database. libpq reads the password from this process's PGPASSWORD (as it would
+    from ~/.pgpass), never from acct."""
+    monkeypatch.setenv("PGPASSWORD", pg.password)
     return pg.conninfo(pg.create_database())
 
 

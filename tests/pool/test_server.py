@@ -19,13 +19,12 @@ def test_server_runs_as_an_unprivileged_user(pg: PgServer) -> None:
         assert owner == PG_USER
 
 
-def test_server_refuses_a_login_without_the_password(pg: PgServer, pool_conninfo: str) -> None:
-    env_password = os.environ.pop("PGPASSWORD", None)
-    try:
-        with pytest.raises(psycopg.OperationalError, match="password"):
-            psycopg.connect(pool_conninfo, connect_timeout=5, passfile="/nonexistent")
-    finally:
-        if env_password is not None:
-            os.environ["PGPASSWORD"] = env_password
+def test_server_refuses_a_login_without_the_password(
+    pg: PgServer, pool_conninfo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(pool_conninfo, connect_timeout=5, passfile="/nonexistent")
     with psycopg.connect(pool_conninfo, password=pg.password) as conn:
-        assert conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0] >= 150000
+        row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+        assert row is not None and row[0] >= 150000

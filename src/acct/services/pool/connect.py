@@ -28,7 +28,9 @@ def _parse(conninfo: str, source: str) -> dict[str, Any]:
     try:
         return dict(psycopg.conninfo.conninfo_to_dict(conninfo))
     except psycopg.ProgrammingError:
-        raise ConfigError(f"{source}: the pool is not a valid libpq connection string or URL") from None
+        raise ConfigError(
+            f"{source}: the pool is not a valid libpq connection string or URL"
+        ) from None
 
 
 def describe(conninfo: str, source: str = "ACCT_POOL") -> str:
@@ -69,7 +71,9 @@ def connect(conninfo: str, source: str = "ACCT_POOL") -> Conn:
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
     params.setdefault("application_name", "acct")
     try:
-        return psycopg.connect(**params)
+        # autocommit: every transaction is an explicit ``conn.transaction()`` block, so none is
+        # ever a savepoint inside an implicit one that nobody commits.
+        return psycopg.connect(autocommit=True, **params)
     except psycopg.Error as e:
         raise PoolUnreachable(
             f"pool {describe(conninfo, source)} is unreachable: {_reason(e)}",
@@ -86,7 +90,9 @@ def errors(where: str) -> Iterator[None]:
     try:
         yield
     except pg.LockNotAvailable:
-        raise Busy(f"pool {where}: an account's row stayed locked too long", hint="try again") from None
+        raise Busy(
+            f"pool {where}: an account's row stayed locked too long", hint="try again"
+        ) from None
     except psycopg.OperationalError as e:
         raise PoolUnreachable(f"pool {where}: lost the connection: {_reason(e)}") from None
     except psycopg.Error as e:

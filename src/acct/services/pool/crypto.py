@@ -76,7 +76,8 @@ class PoolKey:
         except InvalidTag:
             raise PoolKeyError(
                 f"the pool's {table}.{column} of {row} does not open with the pool key "
-                f"{self.path} (key id {self.key_id}): a wrong key, or a value moved from another row"
+                f"{self.path} (key id {self.key_id}): a wrong key, or a value moved from "
+                "another row"
             ) from None
 
     def check_value(self) -> bytes:
@@ -137,7 +138,9 @@ def create_key(path: Path) -> PoolKey:
             os.fsync(f.fileno())
         os.link(tmp, path)
     except FileExistsError:
-        raise PoolKeyError(f"a pool key exists already at {path}; acct leaves it as it is") from None
+        raise PoolKeyError(
+            f"a pool key exists already at {path}; acct leaves it as it is"
+        ) from None
     except OSError as e:
         raise os_error("create the pool key", path, e) from None
     finally:

@@ -174,7 +174,6 @@ def migrate(conn: Conn, migrations: tuple[tuple[int, str], ...] = MIGRATIONS) ->
 def require(conn: Conn, migrations: tuple[tuple[int, str], ...] = MIGRATIONS) -> int:
     """Check the pool before use: set up, and not newer than this acct; upgrade an older one."""
     current = version(conn)
-    conn.rollback()  # the check's implicit transaction ends here
     known = migrations[-1][0]
     _refuse_newer(current, known)
     if current == 0:

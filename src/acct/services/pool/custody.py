@@ -1,0 +1,204 @@
+"""Custody of lineages, pool-wide: one live holder per lineage (the pool, or one file on one
+machine), and one refresher per account at a time.
+
+Every change takes the account's row lock (``SELECT ... FOR UPDATE``) in a transaction, re-reads
+the row after taking it, and writes with compare-and-swap on the lineage fingerprint:
+
+- ``claim`` records this machine's file as the holder *before* the file is written (the same
+  order as the local custody rules): of two machines lending one account at the same instant,
+  the second waits for the first's row lock, then sees its custody and is refused;
+- ``release`` takes the lineage back (with the tokens harvested from the file), only while this
+  machine is still the holder of the lineage it lent;
+- ``refresh`` spends the refresh token while holding the row lock: a second refresher waits, then
+  finds a new lineage and sends nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from acct.base.errors import AcctError, HeldByTarget, NeedsLogin
+from acct.base.models import Tokens, fingerprint
+from acct.services.pool import accounts
+from acct.services.pool import connect as pg
+from acct.services.pool.accounts import Pooled
+
+if TYPE_CHECKING:
+    from acct.services.pool.core import Pool
+
+LOCK_TIMEOUT_S = 30.0
+
+
+class LineageMoved(AcctError):
+    """The account's lineage is not the one the caller looked at: someone refreshed or lent it."""
+
+    code = "lineage_moved"
+
+
+class CustodyLost(AcctError):
+    """This machine no longer holds the lineage it lent (the pool reclaimed it)."""
+
+    code = "custody_lost"
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    pooled: Pooled
+    sent: bool  # whether a refresh token was spent
+
+
+def _begin(pool: Pool, lock_timeout: float) -> None:
+    pool.conn.execute(
+        b"SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
+    )
+
+
+def _history(pool: Pool, event: str, account_id: str, target: str | None, **detail: Any) -> None:
+    from psycopg.types.json import Jsonb
+
+    pool.conn.execute(
+        b"INSERT INTO history (t, host_id, event, account_id, target, detail) "
+        b"VALUES (%s, %s, %s, %s, %s, %s)",
+        (time.time(), pool.host_id, event, account_id, target, Jsonb(detail)),
+    )
+
+
+def _held(p: Pooled) -> HeldByTarget:
+    c = p.custody
+    assert c is not None
+    return HeldByTarget(
+        f"account {p.account.name!r} is lent to {c.target} on machine {c.host_id} "
+        f"(lineage {c.lineage})",
+        hint="pick another account, or take it back on that machine first",
+    )
+
+
+def _usable(p: Pooled) -> Tokens:
+    acc = p.account
+    if acc.needs_login or acc.tokens is None or acc.tokens.is_blank:
+        raise NeedsLogin(f"account {acc.name!r} needs a new login", hint=f"acct login {acc.name}")
+    return acc.tokens
+
+
+def _bump(
+    pool: Pool, account_id: str, lineage: str, sets: str = "", values: tuple[Any, ...] = ()
+) -> None:
+    """Compare-and-swap: the row changes only while it still holds ``lineage``."""
+    sql = (
+        f"UPDATE accounts SET generation = generation + 1, updated_at = now(){sets} "
+        "WHERE id = %s AND lineage = %s"
+    )
+    cur = pool.conn.execute(sql.encode(), (*values, account_id, lineage))
+    if cur.rowcount != 1:
+        raise LineageMoved(f"account {account_id}'s lineage changed under its row lock")
+
+
+def claim(
+    pool: Pool,
+    account_id: str,
+    *,
+    target: str,
+    path: str,
+    expect: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> Pooled:
+    """Record this machine's ``target`` file at ``path`` as the lineage's holder, before the file
+    is written. ``expect``: the lineage fingerprint the caller chose the account with (a pick
+    made on stale data is refused). Returns the account with the tokens to write."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        if p.custody is not None:
+            raise _held(p)
+        tokens = _usable(p)
+        lineage = tokens.lineage_fingerprint
+        if expect is not None and lineage != expect:
+            raise LineageMoved(
+                f"account {p.account.name!r} changed since acct looked (lineage {expect} is now "
+                f"{lineage})",
+                hint="try again",
+            )
+        pool.conn.execute(
+            b"INSERT INTO custody (account_id, host_id, target, path, lineage) "
+            b"VALUES (%s, %s, %s, %s, %s)",
+            (account_id, pool.host_id, target, path, lineage),
+        )
+        _bump(pool, account_id, lineage, ", last_used_at = %s", (int(time.time()),))
+        _history(pool, "lend", account_id, target, lineage=lineage, path=path)
+        return accounts.get(pool.conn, pool.key, account_id)
+
+
+def release(
+    pool: Pool,
+    account_id: str,
+    *,
+    lineage: str,
+    harvested: Tokens | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> Pooled:
+    """Take the lineage back from this machine's file: the pool holds it again, with the tokens
+    the file held (``harvested``, when the tool rotated them). ``lineage``: what this machine
+    wrote there. Refused (CustodyLost) when this machine is no longer the holder."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        c = p.custody
+        if c is None or c.host_id != pool.host_id or c.lineage != lineage:
+            raise CustodyLost(
+                f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
+                f"lineage {lineage}: the pool reclaimed it",
+                hint="leave the tool's file alone; acct will not use that lineage again",
+            )
+        current = p.lineage or ""
+        if harvested is not None and harvested.lineage_fingerprint != current:
+            cols = accounts.sealed_tokens(pool.key, account_id, harvested)
+            sets = "".join(f", {k} = %s" for k in cols)
+            _bump(pool, account_id, current, sets, tuple(cols.values()))
+        pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (account_id,))
+        _history(pool, "release", account_id, c.target, lineage=lineage)
+        return accounts.get(pool.conn, pool.key, account_id)
+
+
+def refresh(
+    pool: Pool,
+    account_id: str,
+    *,
+    seen: str | None,
+    send: Callable[[Tokens], Tokens],
+    on_unsaved: Callable[[Tokens], None] | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> RefreshOutcome:
+    """Spend the account's refresh token through ``send`` (the token endpoint), under the row
+    lock. ``seen``: the lineage the caller looked at; once the lock is taken, another lineage
+    means someone refreshed meanwhile, and nothing is sent. ``on_unsaved`` gets the new tokens
+    when the pool could not store them (keep them locally: they are the only live copy)."""
+    new: Tokens | None = None
+    try:
+        with pg.errors(pool.where), pool.conn.transaction():
+            _begin(pool, lock_timeout)
+            p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+            if p.custody is not None:
+                raise _held(p)
+            tokens = _usable(p)
+            lineage = tokens.lineage_fingerprint
+            if lineage != seen:
+                return RefreshOutcome(p, sent=False)
+            new = send(tokens)
+            cols = accounts.sealed_tokens(pool.key, account_id, new)
+            sets = "".join(f", {k} = %s" for k in cols)
+            _bump(pool, account_id, lineage, sets, tuple(cols.values()))
+            _history(pool, "refresh", account_id, None, spent=lineage,
+                     now=new.lineage_fingerprint)  # fmt: skip
+            stored = accounts.get(pool.conn, pool.key, account_id)
+    except BaseException:
+        if new is not None and on_unsaved is not None:
+            on_unsaved(new)
+        raise
+    return RefreshOutcome(stored, sent=True)
+
+
+def lineage_of(tokens: Tokens | None) -> str:
+    return tokens.lineage_fingerprint if tokens else fingerprint(None)
