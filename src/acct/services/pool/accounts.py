@@ -164,9 +164,19 @@ def from_row(key: PoolKey, r: tuple[Any, ...]) -> Pooled:
 
 
 def get(conn: Conn, key: PoolKey, account_id: str, *, lock: bool = False) -> Pooled:
-    """The account's row; ``lock`` takes its row lock (inside a transaction) until it ends."""
-    sql = SELECT + " WHERE a.id = %s" + (" FOR UPDATE OF a" if lock else "")
-    row = conn.execute(sql.encode(), (account_id,)).fetchone()
+    """The account's row and custody. ``lock`` first takes the account's row lock (inside a
+    transaction, until it ends), then reads in a statement of its own.
+
+    The separate statement matters: a ``SELECT ... FOR UPDATE`` that waited for another
+    transaction re-checks the locked row only, and would hand back the custody it saw *before*
+    the wait (PostgreSQL's EvalPlanQual does not re-read the outer-joined table). Read after the
+    lock, in READ COMMITTED, the custody the other transaction committed is seen.
+    """
+    if lock:
+        found = conn.execute(b"SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (account_id,))
+        if found.fetchone() is None:
+            raise NotFound(f"the pool has no account {account_id}")
+    row = conn.execute((SELECT + " WHERE a.id = %s").encode(), (account_id,)).fetchone()
     if row is None:
         raise NotFound(f"the pool has no account {account_id}")
     return from_row(key, row)

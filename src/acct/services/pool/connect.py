@@ -56,11 +56,11 @@ def check(conninfo: str, source: str) -> dict[str, Any]:
 
 
 def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    lines = [line.strip() for line in text if line.strip()]
-    # libpq prefixes "connection failed: connection to server at ... failed: "; keep the end.
-    last = lines[-1] if lines else type(e).__name__
-    return last.rsplit("failed: ", 1)[-1]
+    """The first line of what libpq or the server said, without libpq's "connection to server
+    at ... failed:" preamble (the message names the pool already)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    first = lines[0] if lines else type(e).__name__
+    return first.rsplit(" failed: ", 1)[-1]
 
 
 def connect(conninfo: str, source: str = "ACCT_POOL") -> Conn:
