@@ -96,7 +96,7 @@ _acct() {
 _acct_spec() { # PATH: what the command at PATH accepts
     case $1 in
     '')
-        _acct_cmds='completion disable doctor enable exec import list login prompt refresh remove rename shell-init status use' _acct_opts='--version -h --help'
+        _acct_cmds='completion disable doctor enable exec import list login pool prompt refresh remove rename shell-init status use' _acct_opts='--version -h --help'
         _acct_vals='' _acct_args='' ;;
     'completion')
         _acct_cmds='' _acct_opts='-h --help'
@@ -122,6 +122,15 @@ _acct_spec() { # PATH: what the command at PATH accepts
     'login')
         _acct_cmds='' _acct_opts='--no-browser --manual --timeout --api-key --json -h --help'
         _acct_vals='--timeout=none' _acct_args='none' ;;
+    'pool')
+        _acct_cmds='init status' _acct_opts='-h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool init')
+        _acct_cmds='' _acct_opts='--json -h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool status')
+        _acct_cmds='' _acct_opts='--json -h --help'
+        _acct_vals='' _acct_args='' ;;
     'prompt')
         _acct_cmds='' _acct_opts='-t --target -f --format -h --help'
         _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -f=none --format=none' _acct_args='' ;;

@@ -58,8 +58,9 @@ COMMAND_MODULES: dict[str, str] = {
     "prompt": "shell",
     "shell-init": "shell",
     "completion": "shell",
+    "pool": "pool",
 }
-_MODULE_ORDER = ("login", "accounts", "targets", "exec", "shell")
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "shell", "pool")
 _loaded: set[str] = set()
 
 
