@@ -25,13 +25,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from acct.base.fsio import file_lock
-from acct.base.models import Account, Holder
-from acct.services.context import Ctx
-from acct.services.pool import accounts, core, custody
-from tests.conftest import clean_env
-from tests.pool.helpers import add_account, made_up_tokens
-from tests.pool_server import running_server, why_not
+from acct.base.fsio import file_lock  # noqa: E402
+from acct.base.models import Account, Holder  # noqa: E402
+from acct.services.context import Ctx  # noqa: E402
+from acct.services.pool import accounts, core, custody  # noqa: E402
+from tests.conftest import clean_env  # noqa: E402
+from tests.pool.helpers import add_account, made_up_tokens  # noqa: E402
+from tests.pool_server import running_server, why_not  # noqa: E402
 
 TARGET_MS = 50.0
 PATH = "/home/bench/.claude/.credentials.json"
