@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import clean_env
+from tests.pool.helpers import init_machine
+from tests.pool.machines import Machine
 from tests.pool_server import PgServer, running_server, why_not
 
 
@@ -47,3 +49,16 @@ def machine_env(tmp_path: Path, pg: PgServer, pool_conninfo: str):  # type: igno
         )
 
     return make
+
+
+@pytest.fixture
+def two_machines(machine_env) -> Iterator[tuple[Machine, Machine]]:  # type: ignore[no-untyped-def]
+    laptop = machine_env("laptop")
+    made = init_machine(laptop)
+    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
+    machines = (Machine(laptop), Machine(desk))
+    try:
+        yield machines
+    finally:
+        for m in machines:
+            m.stop()

@@ -6,6 +6,8 @@ Commands, one per line; each answers one line on stdout:
 - ``claim GATE ACCOUNT_ID``: wait at the gate (a shared advisory lock the test holds until every
   machine waits at it), then try to lend the account to this machine's file. Answers ``won``,
   ``held <code>`` or ``error <code> <message>``.
+- ``poll GATE ACCOUNT_ID``: the same gate, then ask for the account's usage poll (minimum age
+  180 s, lease 30 s). Answers ``claimed`` or ``no``.
 - ``refresh GATE ACCOUNT_ID SEEN TOKEN_URL``: the same gate, then refresh the account through the
   token endpoint at TOKEN_URL if its lineage is still SEEN. Answers ``sent``, ``skipped`` or
   ``error <code> <message>``.
@@ -24,6 +26,7 @@ from acct.base.errors import AcctError
 from acct.base.models import Tokens
 from acct.base.paths import Paths
 from acct.services.pool import core, custody
+from acct.services.pool.usage import PoolUsage
 from tests.fake_anthropic.server import CLIENT_ID
 
 
@@ -61,6 +64,10 @@ def main() -> None:
             if words[0] == "claim":
                 custody.claim(pool, words[2], target="claude-code", path="/home/x/.claude/c.json")
                 print("won", flush=True)
+            elif words[0] == "poll":
+                usage = PoolUsage(pool)
+                print("claimed" if usage.claim_poll(words[2], min_age=180, lease=30) else "no",
+                      flush=True)  # fmt: skip
             elif words[0] == "refresh":
                 done = custody.refresh(pool, words[2], seen=words[3], send=_send(words[4]))
                 print("sent" if done.sent else "skipped", flush=True)

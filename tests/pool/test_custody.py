@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from acct.base.errors import HeldByTarget, NeedsLogin, PoolUnreachable
 from acct.base.models import Tokens
 from acct.services.pool import accounts, custody
-from tests.conftest import REPO
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.pool.helpers import (
     add_account,
@@ -22,69 +16,9 @@ from tests.pool.helpers import (
     minted_tokens,
     open_machine,
 )
+from tests.pool.machines import Machine, released_at_the_gate
 
 PATH = "/home/x/.claude/.credentials.json"
-
-
-class Machine:
-    """A worker process (tests/pool/machine_worker.py): one machine of the pool."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.host = env["ACCT_HOST_ID"]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.pool.machine_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        assert self.ask_line() == "ready"
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def ask_line(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.readline().strip()
-
-    def stop(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def two_machines(machine_env) -> Iterator[tuple[Machine, Machine]]:  # type: ignore[no-untyped-def]
-    laptop = machine_env("laptop")
-    made = init_machine(laptop)
-    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
-    machines = (Machine(laptop), Machine(desk))
-    try:
-        yield machines
-    finally:
-        for m in machines:
-            m.stop()
-
-
-def _released_at_the_gate(
-    control: psycopg.Connection[tuple[object, ...]], gate: int, n: int
-) -> None:
-    """Hold the gate until ``n`` machines wait at it, then let them all through at once."""
-    deadline = time.monotonic() + 30
-    while True:
-        row = control.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND objid = %s",
-            (gate,),
-        ).fetchone()
-        if row is not None and row[0] >= n:
-            break
-        assert time.monotonic() < deadline, "the machines never reached the gate"
-        time.sleep(0.002)
-    control.execute("SELECT pg_advisory_unlock(%s)", (gate,))
 
 
 def test_two_machines_lending_one_account_at_the_same_instant_exactly_one_wins(
@@ -100,7 +34,7 @@ def test_two_machines_lending_one_account_at_the_same_instant_exactly_one_wins(
             control.execute("SELECT pg_advisory_lock(%s)", (gate,))
             for m in two_machines:
                 m.send(f"claim {gate} {acc.id}")
-            _released_at_the_gate(control, gate, 2)
+            released_at_the_gate(control, gate, 2)
             answers = {m.host: m.ask_line() for m in two_machines}
             won = [h for h, a in answers.items() if a == "won"]
             assert len(won) == 1, f"trial {trial}: {answers}"
@@ -129,7 +63,7 @@ def test_two_machines_refreshing_one_account_at_once_spend_its_token_once(
                 control.execute("SELECT pg_advisory_lock(%s)", (gate,))
                 for m in two_machines:
                     m.send(f"refresh {gate} {acc.id} {seen} {fake.token_url}")
-                _released_at_the_gate(control, gate, 2)
+                released_at_the_gate(control, gate, 2)
                 answers = sorted(m.ask_line() for m in two_machines)
                 assert answers == ["sent", "skipped"], f"trial {trial}: {answers}"
         stored = accounts.get(pool.conn, pool.key, acc.id).account.tokens
@@ -242,3 +176,33 @@ def test_refreshed_tokens_the_pool_could_not_store_are_handed_back(machine_env) 
             custody.refresh(pool, acc.id, seen=tokens.lineage_fingerprint,
                             send=send_then_lose_the_connection, on_unsaved=kept.append)  # fmt: skip
     assert kept == [new]
+
+
+def test_a_reclaimed_machine_is_refused_and_the_pool_takes_its_last_pushed_tokens(
+    machine_env,
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machine_env("laptop")
+    made = init_machine(laptop)
+    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
+    with open_machine(laptop) as pool, open_machine(desk) as other:
+        tokens = made_up_tokens()
+        acc = add_account(pool, "work", tokens)
+        idle = add_account(pool, "idle", made_up_tokens())
+        lent = tokens.lineage_fingerprint
+        custody.claim(pool, acc.id, target="claude-code", path=PATH)
+        custody.claim(pool, idle.id, target="pi", path="/home/x/.pi/agent/auth.json")
+        rotated = made_up_tokens()
+        custody.push(pool, acc.id, rotated, lineage=lent)
+        assert accounts.get(other.conn, other.key, acc.id).account.tokens == tokens  # a copy only
+        done = custody.reclaim(other, "laptop")
+        assert sorted((r.account, r.took_pushed) for r in done) == [("idle", False), ("work", True)]
+        back = accounts.get(other.conn, other.key, acc.id)
+        assert back.custody is None and back.account.tokens is not None
+        assert back.account.tokens.access == rotated.access
+        assert back.account.tokens.refresh == rotated.refresh
+        assert accounts.get(other.conn, other.key, idle.id).account.needs_login
+        with pytest.raises(custody.CustodyLost):
+            custody.push(pool, acc.id, made_up_tokens(), lineage=lent)
+        with pytest.raises(custody.CustodyLost):
+            custody.release(pool, acc.id, lineage=lent, harvested=made_up_tokens())
+        assert accounts.get(other.conn, other.key, acc.id).account.tokens == back.account.tokens

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from acct.base.errors import AcctError, HeldByTarget, NeedsLogin
-from acct.base.models import Tokens, fingerprint
+from acct.base.models import Tokens
 from acct.services.pool import accounts
 from acct.services.pool import connect as pg
 from acct.services.pool.accounts import Pooled
@@ -200,5 +200,95 @@ def refresh(
     return RefreshOutcome(stored, sent=True)
 
 
-def lineage_of(tokens: Tokens | None) -> str:
-    return tokens.lineage_fingerprint if tokens else fingerprint(None)
+def _custody_seal(pool: Pool, value: str | None, column: str, account_id: str) -> bytes | None:
+    if value is None:
+        return None
+    return pool.key.seal(value, table="custody", column=column, row=account_id)
+
+
+def push(pool: Pool, account_id: str, tokens: Tokens, *, lineage: str) -> None:
+    """A running session's copy of the tokens its tool rotated, kept with the custody record so
+    the pool can take them over if this machine dies. Only a copy: the pool never spends it
+    while the file holds the lineage. ``lineage``: what this machine lent (CustodyLost when the
+    pool reclaimed it since)."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, LOCK_TIMEOUT_S)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        c = p.custody
+        if c is None or c.host_id != pool.host_id or c.lineage != lineage:
+            raise CustodyLost(
+                f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
+                f"lineage {lineage}: the pool reclaimed it"
+            )
+        pool.conn.execute(
+            b"UPDATE custody SET pushed_access_sealed = %s, pushed_refresh_sealed = %s, "
+            b"pushed_expires_at = %s, pushed_lineage = %s, pushed_at = now() "
+            b"WHERE account_id = %s",
+            (
+                _custody_seal(pool, tokens.access, "pushed_access", account_id),
+                _custody_seal(pool, tokens.refresh, "pushed_refresh", account_id),
+                tokens.expires_at,
+                tokens.lineage_fingerprint,
+                account_id,
+            ),
+        )
+        pool.conn.execute(
+            b"UPDATE machines SET last_contact = now() WHERE host_id = %s", (pool.host_id,)
+        )
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    account: str
+    took_pushed: bool  # False: the account needs a new login
+
+
+def _pushed(pool: Pool, account_id: str, base: Tokens | None) -> Tokens | None:
+    row = pool.conn.execute(
+        b"SELECT pushed_access_sealed, pushed_refresh_sealed, pushed_expires_at FROM custody "
+        b"WHERE account_id = %s",
+        (account_id,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    seal = {"table": "custody", "row": account_id}
+    access = pool.key.open(bytes(row[0]), column="pushed_access", **seal)
+    refresh = (
+        None if row[1] is None else pool.key.open(bytes(row[1]), column="pushed_refresh", **seal)
+    )
+    scopes = base.scopes if base else ()
+    return Tokens(access, refresh, int(row[2] or 0), scopes)
+
+
+def reclaim(pool: Pool, host_id: str, *, account_id: str | None = None) -> list[Reclaimed]:
+    """Declare machine ``host_id`` gone: the pool takes back every lineage it holds (or just
+    ``account_id``'s), with the tokens it last pushed, or marks the account "needs login" when
+    it pushed none. The machine finds out at its next contact (``release``/``push`` refuse)."""
+    out: list[Reclaimed] = []
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, LOCK_TIMEOUT_S)
+        rows = pool.conn.execute(
+            b"SELECT account_id FROM custody WHERE host_id = %s AND (%s::text IS NULL OR "
+            b"account_id = %s) ORDER BY account_id",
+            (host_id, account_id, account_id),
+        ).fetchall()
+        for (aid,) in rows:
+            p = accounts.get(pool.conn, pool.key, aid, lock=True)
+            if p.custody is None or p.custody.host_id != host_id:
+                continue
+            pushed = _pushed(pool, aid, p.account.tokens)
+            current = p.lineage or ""
+            if pushed is not None:
+                cols = accounts.sealed_tokens(pool.key, aid, pushed)
+                sets = "".join(f", {k} = %s" for k in cols)
+                _bump(pool, aid, current, sets, tuple(cols.values()))
+            else:
+                _bump(pool, aid, current, ", needs_login = true")
+            pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (aid,))
+            _history(pool, "reclaim", aid, p.custody.target, host=host_id,
+                     took_pushed=pushed is not None)  # fmt: skip
+            out.append(Reclaimed(p.account.name, pushed is not None))
+        pool.conn.execute(
+            b"UPDATE machines SET reclaimed_at = now() WHERE host_id = %s", (host_id,)
+        )
+    return out
