@@ -113,6 +113,8 @@ class PgServer:
             "--no-instructions", "--no-sync",
         )  # fmt: skip
         pwfile.unlink()
+        # fsync and synchronous_commit off for speed, as some real servers run: acct asks for
+        # synchronous_commit on its own connections (test_crashes proves commits survive).
         opts = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root}"
@@ -126,7 +128,10 @@ class PgServer:
         self.run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop", check=False)
 
     def restart_immediate(self) -> None:
-        self.run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "restart", check=False)
+        # -l again: a restarted server does not remember its log file, and would otherwise keep
+        # this call's output pipe open for ever.
+        self.run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-l", str(self.root / "log"),
+                 "-w", "-t", "60", "restart")  # fmt: skip
 
     def create_database(self) -> str:
         import psycopg

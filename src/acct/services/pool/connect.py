@@ -70,6 +70,9 @@ def connect(conninfo: str, source: str = "ACCT_POOL") -> Conn:
     params = check(conninfo, source)
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
     params.setdefault("application_name", "acct")
+    # A commit acct was told of must survive a crash of the server: a lend recorded and then
+    # lost would let another machine lend the same lineage. The server's default may be off.
+    params["options"] = f"{params.get('options') or ''} -c synchronous_commit=on".strip()
     try:
         # autocommit: every transaction is an explicit ``conn.transaction()`` block, so none is
         # ever a savepoint inside an implicit one that nobody commits.
