@@ -206,3 +206,27 @@ def test_a_reclaimed_machine_is_refused_and_the_pool_takes_its_last_pushed_token
         with pytest.raises(custody.CustodyLost):
             custody.release(pool, acc.id, lineage=lent, harvested=made_up_tokens())
         assert accounts.get(other.conn, other.key, acc.id).account.tokens == back.account.tokens
+
+
+def test_a_machine_back_after_being_reclaimed_learns_it_at_its_next_heartbeat(
+    machine_env,
+) -> None:  # type: ignore[no-untyped-def]
+    from acct.services.pool import sessions
+
+    laptop = machine_env("laptop")
+    made = init_machine(laptop)
+    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
+    with open_machine(laptop) as pool, open_machine(desk) as other:
+        kept, lost = made_up_tokens(), made_up_tokens()
+        a = add_account(pool, "kept", kept)
+        b = add_account(pool, "lost", lost)
+        custody.claim(pool, a.id, target="claude-code", path=PATH)
+        custody.claim(pool, b.id, target="pi", path="/home/x/.pi/agent/auth.json")
+        sessions.start(pool, "s1", pid=123, target="claude-code", path=PATH, account_id=a.id)
+        lent = {a.id: kept.lineage_fingerprint, b.id: lost.lineage_fingerprint}
+        assert sessions.heartbeat(pool, "s1", lent) == set()
+        assert [s.host_id for s in sessions.live(other)] == ["laptop"]
+        custody.reclaim(other, "laptop", account_id=b.id)
+        assert sessions.heartbeat(pool, "s1", lent) == {b.id}
+        sessions.end(pool, "s1")
+        assert sessions.live(other) == []
