@@ -158,3 +158,35 @@ def test_startup_without_a_pool_imports_neither_psycopg_nor_cryptography(tmp_pat
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert core  # the pool's core module itself is importable without them
+
+
+def test_two_machines_initialising_one_pool_at_once_apply_each_migration_once(machine_env) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    laptop = machine_env("laptop")
+    desk = {
+        **machine_env("desk"),
+        "ACCT_POOL_KEY": settings.key_path(laptop, Paths.from_env(laptop)).as_posix(),
+    }
+    results: dict[str, object] = {}
+    start = threading.Barrier(2)
+
+    def run(env: dict[str, str]) -> None:
+        start.wait()
+        try:
+            results[env["ACCT_HOST_ID"]] = init_machine(env)
+        except Exception as e:  # noqa: BLE001 - the assertion below shows it
+            results[env["ACCT_HOST_ID"]] = e
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in (laptop, desk)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    made = [r for r in results.values() if isinstance(r, core.InitResult)]
+    assert len(made) == 2, results
+    assert sorted(r.schema_before for r in made) == [0, schema.LATEST]
+    assert [r.key_created for r in made].count(True) == 1
+    assert made[0].key_id == made[1].key_id
+    with psycopg.connect(laptop["ACCT_POOL"]) as conn:
+        assert conn.execute(b"SELECT version FROM acct_schema").fetchall() == [(schema.LATEST,)]

@@ -102,11 +102,7 @@ def init_pool(env: Mapping[str, str], paths: Paths) -> InitResult:
         meta = _meta(conn)
         created = False
         if meta is None:
-            if cfg.key_path.exists():
-                key = crypto.load_key(cfg.key_path)
-            else:
-                key = crypto.create_key(cfg.key_path)
-                created = True
+            key, created = crypto.load_or_create_key(cfg.key_path)
             _store_key_check(conn, key)
             meta = _meta(conn)
         else:

@@ -36,6 +36,10 @@ class PoolKeyError(PoolError):
     code = "pool_key"
 
 
+class KeyExists(PoolKeyError):
+    """``create_key`` found a key file there already (it is never replaced)."""
+
+
 class PoolKey:
     """An open pool key. ``repr`` and ``str`` say only its id (a hash, not the key)."""
 
@@ -138,11 +142,20 @@ def create_key(path: Path) -> PoolKey:
             os.fsync(f.fileno())
         os.link(tmp, path)
     except FileExistsError:
-        raise PoolKeyError(
-            f"a pool key exists already at {path}; acct leaves it as it is"
-        ) from None
+        raise KeyExists(f"a pool key exists already at {path}; acct leaves it as it is") from None
     except OSError as e:
         raise os_error("create the pool key", path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
     return PoolKey(raw, path)
+
+
+def load_or_create_key(path: Path) -> tuple[PoolKey, bool]:
+    """The key at ``path``, made there first when there is none (True: made now). Two processes
+    racing here end with the same key: the first link wins, the other loads it."""
+    if not path.exists():
+        try:
+            return create_key(path), True
+        except KeyExists:
+            pass
+    return load_key(path), False
