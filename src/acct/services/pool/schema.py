@@ -60,9 +60,11 @@ CREATE TABLE accounts (
     obtained_at     bigint,
     lineage         text,
     generation      bigint NOT NULL DEFAULT 0,
-    updated_at      timestamptz NOT NULL DEFAULT now(),
-    UNIQUE NULLS NOT DISTINCT (uuid, org_uuid)
+    updated_at      timestamptz NOT NULL DEFAULT now()
 );
+-- One account per (account uuid, organization); API keys have no uuid and are not deduplicated.
+CREATE UNIQUE INDEX accounts_identity ON accounts (uuid, coalesce(org_uuid, ''))
+    WHERE uuid IS NOT NULL;
 CREATE TABLE custody (
     account_id      text PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
     host_id         text NOT NULL REFERENCES machines (host_id),
