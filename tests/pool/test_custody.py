@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import psycopg
 import pytest
 
@@ -206,6 +209,25 @@ def test_a_reclaimed_machine_is_refused_and_the_pool_takes_its_last_pushed_token
         with pytest.raises(custody.CustodyLost):
             custody.release(pool, acc.id, lineage=lent, harvested=made_up_tokens())
         assert accounts.get(other.conn, other.key, acc.id).account.tokens == back.account.tokens
+
+
+def test_reclaim_does_not_take_a_pushed_copy_the_tool_may_have_refreshed_since(
+    machine_env,
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machine_env("laptop")
+    made = init_machine(laptop)
+    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
+    with open_machine(laptop) as pool, open_machine(desk) as other:
+        tokens = made_up_tokens()
+        acc = add_account(pool, "work", tokens)
+        custody.claim(pool, acc.id, target="claude-code", path=PATH)
+        near_expiry = replace(made_up_tokens(), expires_at=int(time.time()) + 120)
+        custody.push(pool, acc.id, near_expiry, lineage=tokens.lineage_fingerprint)
+        assert [(r.account, r.took_pushed) for r in custody.reclaim(other, "laptop")] == [
+            ("work", False)
+        ]
+        back = accounts.get(other.conn, other.key, acc.id).account
+        assert back.needs_login and back.tokens == tokens
 
 
 def test_a_machine_back_after_being_reclaimed_learns_it_at_its_next_heartbeat(

@@ -260,10 +260,21 @@ def _pushed(pool: Pool, account_id: str, base: Tokens | None) -> Tokens | None:
     return Tokens(access, refresh, int(row[2] or 0), scopes)
 
 
+# A tool refreshes its access token within a few minutes of its expiry (Claude Code: 5). A
+# pushed copy whose access token had longer than this left cannot have been refreshed since.
+TOOL_REFRESH_WINDOW_S = 15 * 60
+
+
+def _nothing_newer(pushed: Tokens | None, now: float) -> bool:
+    return pushed is not None and pushed.expires_at - now > TOOL_REFRESH_WINDOW_S
+
+
 def reclaim(pool: Pool, host_id: str, *, account_id: str | None = None) -> list[Reclaimed]:
     """Declare machine ``host_id`` gone: the pool takes back every lineage it holds (or just
-    ``account_id``'s), with the tokens it last pushed, or marks the account "needs login" when
-    it pushed none. The machine finds out at its next contact (``release``/``push`` refuse)."""
+    ``account_id``'s). It takes the tokens the machine last pushed when nothing newer can exist
+    (their access token is far from its expiry, so the tool had no reason to refresh since);
+    otherwise the account needs a new login (reusing a spent refresh token would revoke the
+    whole chain). The machine finds out at its next contact (``release``/``push`` refuse)."""
     out: list[Reclaimed] = []
     with pg.errors(pool.where), pool.conn.transaction():
         _begin(pool, LOCK_TIMEOUT_S)
@@ -277,6 +288,8 @@ def reclaim(pool: Pool, host_id: str, *, account_id: str | None = None) -> list[
             if p.custody is None or p.custody.host_id != host_id:
                 continue
             pushed = _pushed(pool, aid, p.account.tokens)
+            if not _nothing_newer(pushed, time.time()):
+                pushed = None
             current = p.lineage or ""
             if pushed is not None:
                 cols = accounts.sealed_tokens(pool.key, aid, pushed)
