@@ -67,3 +67,29 @@ def test_pool_status_without_a_pool_configured_says_how(machine_env) -> None:  #
     r = acct(env, "pool", "status")
     assert r.returncode == 1
     assert "no pool is configured" in r.stderr and "ACCT_POOL" in r.stderr
+
+
+def test_a_machine_silent_past_the_lease_shows_as_silent_and_keeps_its_lineage(
+    machine_env,
+) -> None:  # type: ignore[no-untyped-def]
+    import psycopg
+
+    from acct.app import pool as use
+    from acct.base.paths import Paths
+    from acct.services.pool import custody
+    from tests.pool.helpers import init_machine
+
+    laptop = machine_env("laptop")
+    made = init_machine(laptop)
+    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
+    with open_machine(desk) as pool:
+        acc = add_account(pool, "work", made_up_tokens())
+        custody.claim(pool, acc.id, target="claude-code", path="/home/d/.claude/.credentials.json")
+    with psycopg.connect(laptop["ACCT_POOL"], autocommit=True) as conn:
+        conn.execute(
+            "UPDATE machines SET last_contact = now() - interval '16 minutes' WHERE host_id = 'desk'"
+        )
+    st = use.status(laptop, Paths.from_env(laptop))
+    machines = {m.host_id: m for m in st.machines}
+    assert machines["desk"].silent and not machines["laptop"].silent
+    assert [h.account for h in machines["desk"].holds] == ["work"]
