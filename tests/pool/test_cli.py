@@ -87,7 +87,8 @@ def test_a_machine_silent_past_the_lease_shows_as_silent_and_keeps_its_lineage(
         custody.claim(pool, acc.id, target="claude-code", path="/home/d/.claude/.credentials.json")
     with psycopg.connect(laptop["ACCT_POOL"], autocommit=True) as conn:
         conn.execute(
-            "UPDATE machines SET last_contact = now() - interval '16 minutes' WHERE host_id = 'desk'"
+            "UPDATE machines SET last_contact = now() - interval '16 minutes' "
+            "WHERE host_id = 'desk'"
         )
     st = use.status(laptop, Paths.from_env(laptop))
     machines = {m.host_id: m for m in st.machines}
