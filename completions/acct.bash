@@ -96,7 +96,7 @@ _acct() {
 _acct_spec() { # PATH: what the command at PATH accepts
     case $1 in
     '')
-        _acct_cmds='capacity completion disable doctor enable exec import list login metrics prompt refresh remove rename shell-init stats status use watch' _acct_opts='--version -h --help'
+        _acct_cmds='capacity completion disable doctor enable exec import list login metrics pool prompt refresh remove rename shell-init stats status use watch' _acct_opts='--version -h --help'
         _acct_vals='' _acct_args='' ;;
     'capacity')
         _acct_cmds='' _acct_opts='--json --refresh -h --help'
@@ -127,6 +127,15 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_vals='--timeout=none' _acct_args='none' ;;
     'metrics')
         _acct_cmds='' _acct_opts='--openmetrics -h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool')
+        _acct_cmds='init status' _acct_opts='-h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool init')
+        _acct_cmds='' _acct_opts='--json -h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool status')
+        _acct_cmds='' _acct_opts='--json -h --help'
         _acct_vals='' _acct_args='' ;;
     'prompt')
         _acct_cmds='' _acct_opts='-t --target -f --format -h --help'

@@ -57,7 +57,7 @@ function __acct_wrapped # the wrapped command line, completed as if typed alone
     complete -C (string join -- ' ' (string escape -- $tokens[$start..-2]) $tokens[-1])
 end
 
-set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use' 'watch'
+set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'pool' 'pool init' 'pool status' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use' 'watch'
 set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'exec --metrics-port' 'import -n' 'import --name' 'import --from' 'login --timeout' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'stats --since' 'stats --by' 'use -t' 'use --target'
 set -g __acct_wrappers 'exec'
 
@@ -73,6 +73,7 @@ complete -c acct -n '__acct_at \'\'' -a 'import' -d 'Take the Claude login a too
 complete -c acct -n '__acct_at \'\'' -a 'list' -d 'List accounts with their state, quota usage and token fingerprint'
 complete -c acct -n '__acct_at \'\'' -a 'login' -d 'Log in to a Claude account in the browser (OAuth) and store it'
 complete -c acct -n '__acct_at \'\'' -a 'metrics' -d 'Print the pool\'s state in the Prometheus text exposition format (local data only)'
+complete -c acct -n '__acct_at \'\'' -a 'pool' -d 'One pool of accounts for all your machines, in PostgreSQL (`ACCT_POOL`)'
 complete -c acct -n '__acct_at \'\'' -a 'prompt' -d 'Print the account a tool\'s file holds and its utilization, for the shell prompt'
 complete -c acct -n '__acct_at \'\'' -a 'refresh' -d 'Refresh an account\'s access token now (spends its refresh token)'
 complete -c acct -n '__acct_at \'\'' -a 'remove' -d 'Remove an account and forget its cached usage and benches'
@@ -125,6 +126,13 @@ complete -c acct -n '__acct_at \'login\'' -l json -d 'Print a versioned JSON doc
 complete -c acct -n '__acct_at \'login\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'metrics\'' -l openmetrics -d 'OpenMetrics text instead of Prometheus text'
 complete -c acct -n '__acct_at \'metrics\'' -s h -l help -d 'Show this message and exit'
+complete -c acct -n '__acct_at \'pool\'' -a 'init' -d 'Create the pool\'s schema (or upgrade it) and, for a new pool, its key file (0600)'
+complete -c acct -n '__acct_at \'pool\'' -a 'status' -d 'The pool\'s machines, their last contact, live sessions and which lineage each holds'
+complete -c acct -n '__acct_at \'pool\'' -s h -l help -d 'Show this message and exit'
+complete -c acct -n '__acct_at \'pool init\'' -l json -d 'Print a versioned JSON document on stdout'
+complete -c acct -n '__acct_at \'pool init\'' -s h -l help -d 'Show this message and exit'
+complete -c acct -n '__acct_at \'pool status\'' -l json -d 'Print a versioned JSON document on stdout'
+complete -c acct -n '__acct_at \'pool status\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'prompt\'' -s t -l target -x -a 'claude-code opencode pi' -d 'claude-code, opencode or pi'
 complete -c acct -n '__acct_at \'prompt\'' -s f -l format -x -d 'Placeholders: {account} {target} {5h} {7d} {peak} {reset} {5h_reset} {7d_reset} (default: "{account} {peak}")'
 complete -c acct -n '__acct_at \'prompt\'' -s h -l help -d 'Show this message and exit'

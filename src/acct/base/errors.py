@@ -2,7 +2,7 @@
 
 Exit statuses (one place, used by the CLI's single error handler):
 0 ok, 1 error, 2 usage error, 3 not found, 4 needs login / auth, 5 every account
-rate-limited, 6 busy (lock timeout), 130 interrupted.
+rate-limited, 6 busy (lock timeout), 7 pool unreachable, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ EXIT_NOT_FOUND = 3
 EXIT_AUTH = 4
 EXIT_ALL_LIMITED = 5
 EXIT_BUSY = 6
+EXIT_POOL_UNREACHABLE = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -111,3 +112,17 @@ class HeldByTarget(AcctError):
     """The account's refresh-token lineage is lent to a tool's file; acct must not spend it."""
 
     code = "held"
+
+
+class PoolError(AcctError):
+    """The shared pool (PostgreSQL) refused something: its schema, its key, or a statement."""
+
+    code = "pool"
+
+
+class PoolUnreachable(PoolError):
+    """The pool's database cannot be reached (or refuses the login) within the connect timeout.
+    Nothing local is changed when this is raised."""
+
+    exit_code = EXIT_POOL_UNREACHABLE
+    code = "pool_unreachable"

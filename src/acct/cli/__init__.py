@@ -62,8 +62,9 @@ COMMAND_MODULES: dict[str, str] = {
     "stats": "observe",
     "metrics": "observe",
     "watch": "watch",
+    "pool": "pool",
 }
-_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "watch", "shell")
+_MODULE_ORDER = ("login", "accounts", "targets", "exec", "observe", "watch", "shell", "pool")
 _loaded: set[str] = set()
 
 

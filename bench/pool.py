@@ -1,0 +1,131 @@
+"""Benchmark: what the pool adds to picking an account and lending it, against the local store.
+
+One acct process picks an account (reads every account and its usage) and lends it (records
+the holder under the account's lock, before the tool's file would be written). Locally that is
+the account store (TOML under a file lock) and the state database; with the pool it is one
+PostgreSQL server on loopback (started here in a temporary directory, as the tests do):
+connecting, checking the schema and the key, reading the accounts (decrypting their tokens),
+and the row-locked lend transaction. Prints the medians; exits 1 if the pool adds more than
+50 ms at the median, connection included.
+
+    .venv/bin/python bench/pool.py [--reps 50] [--accounts 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from acct.base.fsio import file_lock  # noqa: E402
+from acct.base.models import Account, Holder  # noqa: E402
+from acct.services.context import Ctx  # noqa: E402
+from acct.services.pool import accounts, core, custody  # noqa: E402
+from tests.conftest import clean_env  # noqa: E402
+from tests.pool.helpers import add_account, made_up_tokens  # noqa: E402
+from tests.pool_server import running_server, why_not  # noqa: E402
+
+TARGET_MS = 50.0
+PATH = "/home/bench/.claude/.credentials.json"
+
+
+def local_env(root: Path, n: int) -> dict[str, str]:
+    home = root / "local"
+    home.mkdir()
+    env = clean_env(home, {"ACCT_HOME": str(home / "acct")})
+    ctx = Ctx(env=env)
+    with ctx.store.transaction() as accs:
+        for i in range(n):
+            accs.add(Account(name=f"acct{i}", uuid=f"u{i}", tokens=made_up_tokens()))
+    return env
+
+
+def local_once(env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    ctx = Ctx(env=env)
+    accs = list(ctx.store.read())
+    ctx.state.all_usage()
+    ctx.state.benches()
+    chosen = accs[0]
+    with file_lock(ctx.paths.account_lock(chosen.id)), ctx.store.transaction() as tx:
+        acc = tx.get_by_id(chosen.id)
+        assert acc.tokens is not None
+        tx.put(acc.copy(holder=Holder("claude-code", PATH, acc.tokens.lineage_fingerprint, 0)))
+    took = time.perf_counter() - start
+    with ctx.store.transaction() as tx:
+        tx.put(tx.get_by_id(chosen.id).copy(holder=None))
+    ctx.state.close()
+    return took
+
+
+def pool_once(env: dict[str, str], parts: dict[str, list[float]]) -> float:
+    start = time.perf_counter()
+    pool = core.open_pool(env, Ctx(env=env).paths)
+    opened = time.perf_counter()
+    pooled = accounts.all_accounts(pool.conn, pool.key)
+    pool.conn.execute(b"SELECT account_id, usage_json FROM usage").fetchall()
+    pool.conn.execute(b"SELECT account_id, until FROM benches").fetchall()
+    chosen = pooled[0]
+    custody.claim(pool, chosen.account.id, target="claude-code", path=PATH, expect=chosen.lineage)
+    done = time.perf_counter()
+    parts["open"].append(opened - start)
+    parts["pick+lend"].append(done - opened)
+    custody.release(pool, chosen.account.id, lineage=chosen.lineage or "")
+    pool.close()
+    return done - start
+
+
+def median_ms(xs: list[float]) -> float:
+    return statistics.median(xs) * 1000
+
+
+def measure(reps: int, once: Callable[[], float]) -> list[float]:
+    once()  # warm caches and imports
+    return [once() for _ in range(reps)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--accounts", type=int, default=8)
+    args = parser.parse_args()
+    reason = why_not()
+    if reason:
+        print(f"bench/pool.py: {reason}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp, running_server() as pg:
+        root = Path(tmp)
+        lenv = local_env(root, args.accounts)
+        os.environ["PGPASSWORD"] = pg.password  # libpq's own source, as ~/.pgpass would be
+        home = root / "pool"
+        home.mkdir()
+        penv = clean_env(home, {"ACCT_HOME": str(home / "acct"), "ACCT_HOST_ID": "bench",
+                                "ACCT_POOL": pg.conninfo(pg.create_database()),
+                                "PGPASSWORD": pg.password})  # fmt: skip
+        core.init_pool(penv, Ctx(env=penv).paths)
+        with core.open_pool(penv, Ctx(env=penv).paths) as pool:
+            for i in range(args.accounts):
+                add_account(pool, f"acct{i}", made_up_tokens())
+        local = measure(args.reps, lambda: local_once(lenv))
+        parts: dict[str, list[float]] = {"open": [], "pick+lend": []}
+        pooled = measure(args.reps, lambda: pool_once(penv, parts))
+    extra = median_ms(pooled) - median_ms(local)
+    print(f"accounts: {args.accounts}, repetitions: {args.reps}")
+    print(f"local store   pick+lend  median {median_ms(local):7.1f} ms")
+    print(f"pool          connect+check median {median_ms(parts['open'][1:]):7.1f} ms")
+    print(f"pool          pick+lend  median {median_ms(parts['pick+lend'][1:]):7.1f} ms")
+    print(f"pool          total      median {median_ms(pooled):7.1f} ms")
+    print(f"pool adds {extra:+.1f} ms at the median (target: at most +{TARGET_MS:.0f} ms)")
+    return 0 if extra <= TARGET_MS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

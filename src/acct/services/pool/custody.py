@@ -1,0 +1,307 @@
+"""Custody of lineages, pool-wide: one live holder per lineage (the pool, or one file on one
+machine), and one refresher per account at a time.
+
+Every change takes the account's row lock (``SELECT ... FOR UPDATE``) in a transaction, re-reads
+the row after taking it, and writes with compare-and-swap on the lineage fingerprint:
+
+- ``claim`` records this machine's file as the holder *before* the file is written (the same
+  order as the local custody rules): of two machines lending one account at the same instant,
+  the second waits for the first's row lock, then sees its custody and is refused;
+- ``release`` takes the lineage back (with the tokens harvested from the file), only while this
+  machine is still the holder of the lineage it lent;
+- ``refresh`` spends the refresh token while holding the row lock: a second refresher waits, then
+  finds a new lineage and sends nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from acct.base.errors import AcctError, HeldByTarget, NeedsLogin
+from acct.base.models import Tokens
+from acct.services.pool import accounts
+from acct.services.pool import connect as pg
+from acct.services.pool.accounts import Pooled
+
+if TYPE_CHECKING:
+    from acct.services.pool.core import Pool
+
+LOCK_TIMEOUT_S = 30.0
+
+
+class LineageMoved(AcctError):
+    """The account's lineage is not the one the caller looked at: someone refreshed or lent it."""
+
+    code = "lineage_moved"
+
+
+class CustodyLost(AcctError):
+    """This machine no longer holds the lineage it lent (the pool reclaimed it)."""
+
+    code = "custody_lost"
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    pooled: Pooled
+    sent: bool  # whether a refresh token was spent
+
+
+def _begin(pool: Pool, lock_timeout: float) -> None:
+    pool.conn.execute(
+        b"SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
+    )
+
+
+def _history(pool: Pool, event: str, account_id: str, target: str | None, **detail: Any) -> None:
+    from psycopg.types.json import Jsonb
+
+    pool.conn.execute(
+        b"INSERT INTO history (t, host_id, event, account_id, target, detail) "
+        b"VALUES (%s, %s, %s, %s, %s, %s)",
+        (time.time(), pool.host_id, event, account_id, target, Jsonb(detail)),
+    )
+
+
+def _held(p: Pooled) -> HeldByTarget:
+    c = p.custody
+    assert c is not None
+    return HeldByTarget(
+        f"account {p.account.name!r} is lent to {c.target} on machine {c.host_id} "
+        f"(lineage {c.lineage})",
+        hint="pick another account, or take it back on that machine first",
+    )
+
+
+def _usable(p: Pooled) -> Tokens:
+    acc = p.account
+    if acc.needs_login or acc.tokens is None or acc.tokens.is_blank:
+        raise NeedsLogin(f"account {acc.name!r} needs a new login", hint=f"acct login {acc.name}")
+    return acc.tokens
+
+
+def _bump(
+    pool: Pool, account_id: str, lineage: str, sets: str = "", values: tuple[Any, ...] = ()
+) -> None:
+    """Compare-and-swap: the row changes only while it still holds ``lineage``."""
+    sql = (
+        f"UPDATE accounts SET generation = generation + 1, updated_at = now(){sets} "
+        "WHERE id = %s AND lineage = %s"
+    )
+    cur = pool.conn.execute(sql.encode(), (*values, account_id, lineage))
+    if cur.rowcount != 1:
+        raise LineageMoved(f"account {account_id}'s lineage changed under its row lock")
+
+
+def claim(
+    pool: Pool,
+    account_id: str,
+    *,
+    target: str,
+    path: str,
+    expect: str | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> Pooled:
+    """Record this machine's ``target`` file at ``path`` as the lineage's holder, before the file
+    is written. ``expect``: the lineage fingerprint the caller chose the account with (a pick
+    made on stale data is refused). Returns the account with the tokens to write."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        if p.custody is not None:
+            raise _held(p)
+        tokens = _usable(p)
+        lineage = tokens.lineage_fingerprint
+        if expect is not None and lineage != expect:
+            raise LineageMoved(
+                f"account {p.account.name!r} changed since acct looked (lineage {expect} is now "
+                f"{lineage})",
+                hint="try again",
+            )
+        pool.conn.execute(
+            b"INSERT INTO custody (account_id, host_id, target, path, lineage) "
+            b"VALUES (%s, %s, %s, %s, %s)",
+            (account_id, pool.host_id, target, path, lineage),
+        )
+        _bump(pool, account_id, lineage, ", last_used_at = %s", (int(time.time()),))
+        _history(pool, "lend", account_id, target, lineage=lineage, path=path)
+        return accounts.get(pool.conn, pool.key, account_id)
+
+
+def release(
+    pool: Pool,
+    account_id: str,
+    *,
+    lineage: str,
+    harvested: Tokens | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> Pooled:
+    """Take the lineage back from this machine's file: the pool holds it again, with the tokens
+    the file held (``harvested``, when the tool rotated them). ``lineage``: what this machine
+    wrote there. Refused (CustodyLost) when this machine is no longer the holder."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        c = p.custody
+        if c is None or c.host_id != pool.host_id or c.lineage != lineage:
+            raise CustodyLost(
+                f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
+                f"lineage {lineage}: the pool reclaimed it",
+                hint="leave the tool's file alone; acct will not use that lineage again",
+            )
+        current = p.lineage or ""
+        if harvested is not None and harvested.lineage_fingerprint != current:
+            cols = accounts.sealed_tokens(pool.key, account_id, harvested)
+            sets = "".join(f", {k} = %s" for k in cols)
+            _bump(pool, account_id, current, sets, tuple(cols.values()))
+        pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (account_id,))
+        _history(pool, "release", account_id, c.target, lineage=lineage)
+        return accounts.get(pool.conn, pool.key, account_id)
+
+
+def refresh(
+    pool: Pool,
+    account_id: str,
+    *,
+    seen: str | None,
+    send: Callable[[Tokens], Tokens],
+    on_unsaved: Callable[[Tokens], None] | None = None,
+    lock_timeout: float = LOCK_TIMEOUT_S,
+) -> RefreshOutcome:
+    """Spend the account's refresh token through ``send`` (the token endpoint), under the row
+    lock. ``seen``: the lineage the caller looked at; once the lock is taken, another lineage
+    means someone refreshed meanwhile, and nothing is sent. ``on_unsaved`` gets the new tokens
+    when the pool could not store them (keep them locally: they are the only live copy)."""
+    new: Tokens | None = None
+    try:
+        with pg.errors(pool.where), pool.conn.transaction():
+            _begin(pool, lock_timeout)
+            p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+            if p.custody is not None:
+                raise _held(p)
+            tokens = _usable(p)
+            lineage = tokens.lineage_fingerprint
+            if lineage != seen:
+                return RefreshOutcome(p, sent=False)
+            new = send(tokens)
+            cols = accounts.sealed_tokens(pool.key, account_id, new)
+            sets = "".join(f", {k} = %s" for k in cols)
+            _bump(pool, account_id, lineage, sets, tuple(cols.values()))
+            _history(pool, "refresh", account_id, None, spent=lineage,
+                     now=new.lineage_fingerprint)  # fmt: skip
+            stored = accounts.get(pool.conn, pool.key, account_id)
+    except BaseException:
+        if new is not None and on_unsaved is not None:
+            on_unsaved(new)
+        raise
+    return RefreshOutcome(stored, sent=True)
+
+
+def _custody_seal(pool: Pool, value: str | None, column: str, account_id: str) -> bytes | None:
+    if value is None:
+        return None
+    return pool.key.seal(value, table="custody", column=column, row=account_id)
+
+
+def push(pool: Pool, account_id: str, tokens: Tokens, *, lineage: str) -> None:
+    """A running session's copy of the tokens its tool rotated, kept with the custody record so
+    the pool can take them over if this machine dies. Only a copy: the pool never spends it
+    while the file holds the lineage. ``lineage``: what this machine lent (CustodyLost when the
+    pool reclaimed it since)."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, LOCK_TIMEOUT_S)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        c = p.custody
+        if c is None or c.host_id != pool.host_id or c.lineage != lineage:
+            raise CustodyLost(
+                f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
+                f"lineage {lineage}: the pool reclaimed it"
+            )
+        pool.conn.execute(
+            b"UPDATE custody SET pushed_access_sealed = %s, pushed_refresh_sealed = %s, "
+            b"pushed_expires_at = %s, pushed_lineage = %s, pushed_at = now() "
+            b"WHERE account_id = %s",
+            (
+                _custody_seal(pool, tokens.access, "pushed_access", account_id),
+                _custody_seal(pool, tokens.refresh, "pushed_refresh", account_id),
+                tokens.expires_at,
+                tokens.lineage_fingerprint,
+                account_id,
+            ),
+        )
+        pool.conn.execute(
+            b"UPDATE machines SET last_contact = now() WHERE host_id = %s", (pool.host_id,)
+        )
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    account: str
+    took_pushed: bool  # False: the account needs a new login
+
+
+def _pushed(pool: Pool, account_id: str, base: Tokens | None) -> Tokens | None:
+    row = pool.conn.execute(
+        b"SELECT pushed_access_sealed, pushed_refresh_sealed, pushed_expires_at FROM custody "
+        b"WHERE account_id = %s",
+        (account_id,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    seal = {"table": "custody", "row": account_id}
+    access = pool.key.open(bytes(row[0]), column="pushed_access", **seal)
+    refresh = (
+        None if row[1] is None else pool.key.open(bytes(row[1]), column="pushed_refresh", **seal)
+    )
+    scopes = base.scopes if base else ()
+    return Tokens(access, refresh, int(row[2] or 0), scopes)
+
+
+# A tool refreshes its access token within a few minutes of its expiry (Claude Code: 5). A
+# pushed copy whose access token had longer than this left cannot have been refreshed since.
+TOOL_REFRESH_WINDOW_S = 15 * 60
+
+
+def _nothing_newer(pushed: Tokens | None, now: float) -> bool:
+    return pushed is not None and pushed.expires_at - now > TOOL_REFRESH_WINDOW_S
+
+
+def reclaim(pool: Pool, host_id: str, *, account_id: str | None = None) -> list[Reclaimed]:
+    """Declare machine ``host_id`` gone: the pool takes back every lineage it holds (or just
+    ``account_id``'s). It takes the tokens the machine last pushed when nothing newer can exist
+    (their access token is far from its expiry, so the tool had no reason to refresh since);
+    otherwise the account needs a new login (reusing a spent refresh token would revoke the
+    whole chain). The machine finds out at its next contact (``release``/``push`` refuse)."""
+    out: list[Reclaimed] = []
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, LOCK_TIMEOUT_S)
+        rows = pool.conn.execute(
+            b"SELECT account_id FROM custody WHERE host_id = %s AND (%s::text IS NULL OR "
+            b"account_id = %s) ORDER BY account_id",
+            (host_id, account_id, account_id),
+        ).fetchall()
+        for (aid,) in rows:
+            p = accounts.get(pool.conn, pool.key, aid, lock=True)
+            if p.custody is None or p.custody.host_id != host_id:
+                continue
+            pushed = _pushed(pool, aid, p.account.tokens)
+            if not _nothing_newer(pushed, time.time()):
+                pushed = None
+            current = p.lineage or ""
+            if pushed is not None:
+                cols = accounts.sealed_tokens(pool.key, aid, pushed)
+                sets = "".join(f", {k} = %s" for k in cols)
+                _bump(pool, aid, current, sets, tuple(cols.values()))
+            else:
+                _bump(pool, aid, current, ", needs_login = true")
+            pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (aid,))
+            _history(pool, "reclaim", aid, p.custody.target, host=host_id,
+                     took_pushed=pushed is not None)  # fmt: skip
+            out.append(Reclaimed(p.account.name, pushed is not None))
+        pool.conn.execute(
+            b"UPDATE machines SET reclaimed_at = now() WHERE host_id = %s", (host_id,)
+        )
+    return out

@@ -1,0 +1,84 @@
+"""One machine of a pool as a long-lived process, driven line by line on stdin.
+
+    python -m tests.pool.machine_worker      (ACCT_POOL, ACCT_HOST_ID, ACCT_HOME in the environment)
+
+Commands, one per line; each answers one line on stdout:
+- ``claim GATE ACCOUNT_ID``: wait at the gate (a shared advisory lock the test holds until every
+  machine waits at it), then try to lend the account to this machine's file. Answers ``won``,
+  ``held <code>`` or ``error <code> <message>``.
+- ``poll GATE ACCOUNT_ID``: the same gate, then ask for the account's usage poll (minimum age
+  180 s, lease 30 s). Answers ``claimed`` or ``no``.
+- ``refresh GATE ACCOUNT_ID SEEN TOKEN_URL``: the same gate, then refresh the account through the
+  token endpoint at TOKEN_URL if its lineage is still SEEN. Answers ``sent``, ``skipped`` or
+  ``error <code> <message>``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import httpx
+import psycopg
+
+from acct.base.errors import AcctError
+from acct.base.models import Tokens
+from acct.base.paths import Paths
+from acct.services.pool import core, custody
+from acct.services.pool.usage import PoolUsage
+from tests.fake_anthropic.server import CLIENT_ID
+
+
+def _gate(gate: psycopg.Connection[tuple[object, ...]], number: int) -> None:
+    gate.execute("SELECT pg_advisory_lock_shared(%s)", (number,))
+    gate.execute("SELECT pg_advisory_unlock_shared(%s)", (number,))
+
+
+def _send(token_url: str):  # type: ignore[no-untyped-def]
+    def send(tokens: Tokens) -> Tokens:
+        body = {
+            "grant_type": "refresh_token",
+            "refresh_token": tokens.refresh,
+            "client_id": CLIENT_ID,
+        }
+        answer = httpx.post(token_url, json=body, timeout=10)
+        answer.raise_for_status()
+        doc = answer.json()
+        now = int(time.time())
+        return Tokens(doc["access_token"], doc.get("refresh_token"), now + int(doc["expires_in"]),
+                      tokens.scopes, now)  # fmt: skip
+
+    return send
+
+
+def main() -> None:
+    env = dict(os.environ)
+    pool = core.open_pool(env, Paths.from_env(env))
+    gate = psycopg.connect(env["ACCT_POOL"], autocommit=True)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        try:
+            _gate(gate, int(words[1]))
+            if words[0] == "claim":
+                custody.claim(pool, words[2], target="claude-code", path="/home/x/.claude/c.json")
+                print("won", flush=True)
+            elif words[0] == "poll":
+                usage = PoolUsage(pool)
+                print("claimed" if usage.claim_poll(words[2], min_age=180, lease=30) else "no",
+                      flush=True)  # fmt: skip
+            elif words[0] == "refresh":
+                done = custody.refresh(pool, words[2], seen=words[3], send=_send(words[4]))
+                print("sent" if done.sent else "skipped", flush=True)
+        except AcctError as e:
+            kind = "held" if e.code == "held" else "error"
+            print(f"{kind} {e.code} {e.message}", flush=True)
+        except Exception as e:  # noqa: BLE001 - reported to the test, which fails on it
+            print(
+                f"error {type(e).__name__} {str(e).splitlines()[0] if str(e) else ''}", flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()
