@@ -70,20 +70,38 @@ def measure(cases: dict[str, list[str]], env: dict[str, str]) -> dict[str, tuple
     for _ in range(N):
         for name, argv in cases.items():
             samples[name].append(run_once(argv, env))
-    return {name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
-            for name, s in samples.items()}
+    return {
+        name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+        for name, s in samples.items()
+    }
 
 
 def setup(home: Path) -> dict[str, str]:
-    env = {"HOME": str(home), "PATH": f"{BIN}:{os.environ['PATH']}", "ACCT_HOME": str(home / "acct")}
+    env = {
+        "HOME": str(home),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "ACCT_HOME": str(home / "acct"),
+    }
     cred = home / ".claude" / ".credentials.json"
     cred.parent.mkdir(parents=True)
     cred.write_text("{}")
     st = cred.stat()
     state = home / "acct" / "state"
     state.mkdir(parents=True)
-    doc = {"version": 1, "targets": {"claude-code": {"account": "work", "held": True, "path": str(cred),
-           "mtime_ns": st.st_mtime_ns, "size": st.st_size, "five_hour": 37.0, "seven_day": 12.0}}}
+    doc = {
+        "version": 1,
+        "targets": {
+            "claude-code": {
+                "account": "work",
+                "held": True,
+                "path": str(cred),
+                "mtime_ns": st.st_mtime_ns,
+                "size": st.st_size,
+                "five_hour": 37.0,
+                "seven_day": 12.0,
+            }
+        },
+    }
     (state / "prompt.json").write_text(json.dumps(doc))
     (state / "prompt").write_text("claude-code\twork 37%\n")
     return env
@@ -99,14 +117,38 @@ def launcher(python: Path, where: Path) -> Path:
 def install_wheel(where: Path) -> Path:
     """A fresh virtualenv with this checkout installed from a wheel; its interpreter."""
     dist = where / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(REPO)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(REPO),
+        ],
+        check=True,
+    )
     venv = where / "venv"
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                    *map(str, dist.glob("*.whl"))], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            *map(str, dist.glob("*.whl")),
+        ],
+        check=True,
+    )
     return python
 
 
@@ -116,7 +158,10 @@ def cases_for(python: Path, where: Path) -> dict[str, list[str]]:
     return {
         "python -c pass": [str(python), "-c", "pass"],
         "python -c 'import re'": [str(python), "-c", "import re"],
-        f"acct prompt ({'launcher imports re' if imports_re else 'console script'})": [str(script), "prompt"],
+        f"acct prompt ({'launcher imports re' if imports_re else 'console script'})": [
+            str(script),
+            "prompt",
+        ],
         "acct prompt (launcher without re)": [str(launcher(python, where)), "prompt"],
         "python -m acct prompt": [str(python), "-m", "acct", "prompt"],
     }
@@ -127,25 +172,55 @@ def report(title: str, results: dict[str, tuple[float, float]]) -> None:
     print(f"{title}\n{'':38s} {'wall ms':>8s} {'ratio':>6s} {'cpu ms':>8s} {'ratio':>6s}")
     for name, (wall, cpu) in results.items():
         mark = f"  (target <= {TARGET})" if name.startswith("acct prompt") else ""
-        print(f"  {name:36s} {wall:8.1f} {wall / base_wall:6.2f} {cpu:8.1f} {cpu / base_cpu:6.2f}{mark}")
+        print(
+            f"  {name:36s} {wall:8.1f} {wall / base_wall:6.2f} {cpu:8.1f} {cpu / base_cpu:6.2f}{mark}"
+        )
 
 
 def bash_function(env: dict[str, str], home: Path) -> tuple[float, str]:
-    init = subprocess.run([str(BIN / "acct"), "shell-init", "bash", "--no-completion"], env=env,
-                          capture_output=True, text=True, check=True).stdout
+    init = subprocess.run(
+        [str(BIN / "acct"), "shell-init", "bash", "--no-completion"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     script = home / "init.bash"
     script.write_text(init)
-    loop = (f"source {script}; t0=$EPOCHREALTIME; for ((i = 0; i < {N * 100}; i++)); do __acct_prompt; done; "
-            f't1=$EPOCHREALTIME; echo "$t0 $t1 $ACCT_PROMPT"')
-    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", loop], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    loop = (
+        f"source {script}; t0=$EPOCHREALTIME; for ((i = 0; i < {N * 100}; i++)); do __acct_prompt; done; "
+        f't1=$EPOCHREALTIME; echo "$t0 $t1 $ACCT_PROMPT"'
+    )
+    out = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", loop],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     per_call = (float(out[1]) - float(out[0])) * 1000 / (N * 100)
     processes = "strace not available"
     if shutil.which("strace"):
         trace = home / "trace"
-        subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-o", str(trace),
-                        "bash", "--norc", "--noprofile", "-c", f"source {script}; for i in 1 2 3 4 5; do __acct_prompt; done"],
-                       env=env, check=False, capture_output=True)
+        subprocess.run(
+            [
+                "strace",
+                "-f",
+                "-qq",
+                "-e",
+                "trace=execve,fork,vfork,clone,clone3",
+                "-o",
+                str(trace),
+                "bash",
+                "--norc",
+                "--noprofile",
+                "-c",
+                f"source {script}; for i in 1 2 3 4 5; do __acct_prompt; done",
+            ],
+            env=env,
+            check=False,
+            capture_output=True,
+        )
         lines = trace.read_text().splitlines() if trace.exists() else []
         processes = f"{max(0, len(lines) - 1)} processes started besides bash itself"
     return per_call, processes
@@ -156,13 +231,17 @@ def main() -> None:
         home = Path(tmp)
         env = setup(home)
         print(f"{N} rounds; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-        report(f"this checkout ({sys.executable}, editable install)",
-               measure(cases_for(Path(sys.executable), home), env))
+        report(
+            f"this checkout ({sys.executable}, editable install)",
+            measure(cases_for(Path(sys.executable), home), env),
+        )
         if WHEEL:
             where = home / "wheel"
             where.mkdir()
             python = install_wheel(where)
-            report(f"regular install from a wheel ({python})", measure(cases_for(python, where), env))
+            report(
+                f"regular install from a wheel ({python})", measure(cases_for(python, where), env)
+            )
         per_call, processes = bash_function(env, home)
         print(f"bash __acct_prompt {per_call:7.3f} ms per call (target < 2 ms); {processes}")
 

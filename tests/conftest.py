@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.services.context import Ctx
 from acct.base.models import Account, Tokens
+from acct.services.context import Ctx
 from tests.fake_anthropic.client import FakeAnthropic
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
@@ -71,7 +72,8 @@ def bad_home(tmp_path: Path) -> Home:
     home.mkdir()
     (tmp_path / "outside").mkdir()
     env = clean_env(
-        home, {"ACCT_API_BASE": CLOSED, "ACCT_TOKEN_URL": CLOSED + "/t", "ACCT_AUTHORIZE_URL": CLOSED}
+        home,
+        {"ACCT_API_BASE": CLOSED, "ACCT_TOKEN_URL": CLOSED + "/t", "ACCT_AUTHORIZE_URL": CLOSED},
     )
     h = Home(tmp_path, home, env, Paths.from_env(env))
     tokens = Tokens("sk-ant-oat01-a", "sk-ant-ort01-r", 4_000_000_000, ("user:inference",))
@@ -99,7 +101,9 @@ def _entry(target: str, expires: str) -> str:
     if target == "claude-code":
         body = f'"accessToken": "a", "refreshToken": "r", "expiresAt": {expires}'
         return f'{{"claudeAiOauth": {{{body}, "scopes": ["user:inference"]}}}}'
-    return f'{{"anthropic": {{"type": "oauth", "access": "a", "refresh": "r", "expires": {expires}}}}}'
+    return (
+        f'{{"anthropic": {{"type": "oauth", "access": "a", "refresh": "r", "expires": {expires}}}}}'
+    )
 
 
 def _store(h: Home) -> str:
@@ -115,30 +119,59 @@ def _tool(target: str) -> Callable[[Home], str]:
 
 
 def _store_cases() -> list[Case]:
-    put = lambda text: (lambda h: h.put(h.store, text))
+    def put(text: str) -> Callable[[Any], None]:
+        return lambda h: h.put(h.store, text)
+
     tokens = "version = 1\n[[accounts]]\nname='a'\nid='1'\n[accounts.tokens]\naccess='x'\n"
     return [
         Case("store-nested", ("list",), _nested_toml, _store),
         Case("store-int-5000-digits", ("list",), put("version = 1\nx = " + "9" * 5000), _store),
-        Case("store-expiry-400-digits", ("list",), put(tokens + "expires_at = " + "9" * 400), _store),
+        Case(
+            "store-expiry-400-digits", ("list",), put(tokens + "expires_at = " + "9" * 400), _store
+        ),
         Case("store-expiry-nan", ("list",), put(tokens + "expires_at = nan"), _store),
         Case("store-expiry-inf", ("list", "--json"), put(tokens + "expires_at = inf"), _store),
         Case("store-binary", ("list",), put(b"\x00\xff\xfe garbage \x1b[2J"), _store),
         Case("store-utf16", ("list",), put("version = 1\n".encode("utf-16")), _store),
         Case("store-fifo", ("list",), lambda h: h.fifo(h.store), _store),
-        Case("store-fifo-write", ("login", "k", "--api-key"), lambda h: h.fifo(h.store), _store,
-             stdin="sk-ant-api03-key\n"),
+        Case(
+            "store-fifo-write",
+            ("login", "k", "--api-key"),
+            lambda h: h.fifo(h.store),
+            _store,
+            stdin="sk-ant-api03-key\n",
+        ),
         Case("store-directory", ("list",), lambda h: (h.store.unlink(), h.store.mkdir()), _store),
         Case("store-dangling-symlink", ("list",), _dangling_store, _store),
-        Case("store-dangling-symlink-write", ("login", "k", "--api-key"), _dangling_store,
-             _store, stdin="sk-ant-api03-key\n"),
-        Case("store-too-large", ("list",), lambda h: os.truncate(h.store, 17 * 1024 * 1024), _store),
+        Case(
+            "store-dangling-symlink-write",
+            ("login", "k", "--api-key"),
+            _dangling_store,
+            _store,
+            stdin="sk-ant-api03-key\n",
+        ),
+        Case(
+            "store-too-large", ("list",), lambda h: os.truncate(h.store, 17 * 1024 * 1024), _store
+        ),
         Case("store-symlink-loop", ("list",), _looping_store, _store),
-        Case("rescue-fifo", ("refresh", "work"), _rescue_fifo,
-             lambda h: str(h.paths.state_dir / "rescued" / f"{ACCOUNT_ID}.json")),
-        Case("rescue-nan", ("refresh", "work"), _rescue_nan,
-             lambda h: str(h.paths.state_dir / "rescued" / f"{ACCOUNT_ID}.json")),
-        Case("state-fifo", ("list",), lambda h: h.fifo(h.paths.state_db), lambda h: str(h.paths.state_db)),
+        Case(
+            "rescue-fifo",
+            ("refresh", "work"),
+            _rescue_fifo,
+            lambda h: str(h.paths.state_dir / "rescued" / f"{ACCOUNT_ID}.json"),
+        ),
+        Case(
+            "rescue-nan",
+            ("refresh", "work"),
+            _rescue_nan,
+            lambda h: str(h.paths.state_dir / "rescued" / f"{ACCOUNT_ID}.json"),
+        ),
+        Case(
+            "state-fifo",
+            ("list",),
+            lambda h: h.fifo(h.paths.state_db),
+            lambda h: str(h.paths.state_db),
+        ),
     ]
 
 
@@ -163,85 +196,197 @@ def _rescue_nan(h: Home) -> None:
 def _tool_cases() -> list[Case]:
     cases = []
     for t in TARGET_NAMES:
-        for bad, expires in (("nan", "NaN"), ("inf", "Infinity"), ("1e400", "1e400"),
-                             ("huge", str(10**30)), ("int-5000-digits", "9" * 5000)):
-            cases.append(Case(f"{t}-expiry-{bad}", ("use", "work", "--target", t),
-                              lambda h, t=t, e=expires: h.put(h.tool(t), _entry(t, e)), _tool(t)))
+        for bad, expires in (
+            ("nan", "NaN"),
+            ("inf", "Infinity"),
+            ("1e400", "1e400"),
+            ("huge", str(10**30)),
+            ("int-5000-digits", "9" * 5000),
+        ):
+            cases.append(
+                Case(
+                    f"{t}-expiry-{bad}",
+                    ("use", "work", "--target", t),
+                    lambda h, t=t, e=expires: h.put(h.tool(t), _entry(t, e)),
+                    _tool(t),
+                )
+            )
         cases += [
-            Case(f"{t}-nested", ("import", t),
-                 lambda h, t=t: h.put(h.tool(t), "[" * 100_000 + "]" * 100_000), _tool(t)),
-            Case(f"{t}-fifo-use", ("use", "work", "--target", t),
-                 lambda h, t=t: h.fifo(h.tool(t)), _tool(t)),
+            Case(
+                f"{t}-nested",
+                ("import", t),
+                lambda h, t=t: h.put(h.tool(t), "[" * 100_000 + "]" * 100_000),
+                _tool(t),
+            ),
+            Case(
+                f"{t}-fifo-use",
+                ("use", "work", "--target", t),
+                lambda h, t=t: h.fifo(h.tool(t)),
+                _tool(t),
+            ),
             Case(f"{t}-fifo-import", ("import", t), lambda h, t=t: h.fifo(h.tool(t)), _tool(t)),
-            Case(f"{t}-not-json", ("use", "work", "--target", t),
-                 lambda h, t=t: h.put(h.tool(t), b"{\xff"), _tool(t)),
-            Case(f"{t}-directory", ("import", t),
-                 lambda h, t=t: h.tool(t).mkdir(parents=True), _tool(t)),
+            Case(
+                f"{t}-not-json",
+                ("use", "work", "--target", t),
+                lambda h, t=t: h.put(h.tool(t), b"{\xff"),
+                _tool(t),
+            ),
+            Case(
+                f"{t}-directory",
+                ("import", t),
+                lambda h, t=t: h.tool(t).mkdir(parents=True),
+                _tool(t),
+            ),
         ]
     cases += [
-        Case("claude-identity-fifo", ("use", "work"),
-             lambda h: h.fifo(h.home / ".claude.json"), lambda h: str(h.home / ".claude.json")),
-        Case("import-from-dev-zero", ("import", "pi", "--from", "/dev/zero"), lambda h: None,
-             lambda h: "/dev/zero"),
-        Case("import-from-fifo", ("import", "opencode", "--from", "../outside/pipe"),
-             lambda h: h.fifo(h.root / "outside" / "pipe"), lambda h: "outside/pipe"),
-        Case("import-from-directory", ("import", "claude-code", "--from", "/"), lambda h: None,
-             lambda h: "/ is a directory"),
-        Case("import-from-huge", ("import", "pi", "--from", "../outside/big.json"),
-             lambda h: os.truncate(h.put(h.root / "outside" / "big.json", ""), 257 * 1024 * 1024),
-             lambda h: "big.json"),
+        Case(
+            "claude-identity-fifo",
+            ("use", "work"),
+            lambda h: h.fifo(h.home / ".claude.json"),
+            lambda h: str(h.home / ".claude.json"),
+        ),
+        Case(
+            "import-from-dev-zero",
+            ("import", "pi", "--from", "/dev/zero"),
+            lambda h: None,
+            lambda h: "/dev/zero",
+        ),
+        Case(
+            "import-from-fifo",
+            ("import", "opencode", "--from", "../outside/pipe"),
+            lambda h: h.fifo(h.root / "outside" / "pipe"),
+            lambda h: "outside/pipe",
+        ),
+        Case(
+            "import-from-directory",
+            ("import", "claude-code", "--from", "/"),
+            lambda h: None,
+            lambda h: "/ is a directory",
+        ),
+        Case(
+            "import-from-huge",
+            ("import", "pi", "--from", "../outside/big.json"),
+            lambda h: os.truncate(h.put(h.root / "outside" / "big.json", ""), 257 * 1024 * 1024),
+            lambda h: "big.json",
+        ),
     ]
     return cases
 
 
 def _config_cases() -> list[Case]:
-    put = lambda text: (lambda h: h.put(h.config, text))
+    def put(text: str) -> Callable[[Any], None]:
+        return lambda h: h.put(h.config, text)
+
     values = [
-        "usage_timeout = 0", "usage_timeout = -1", "usage_timeout = nan", "usage_min_age = inf",
-        "refresh_margin = nan", "cooloff = -inf", "refresh_margin = 1e300", "max_rotations = inf",
-        "max_rotations = 1.5", "max_rotations = " + "9" * 5000, 'default_target = "vim"',
-        "[targets.vim]\nresume_args = []", "x = " + "[" * 3000 + "]" * 3000, "= nonsense",
+        "usage_timeout = 0",
+        "usage_timeout = -1",
+        "usage_timeout = nan",
+        "usage_min_age = inf",
+        "refresh_margin = nan",
+        "cooloff = -inf",
+        "refresh_margin = 1e300",
+        "max_rotations = inf",
+        "max_rotations = 1.5",
+        "max_rotations = " + "9" * 5000,
+        'default_target = "vim"',
+        "[targets.vim]\nresume_args = []",
+        "x = " + "[" * 3000 + "]" * 3000,
+        "= nonsense",
     ]
-    cases = [Case(f"config-{v.split()[0]}-{i}", ("list",), put(v), _config) for i, v in enumerate(values)]
+    cases = [
+        Case(f"config-{v.split()[0]}-{i}", ("list",), put(v), _config) for i, v in enumerate(values)
+    ]
     cases += [
         Case("config-fifo", ("status",), lambda h: h.fifo(h.config), _config),
-        Case("config-dangling-symlink", ("list",),
-             lambda h: (h.config.parent.mkdir(parents=True), h.config.symlink_to(h.root / "nope")),
-             _config),
+        Case(
+            "config-dangling-symlink",
+            ("list",),
+            lambda h: (h.config.parent.mkdir(parents=True), h.config.symlink_to(h.root / "nope")),
+            _config,
+        ),
         Case("config-binary", ("list",), put(b"\xff\xfe\x00"), _config),
     ]
     return cases
 
 
 def _env_cases() -> list[Case]:
-    var = lambda name: (lambda h: name)
-    none = lambda h: None
+    def var(name: str) -> Callable[[Any], str]:
+        return lambda h: name
+
+    def none(h: Any) -> None:
+        return None
+
     return [
         Case("home-relative", ("list",), none, var("HOME"), env={"HOME": "rel/home"}),
         Case("home-empty", ("list",), none, var("HOME"), env={"HOME": ""}),
-        Case("home-relative-write", ("login", "k", "--api-key"), none, var("HOME"),
-             env={"HOME": "."}, stdin="sk-ant-api03-key\n"),
+        Case(
+            "home-relative-write",
+            ("login", "k", "--api-key"),
+            none,
+            var("HOME"),
+            env={"HOME": "."},
+            stdin="sk-ant-api03-key\n",
+        ),
         Case("acct-home-relative", ("list",), none, var("ACCT_HOME"), env={"ACCT_HOME": "here"}),
-        Case("token-url-bad-port", ("refresh", "work"), none, var("ACCT_TOKEN_URL"),
-             env={"ACCT_TOKEN_URL": "http://127.0.0.1:99999/t"}),
-        Case("token-url-no-scheme", ("refresh", "work"), none, var("ACCT_TOKEN_URL"),
-             env={"ACCT_TOKEN_URL": "127.0.0.1/t"}),
-        Case("token-url-bad-idna", ("refresh", "work"), none, var("ACCT_TOKEN_URL"),
-             env={"ACCT_TOKEN_URL": "http://xn--/t"}),
-        Case("api-base-bad-ipv4", ("list", "--usage"), none, var("ACCT_API_BASE"),
-             env={"ACCT_API_BASE": "http://9127.0.0.1"}),
-        Case("api-base-bad-port", ("list", "--usage"), none, var("ACCT_API_BASE"),
-             env={"ACCT_API_BASE": "http://127.0.0.1:70000"}),
-        Case("api-base-ipv6-unclosed", ("list", "--usage"), none, var("ACCT_API_BASE"),
-             env={"ACCT_API_BASE": "http://[::1"}),
-        Case("authorize-url-space", ("list",), none, var("ACCT_AUTHORIZE_URL"),
-             env={"ACCT_AUTHORIZE_URL": "http://a b/"}),
+        Case(
+            "token-url-bad-port",
+            ("refresh", "work"),
+            none,
+            var("ACCT_TOKEN_URL"),
+            env={"ACCT_TOKEN_URL": "http://127.0.0.1:99999/t"},
+        ),
+        Case(
+            "token-url-no-scheme",
+            ("refresh", "work"),
+            none,
+            var("ACCT_TOKEN_URL"),
+            env={"ACCT_TOKEN_URL": "127.0.0.1/t"},
+        ),
+        Case(
+            "token-url-bad-idna",
+            ("refresh", "work"),
+            none,
+            var("ACCT_TOKEN_URL"),
+            env={"ACCT_TOKEN_URL": "http://xn--/t"},
+        ),
+        Case(
+            "api-base-bad-ipv4",
+            ("list", "--usage"),
+            none,
+            var("ACCT_API_BASE"),
+            env={"ACCT_API_BASE": "http://9127.0.0.1"},
+        ),
+        Case(
+            "api-base-bad-port",
+            ("list", "--usage"),
+            none,
+            var("ACCT_API_BASE"),
+            env={"ACCT_API_BASE": "http://127.0.0.1:70000"},
+        ),
+        Case(
+            "api-base-ipv6-unclosed",
+            ("list", "--usage"),
+            none,
+            var("ACCT_API_BASE"),
+            env={"ACCT_API_BASE": "http://[::1"},
+        ),
+        Case(
+            "authorize-url-space",
+            ("list",),
+            none,
+            var("ACCT_AUTHORIZE_URL"),
+            env={"ACCT_AUTHORIZE_URL": "http://a b/"},
+        ),
     ]
 
 
 def _stdin_cases() -> list[Case]:
-    none = lambda h: None
-    stdin = lambda h: "stdin"
+    def none(h: Any) -> None:
+        return None
+
+    def stdin(h: Any) -> str:
+        return "stdin"
+
     return [
         Case("api-key-dev-zero", ("login", "k", "--api-key"), none, stdin, stdin="/dev/zero"),
         Case("api-key-100k", ("login", "k", "--api-key"), none, stdin, stdin=b"a" * 100_000),
@@ -273,8 +418,10 @@ def snapshot(root: Path) -> dict[str, str]:
 def _acct_own(h: Home, rel: str) -> bool:
     """What acct may create on the way to an error: its state and its lock sidecars."""
     p = h.root / rel
-    return p.is_relative_to(h.paths.state_dir) or h.paths.state_dir.is_relative_to(p) or (
-        p.is_relative_to(h.paths.data_dir) and p.name.endswith(".lock")
+    return (
+        p.is_relative_to(h.paths.state_dir)
+        or h.paths.state_dir.is_relative_to(p)
+        or (p.is_relative_to(h.paths.data_dir) and p.name.endswith(".lock"))
     )
 
 
@@ -348,7 +495,9 @@ _scalars = (
 )
 _json_docs = st.recursive(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=30,
 )
 _toml_values = st.recursive(
@@ -356,7 +505,9 @@ _toml_values = st.recursive(
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 _account_keys = st.sampled_from(
@@ -456,7 +607,10 @@ _url_parts = st.sampled_from(
 
 
 @settings(max_examples=500, deadline=None)
-@given(scheme=st.sampled_from(["http://", "https://", "", "ftp://"]), rest=st.lists(_url_parts, max_size=12))
+@given(
+    scheme=st.sampled_from(["http://", "https://", "", "ftp://"]),
+    rest=st.lists(_url_parts, max_size=12),
+)
 def test_an_endpoint_variable_acct_accepts_is_one_the_http_client_accepts(
     scheme: str, rest: list[str]
 ) -> None:

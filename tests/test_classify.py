@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from acct.domain.classify import classify, parse_reset
 from acct.base.config import TargetConfig
+from acct.domain.classify import classify, parse_reset
 from acct.services.targets import get_target
 
 # Tue 2026-11-24 15:00:00 UTC
@@ -294,7 +294,7 @@ CASES += [
         "allocation disabled",
         CC,
         1,
-        "Your usage allocation has been disabled by your admin · run /usage-credits to ask your admin for a higher limit",
+        "Your usage allocation has been disabled by your admin · run /usage-credits to ask your admin for a higher limit",  # noqa: E501
         "quota",
         None,
         None,
@@ -354,7 +354,7 @@ def test_classify_table(
 
 
 def test_the_newest_line_decides() -> None:
-    tail = "You've hit your session limit · resets 9:20am (UTC)\nworking...\nYou've hit your weekly limit · resets Nov 30, 2pm (UTC)"
+    tail = "You've hit your session limit · resets 9:20am (UTC)\nworking...\nYou've hit your weekly limit · resets Nov 30, 2pm (UTC)"  # noqa: E501
     ending = classify(get_target(CC), 1, tail, NOW)
     assert ending.window == "7-day" and ending.reset_at == utc(2026, 11, 30, 14, 0)
 
@@ -573,10 +573,16 @@ PI_REFRESH_400 = (
     "    at async OAuthCredentialStore.refresh (file:///pi/dist/auth/store.js:41:9)"
 )
 DEAD_LOGINS = [
-    ("cc 2.1.332 session expired", CC,
-     "Failed to authenticate: OAuth session expired and could not be refreshed"),
-    ("cc 2.1.332 time limit", CC,
-     "Failed to authenticate: this login reached its time limit and cannot be renewed"),
+    (
+        "cc 2.1.332 session expired",
+        CC,
+        "Failed to authenticate: OAuth session expired and could not be refreshed",
+    ),
+    (
+        "cc 2.1.332 time limit",
+        CC,
+        "Failed to authenticate: this login reached its time limit and cannot be renewed",
+    ),
     ("cc token revoked", CC, "OAuth token revoked · Please run /login"),
     ("cc login expired", CC, "Login expired · Please run /login"),
     ("pi 1.6.0 refresh 400 and its stack", PI, PI_REFRESH_400),
@@ -585,8 +591,12 @@ DEAD_LOGINS = [
 ]
 
 
-@pytest.mark.parametrize(("target", "tail"), [c[1:] for c in DEAD_LOGINS], ids=[c[0] for c in DEAD_LOGINS])
-def test_a_dead_login_in_the_newest_wordings_needs_a_login_not_a_rest(target: str, tail: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "tail"), [c[1:] for c in DEAD_LOGINS], ids=[c[0] for c in DEAD_LOGINS]
+)
+def test_a_dead_login_in_the_newest_wordings_needs_a_login_not_a_rest(
+    target: str, tail: str
+) -> None:
     ending = classify(get_target(target), 1, tail, NOW)
     assert ending.kind == "login", ending
     assert ending.message in tail
@@ -604,13 +614,23 @@ def test_a_dead_login_in_claude_codes_json_result_needs_a_login() -> None:
 @pytest.mark.parametrize(
     ("tail", "window", "reset_at"),
     [
-        ("You've reached your session limit · resets 9:20am (UTC)", "5-hour", utc(2026, 11, 25, 9, 20)),
-        ("You’ve reached your weekly limit · resets Nov 26, 8:12am (UTC)", "7-day", utc(2026, 11, 26, 8, 12)),
+        (
+            "You've reached your session limit · resets 9:20am (UTC)",
+            "5-hour",
+            utc(2026, 11, 25, 9, 20),
+        ),
+        (
+            "You’ve reached your weekly limit · resets Nov 26, 8:12am (UTC)",
+            "7-day",
+            utc(2026, 11, 26, 8, 12),
+        ),
         ("Opus 5 requires usage credits. Run /usage-credits to buy more", None, None),
         ("claude-opus-5 requires usage credits.", None, None),
     ],
 )
-def test_claude_code_2_1_332_quota_prefixes(tail: str, window: str | None, reset_at: float | None) -> None:
+def test_claude_code_2_1_332_quota_prefixes(
+    tail: str, window: str | None, reset_at: float | None
+) -> None:
     ending = classify(get_target(CC), 1, tail, NOW)
     assert (ending.kind, ending.window) == ("quota", window)
     assert ending.reset_at == (pytest.approx(reset_at) if reset_at is not None else None)

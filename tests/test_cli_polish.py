@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import typer
 
-from acct.cli import usage_error
-from acct.services.context import Ctx
 from acct.base.fsio import atomic_write, file_lock
 from acct.base.models import Tokens
+from acct.cli import usage_error
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.test_cli_errors import one_line

@@ -14,9 +14,9 @@ from typing import Annotated
 import pytest
 import typer
 
+from acct.base.models import Account
 from acct.cli import gen
 from acct.services.context import Ctx
-from acct.base.models import Account
 from tests.conftest import REPO, clean_env
 
 BIN = Path(sys.executable).parent
@@ -47,7 +47,9 @@ def cenv(home: Path) -> dict[str, str]:
 def test_committed_completions_match_the_command_tree(root: gen.Command) -> None:
     for path in ("completions/acct.bash", "completions/_acct", "completions/acct.fish"):
         generated = gen.GENERATORS[path](root)
-        assert (REPO / path).read_text() == generated, f"{path} is stale: run `python -m acct.cli.gen`"
+        assert (REPO / path).read_text() == generated, (
+            f"{path} is stale: run `python -m acct.cli.gen`"
+        )
 
 
 def test_completion_command_prints_the_script(acct) -> None:
@@ -71,8 +73,14 @@ def bash_complete(script: str, env: dict[str, str], *words: str) -> list[str]:
         "_acct acct\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    proc = subprocess.run(["bash", "--norc", "--noprofile", "-c", driver, "bash", *words],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    proc = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", driver, "bash", *words],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert proc.stderr == ""
     return [w for w in proc.stdout.splitlines() if w]
 
@@ -119,7 +127,9 @@ def wrapper_app() -> typer.Typer:
     @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     def exec(
         argv: Annotated[list[str], typer.Argument(help="The command.")],
-        account: Annotated[str | None, typer.Option("--account", "-a", autocompletion=complete_account)] = None,
+        account: Annotated[
+            str | None, typer.Option("--account", "-a", autocompletion=complete_account)
+        ] = None,
         log: Annotated[Path | None, typer.Option("--log")] = None,
     ) -> None:
         """Run a command."""
@@ -140,7 +150,11 @@ def test_tree_reads_kinds(wrapper_tree: gen.Command) -> None:
     cmds = {c.name: c for c in wrapper_tree.walk()}
     ex = cmds["exec"]
     assert [a.kind for a in ex.arguments] == ["command"]
-    assert {o.name: o.kind for o in ex.options} == {"account": "account", "log": "file", "help": "none"}
+    assert {o.name: o.kind for o in ex.options} == {
+        "account": "account",
+        "log": "file",
+        "help": "none",
+    }
     assert [a.kind for a in cmds["use"].arguments] == ["account"]
 
 
@@ -155,7 +169,9 @@ def test_tree_reads_kinds(wrapper_tree: gen.Command) -> None:
         (["acct", "use", "w"], {"work"}, set()),
     ],
 )
-def test_bash_wrapped_command_line(cenv, tmp_path, wrapper_tree, words, expected, unexpected) -> None:
+def test_bash_wrapped_command_line(
+    cenv, tmp_path, wrapper_tree, words, expected, unexpected
+) -> None:
     script = tmp_path / "wrapper.bash"
     script.write_text(gen.bash(wrapper_tree))
     got = set(bash_complete(str(script), cenv, *words))
@@ -165,15 +181,25 @@ def test_bash_wrapped_command_line(cenv, tmp_path, wrapper_tree, words, expected
 @pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed")
 class TestFish:
     def complete(self, script: Path, env: dict[str, str], line: str) -> list[str]:
-        proc = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C {line!r}"],
-                              capture_output=True, text=True, env=env, timeout=60, check=False)
+        proc = subprocess.run(
+            ["fish", "--no-config", "-c", f"source {script}; complete -C {line!r}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
         assert proc.stderr == ""
         return [w.split("\t")[0] for w in proc.stdout.splitlines()]
 
     def test_commands_and_values(self, cenv) -> None:
         script = REPO / "completions/acct.fish"
         assert {"prompt", "shell-init"} <= set(self.complete(script, cenv, "acct "))
-        assert set(self.complete(script, cenv, "acct prompt --target ")) == {"claude-code", "opencode", "pi"}
+        assert set(self.complete(script, cenv, "acct prompt --target ")) == {
+            "claude-code",
+            "opencode",
+            "pi",
+        }
         assert set(self.complete(script, cenv, "acct completion ")) == {"bash", "zsh", "fish"}
 
     def test_accounts_and_wrapped_command(self, cenv, tmp_path, wrapper_tree) -> None:
@@ -231,8 +257,14 @@ class ZshSession:
         self.capture = tmp / "capture"
         setup = tmp / "setup.zsh"
         setup.write_text(ZSH_SETUP.format(fpath=fpath, capture=self.capture))
-        self.child = pexpect.spawn("zsh", ["-f", "-i"], env={**env, "TERM": "xterm"}, encoding="utf-8",
-                                   dimensions=(50, 200), timeout=30)
+        self.child = pexpect.spawn(
+            "zsh",
+            ["-f", "-i"],
+            env={**env, "TERM": "xterm"},
+            encoding="utf-8",
+            dimensions=(50, 200),
+            timeout=30,
+        )
         self.child.sendline(f"source {setup}")
         self.wait()
 
@@ -270,11 +302,21 @@ class TestZsh:
             f"fpath=({fpath} $fpath); autoload -Uz compinit; compinit -u -D; "
             "autoload -Uz +X _acct; print -r -- ${_comps[acct]} $+functions[_acct]"
         )
-        proc = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True, env=cenv, timeout=60,
-                              check=False)
+        proc = subprocess.run(
+            ["zsh", "-f", "-c", script],
+            capture_output=True,
+            text=True,
+            env=cenv,
+            timeout=60,
+            check=False,
+        )
         assert (proc.stdout, proc.stderr) == ("_acct 1\n", "")
-        syntax = subprocess.run(["zsh", "-n", str(REPO / "completions/_acct")], capture_output=True, text=True,
-                                check=False)
+        syntax = subprocess.run(
+            ["zsh", "-n", str(REPO / "completions/_acct")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert syntax.returncode == 0, syntax.stderr
 
     @pytest.fixture

@@ -1,4 +1,5 @@
-"""Custody of refresh-token lineages (one live holder per lineage; harvest before overwrite), against the fake Anthropic server."""
+"""Custody of refresh-token lineages (one live holder per lineage; harvest before overwrite),
+against the fake Anthropic server."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from acct.services import custody
-from acct.services.context import Ctx
 from acct.base.errors import HeldByTarget
 from acct.base.models import Account, fingerprint
+from acct.services import custody
+from acct.services.context import Ctx
 from acct.services.targets import get_target
 from tests.conftest import seed_account
 from tests.fake_anthropic.client import FakeAnthropic
@@ -161,6 +162,7 @@ def test_blanked_file_marks_needs_login_and_keeps_tokens(fake: FakeAnthropic, ct
 
 def test_acct_refuses_to_refresh_a_lent_lineage(fake: FakeAnthropic, ctx: Ctx) -> None:
     from acct.services import oauth
+
     work = seed_account(fake, ctx, "work")
     custody.lend(ctx, work.id, "pi")
     fake.reset_log()

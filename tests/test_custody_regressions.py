@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from acct.base.errors import AcctError, HeldByTarget, NeedsLogin, NetworkError
 from acct.services import custody, oauth
 from acct.services.context import Ctx
-from acct.base.errors import AcctError, HeldByTarget, NeedsLogin, NetworkError
 from acct.services.targets import get_target
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic

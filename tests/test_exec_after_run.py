@@ -15,9 +15,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from acct.base.models import Usage, UsageRecord, Window
 from acct.domain.classify import Ending
 from acct.domain.limits import quota_rest
-from acct.base.models import Usage, UsageRecord, Window
 from tests.conftest import AcctRunner, seed_account
 from tests.test_exec import bench_of, events, exec_env
 

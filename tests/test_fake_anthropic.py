@@ -491,9 +491,15 @@ def test_usage_needs_the_beta_header_and_both_need_a_valid_token(
 ) -> None:
     account = fake.add_account()
     access = fake.mint(account["uuid"])["access_token"]
-    assert http.get("/api/oauth/usage", headers={"Authorization": f"Bearer {access}"}).status_code == 400
+    assert (
+        http.get("/api/oauth/usage", headers={"Authorization": f"Bearer {access}"}).status_code
+        == 400
+    )
     # The real Claude Code fetches the profile with a bare bearer token, and it works.
-    assert http.get("/api/oauth/profile", headers={"Authorization": f"Bearer {access}"}).status_code == 200
+    assert (
+        http.get("/api/oauth/profile", headers={"Authorization": f"Bearer {access}"}).status_code
+        == 200
+    )
     for path in ("/api/oauth/usage", "/api/oauth/profile"):
         assert http.get(path, headers=oauth_headers("sk-ant-oat01-bogus")).status_code == 401
     expired = fake.mint(account["uuid"], expires_in=0)["access_token"]

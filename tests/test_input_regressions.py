@@ -99,8 +99,12 @@ def test_nan_or_infinity_expiry_in_a_tool_file_is_one_line_not_a_traceback(
     fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner, target: str, expiry: str
 ) -> None:
     seed_account(fake, ctx, "work")
-    key, field = ("claudeAiOauth", "expiresAt") if target == "claude-code" else ("anthropic", "expires")
-    entry = '{"type": "oauth", "access": "a", "refresh": "r", "accessToken": "a", "refreshToken": "r"'
+    key, field = (
+        ("claudeAiOauth", "expiresAt") if target == "claude-code" else ("anthropic", "expires")
+    )
+    entry = (
+        '{"type": "oauth", "access": "a", "refresh": "r", "accessToken": "a", "refreshToken": "r"'
+    )
     path = tool_file(ctx, target, f'{{"{key}": {entry}, "{field}": {expiry}}}}}')
     before = path.read_bytes()
     for args in (("import", target), ("use", "work", "--target", target)):
@@ -163,7 +167,11 @@ def test_an_unexpected_exception_is_one_line_with_a_hint_not_a_traceback(
     env: dict[str, str],
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", _BOOM], capture_output=True, text=True, env=env, timeout=60,
+        [sys.executable, "-c", _BOOM],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
         check=False,
     )
     assert proc.returncode == 1
@@ -372,9 +380,7 @@ def test_escape_sequences_in_an_error_message_are_shown_not_obeyed(
     assert "ev\\x1b]0;owned\\x07il@example.com" in err
 
 
-def test_escape_sequences_in_the_picker_are_shown_not_obeyed(
-    fake: FakeAnthropic, ctx: Ctx
-) -> None:
+def test_escape_sequences_in_the_picker_are_shown_not_obeyed(fake: FakeAnthropic, ctx: Ctx) -> None:
     from acct.app.views import current_views
     from acct.cli.picker import choice_titles
 

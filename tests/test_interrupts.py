@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-from acct.services.context import Ctx
 from acct.base.fsio import atomic_write
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_tool import install

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from acct.services.context import Ctx
 from acct.base.models import Account, Holder
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 

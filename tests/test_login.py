@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from acct.services.context import Ctx
 from acct.base.models import Holder
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -186,7 +186,9 @@ def test_a_callback_with_the_wrong_state_is_ignored_and_the_login_goes_on(
         {"error": "access_denied", "state": "y"},
     ):
         page = httpx.get(urlunsplit(parts._replace(query=urlencode(query))), timeout=30)
-        assert page.status_code == 400 and "ignored" in page.text and "Nothing was stored" in page.text
+        assert (
+            page.status_code == 400 and "ignored" in page.text and "Nothing was stored" in page.text
+        )
     assert login.proc.poll() is None and fake.stats()["token_code"] == 0
     assert httpx.get(location, timeout=30).status_code == 200
     code, _, err = login.finish()
@@ -212,7 +214,9 @@ def test_a_login_error_from_the_callback_is_printed_without_control_characters(
     assert not ctx.paths.accounts_file.exists()
 
 
-def test_a_pasted_code_with_the_wrong_state_is_asked_again(fake: FakeAnthropic, env, ctx: Ctx) -> None:
+def test_a_pasted_code_with_the_wrong_state_is_asked_again(
+    fake: FakeAnthropic, env, ctx: Ctx
+) -> None:
     fake.add_account(email="x@example.com")
     login = LoginProcess(env, "--manual")
     pasted = authorize(login.url()).headers["x-fake-code"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from acct.services.context import Ctx
-from acct.base.models import Holder
 from acct.app.views import AccountView
+from acct.base.models import Holder
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 

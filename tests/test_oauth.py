@@ -12,11 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from acct.app import accounts
-from acct.services import oauth
-from acct.services.context import Ctx
 from acct.base.endpoints import CLIENT_ID, MANUAL_REDIRECT_URI, SCOPES, Endpoints
 from acct.base.errors import AuthError, NeedsLogin, NetworkError, UsageError
 from acct.base.models import Tokens
+from acct.services import oauth
+from acct.services.context import Ctx
 from tests.conftest import seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -69,9 +69,7 @@ def test_parse_pasted(text: str, code: str, state: str) -> None:
     assert answer is not None and (answer.code, answer.state) == (code, state)
 
 
-@pytest.mark.parametrize(
-    "text", ["abc", "abc#", "abc#  ", "http://localhost:5/callback?code=abc"]
-)
+@pytest.mark.parametrize("text", ["abc", "abc#", "abc#  ", "http://localhost:5/callback?code=abc"])
 def test_a_pasted_code_without_a_state_carries_none_to_check(text: str) -> None:
     """The caller refuses these: without the state nothing ties the code to this login."""
     answer = oauth.parse_pasted(text)

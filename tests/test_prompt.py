@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.fast import prompt
 from acct.base.paths import Paths
+from acct.fast import prompt
 from tests.conftest import clean_env
 
 HEAVY = ("typer", "rich", "httpx", "click", "questionary", "filelock", "platformdirs", "tomli_w")
@@ -35,13 +35,25 @@ def write_state(env: dict[str, str], targets: dict[str, dict], **extra: object) 
 
 def entry_for(path: Path, **fields: object) -> dict[str, object]:
     st = path.stat()
-    return {"account": "work", "held": True, "path": str(path), "mtime_ns": st.st_mtime_ns,
-            "size": st.st_size, **fields}
+    return {
+        "account": "work",
+        "held": True,
+        "path": str(path),
+        "mtime_ns": st.st_mtime_ns,
+        "size": st.st_size,
+        **fields,
+    }
 
 
 def run_prompt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "acct", "prompt", *args], capture_output=True,
-                          text=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "acct", "prompt", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -49,10 +61,17 @@ def penv(home: Path) -> dict[str, str]:
     return clean_env(home)
 
 
-@pytest.mark.parametrize("args", [["prompt"], ["prompt", "--format", "{account} {5h}"], ["__complete", "accounts"]])
+@pytest.mark.parametrize(
+    "args", [["prompt"], ["prompt", "--format", "{account} {5h}"], ["__complete", "accounts"]]
+)
 def test_fast_paths_import_only_the_standard_library(penv: dict[str, str], args: list[str]) -> None:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "acct", *args], capture_output=True,
-                          text=True, env=penv, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "acct", *args],
+        capture_output=True,
+        text=True,
+        env=penv,
+        timeout=60,
+    )
     assert proc.returncode == 0
     heavy = imported_modules(proc.stderr) & set(HEAVY)
     assert not heavy, f"acct {' '.join(args)} imported {sorted(heavy)}"
@@ -63,8 +82,13 @@ def test_console_script_prompt_imports_only_the_standard_library(penv: dict[str,
     script = Path(sys.executable).parent / "acct"
     if not script.exists():
         pytest.skip("no installed console script next to the interpreter")
-    proc = subprocess.run([sys.executable, "-X", "importtime", str(script), "prompt"], capture_output=True,
-                          text=True, env=penv, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(script), "prompt"],
+        capture_output=True,
+        text=True,
+        env=penv,
+        timeout=60,
+    )
     assert proc.returncode == 0
     assert not imported_modules(proc.stderr) & set(HEAVY)
 
@@ -99,10 +123,17 @@ def test_format_placeholders(penv: dict[str, str], tmp_path: Path) -> None:
     cred = tmp_path / "auth.json"
     cred.write_text("{}")
     now = 1_700_000_000
-    entry = entry_for(cred, five_hour=80.0, seven_day=12.6, five_hour_resets_at=now + 2 * 3600 + 5 * 60,
-                      seven_day_resets_at=now + 3 * 86400)
+    entry = entry_for(
+        cred,
+        five_hour=80.0,
+        seven_day=12.6,
+        five_hour_resets_at=now + 2 * 3600 + 5 * 60,
+        seven_day_resets_at=now + 3 * 86400,
+    )
     state = {"version": 1, "targets": {"pi": entry}}
-    fmt = "[{target}] {account} 5h:{5h} 7d:{7d} peak:{peak} in {reset} ({5h_reset}/{7d_reset}) {nope}"
+    fmt = (
+        "[{target}] {account} 5h:{5h} 7d:{7d} peak:{peak} in {reset} ({5h_reset}/{7d_reset}) {nope}"
+    )
     assert prompt.segment(state, "pi", fmt, now=now) == (
         "[pi] work 5h:80% 7d:13% peak:80% in 2h05m (2h05m/3d0h) {nope}"
     )
@@ -146,9 +177,16 @@ def test_deleted_file_shows_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [None, "", "not json", "[]", '{"version": 2, "targets": {}}', '{"version": 1, "targets": []}',
-     '{"version": 1, "targets": {"claude-code": {"path": 5, "account": ["x"]}}}',
-     '{"version": 1, "targets": {"claude-code": "nope"}}'],
+    [
+        None,
+        "",
+        "not json",
+        "[]",
+        '{"version": 2, "targets": {}}',
+        '{"version": 1, "targets": []}',
+        '{"version": 1, "targets": {"claude-code": {"path": 5, "account": ["x"]}}}',
+        '{"version": 1, "targets": {"claude-code": "nope"}}',
+    ],
 )
 def test_never_fails_and_never_writes_to_stderr(penv: dict[str, str], content: str | None) -> None:
     if content is not None:
@@ -171,8 +209,13 @@ def test_typer_command_prints_the_same(penv: dict[str, str], tmp_path: Path) -> 
     cred.write_text("{}")
     write_state(penv, {"claude-code": entry_for(cred, five_hour=3.0, seven_day=41.0)})
     code = "import sys; from acct.cli import run; sys.exit(run(sys.argv[1:]))"
-    slow = subprocess.run([sys.executable, "-c", code, "prompt", "-f", "{account} {7d}"],
-                          capture_output=True, text=True, env=penv, timeout=60)
+    slow = subprocess.run(
+        [sys.executable, "-c", code, "prompt", "-f", "{account} {7d}"],
+        capture_output=True,
+        text=True,
+        env=penv,
+        timeout=60,
+    )
     assert (slow.returncode, slow.stdout) == (0, "work 41%\n")
     assert run_prompt(penv, "-f", "{account} {7d}").stdout == slow.stdout
 
@@ -186,7 +229,12 @@ def test_a_window_whose_reset_has_passed_shows_zero_not_its_old_figure(tmp_path:
     cred = tmp_path / "auth.json"
     cred.write_text("{}")
     now = 1_700_000_000
-    entry = entry_for(cred, five_hour=100.0, seven_day=30.0, five_hour_resets_at=now - 60,
-                      seven_day_resets_at=now + 86400)
+    entry = entry_for(
+        cred,
+        five_hour=100.0,
+        seven_day=30.0,
+        five_hour_resets_at=now - 60,
+        seven_day_resets_at=now + 86400,
+    )
     state = {"version": 1, "targets": {"pi": entry}}
     assert prompt.segment(state, "pi", "{account} {5h} {7d} {peak}", now=now) == "work 0% 30% 30%"

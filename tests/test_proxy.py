@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from acct.services.context import Ctx
 from acct.base.models import Usage, Window
+from acct.services.context import Ctx
 from acct.services.proxy import (
     Observation,
     Proxy,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from acct.services import oauth
-from acct.services.context import Ctx
 from acct.base.fsio import file_lock
 from acct.base.models import Account, Holder
+from acct.services import oauth
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
@@ -51,7 +51,7 @@ def _one_refresh_for_all(
 ) -> None:
     """Exactly one request reached the server; every process ended with the same valid token."""
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
-    for out, err, code in results:
+    for _out, err, code in results:
         assert code == 0, err
     docs = [json.loads(out)["accounts"][0] for out, _, _ in results]
     assert fake.stats()["token_refresh"] == 1
@@ -225,7 +225,9 @@ def test_a_refresh_answer_the_store_cannot_take_is_rescued_not_dropped(
     [after] = ctx.store.read()
     assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
     lineage = fake.lineage(refresh_token=after.tokens.refresh)
-    assert not lineage["revoked"] and lineage["live_refresh_sha8"] == fake.sha8(after.tokens.refresh)
+    assert not lineage["revoked"] and lineage["live_refresh_sha8"] == fake.sha8(
+        after.tokens.refresh
+    )
     assert not rescue.exists()
     assert_no_secrets([err, again.stdout, again.stderr], store_secrets(ctx) | _secrets(acc))
 

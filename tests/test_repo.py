@@ -12,7 +12,9 @@ def readme_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```(?:sh|bash|console)?\n(.*?)```", text, flags=re.S)
     assert blocks, "README has no code block"
-    lines = [ln.strip() for ln in blocks[0].splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip() for ln in blocks[0].splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
     return lines
 
 

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from acct.services.targets import TARGETS
 from acct.domain.resume import (
     CLAUDE_CODE,
     OPENCODE_RUN,
@@ -30,6 +29,7 @@ from acct.domain.resume import (
     parse_yargs,
     pi_resume_args,
 )
+from acct.services.targets import TARGETS
 from tests.e2e.npm_clients import CLAUDE_CODE as CLAUDE_CODE_CLIENT
 from tests.e2e.npm_clients import PI as PI_CLIENT
 from tests.e2e.npm_clients import NpmClient, cache_root

@@ -125,7 +125,7 @@ def test_signals_are_forwarded_when_not_on_a_terminal(
     seen = tmp_path / "seen"
     code = (
         "import os, signal, sys, time, pathlib\n"
-        f"def h(n, f):\n    pathlib.Path({str(seen)!r}).write_text(str(n)); signal.signal(n, signal.SIG_DFL); os.kill(os.getpid(), n)\n"
+        f"def h(n, f):\n    pathlib.Path({str(seen)!r}).write_text(str(n)); signal.signal(n, signal.SIG_DFL); os.kill(os.getpid(), n)\n"  # noqa: E501
         "for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT): signal.signal(s, h)\n"
         f"pathlib.Path({str(marker)!r}).write_text('1')\n"
         "time.sleep(60)\n"

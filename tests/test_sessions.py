@@ -411,6 +411,7 @@ def test_an_mcp_login_that_differs_from_the_default_files_keeps_the_session_file
 
 def test_a_session_directory_without_a_record_is_swept(fake, ctx, run) -> None:
     from acct.services import custody
+
     a = seed_account(fake, ctx, "a", five_hour=1, seven_day=1)
     root = ctx.paths.sessions_dir
     lent, stranger = root / "aaaaaaaaaaaa", root / "bbbbbbbbbbbb"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from acct.base.models import Account, Holder, Usage, Window
 from acct.services import prompt_state
 from acct.services.context import Ctx
-from acct.base.models import Account, Holder, Usage, Window
 from acct.services.targets import TARGET_NAMES, get_target
 from tests.conftest import assert_no_secrets, seed_account, store_secrets
 
@@ -26,7 +26,9 @@ def lend(ctx: Ctx, name: str, target: str = "claude-code") -> Path:
     path = t.path(ctx.env)
     with ctx.store.transaction() as accounts:
         a = accounts.get(name)
-        accounts.put(a.copy(holder=Holder(target, str(path), entry.lineage_fingerprint, int(time.time()))))
+        accounts.put(
+            a.copy(holder=Holder(target, str(path), entry.lineage_fingerprint, int(time.time())))
+        )
     return path
 
 
@@ -44,7 +46,11 @@ def test_update_writes_both_files_privately(ctx: Ctx, work: Account) -> None:
     st = path.stat()
     entry = doc["targets"]["claude-code"]
     assert entry["account"] == "work" and entry["held"] is True
-    assert (entry["path"], entry["mtime_ns"], entry["size"]) == (str(path), st.st_mtime_ns, st.st_size)
+    assert (entry["path"], entry["mtime_ns"], entry["size"]) == (
+        str(path),
+        st.st_mtime_ns,
+        st.st_size,
+    )
     assert (entry["five_hour"], entry["seven_day"], entry["benched_until"]) == (37.2, 12.0, None)
     assert entry["fetched_at"] is not None and entry["five_hour_resets_at"] is not None
     assert set(doc["targets"]) == set(TARGET_NAMES)
@@ -118,9 +124,16 @@ def test_bash_prompt_function(acct, lent: Ctx, tmp_path: Path) -> None:
     script = tmp_path / "init.bash"
     script.write_text(shell_init(acct, "bash"))
     out = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c",
-         f'source {script}; source {script}; eval "$PROMPT_COMMAND"; printf "%s|%s" "$ACCT_PROMPT" "$PROMPT_COMMAND"'],
-        capture_output=True, text=True, timeout=30,
+        [
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-c",
+            f'source {script}; source {script}; eval "$PROMPT_COMMAND"; printf "%s|%s" "$ACCT_PROMPT" "$PROMPT_COMMAND"',  # noqa: E501
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert (out.stdout, out.stderr) == ("work 37%|__acct_prompt", "")
 
@@ -128,8 +141,17 @@ def test_bash_prompt_function(acct, lent: Ctx, tmp_path: Path) -> None:
 def test_bash_prompt_for_another_target_is_empty(acct, lent: Ctx, tmp_path: Path) -> None:
     script = tmp_path / "init.bash"
     script.write_text(shell_init(acct, "bash", "--target", "pi", "--no-completion"))
-    out = subprocess.run(["bash", "--norc", "-c", f'ACCT_PROMPT=x; source {script}; __acct_prompt; echo "[$ACCT_PROMPT]"'],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [
+            "bash",
+            "--norc",
+            "-c",
+            f'ACCT_PROMPT=x; source {script}; __acct_prompt; echo "[$ACCT_PROMPT]"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.stdout == "[]\n"
 
 
@@ -139,14 +161,32 @@ def test_bash_prompt_function_starts_no_process(acct, lent: Ctx, tmp_path: Path)
     script.write_text(shell_init(acct, "bash", "--no-completion"))
     trace = tmp_path / "trace"
     out = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=execve,fork,vfork,clone,clone3", "-o", str(trace),
-         "bash", "--norc", "--noprofile", "-c", f"source {script}; for i in 1 2 3; do __acct_prompt; done; echo \"$ACCT_PROMPT\""],
-        capture_output=True, text=True, timeout=60,
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=execve,fork,vfork,clone,clone3",
+            "-o",
+            str(trace),
+            "bash",
+            "--norc",
+            "--noprofile",
+            "-c",
+            f'source {script}; for i in 1 2 3; do __acct_prompt; done; echo "$ACCT_PROMPT"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if out.returncode != 0 and "ptrace" in out.stderr:
         pytest.skip("strace cannot trace here")
     assert out.stdout == "work 37%\n"
-    calls = [line for line in trace.read_text().splitlines() if "execve(" in line or "clone" in line or "fork(" in line]
+    calls = [
+        line
+        for line in trace.read_text().splitlines()
+        if "execve(" in line or "clone" in line or "fork(" in line
+    ]
     assert len(calls) == 1 and "execve(" in calls[0], calls  # bash itself, nothing else
 
 
@@ -155,8 +195,15 @@ def test_zsh_prompt_function(acct, lent: Ctx, tmp_path: Path) -> None:
     script = tmp_path / "init.zsh"
     script.write_text(shell_init(acct, "zsh"))
     out = subprocess.run(
-        ["zsh", "-f", "-c", f'source {script}; __acct_prompt; print -r -- "$ACCT_PROMPT|$precmd_functions"'],
-        capture_output=True, text=True, timeout=30,
+        [
+            "zsh",
+            "-f",
+            "-c",
+            f'source {script}; __acct_prompt; print -r -- "$ACCT_PROMPT|$precmd_functions"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert (out.stdout, out.stderr) == ("work 37%%|__acct_prompt\n", "")
 
@@ -167,7 +214,9 @@ def test_fish_prompt_function(acct, lent: Ctx, tmp_path: Path) -> None:
     script.write_text(shell_init(acct, "fish"))
     out = subprocess.run(
         ["fish", "--no-config", "-c", f"source {script}; echo '['(__acct_prompt)']'"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert (out.stdout, out.stderr) == ("[work 37%]\n", "")
 
@@ -175,6 +224,10 @@ def test_fish_prompt_function(acct, lent: Ctx, tmp_path: Path) -> None:
 def test_missing_prompt_file_is_quiet(acct, ctx: Ctx, tmp_path: Path) -> None:
     script = tmp_path / "init.bash"
     script.write_text(shell_init(acct, "bash", "--no-completion"))
-    out = subprocess.run(["bash", "--norc", "-c", f'source {script}; __acct_prompt; echo "[$ACCT_PROMPT]"'],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["bash", "--norc", "-c", f'source {script}; __acct_prompt; echo "[$ACCT_PROMPT]"'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert (out.stdout, out.stderr) == ("[]\n", "")

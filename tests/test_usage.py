@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acct.services.context import Ctx
 from acct.base.errors import ProtocolError, RateLimited
 from acct.base.fsio import atomic_write
 from acct.base.models import Tokens, Window
+from acct.services.context import Ctx
 from acct.services.usage import backoff_for, confirm, parse_usage
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic

@@ -146,6 +146,7 @@ def test_status_names_a_session_by_its_id_and_pid(
     import os
 
     from acct.services import sessions
+
     opened = sessions.open_session(ctx, get_target("pi"))  # this process's session
     try:
         p = acct("status")

@@ -10,6 +10,7 @@ Anthropic's are refused. The certificates come from the ``openssl`` command line
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import socketserver
@@ -120,10 +121,8 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
         pass
     finally:
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @dataclass

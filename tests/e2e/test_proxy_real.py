@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from acct.services.context import Ctx
 from acct.base.models import Usage, Window
+from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 
 pytestmark = pytest.mark.e2e

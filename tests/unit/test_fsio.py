@@ -94,7 +94,9 @@ def test_killed_writer_leaves_old_or_new_never_torn(tmp_path: Path) -> None:
     target = tmp_path / "data"
     atomic_write(target, "0:" + "x" * (4 << 20) + ":0")
     for delay in (0.05, 0.13, 0.31):
-        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE
+        )
         assert proc.stdout is not None
         proc.stdout.readline()
         time.sleep(delay)

@@ -36,7 +36,9 @@ def test_endpoints_overridable() -> None:
 def test_config_defaults_and_errors(tmp_path: Path) -> None:
     assert load_config(tmp_path / "absent.toml") == Config()
     f = tmp_path / "config.toml"
-    f.write_text('policy = "pace"\nusage_min_age = 60\n[targets.claude-code]\nresume_args = ["-c"]\n')
+    f.write_text(
+        'policy = "pace"\nusage_min_age = 60\n[targets.claude-code]\nresume_args = ["-c"]\n'
+    )
     c = load_config(f)
     assert c.policy == "pace" and c.usage_min_age == 60
     assert c.target("claude-code").resume_args == ("-c",)

@@ -64,18 +64,29 @@ _TOKENS = "version = 1\n[[accounts]]\nname='a'\nid='1'\n[accounts.tokens]\nacces
         ("version = 1\n[[accounts]]\nname='a'\nid='1'\nenabled='yes'\n", "wrong type"),
         ("version = 0\n", "schema version 0 is not one acct ever wrote"),
         ("version = -3\n", "schema version -3"),
-        ("version = 1\n[[accounts]]\nname='a'\nid='1'\n[[accounts]]\nname='b'\nid='1'\n", "the id '1' appears twice"),
-        ("version = 1\n[[accounts]]\nname='has space'\nid='1'\n", "invalid account name 'has space'"),
+        (
+            "version = 1\n[[accounts]]\nname='a'\nid='1'\n[[accounts]]\nname='b'\nid='1'\n",
+            "the id '1' appears twice",
+        ),
+        (
+            "version = 1\n[[accounts]]\nname='has space'\nid='1'\n",
+            "invalid account name 'has space'",
+        ),
         ("version = 1\n[[accounts]]\nname='-x'\nid='1'\n", "invalid account name '-x'"),
         ("version = 1\n[[accounts]]\nname='a'\nid=''\n", "empty 'id'"),
         (_TOKENS + "expires_at = inf\n", "'expires_at' is not a usable time (inf)"),
         (_TOKENS + "expires_at = nan\n", "'expires_at' is not a usable time (nan)"),
         (_TOKENS + "expires_at = 1e300\n", "'expires_at' is not a usable time"),
         (_TOKENS + "expires_at = 1\nobtained_at = -inf\n", "'obtained_at' is not a usable time"),
-        ("version = 1\n[[accounts]]\nname='a'\nid='1'\nadded_at = inf\n", "'added_at' is not a usable time"),
+        (
+            "version = 1\n[[accounts]]\nname='a'\nid='1'\nadded_at = inf\n",
+            "'added_at' is not a usable time",
+        ),
     ],
 )
-def test_corrupt_store_is_refused_and_left_untouched(store: Store, content: str, problem: str) -> None:
+def test_corrupt_store_is_refused_and_left_untouched(
+    store: Store, content: str, problem: str
+) -> None:
     store.path.parent.mkdir(parents=True)
     store.path.write_text(content)
     before = store.path.read_bytes()
@@ -116,7 +127,7 @@ def test_concurrent_writers_lose_nothing(store: Store, tmp_path: Path) -> None:
     """Eight processes each add ten accounts under the store lock: all eighty survive."""
     code = (
         "import sys\n"
-        "from acct.base.paths import Paths; from acct.services.store import Store; from acct.base.models import Account\n"
+        "from acct.base.paths import Paths; from acct.services.store import Store; from acct.base.models import Account\n"  # noqa: E501
         f"s = Store(Paths.from_env({{'HOME': {str(tmp_path)!r}, 'ACCT_HOME': {str(tmp_path / 'acct')!r}}}))\n"
         "for i in range(10):\n"
         "    with s.transaction() as a: a.add(Account(name=f'p{sys.argv[1]}-{i}'))\n"
@@ -140,7 +151,9 @@ secrets = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size
     obtained=st.none() | st.integers(min_value=0, max_value=2**40),
     enabled=st.booleans(),
 )
-def test_serialization_round_trips(name, email, access, refresh, expires, obtained, enabled) -> None:  # type: ignore[no-untyped-def]
+def test_serialization_round_trips(
+    name, email, access, refresh, expires, obtained, enabled
+) -> None:  # type: ignore[no-untyped-def]
     tokens = Tokens(access, refresh, expires, ("a", "b"), obtained_at=obtained)
     acc = Account(name=name, email=email, tokens=tokens, enabled=enabled)
     back = loads(dumps(Accounts([acc])), Path("x")).get(name)

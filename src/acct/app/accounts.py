@@ -6,7 +6,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from acct.base.errors import AcctError, AuthError, NetworkError, ProtocolError, RateLimited, UsageError
+from acct.base.errors import (
+    AcctError,
+    AuthError,
+    NetworkError,
+    ProtocolError,
+    RateLimited,
+    UsageError,
+)
 from acct.base.fsio import file_lock
 from acct.base.models import Account
 from acct.services import prompt_state

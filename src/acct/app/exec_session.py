@@ -455,7 +455,11 @@ class Session:
         with contextlib.suppress(AcctError):
             self.c.state.bench(acc.id, until, kind=kind, reason=reason)
             self.c.state.record(
-                "bench", account_id=acc.id, target=self.target.name, until=until, kind=kind,
+                "bench",
+                account_id=acc.id,
+                target=self.target.name,
+                until=until,
+                kind=kind,
                 reason=reason,
             )
         prompt_state.refresh_quietly(self.c)
@@ -530,7 +534,10 @@ class Session:
             return r, 0.0
         rec, spent = self._confirm(acc, result)
         r = quota_rest(
-            ending, rec if rec is not None and fresh(rec, result.started_at) else None, now, cfg.cooloff
+            ending,
+            rec if rec is not None and fresh(rec, result.started_at) else None,
+            now,
+            cfg.cooloff,
         )
         self._bench(acc, r)
         return r, spent
@@ -745,11 +752,15 @@ def start_watch(
     if asked is False or (asked is None and target not in PROXIED):
         return None
     if target not in PROXIED:
-        out.warn(f"the usage proxy works with {', '.join(PROXIED)} only; running {target} without it")
+        out.warn(
+            f"the usage proxy works with {', '.join(PROXIED)} only; running {target} without it"
+        )
         return None
     route = claude_route(c.env)
     if route.unreadable is not None:
-        out.warn(f"cannot read {route.unreadable} as JSON; running {target} without the usage proxy")
+        out.warn(
+            f"cannot read {route.unreadable} as JSON; running {target} without the usage proxy"
+        )
         return None
     if route.provider is not None:
         out.note(f"note: {target} uses {route.provider}; running it without the usage proxy")

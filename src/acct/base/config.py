@@ -144,7 +144,9 @@ _TARGET_KEYS = {
 }
 
 
-def config_from_dict(doc: dict[str, Any], path: Path | str = "config.toml") -> Config:
+def config_from_dict(  # noqa: C901  (one check per key, in the order of the file format)
+    doc: dict[str, Any], path: Path | str = "config.toml"
+) -> Config:
     base = Config()
     unknown = sorted(set(doc) - _KEYS)
     if unknown:
@@ -243,9 +245,7 @@ def _observability(doc: dict[str, Any], path: Path | str) -> dict[str, Any]:
         v = doc["notify_utilization"]
         if not isinstance(v, list):
             raise ConfigError(f"config {path}: notify_utilization must be a list of percentages")
-        kw["notify_utilization"] = tuple(
-            sorted(_percent(x, "notify_utilization", path) for x in v)
-        )
+        kw["notify_utilization"] = tuple(sorted(_percent(x, "notify_utilization", path) for x in v))
     return kw
 
 

@@ -217,7 +217,9 @@ def parse_json(data: bytes | str, *, what: str, path: Path | str) -> Any:
     try:
         obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as e:
-        raise _untouched(what, path, f"is not valid JSON (line {e.lineno}, column {e.colno})") from None
+        raise _untouched(
+            what, path, f"is not valid JSON (line {e.lineno}, column {e.colno})"
+        ) from None
     except UnicodeDecodeError as e:
         raise _untouched(what, path, f"is not UTF-8 text (byte {e.start})") from None
     except RecursionError:

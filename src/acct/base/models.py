@@ -154,7 +154,11 @@ class Usage:
     @property
     def peak(self) -> float | None:
         """The highest known utilization over the 5-hour and 7-day windows."""
-        vals = [w.utilization for w in (self.five_hour, self.seven_day) if w and w.utilization is not None]
+        vals = [
+            w.utilization
+            for w in (self.five_hour, self.seven_day)
+            if w and w.utilization is not None
+        ]
         return max(vals) if vals else None
 
 

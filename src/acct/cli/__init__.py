@@ -33,7 +33,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """Keep several Claude accounts, see their quota, and run coding tools on the best one."""
 
@@ -101,7 +103,9 @@ def report(e: AcctError) -> None:
     sys.stderr.write(safe(text) + "\n")  # one line, whatever the message quotes
     sys.stderr.flush()
     if mode.json:
-        sys.stdout.write(json.dumps({"version": 1, "kind": "error", "error": e.to_dict()}, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps({"version": 1, "kind": "error", "error": e.to_dict()}, indent=2) + "\n"
+        )
 
 
 class _Interrupts:

@@ -87,7 +87,6 @@ def _refresh_usage(c: Ctx, accounts: list[Account], quiet: bool) -> None:
         poll(c, accounts, progress=progress)
 
 
-
 def _age(row: AccountView) -> str:
     age = row.usage_age
     return "-" if age is None else f"{human_duration(age)} ago"

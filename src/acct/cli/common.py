@@ -28,7 +28,7 @@ def complete_account(incomplete: str) -> list[str]:
         from acct.services.store import Store
 
         names = Store(Paths.from_env(os.environ)).read().names()
-    except Exception:
+    except Exception:  # noqa: BLE001  (completion must stay quiet, whatever the store holds)
         return []
     return [n for n in names if n.startswith(incomplete)]
 
@@ -58,5 +58,7 @@ RequiredAccountArg = Annotated[
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("--target", "-t", help="claude-code, opencode or pi.", autocompletion=complete_target),
+    typer.Option(
+        "--target", "-t", help="claude-code, opencode or pi.", autocompletion=complete_target
+    ),
 ]

@@ -138,7 +138,9 @@ def exec_command(
 ) -> None:
     """Run a coding tool on the best account; when it stops on a usage limit, switch and resume.
 
-    The tool comes from the command's name (claude, opencode, pi) unless --target says. acct exits with the tool's own status (128+N when signal N ended it); 5 when every account is rate-limited.
+    The tool comes from the command's name (claude, opencode, pi) unless --target says. acct exits
+    with the tool's own status (128+N when signal N ended it); 5 when every account is
+    rate-limited.
     """
     opts = ExecOptions(
         argv=list(cmd),

@@ -103,7 +103,10 @@ def _probe_home() -> Iterator[None]:
 
 def _passes_through(cmd: Any) -> bool:
     settings = getattr(cmd, "context_settings", None) or {}
-    return bool(settings.get("ignore_unknown_options")) or settings.get("allow_interspersed_args") is False
+    return (
+        bool(settings.get("ignore_unknown_options"))
+        or settings.get("allow_interspersed_args") is False
+    )
 
 
 def _is_path(param: Any) -> bool:
@@ -121,10 +124,12 @@ def _kind(param: Any, ctx: Any, command: Any) -> tuple[str, tuple[str, ...]]:
         return "command", ()
     try:
         items = list(param.shell_complete(ctx, ""))
-    except Exception:
+    except Exception:  # noqa: BLE001  (a completion callback that fails offers nothing)
         items = []
     types = {getattr(i, "type", "plain") for i in items}
-    values = tuple(str(getattr(i, "value", i)) for i in items if getattr(i, "type", "plain") == "plain")
+    values = tuple(
+        str(getattr(i, "value", i)) for i in items if getattr(i, "type", "plain") == "plain"
+    )
     if not items and _is_path(param):
         types = {"file"}
     if "dir" in types:
@@ -143,10 +148,8 @@ def _param(p: Any, ctx: Any, command: Any) -> Param:
     takes_value = not (is_option and (p.is_flag or p.count))
     kind, choices = _kind(p, ctx, command) if takes_value else ("none", ())
     # Our own spelling, not Typer's: its metavars differ between releases.
-    if is_option:
-        metavar = "" if not takes_value else (p.metavar or (p.name or "").upper())
-    else:
-        metavar = (p.name or "").upper()
+    upper = (p.name or "").upper()
+    metavar = upper if not is_option else (p.metavar or upper) if takes_value else ""
     return Param(
         name=p.name or "",
         # Sorted (short spellings first): Click may keep the help option's names in a set.
@@ -186,7 +189,9 @@ def _command(cmd: Any, ctx: Any, path: tuple[str, ...]) -> Command:
     for p in cmd.get_params(ctx):
         if getattr(p, "hidden", False):
             continue
-        (node.options if p.param_type_name == "option" else node.arguments).append(_param(p, ctx, cmd))
+        (node.options if p.param_type_name == "option" else node.arguments).append(
+            _param(p, ctx, cmd)
+        )
     for name in sorted(getattr(cmd, "commands", {}) or {}):
         sub = cmd.commands[name]
         if getattr(sub, "hidden", False):
@@ -438,7 +443,7 @@ def zsh(root: Command) -> str:
     ]
     for c in root.walk():
         lines += _zsh_function(c) + [""]
-    lines.append('if [[ $zsh_eval_context[-1] == loadautofunc ]]; then')
+    lines.append("if [[ $zsh_eval_context[-1] == loadautofunc ]]; then")
     lines.append('    _acct "$@"')
     lines.append("else")
     lines.append("    compdef _acct acct")
@@ -526,7 +531,13 @@ def _fish_values(p: Param) -> str:
 def fish(root: Command) -> str:
     commands = list(root.walk())
     paths = [c.name for c in commands if c.path]
-    valued = [f"{c.name} {n}".strip() for c in commands for o in c.options if o.takes_value for n in o.names]
+    valued = [
+        f"{c.name} {n}".strip()
+        for c in commands
+        for o in c.options
+        if o.takes_value
+        for n in o.names
+    ]
     wrappers = [c.name for c in commands if any(a.kind == "command" for a in c.arguments)]
     lines = [FISH_HEAD.replace("HEADER", HEADER).rstrip("\n"), ""]
     lines.append("set -g __acct_paths " + " ".join(_fish_q(p) for p in paths))
@@ -725,11 +736,13 @@ PS1='${ACCT_PROMPT:+($ACCT_PROMPT) }'"$PS1"
 
 def man(root: Command) -> str:
     from acct import __version__
+
     out = [
         f'.\\" {HEADER}',
         f'.TH ACCT 1 "" "acct {__version__}" "User Commands"',
         ".SH NAME",
-        "acct \\- " + _roff(first_sentence(root.help) or "manage Claude accounts").lower()[:1]
+        "acct \\- "
+        + _roff(first_sentence(root.help) or "manage Claude accounts").lower()[:1]
         + _roff(first_sentence(root.help))[1:],
         ".SH SYNOPSIS",
         ".B acct",

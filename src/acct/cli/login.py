@@ -31,7 +31,6 @@ TimeoutOpt = Annotated[
 ]
 
 
-
 def _can_open_browser() -> bool:
     """False when the only browser would take over this terminal (lynx, w3m... without a display)."""
     if os.environ.get("BROWSER"):
@@ -65,7 +64,9 @@ def _report(result: manage.LoginResult, json_out: bool) -> None:
         render.warn(note)
     acc = result.account
     if json_out:
-        render.emit_json("login", {"account": documents.login_account(acc), "created": result.created})
+        render.emit_json(
+            "login", {"account": documents.login_account(acc), "created": result.created}
+        )
     elif acc.kind == "api_key":
         render.out.print(
             f"{'added' if result.created else 'updated'} {acc.name} (api key {acc.fingerprint})",
@@ -221,7 +222,7 @@ def _pick(c: Ctx) -> str:
 
 
 @app.command()
-def refresh(
+def refresh(  # noqa: C901  (options, then one outcome per account)
     name: AccountArg = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Refresh every OAuth account acct holds.")

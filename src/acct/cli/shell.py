@@ -13,7 +13,7 @@ from acct.cli import app
 from acct.cli.common import TargetOpt, ctx
 
 
-class Shell(str, Enum):
+class Shell(str, Enum):  # noqa: UP042  (Typer shows a str-Enum's values as the choices)
     bash = "bash"
     zsh = "zsh"
     fish = "fish"
@@ -31,7 +31,7 @@ def prompt_command(
             "--format",
             "-f",
             help="Placeholders: {account} {target} {5h} {7d} {peak} {reset} {5h_reset} {7d_reset} "
-            "(default: \"{account} {peak}\").",
+            '(default: "{account} {peak}").',
         ),
     ] = None,
 ) -> None:
@@ -118,7 +118,9 @@ def shell_init(shell: Shell, prompt_file: str, target: str, completion: str | No
     if completion:
         if shell is Shell.zsh:
             # Sourced rather than autoloaded: register only when compinit has run.
-            completion = completion.replace("    compdef _acct acct", "    (( $+functions[compdef] )) && compdef _acct acct")
+            completion = completion.replace(
+                "    compdef _acct acct", "    (( $+functions[compdef] )) && compdef _acct acct"
+            )
         text += "\n" + completion
     return text
 

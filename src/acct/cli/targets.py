@@ -153,7 +153,9 @@ def status(json_out: JsonOpt = False) -> None:
     rows = [target_status(c, accounts, n) for n in TARGET_NAMES]
     running = [documents.session(accounts, r) for r in procs.live(c)]
     if json_out:
-        emit_json("status", {"targets": [documents.target_status(r) for r in rows], "sessions": running})
+        emit_json(
+            "status", {"targets": [documents.target_status(r) for r in rows], "sessions": running}
+        )
         return
     for r in rows:
         out.print(_status_line(c, r), markup=False)
@@ -162,6 +164,7 @@ def status(json_out: JsonOpt = False) -> None:
 
 
 # --- doctor ------------------------------------------------------------------------------------
+
 
 @app.command()
 def doctor(

@@ -36,6 +36,7 @@ class Patterns:
     auth: tuple[str, ...] = ()
     login: tuple[str, ...] = ()  # a dead login: the refresh token was refused
 
+
 _MONTHS = {
     m: i + 1
     for i, m in enumerate(

@@ -64,7 +64,11 @@ class Choice:
 def _peak(u: Usage | None, now: float) -> float | None:
     if u is None:
         return None
-    vals = [v for v in (live_utilization(u.five_hour, now), live_utilization(u.seven_day, now)) if v is not None]
+    vals = [
+        v
+        for v in (live_utilization(u.five_hour, now), live_utilization(u.seven_day, now))
+        if v is not None
+    ]
     return max(vals) if vals else None
 
 
@@ -159,7 +163,9 @@ def _policy_why(policy: str, u: Usage | None, now: float, last: float) -> str:
         )
         base = f"{pace}; {base}"
     if policy == "round-robin":
-        base = f"{'never used' if not last else f'last used {human_duration(now - last)} ago'}; {base}"
+        base = (
+            f"{'never used' if not last else f'last used {human_duration(now - last)} ago'}; {base}"
+        )
     return base
 
 

@@ -31,8 +31,10 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["accounts"]:
         try:
             prefix = argv[1] if len(argv) > 1 else ""
-            sys.stdout.write("".join(f"{n}\n" for n in account_names(os.environ) if n.startswith(prefix)))
+            sys.stdout.write(
+                "".join(f"{n}\n" for n in account_names(os.environ) if n.startswith(prefix))
+            )
             sys.stdout.flush()
-        except Exception:  # completion must stay quiet
+        except Exception:  # noqa: BLE001  (completion must stay quiet)
             pass
     return 0

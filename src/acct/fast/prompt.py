@@ -124,7 +124,9 @@ def _number(value: Any) -> float | None:
 
 def _live(value: float | None, reset_at: Any, now: float) -> float | None:
     """A window's figure as of ``now``: 0 once its reset time has passed (the cache may be old)."""
-    passed = isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool) and reset_at <= now
+    passed = (
+        isinstance(reset_at, (int, float)) and not isinstance(reset_at, bool) and reset_at <= now
+    )
     return 0.0 if value is not None and passed else value
 
 
@@ -277,7 +279,7 @@ def render(env: Mapping[str, str], target: str | None = None, fmt: str | None = 
     try:
         state = read_state(prompt_state_path(env))
         return segment(state, target or default_target(state), fmt or DEFAULT_FORMAT)
-    except Exception:  # a prompt must never fail
+    except Exception:  # noqa: BLE001  (a prompt must never fail)
         return ""
 
 
@@ -323,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             if text:
                 sys.stdout.write(text + "\n")
         sys.stdout.flush()
-    except Exception:  # a closed stdout must not print a traceback into the prompt
+    except Exception:  # noqa: BLE001  (a closed stdout must not print a traceback into the prompt)
         pass
     return 0
 

@@ -77,7 +77,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from acct.services.context import Ctx
 from acct.base.errors import (
     AcctError,
     AuthError,
@@ -89,11 +88,17 @@ from acct.base.errors import (
 )
 from acct.base.fsio import file_lock, holder_path
 from acct.base.models import Account, Holder, Tokens, fingerprint
+from acct.services import oauth, procs, prompt_state
+from acct.services.context import Ctx
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
-from acct.services.targets.base import NO_ENTRY, Entry, TargetChanged, entry_fingerprint, require_oauth
-from acct.services import procs, prompt_state
-from acct.services import oauth
+from acct.services.targets.base import (
+    NO_ENTRY,
+    Entry,
+    TargetChanged,
+    entry_fingerprint,
+    require_oauth,
+)
 
 if TYPE_CHECKING:
     from acct.services.oauth import Profile
@@ -959,7 +964,14 @@ def _lend_locked(
         users = tuple(r.pid for r in _live_tools_on(ctx, key))
         if users or _fresh_enough(ctx, hv, target):
             return LendResult(
-                target.name, key, acc.id, acc.name, acc.plan, hv.entry, hv, already=True,
+                target.name,
+                key,
+                acc.id,
+                acc.name,
+                acc.plan,
+                hv.entry,
+                hv,
+                already=True,
                 in_use_by=users,
             )
     if not force and not here:

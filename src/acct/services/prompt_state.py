@@ -26,10 +26,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from acct.services.context import Ctx
 from acct.base.fsio import atomic_write
 from acct.base.models import Account
 from acct.fast.prompt import DEFAULT_FORMAT, file_stat, segment
+from acct.services.context import Ctx
 from acct.services.store import Accounts
 from acct.services.targets import TARGET_NAMES, get_target
 
@@ -52,7 +52,7 @@ def _file_entry(target: Any, env: Mapping[str, str]) -> Any:
     """The tool's Anthropic entry, or ``None`` when absent or unreadable (never raises)."""
     try:
         return target.read(env)
-    except Exception:  # an unreadable file shows as "nothing acct can name"
+    except Exception:  # noqa: BLE001  (an unreadable file shows as "nothing acct can name")
         return None
 
 
@@ -127,9 +127,15 @@ def _usage_fields(ctx: Ctx, account: Account, now: float) -> dict[str, Any]:
     if record and record.usage:
         u = record.usage
         if u.five_hour:
-            out["five_hour"], out["five_hour_resets_at"] = u.five_hour.utilization, u.five_hour.resets_at
+            out["five_hour"], out["five_hour_resets_at"] = (
+                u.five_hour.utilization,
+                u.five_hour.resets_at,
+            )
         if u.seven_day:
-            out["seven_day"], out["seven_day_resets_at"] = u.seven_day.utilization, u.seven_day.resets_at
+            out["seven_day"], out["seven_day_resets_at"] = (
+                u.seven_day.utilization,
+                u.seven_day.resets_at,
+            )
         out["fetched_at"] = record.fetched_at
     bench = ctx.state.benches(now).get(account.id)
     if bench:

@@ -39,13 +39,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from acct.services.context import Ctx
 from acct.base.errors import AcctError, UsageError
 from acct.base.fsio import ensure_dir, file_lock, holder_path, read_json_object
+from acct.services import custody
+from acct.services.context import Ctx
 from acct.services.procs import is_live, start_of
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
-from acct.services import custody
 
 # Targets that can run on a credentials file of their own without moving anything else.
 ISOLATING = ("claude-code",)
@@ -299,7 +299,9 @@ def _give_back(ctx: Ctx, row: SessionRow) -> Ended:
     return Ended(tuple(taken))
 
 
-def _copy_others(ctx: Ctx, target: JsonTarget, path: Path, where: str) -> str | None:
+def _copy_others(  # noqa: C901  (each way the two files can disagree)
+    ctx: Ctx, target: JsonTarget, path: Path, where: str
+) -> str | None:
     """Copy what the session's file holds besides acct's entry into the tool's own file.
 
     Logins made during the session (MCP servers, plugins) live there and must not be lost. Key

@@ -113,7 +113,16 @@ _SESSION_FIELDS = ("child_pid", "child_start", "account_id")
 def _session_row(r: tuple[Any, ...]) -> SessionRow:
     sid, pid, pid_start, child_pid, child_start, target, path, isolated, account_id, started = r
     return SessionRow(
-        sid, pid, pid_start, child_pid, child_start, target, path, bool(isolated), account_id, started
+        sid,
+        pid,
+        pid_start,
+        child_pid,
+        child_start,
+        target,
+        path,
+        bool(isolated),
+        account_id,
+        started,
     )
 
 
@@ -247,14 +256,20 @@ class State:
         )
 
     def usage(self, account_id: str) -> UsageRecord | None:
-        row = self._connect().execute("SELECT * FROM usage WHERE account_id=?", (account_id,)).fetchone()
+        row = (
+            self._connect()
+            .execute("SELECT * FROM usage WHERE account_id=?", (account_id,))
+            .fetchone()
+        )
         return self._row_to_record(row) if row else None
 
     def all_usage(self) -> dict[str, UsageRecord]:
         rows = self._connect().execute("SELECT * FROM usage").fetchall()
         return {r[0]: self._row_to_record(r) for r in rows}
 
-    def claim_poll(self, account_id: str, *, min_age: float, lease: float, now: float | None = None) -> bool:
+    def claim_poll(
+        self, account_id: str, *, min_age: float, lease: float, now: float | None = None
+    ) -> bool:
         """Decide atomically whether this process may poll the account's usage now.
 
         No when the cached values are younger than ``min_age``, while a back-off runs, or while
@@ -299,7 +314,9 @@ class State:
                 (account_id, usage_to_json(usage), now, now),
             )
 
-    def put_observed_usage(self, account_id: str, usage: Usage, *, now: float | None = None) -> None:
+    def put_observed_usage(
+        self, account_id: str, usage: Usage, *, now: float | None = None
+    ) -> None:
         """Usage read from a tool's own API answers: fresh values, but the usage endpoint's
         back-off stays (its throttle is per account, whatever else answered). An observation
         older than the values cached (a poll that finished meanwhile) changes nothing."""
@@ -363,7 +380,9 @@ class State:
 
     # --- benches -----------------------------------------------------------------------------
 
-    def bench(self, account_id: str, until: float, *, kind: str, reason: str, now: float | None = None) -> None:
+    def bench(
+        self, account_id: str, until: float, *, kind: str, reason: str, now: float | None = None
+    ) -> None:
         now = time.time() if now is None else now
         with self._tx() as c:
             c.execute(
@@ -429,7 +448,9 @@ class State:
 
     # --- history -----------------------------------------------------------------------------
 
-    def record(self, event: str, *, account_id: str | None = None, target: str | None = None, **detail: Any) -> None:
+    def record(
+        self, event: str, *, account_id: str | None = None, target: str | None = None, **detail: Any
+    ) -> None:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO history (t, event, account_id, target, detail) VALUES (?,?,?,?,?)",
@@ -437,30 +458,50 @@ class State:
             )
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self._connect().execute(
-            "SELECT t, event, account_id, target, detail FROM history ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute(
+                "SELECT t, event, account_id, target, detail FROM history ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
         return [
             {"t": t, "event": e, "account_id": a, "target": tg, **(json.loads(d) if d else {})}
             for t, e, a, tg, d in rows
         ]
 
     def last_used(self) -> dict[str, float]:
-        rows = self._connect().execute(
-            "SELECT account_id, MAX(t) FROM history WHERE event='lend' GROUP BY account_id"
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute(
+                "SELECT account_id, MAX(t) FROM history WHERE event='lend' GROUP BY account_id"
+            )
+            .fetchall()
+        )
         return {a: t for a, t in rows if a}
 
     def events(self, *names: str, since: float | None = None) -> list[dict[str, Any]]:
         """History rows named ``names`` (oldest first), from ``since`` on."""
         marks = ", ".join("?" * len(names))
-        rows = self._connect().execute(
-            f"SELECT id, t, event, account_id, target, detail FROM history "
-            f"WHERE event IN ({marks}) AND t >= ? ORDER BY id",
-            (*names, since if since is not None else 0.0),
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute(
+                f"SELECT id, t, event, account_id, target, detail FROM history "
+                f"WHERE event IN ({marks}) AND t >= ? ORDER BY id",
+                (*names, since if since is not None else 0.0),
+            )
+            .fetchall()
+        )
         return [
-            {"id": i, "t": t, "event": e, "account_id": a, "target": tg, **(json.loads(d) if d else {})}
+            {
+                "id": i,
+                "t": t,
+                "event": e,
+                "account_id": a,
+                "target": tg,
+                **(json.loads(d) if d else {}),
+            }
             for i, t, e, a, tg, d in rows
         ]
 
@@ -478,9 +519,11 @@ class State:
             )
 
     def counters(self, name: str) -> list[tuple[dict[str, str], float]]:
-        rows = self._connect().execute(
-            "SELECT labels, value FROM counter WHERE name=? ORDER BY labels", (name,)
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute("SELECT labels, value FROM counter WHERE name=? ORDER BY labels", (name,))
+            .fetchall()
+        )
         return [(json.loads(labels), value) for labels, value in rows]
 
     # --- tokens of answers -------------------------------------------------------------------
@@ -526,9 +569,11 @@ class State:
     def answers(self, since: float | None = None) -> list[AnswerRow]:
         """Answer rows of the hours from the one ``since`` falls in."""
         start = 0 if since is None else int(since // HOUR * HOUR)
-        rows = self._connect().execute(
-            "SELECT * FROM answer_usage WHERE hour >= ? ORDER BY hour", (start,)
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute("SELECT * FROM answer_usage WHERE hour >= ? ORDER BY hour", (start,))
+            .fetchall()
+        )
         return [AnswerRow(*r) for r in rows]
 
     # --- small memory (alerts) ---------------------------------------------------------------

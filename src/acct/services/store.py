@@ -186,7 +186,9 @@ def account_to_toml(a: Account) -> dict[str, Any]:
     return out
 
 
-def _want(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+def _want(
+    d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, default: Any = ...
+) -> Any:
     if key not in d:
         if default is ...:
             raise ValueError(f"{where}: missing {key!r}")
@@ -325,7 +327,9 @@ def loads(text: str, path: Path) -> Accounts:
     if version < 1:
         raise corrupt(f"schema version {version} is not one acct ever wrote")
     if version > SCHEMA_VERSION:
-        raise corrupt(f"schema version {version} is newer than this acct understands ({SCHEMA_VERSION}); upgrade acct")
+        raise corrupt(
+            f"schema version {version} is newer than this acct understands ({SCHEMA_VERSION}); upgrade acct"
+        )
     raw = doc.get("accounts", [])
     if not isinstance(raw, list):
         raise corrupt("'accounts' is not an array of tables")

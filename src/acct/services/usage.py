@@ -21,9 +21,16 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from acct.base.endpoints import OAUTH_BETA
-from acct.base.errors import AcctError, AuthError, NeedsLogin, NetworkError, ProtocolError, RateLimited
-from acct.base.timefmt import epoch_seconds
+from acct.base.errors import (
+    AcctError,
+    AuthError,
+    NeedsLogin,
+    NetworkError,
+    ProtocolError,
+    RateLimited,
+)
 from acct.base.models import Account, Usage, UsageRecord, Window
+from acct.base.timefmt import epoch_seconds
 from acct.services import prompt_state
 from acct.services.context import Ctx
 from acct.services.custody import access_token_for
@@ -308,7 +315,9 @@ def _store(ctx: Ctx, outcome: _Outcome, previous: UsageRecord | None, now: float
     from acct.services import events
 
     state = ctx.state
-    result = "ok" if outcome.usage is not None else (outcome.error.code if outcome.error else "error")
+    result = (
+        "ok" if outcome.usage is not None else (outcome.error.code if outcome.error else "error")
+    )
     events.count(ctx, "usage_polls", account_id=outcome.account_id, result=result)
     if outcome.usage is not None:
         state.put_usage(outcome.account_id, outcome.usage, now=now)
@@ -465,7 +474,6 @@ def _abandon(ctx: Ctx, pending: Iterable[str]) -> None:
         with contextlib.suppress(Exception):
             ctx.state.release_poll(aid)
     with contextlib.suppress(Exception):
-
         finish_refreshes(refresh_worst_case())
 
 

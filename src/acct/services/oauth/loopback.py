@@ -38,8 +38,6 @@ _WAIT_SLICE = 0.25  # the login wait wakes this often, so Ctrl-C is seen at once
 _HANDLER_TIMEOUT = 5.0  # a loopback connection that sends no request is dropped after this
 
 
-
-
 @dataclass(frozen=True)
 class CodeAnswer:
     code: str = field(repr=False)

@@ -53,13 +53,20 @@ class Target(Protocol):
         ``path`` reads another file of the same format instead of the tool's own."""
 
     def write(
-        self, env: Mapping[str, str], account: Account, *, path: Path | None = None, expect: str | None = None
+        self,
+        env: Mapping[str, str],
+        account: Account,
+        *,
+        path: Path | None = None,
+        expect: str | None = None,
     ) -> Entry:
         """Write the account's tokens as the tool's entry: atomic, 0600, under the tool's lock,
         keeping every other key. Refuses (CorruptFile) a file it cannot parse. With ``expect``
         (see ``entry_fingerprint``) the write happens only if the file still holds that."""
 
-    def remove(self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None) -> bool:
+    def remove(
+        self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None
+    ) -> bool:
         """Take the entry out of the file (other keys kept); False when there was none."""
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
@@ -68,6 +75,7 @@ class Target(Protocol):
 
 # --- shared machinery of the JSON credential files -------------------------------------------
 # (Everything below is added for the three targets; the interface above stays as it was.)
+
 
 @dataclass
 class Check:
@@ -200,7 +208,9 @@ def corrupt_entry(path: Path, key: str, problem: str) -> CorruptFile:
     )
 
 
-def want_str(obj: Mapping[str, object], key: str, path: Path, entry_key: str, *, optional: bool = False) -> str:
+def want_str(
+    obj: Mapping[str, object], key: str, path: Path, entry_key: str, *, optional: bool = False
+) -> str:
     v = obj.get(key)
     if v is None and optional:
         return ""
@@ -395,7 +405,9 @@ class JsonTarget:
         assert entry is not None
         return entry
 
-    def remove(self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None) -> bool:
+    def remove(
+        self, env: Mapping[str, str], *, path: Path | None = None, expect: str | None = None
+    ) -> bool:
         """Take the entry out of the file, keeping every other key. False when there was none."""
         p = self._file(env, path)
         try:
@@ -490,7 +502,11 @@ class ProviderEntryTarget(JsonTarget):
         expires = want_epoch(obj, "expires", path, self.entry_key)
         tokens = Tokens(access=access, refresh=refresh or None, expires_at=expires)
         known = {"type", "access", "refresh", "expires"}
-        return Entry(tokens=tokens, blank=tokens.is_blank, extra={k: v for k, v in obj.items() if k not in known})
+        return Entry(
+            tokens=tokens,
+            blank=tokens.is_blank,
+            extra={k: v for k, v in obj.items() if k not in known},
+        )
 
     def describe_other(self, obj: Mapping[str, object]) -> str:
         kind, key = obj.get("type"), obj.get("key")

@@ -157,10 +157,8 @@ class ClaudeCode(JsonTarget):
         """``<realpath of the lock base>.lock`` (``~/.claude.lock``); the path as it is when it
         cannot be resolved, as Claude Code does."""
         base = self.lock_base(env, path)
-        try:
+        with contextlib.suppress(OSError):
             base = Path(os.path.realpath(base, strict=True))
-        except OSError:
-            pass
         return Path(f"{base}.lock")
 
     @contextlib.contextmanager
@@ -170,12 +168,18 @@ class ClaudeCode(JsonTarget):
         what = f"{self.name}'s credentials"
         owners = lock_owners(env)
         with dir_lock(
-            lock, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({lock})",
+            lock,
+            stale=LOCK_STALE,
+            timeout=self.lock_timeout,
+            what=f"{what} ({lock})",
             owner_dir=owners,
         ):
             legacy = self.legacy_lock_dir(env, path)  # resolved once the directory exists
             with dir_lock(
-                legacy, stale=LOCK_STALE, timeout=self.lock_timeout, what=f"{what} ({legacy})",
+                legacy,
+                stale=LOCK_STALE,
+                timeout=self.lock_timeout,
+                what=f"{what} ({legacy})",
                 owner_dir=owners,
             ):
                 yield
@@ -258,7 +262,6 @@ class ClaudeCode(JsonTarget):
         """``claude --continue ...``; the prompt becomes the continuation prompt (see
         :func:`acct.domain.resume.claude_code_resume_args`)."""
         return claude_code_resume_args(argv, continuation_prompt)
-
 
 
 def _session_file(env: Mapping[str, str], path: Path) -> bool:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import unquote, urlsplit
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from acct.base.errors import CorruptFile
 from acct.base.fsio import dir_lock, read_json_object, real_path, write_json
