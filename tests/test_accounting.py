@@ -8,6 +8,7 @@ import json
 import random
 import time
 import zlib
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -228,3 +229,37 @@ def test_a_relay_cut_short_still_reports_what_it_read(fake: FakeAnthropic, worke
         relay.close()  # the tool went away
         response.close()
     assert len(seen) == 1 and seen[0] is not None and seen[0].cache_read_tokens == 34000
+
+
+def test_proxied_runs_are_counted_per_account_and_model(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, tmp_path: Path
+) -> None:
+    """Through the usage proxy, every answer's tokens land in `acct stats` under the account
+    that answered, the tool and the model; nothing is counted for a run without the proxy."""
+    from tests.test_exec import exec_env
+
+    work = seed_account(fake, ctx, "solo")
+    model = expected(fake, work)["model"]
+    run = AcctRunner(exec_env(env, fake, tmp_path, tmp_path / "tool.jsonl"))
+
+    def tokens() -> dict[str, Any]:
+        doc = json.loads(run("stats", "--json", "--by", "model", check=True).stdout)
+        groups = {g["key"]: g for g in doc["groups"]}
+        assert set(groups) <= {model}
+        return groups.get(model, {"requests": 0, "tokens": {"input": 0, "output": 0}})
+
+    run("exec", "--no-proxy", "--account", "solo", "--", "claude", "-p", "hi", check=True)
+    assert tokens()["requests"] == 0
+    counts = []
+    for _ in range(2):
+        run("exec", "--account", "solo", "--", "claude", "-p", "hi", check=True)
+        counts.append(tokens())
+    one, two = counts
+    assert (one["requests"], two["requests"]) == (1, 2)
+    assert one["tokens"]["input"] > 0 and one["tokens"]["output"] > 0
+    assert two["tokens"]["input"] == 2 * one["tokens"]["input"]
+    assert two["tokens"]["output"] == 2 * one["tokens"]["output"]
+    by_account = json.loads(run("stats", "--json", "--by", "account", check=True).stdout)
+    assert [g["key"] for g in by_account["groups"]] == ["solo"]
+    by_tool = json.loads(run("stats", "--json", "--by", "tool", check=True).stdout)
+    assert [g["key"] for g in by_tool["groups"]] == ["claude-code"]

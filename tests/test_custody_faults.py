@@ -149,7 +149,7 @@ def test_a_dead_login_in_the_tools_file_blocked_exec(
     work = seed_account(fake, ctx, "work", five_hour=1, seven_day=1)
     _dead_login_in_pi(fake, ctx)
     xenv = exec_env(env, fake, tmp_path, tmp_path / "tool.jsonl")
-    p = AcctRunner(xenv)("exec", "--", "pi", "-p", "hi")
+    p = AcctRunner(xenv)("exec", "--no-proxy", "--", "pi", "-p", "hi")
     assert p.returncode == 0, p.stderr
     assert "would lose it" not in p.stderr
     entry = get_target("pi").read(ctx.env)
@@ -373,7 +373,7 @@ def test_exec_after_a_lost_refresh_answer_runs_another_account_and_says_why(
     home = seed_account(fake, ctx, "home", five_hour=50, seven_day=50)
     fake.configure(token_hangup_times=1)  # work's refresh rotates; its answer is lost
     xenv = exec_env(env, fake, tmp_path, tmp_path / "tool.jsonl")
-    p = AcctRunner(xenv)("exec", "--target", "pi", "--", "pi", "-p", "hi")
+    p = AcctRunner(xenv)("exec", "--no-proxy", "--target", "pi", "--", "pi", "-p", "hi")
     assert p.returncode == 0, p.stderr
     assert "the refresh may have gone through" in p.stderr and "trying another account" in p.stderr
     entry = get_target("pi").read(ctx.env)

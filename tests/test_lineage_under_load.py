@@ -28,7 +28,7 @@ TRIALS = 50
 SHORT = 900  # seconds: below refresh_margin (1800), above the tool's own margin (300)
 OTHERS = (
     ["use", "work", "--target", "pi"],
-    ["exec", "--target", "pi", "--", "pi", "-p", "hi"],
+    ["exec", "--no-proxy", "--target", "pi", "--", "pi", "-p", "hi"],
     ["refresh", "work"],
 )
 
@@ -69,7 +69,7 @@ def test_lends_of_a_running_sessions_account_never_take_its_login(
     xenv = exec_env(env, fake, tmp_path, log)
     gate = tmp_path / "gate"
     session = _popen(
-        ["exec", "--target", "pi", "--", "pi", "-p", "hi"],
+        ["exec", "--no-proxy", "--target", "pi", "--", "pi", "-p", "hi"],
         {**xenv, "FAKE_TOOL_ROUNDS": str(TRIALS + 1), "FAKE_TOOL_GATE": str(gate)},
     )
     rng = random.Random(11)

@@ -114,6 +114,8 @@ def test_no_command_prints_or_leaves_a_token(
     run("metrics")
     run("metrics", "--openmetrics")
     run("watch", "--once")
+    run("pool", "status", ok=False)  # no pool set: says how (the pool's own tests scan a real one)
+    run("pool", "status", "--json", ok=False)
     run("exec", "--metrics-port", "0", "--", "claude", "-p", "hi", ok=False)  # 0 is refused
     receiver.stop()
     outputs.extend(json.dumps(body) for _, body in receiver.posts)

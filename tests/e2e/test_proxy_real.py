@@ -159,14 +159,15 @@ class Tmux:
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-J", "-S", "-200")
 
-    def wait_for(self, text: str, timeout: float = 120) -> str:
+    def wait_for(self, *texts: str, timeout: float = 120) -> str:
+        """The screen once any of ``texts`` is on it."""
         deadline = time.monotonic() + timeout
         while True:
             screen = self.screen()
-            if text in screen:
+            if any(text in screen for text in texts):
                 return screen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never appeared on the screen:\n{screen}")
+                raise AssertionError(f"none of {texts!r} appeared on the screen:\n{screen}")
             time.sleep(0.25)
 
     def type(self, text: str) -> None:
@@ -209,7 +210,8 @@ def test_interactive_claude_is_answered_by_the_next_account_in_the_same_session(
     command = [sys.executable, "-m", "acct", "exec", "--account", "a", "--", "claude"]
     term = Tmux(tmp_path, claude_env, workdir, command)
     try:
-        term.wait_for("? for shortcuts")
+        # The prompt is ready: 2.1.197 shows its shortcut hint, 2.1.332 its permission mode.
+        term.wait_for("? for shortcuts", "shift+tab to cycle")
         term.type("say hello")
         # The answer's words (a cell of the screen may lag behind the redraw under load; the
         # fake's log below says which account answered).

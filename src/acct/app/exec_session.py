@@ -604,9 +604,9 @@ class Session:
             else (None if self.c.config.proxy else False)
         )
         if self.target.name in PROXIED and self.target.name != "claude-code":
-            self.watch, self.route = start_tool_watch(
-                self.c, self.target, asked, self.out, self._plan()
-            )
+            # Live usage and quota signals only: these tools' sleeping runs are ended and
+            # resumed on the next account (_RefusalEnder); in-flight failover is Claude Code's.
+            self.watch, self.route = start_tool_watch(self.c, self.target, asked, self.out)
         else:  # Claude Code, and a tool the proxy cannot be put in front of (it says so)
             self.watch = start_watch(self.c, self.target.name, asked, self.out, self._plan())
         try:

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
 
+from acct.domain.answers import AnswerUsage
+from acct.services.accounting import metered
 from acct.services.proxy.headers import Observation, credential_of, parse_headers
 from acct.services.proxy.upstream import proxy_for, reason, tls_context
 
@@ -246,7 +248,7 @@ class _Handler(BaseHTTPRequestHandler):
                 obs = proxy.observe(response, out.credential)
                 again = proxy.broker.after(obs, out) if proxy.broker is not None else None
                 if again is None:
-                    self._relay(response)
+                    self._relay(response, out.credential)
                     return
             finally:
                 response.close()
@@ -269,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(502, f"cannot reach {url.host} ({reason(e)})")
             return None
 
-    def _relay(self, response: httpx.Response) -> None:
+    def _relay(self, response: httpx.Response, credential: str = "-") -> None:
         """Send the answer back as it arrives: headers first (their bytes as received), then
         each piece as read. An answer framed by chunks (even one that also names a length) is
         re-chunked; an HTTP/1.0 client gets it unframed, ended by closing the connection."""
@@ -304,7 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"".join(lines))
             if bodiless:
                 return
-            for data in response.iter_raw():
+            proxy = self.server.proxy
+            for data in metered(response, lambda u: proxy.answered(credential, u)):
                 if data:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             if chunked:
@@ -366,6 +369,8 @@ class Proxy:
         self.idle_timeout = idle_timeout
         self.max_body = max_body
         self.on_observation = on_observation
+        # Each answer's token usage, once its body has been relayed (acct.services.accounting).
+        self.on_answer: Callable[[str, AnswerUsage | None], None] | None = None
         self.env = dict(os.environ if env is None else env)
         self.host = host
         self._server: _Server | None = None
@@ -459,6 +464,12 @@ class Proxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def answered(self, credential: str, usage: AnswerUsage | None) -> None:
+        """An answer's body has been relayed: hand its usage on (never fails the relay)."""
+        if self.on_answer is not None:
+            with contextlib.suppress(Exception):
+                self.on_answer(credential, usage)
 
     def observe(self, response: httpx.Response, credential: str) -> Observation | None:
         obs = parse_headers(

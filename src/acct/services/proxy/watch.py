@@ -7,11 +7,14 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 from acct.base.models import fingerprint
+from acct.domain.answers import AnswerUsage
 from acct.services import prompt_state
+from acct.services.accounting import record_answer_usage
 from acct.services.proxy.failover import Failover, Plan, Switch
 from acct.services.proxy.headers import Observation, QuotaSignal
 from acct.services.proxy.route import ASSUME_FIRST_PARTY, FIRST_PARTY_HOST, Route, upstream_for
@@ -25,6 +28,14 @@ if TYPE_CHECKING:
 PROMPT_EVERY = 10.0  # seconds between prompt-file rewrites from live usage
 SETTLE_TIMEOUT = 2.0
 STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer the proxy relayed, and the usage it reported (None: it said none)."""
+
+    credential: str
+    usage: AnswerUsage | None
 
 
 class Watch:
@@ -53,7 +64,11 @@ class Watch:
         self.proxy = Proxy(
             upstream_for(self.route.env), self._submit, env=self.route.env, broker=self.failover
         )
-        self._queue: queue.SimpleQueue[Observation | None] = queue.SimpleQueue()
+        self.proxy.on_answer = self._answered
+        # Token accounting names the tool and the session the answers belong to.
+        self.tool = plan.target if plan is not None else "claude-code"
+        self.session = plan.session_id if plan is not None else None
+        self._queue: queue.SimpleQueue[Observation | Answered | None] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._submitted = 0
         self._done = 0
@@ -143,7 +158,10 @@ class Watch:
 
     # --- the writer thread -------------------------------------------------------------------
 
-    def _submit(self, obs: Observation) -> None:
+    def _answered(self, credential: str, usage: AnswerUsage | None) -> None:
+        self._submit(Answered(credential, usage))
+
+    def _submit(self, obs: Observation | Answered) -> None:
         with self._cond:
             self._submitted += 1
         self._queue.put(obs)
@@ -168,12 +186,17 @@ class Watch:
                 with self._cond:
                     self._done += len(seen)
                     self._cond.notify_all()
-            if len(seen) < len(batch):
+            if any(o is None for o in batch):
                 return
 
-    def _write(self, ctx: Ctx, seen: list[Observation]) -> None:
+    def _write(self, ctx: Ctx, items: list[Observation | Answered]) -> None:
         from acct.services import usage
 
+        seen = [o for o in items if isinstance(o, Observation)]
+        for answer in (a for a in items if isinstance(a, Answered)):
+            owner = self._owner(ctx, answer.credential)
+            if owner is not None:
+                record_answer_usage(ctx, owner, self.tool, self.session, None, answer.usage)
         latest: dict[str, Observation] = {}
         for obs in seen:
             owner = self._owner(ctx, obs.credential)
