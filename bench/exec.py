@@ -2,7 +2,9 @@
 
 1. The median overhead of ``acct exec --target claude-code -- true`` over ``true`` with a warm
    usage cache (target: at most 250 ms).
-2. The median time from a rate-limited tool's exit to the next tool's start, without the one
+2. The median time from a rate-limited tool's exit to the next tool's start (the exit-side
+   rotation, so with ``--no-proxy``: through the proxy the switch happens in flight, which
+   bench/proxy.py measures), without the one
    usage request that confirms the limit (target: at most 150 ms). The exit time is the one the
    fake tool writes; the start is when acct spawned the next tool and the confirmation's
    duration, both from acct's history records (``exec``, ``rotate``).
@@ -80,7 +82,19 @@ def switch_gaps(fake: FakeAnthropic, root: Path, runs: int) -> list[float]:
         ctx.state.unbench(a.id)
         log.unlink(missing_ok=True)
         p = subprocess.run(
-            [sys.executable, "-m", "acct", "exec", "--account", "a", "--", "claude", "-p", "hi"],
+            [
+                sys.executable,
+                "-m",
+                "acct",
+                "exec",
+                "--no-proxy",
+                "--account",
+                "a",
+                "--",
+                "claude",
+                "-p",
+                "hi",
+            ],
             env=env,
             cwd=str(home),
             stdin=subprocess.DEVNULL,
