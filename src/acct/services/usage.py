@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from acct.base.endpoints import OAUTH_BETA
@@ -32,6 +31,7 @@ from acct.base.errors import (
 from acct.base.models import Account, Usage, UsageRecord, Window
 from acct.base.timefmt import epoch_seconds
 from acct.services import prompt_state
+from acct.services.answers import retry_after
 from acct.services.context import Ctx
 from acct.services.custody import access_token_for
 from acct.services.oauth import ensure_fresh, finish_refreshes, refresh, refresh_worst_case
@@ -154,20 +154,6 @@ def parse_usage(doc: Any) -> Usage:
 # --- one request ------------------------------------------------------------------------------
 
 
-def _retry_after(value: str | None) -> float | None:
-    """``retry-after`` in seconds (a number or an HTTP date); ``0`` is common and means nothing."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
-
-
 def _get(client: httpx.Client, url: str, access: str) -> httpx.Response:
     import httpx
 
@@ -185,7 +171,7 @@ def _answer(response: httpx.Response) -> Usage:
     if status == 429:
         raise RateLimited(
             "the usage endpoint is rate-limited",
-            retry_after=_retry_after(response.headers.get("retry-after")),
+            retry_after=retry_after(response.headers.get("retry-after")),
         )
     if status == 401:
         raise AuthError("the access token was refused", hint="run `acct login` if this persists")

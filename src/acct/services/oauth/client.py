@@ -17,9 +17,9 @@ from acct.base.errors import (
     AuthError,
     NetworkError,
     ProtocolError,
-    RateLimited,
 )
 from acct.base.models import PLAN_BY_ORG_TYPE, Tokens
+from acct.services.answers import json_of, transient
 from acct.services.context import Ctx
 
 HTTP_TIMEOUT = 20.0
@@ -222,31 +222,6 @@ def _post_token(ctx: Ctx, body: dict[str, str], *, timeout: float) -> Any:
         ) from None
 
 
-def _transient(response: Any, what: str) -> AcctError | None:
-    """5xx and 429 answers: worth retrying later, nothing is wrong with the account."""
-    if response.status_code == 429:
-        retry = response.headers.get("retry-after")
-        try:
-            after = float(retry) if retry is not None else None
-        except ValueError:
-            after = None
-        return RateLimited(
-            f"{what} is rate-limited (429)", retry_after=after, hint="try again later"
-        )
-    if response.status_code >= 500:
-        return NetworkError(f"{what} answered {response.status_code}", hint="try again later")
-    return None
-
-
-def _json(response: Any, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise ProtocolError(
-            f"{what} answered {response.status_code} with something that is not JSON"
-        ) from None
-
-
 def exchange_code(
     ctx: Ctx,
     code: str,
@@ -272,7 +247,7 @@ def exchange_code(
             f"{e.detail}: the login code may be spent; nothing was stored",
             hint="run `acct login` again",
         ) from None
-    failure = _transient(response, "the token endpoint")
+    failure = transient(response, "the token endpoint")
     if failure:
         raise failure
     if response.status_code != 200:
@@ -283,7 +258,7 @@ def exchange_code(
             f"the login code was refused ({error}): it may have expired or been used already; nothing was stored",
             hint="run `acct login` again",
         )
-    return parse_token_answer(_json(response, "the token endpoint"), default_scopes=SCOPES)
+    return parse_token_answer(json_of(response, "the token endpoint"), default_scopes=SCOPES)
 
 
 # --- the profile ------------------------------------------------------------------------------
@@ -334,7 +309,7 @@ def fetch_profile(ctx: Ctx, access: str, *, timeout: float = HTTP_TIMEOUT) -> Pr
         raise NetworkError(f"the profile endpoint did not answer within {timeout:g}s") from None
     except httpx.HTTPError as e:
         raise NetworkError(f"cannot reach the profile endpoint: {type(e).__name__}") from None
-    failure = _transient(response, "the profile endpoint")
+    failure = transient(response, "the profile endpoint")
     if failure:
         raise failure
     if response.status_code == 403:
@@ -345,4 +320,4 @@ def fetch_profile(ctx: Ctx, access: str, *, timeout: float = HTTP_TIMEOUT) -> Pr
         raise TokenRefused("the profile endpoint refused this access token (401)")
     if response.status_code != 200:
         raise ProtocolError(f"the profile endpoint answered {response.status_code}")
-    return parse_profile(_json(response, "the profile endpoint"))
+    return parse_profile(json_of(response, "the profile endpoint"))

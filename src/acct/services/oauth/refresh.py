@@ -41,14 +41,13 @@ from acct.base.errors import (
 )
 from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
 from acct.base.models import Account, Tokens
+from acct.services.answers import json_of, transient
 from acct.services.context import Ctx
 from acct.services.oauth.client import (
     TokenAnswer,
     _client_rejected,
-    _json,
     _oauth_error,
     _post_token,
-    _transient,
     _Unanswered,
     parse_token_answer,
 )
@@ -228,7 +227,7 @@ def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> 
     if response.status_code == 400 and tokens.scopes and _oauth_error(response) == "invalid_scope":
         # Some servers refuse `scope` on refresh; such a refusal spends nothing, so ask once without it.
         response = _post_refresh(ctx, acc, _refresh_body(tokens.refresh, ()), timeout=timeout)
-    failure = _transient(response, "the token endpoint")
+    failure = transient(response, "the token endpoint")
     if failure:
         raise failure
     if response.status_code != 200:
@@ -244,7 +243,7 @@ def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> 
         raise ProtocolError(
             f"the token endpoint refused the refresh ({error or response.status_code})"
         )
-    return parse_token_answer(_json(response, "the token endpoint"), default_scopes=tokens.scopes)
+    return parse_token_answer(json_of(response, "the token endpoint"), default_scopes=tokens.scopes)
 
 
 def _mark_needs_login(ctx: Ctx, account_id: str, spent: Tokens) -> None:

@@ -19,15 +19,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from acct.base.errors import (
-    AcctError,
     AuthError,
     NeedsLogin,
     NetworkError,
     ProtocolError,
-    RateLimited,
 )
 from acct.base.models import Tokens
 from acct.domain.chatgpt import IdClaims, LabelledUsage, parse_id_claims, parse_wham_usage
+from acct.services.answers import json_of, transient
 
 if TYPE_CHECKING:
     import httpx
@@ -208,35 +207,6 @@ def error_code(response: httpx.Response) -> str | None:
     return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        value = float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-    return value if value > 0 else None
-
-
-def _transient(response: httpx.Response, what: str) -> AcctError | None:
-    if response.status_code == 429:
-        return RateLimited(
-            f"{what} is rate-limited (429)",
-            retry_after=_retry_after(response),
-            hint="try again later",
-        )
-    if response.status_code >= 500:
-        return NetworkError(f"{what} answered {response.status_code}", hint="try again later")
-    return None
-
-
-def _json(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise ProtocolError(
-            f"{what} answered {response.status_code} with something that is not JSON"
-        ) from None
-
-
 def _client(client: httpx.Client | None, timeout: float) -> httpx.Client:
     if client is not None:
         return client
@@ -296,7 +266,7 @@ def exchange_code(
     response = _send(
         client, "POST", endpoints.token_url, "the ChatGPT token endpoint", timeout, data=body
     )
-    failure = _transient(response, "the ChatGPT token endpoint")
+    failure = transient(response, "the ChatGPT token endpoint")
     if failure:
         raise failure
     if response.status_code != 200:
@@ -310,7 +280,7 @@ def exchange_code(
             "nothing was stored",
             hint="run `acct login --provider chatgpt` again",
         )
-    return parse_token_answer(_json(response, "the ChatGPT token endpoint"))
+    return parse_token_answer(json_of(response, "the ChatGPT token endpoint"))
 
 
 def refresh(
@@ -343,7 +313,7 @@ def refresh(
             f"{e.message}: the refresh token of {account} may be spent already",
             hint="re-read the login before refreshing again",
         ) from None
-    failure = _transient(response, "the ChatGPT token endpoint")
+    failure = transient(response, "the ChatGPT token endpoint")
     if failure:
         raise failure
     if response.status_code != 200:
@@ -360,7 +330,7 @@ def refresh(
         raise ProtocolError(f"the ChatGPT token endpoint refused the refresh ({code})")
     previous = tokens.extra.get("id_token")
     return parse_token_answer(
-        _json(response, "the ChatGPT token endpoint"),
+        json_of(response, "the ChatGPT token endpoint"),
         previous_id_token=previous if isinstance(previous, str) else None,
     )
 
@@ -383,7 +353,7 @@ def fetch_usage(
     response = _send(
         client, "GET", endpoints.usage_url, "the ChatGPT usage endpoint", timeout, headers=headers
     )
-    failure = _transient(response, "the ChatGPT usage endpoint")
+    failure = transient(response, "the ChatGPT usage endpoint")
     if failure:
         raise failure
     if response.status_code == 401:
@@ -392,7 +362,7 @@ def fetch_usage(
         raise ProtocolError(f"the ChatGPT usage endpoint answered {response.status_code}")
     try:
         return parse_wham_usage(
-            _json(response, "the ChatGPT usage endpoint"), time.time() if now is None else now
+            json_of(response, "the ChatGPT usage endpoint"), time.time() if now is None else now
         )
     except ValueError as e:
         raise ProtocolError(f"the ChatGPT usage answer is not understood: {e}") from None
