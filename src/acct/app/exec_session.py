@@ -56,7 +56,7 @@ from acct.base.timefmt import human_duration, local_time
 from acct.domain.classify import Ending, classify
 from acct.domain.limits import Rest, fresh, full_windows, quota_rest
 from acct.domain.pick import Choice, pick
-from acct.services import custody, oauth, prompt_state, sessions, usage
+from acct.services import custody, events, oauth, prompt_state, sessions, usage
 from acct.services.context import Ctx
 from acct.services.custody import HarvestResult
 from acct.services.proxy import Plan, Route, Watch, claude_route
@@ -689,8 +689,6 @@ class Session:
 
 def _rotated(c: Ctx, acc: Account, nxt: Account, reason: str) -> None:
     """Count the switch for the metrics and tell observers (textfile, alerts)."""
-    from acct.services import events
-
     events.count(c, "rotations", account_id=acc.id, reason=reason)
     events.emit(c, "rotation", account_id=acc.id, to=nxt.id, reason=reason)
 

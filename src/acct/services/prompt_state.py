@@ -29,6 +29,7 @@ from typing import Any
 from acct.base.fsio import atomic_write
 from acct.base.models import Account
 from acct.fast.prompt import DEFAULT_FORMAT, file_stat, segment
+from acct.services import events
 from acct.services.context import Ctx
 from acct.services.store import Accounts
 from acct.services.targets import TARGET_NAMES, get_target
@@ -170,8 +171,6 @@ def update(ctx: Ctx) -> dict[str, Any]:
         doc = compute(ctx)
         atomic_write(ctx.paths.prompt_state_file, json.dumps(doc, indent=1) + "\n")
         atomic_write(ctx.paths.prompt_file, prompt_lines(doc))
-    from acct.services import events
-
     events.emit(ctx, "change")
     return doc
 

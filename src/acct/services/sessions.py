@@ -41,7 +41,7 @@ from pathlib import Path
 
 from acct.base.errors import AcctError, UsageError
 from acct.base.fsio import ensure_dir, file_lock, holder_path, read_json_object
-from acct.services import custody
+from acct.services import custody, events
 from acct.services.context import Ctx
 from acct.services.procs import is_live, start_of
 from acct.services.state import SessionRow
@@ -142,8 +142,6 @@ class Ended:
 def close(ctx: Ctx, row: SessionRow) -> str | None:
     """End this process's session; a message when its file had to stay (see the module doc)."""
     ended = _end(ctx, row.id, lambda r: True, LOCK_WAIT)
-    from acct.services import events
-
     events.emit(ctx, "session_end", session=row.id, target=row.target)
     return ended.kept if ended is not None else None
 

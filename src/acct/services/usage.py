@@ -30,7 +30,7 @@ from acct.base.errors import (
 )
 from acct.base.models import Account, Usage, UsageRecord, Window
 from acct.base.timefmt import epoch_seconds
-from acct.services import prompt_state
+from acct.services import events, prompt_state
 from acct.services.answers import retry_after
 from acct.services.context import Ctx
 from acct.services.custody import access_token_for
@@ -298,8 +298,6 @@ def _fetch_in_worker(ctx: Ctx, client: httpx.Client, account: Account) -> _Outco
 
 
 def _store(ctx: Ctx, outcome: _Outcome, previous: UsageRecord | None, now: float) -> UsageRecord:
-    from acct.services import events
-
     state = ctx.state
     result = (
         "ok" if outcome.usage is not None else (outcome.error.code if outcome.error else "error")

@@ -41,6 +41,7 @@ from acct.base.errors import (
 )
 from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
 from acct.base.models import Account, Tokens
+from acct.services import events
 from acct.services.answers import json_of, transient
 from acct.services.context import Ctx
 from acct.services.oauth.client import (
@@ -188,8 +189,6 @@ def refresh_result(
 
 def _counted_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
     """:func:`_send_refresh`, counted by result for the metrics (``needs_login``: invalid_grant)."""
-    from acct.services import events
-
     try:
         answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
     except AcctError as e:
