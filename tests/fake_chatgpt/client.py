@@ -10,22 +10,15 @@ Standard library only (urllib), like tests/fake_anthropic/client.py.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from typing import IO, Any, Self, cast
-from urllib.parse import parse_qs, urlencode, urlsplit
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fake_process import REPO_ROOT, FakeProcess
 
 from .server import sha8
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 15.0
 
 
 class FakeChatGPTError(RuntimeError):
@@ -37,73 +30,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class FakeChatGPT:
+class FakeChatGPT(FakeProcess):
     """Handle on one fake ChatGPT server process."""
 
-    def __init__(self, *, verbose: bool = False) -> None:
-        self._verbose = verbose
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-        self.port: int = 0
-
-    # ----- lifecycle -----
-
-    def start(self) -> Self:
-        if self._proc is not None:
-            return self
-        args = [sys.executable, "-m", "tests.fake_chatgpt", "--port", "0", "--watch-stdin"]
-        if self._verbose:
-            args.append("--verbose")
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115  (closed in stop())
-        self._proc = subprocess.Popen(
-            args, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
-        )
-        line = self._read_port_line()
-        if not line.startswith(b"PORT "):
-            self.stop()
-            raise FakeChatGPTError(f"fake ChatGPT did not start: {line!r}")
-        self.port = int(line.split()[1])
-        return self
-
-    def _read_port_line(self) -> bytes:
-        assert self._proc is not None and self._proc.stdout is not None
-        stdout = self._proc.stdout
-        out: list[bytes] = []
-        reader = threading.Thread(target=lambda: out.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(START_TIMEOUT_S)
-        if out and out[0]:
-            return out[0].strip()
-        if self._stderr is not None:
-            self._stderr.seek(0)
-            return b"(no PORT line) " + self._stderr.read()[-2000:]
-        return b"(no PORT line)"
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait(timeout=10)
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    module = "tests.fake_chatgpt"
+    label = "fake ChatGPT"
+    error = FakeChatGPTError
 
     # ----- addresses -----
-
-    @property
-    def base_url(self) -> str:
-        if not self.port:
-            raise FakeChatGPTError("the fake is not started")
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_base(self) -> str:
@@ -134,26 +68,6 @@ class FakeChatGPT:
         return {"CODEX_REFRESH_TOKEN_URL_OVERRIDE": self.base_url + "/oauth/token"}
 
     # ----- admin endpoints -----
-
-    def _admin(
-        self,
-        method: str,
-        name: str,
-        body: dict[str, Any] | None = None,
-        query: dict[str, Any] | None = None,
-    ) -> Any:
-        url = f"{self.base_url}/_admin/{name}"
-        if query:
-            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        data = json.dumps(body or {}).encode() if method == "POST" else None
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")
-            raise FakeChatGPTError(f"{method} /_admin/{name}: {exc.code} {detail}") from None
 
     def add_account(
         self,
