@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from acct.base.models import Account, Tokens
 from acct.services.context import Ctx
 from tests.fake_anthropic.client import FakeAnthropic
+from tests.fake_tool import install
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -185,3 +187,60 @@ def assert_no_secrets(texts: list[str] | str, secrets: set[str]) -> None:
             assert s not in text, f"a secret (…{s[-6:]}) leaked into output"
         for prefix in ("sk-ant-oat", "sk-ant-ort", "sk-ant-api"):
             assert prefix not in text, f"something token-shaped ({prefix}…) leaked into output"
+
+
+# --- acct exec with the fake tools ------------------------------------------------------
+
+
+def tool_settings(home: Path, base_url: str) -> None:
+    """OpenCode's ``opencode.json`` and Pi's ``models.json`` with ``base_url`` as their
+    Anthropic base URL, as a user of a gateway would have them (the route acct chains to)."""
+    for path, doc in (
+        (
+            home / ".config" / "opencode" / "opencode.json",
+            {"provider": {"anthropic": {"options": {"baseURL": base_url + "/v1"}}}},
+        ),
+        (
+            home / ".pi" / "agent" / "models.json",
+            {"providers": {"anthropic": {"baseUrl": base_url}}},
+        ),
+    ):
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(doc))
+
+
+def exec_env(
+    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
+) -> dict[str, str]:
+    """The environment with the fake tools first on PATH, talking to the fake server.
+
+    Claude Code (and the fake tools without acct's proxy) find it through ANTHROPIC_BASE_URL;
+    OpenCode and Pi, as the real ones, through their own settings (see tool_settings)."""
+    bin_dir = install(tmp_path / "bin")
+    tool_settings(Path(env["HOME"]), fake.base_url)
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        ANTHROPIC_BASE_URL=fake.base_url,
+        FAKE_TOOL_LOG=str(tool_log),
+    )
+    return env
+
+
+@pytest.fixture
+def tool_log(tmp_path: Path) -> Path:
+    """Where the fake tools log what they did (one JSON object a line)."""
+    return tmp_path / "tool.jsonl"
+
+
+@pytest.fixture
+def xenv(
+    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
+) -> dict[str, str]:
+    return exec_env(env, fake, tmp_path, tool_log)
+
+
+@pytest.fixture
+def run(xenv: dict[str, str]) -> AcctRunner:
+    """acct as a real process, with the fake tools on PATH."""
+    return AcctRunner(xenv)

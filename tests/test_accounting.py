@@ -236,7 +236,7 @@ def test_proxied_runs_are_counted_per_account_and_model(
 ) -> None:
     """Through the usage proxy, every answer's tokens land in `acct stats` under the account
     that answered, the tool and the model; nothing is counted for a run without the proxy."""
-    from tests.test_exec import exec_env
+    from tests.conftest import exec_env
 
     work = seed_account(fake, ctx, "solo")
     model = expected(fake, work)["model"]

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from acct.services.context import Ctx
-from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.conftest import AcctRunner, assert_no_secrets, exec_env, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
-from tests.test_exec import exec_env
 
 
 class Receiver:

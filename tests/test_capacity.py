@@ -179,7 +179,7 @@ def test_live_sessions_count_per_account_while_a_session_runs(
     import subprocess
     import sys
 
-    from tests.test_exec import exec_env
+    from tests.conftest import exec_env
     from tests.test_metrics import value, wait_for
 
     seed_account(fake, ctx, "work", five_hour=10.0)

@@ -21,10 +21,9 @@ from acct.base.fsio import atomic_write, file_lock
 from acct.base.models import Tokens
 from acct.cli import usage_error
 from acct.services.context import Ctx
-from tests.conftest import AcctRunner, seed_account
+from tests.conftest import AcctRunner, exec_env, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.test_cli_errors import one_line
-from tests.test_exec import exec_env
 from tests.test_refresh import _in_lock_wait
 
 # --- usage errors --------------------------------------------------------------------------------

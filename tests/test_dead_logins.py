@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AcctRunner, seed_account
-from tests.test_exec import bench_of, exec_env, no_leaks
+from tests.conftest import AcctRunner, exec_env, seed_account
+from tests.test_exec import bench_of, no_leaks
 
 CASES = {
     "opencode": (["opencode", "run", "hi"], "Token refresh failed: 400"),

@@ -4,7 +4,6 @@ Anthropic server for tokens, usage and messages."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,59 +16,6 @@ from acct.base.config import DEFAULT_CONTINUATION_PROMPT
 from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
-from tests.fake_tool import install
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
-
-
-def exec_env(
-    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
-) -> dict[str, str]:
-    """The environment with the fake tools first on PATH, talking to the fake server.
-
-    Claude Code (and the fake tools without acct's proxy) find it through ANTHROPIC_BASE_URL;
-    OpenCode and Pi, as the real ones, through their own settings (see tool_settings)."""
-    bin_dir = install(tmp_path / "bin")
-    tool_settings(Path(env["HOME"]), fake.base_url)
-    env.update(
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-        ANTHROPIC_BASE_URL=fake.base_url,
-        FAKE_TOOL_LOG=str(tool_log),
-    )
-    return env
-
-
-def tool_settings(home: Path, base_url: str) -> None:
-    """OpenCode's ``opencode.json`` and Pi's ``models.json`` with ``base_url`` as their
-    Anthropic base URL, as a user of a gateway would have them (the route acct chains to)."""
-    for path, doc in (
-        (
-            home / ".config" / "opencode" / "opencode.json",
-            {"provider": {"anthropic": {"options": {"baseURL": base_url + "/v1"}}}},
-        ),
-        (
-            home / ".pi" / "agent" / "models.json",
-            {"providers": {"anthropic": {"baseUrl": base_url}}},
-        ),
-    ):
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(doc))
-
-
-@pytest.fixture
-def xenv(
-    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
-) -> dict[str, str]:
-    return exec_env(env, fake, tmp_path, tool_log)
-
-
-@pytest.fixture
-def run(xenv: dict[str, str]) -> AcctRunner:
-    return AcctRunner(xenv)
 
 
 def events(log: Path, kind: str | None = None) -> list[dict]:

@@ -10,32 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pexpect
-import pytest
 
 from acct.base.models import Usage, UsageRecord, Window
 from acct.domain.classify import Ending
 from acct.domain.limits import quota_rest
-from tests.conftest import AcctRunner, seed_account
-from tests.test_exec import bench_of, events, exec_env
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
-
-
-@pytest.fixture
-def xenv(env: dict[str, str], fake, tmp_path: Path, tool_log: Path) -> dict[str, str]:
-    return exec_env(env, fake, tmp_path, tool_log)
-
-
-@pytest.fixture
-def run(xenv: dict[str, str]) -> AcctRunner:
-    return AcctRunner(xenv)
-
+from tests.conftest import seed_account
+from tests.test_exec import bench_of, events
 
 LIMIT_LINE = "You've hit your session limit · resets 9:20am (UTC)"
 

@@ -6,30 +6,11 @@ with ``--explain``, and refuses ``--account NAME`` for an account lent elsewhere
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from acct.services import custody
 from acct.services.targets import get_target
-from tests.conftest import AcctRunner, seed_account
+from tests.conftest import seed_account
 from tests.test_custody import tool_rotates
-from tests.test_exec import events, exec_env, message_tokens, no_leaks
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
-
-
-@pytest.fixture
-def xenv(env: dict[str, str], fake, tmp_path: Path, tool_log: Path) -> dict[str, str]:
-    return exec_env(env, fake, tmp_path, tool_log)
-
-
-@pytest.fixture
-def run(xenv: dict[str, str]) -> AcctRunner:
-    return AcctRunner(xenv)
+from tests.test_exec import events, message_tokens, no_leaks
 
 
 def test_exec_falls_back_when_pi_holds_and_rotated_the_best_account(fake, ctx, run) -> None:

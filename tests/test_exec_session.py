@@ -16,9 +16,9 @@ import pytest
 from acct.app.exec_session import ExecOptions, SilentReporter, run_exec
 from acct.base.errors import AllLimited, UsageError
 from acct.services.context import Ctx
-from tests.conftest import seed_account
+from tests.conftest import exec_env, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
-from tests.test_exec import events, exec_env
+from tests.test_exec import events
 
 
 class Recorder(SilentReporter):

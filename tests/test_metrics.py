@@ -17,9 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from acct.domain.answers import AnswerUsage
 from acct.services.accounting import record_answer_usage
 from acct.services.context import Ctx
-from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.conftest import AcctRunner, assert_no_secrets, exec_env, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
-from tests.test_exec import exec_env
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

@@ -32,10 +32,10 @@ from acct.services.proxy import (
     upstream_for,
 )
 from acct.services.usage import observed_usage
-from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.conftest import assert_no_secrets, seed_account, store_secrets
 from tests.e2e.mitm import Certs, ProxyUnavailable, TlsProxy, make_certs
 from tests.fake_anthropic.client import FakeAnthropic
-from tests.test_exec import bench_of, events, exec_env
+from tests.test_exec import bench_of, events
 
 BODY = {
     "model": "claude-sonnet-4-5",
@@ -598,23 +598,6 @@ def test_watch_writes_usage_for_the_account_whose_token_it_saw(fake, ctx) -> Non
 
 
 # --- inside acct exec -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
-
-
-@pytest.fixture
-def xenv(
-    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
-) -> dict[str, str]:
-    return exec_env(env, fake, tmp_path, tool_log)
-
-
-@pytest.fixture
-def run(xenv: dict[str, str]) -> AcctRunner:
-    return AcctRunner(xenv)
 
 
 def cached(ctx: Ctx, *accounts: Any, five_hour: float, seven_day: float) -> None:

@@ -21,32 +21,15 @@ from acct.services import custody
 from acct.services.context import Ctx
 from acct.services.proxy import Plan, Watch, rewrite_user_id
 from acct.services.targets import get_target
-from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.conftest import assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
-from tests.test_exec import bench_of, events, exec_env, no_leaks
+from tests.test_exec import bench_of, events, no_leaks
 
 BODY = {
     "model": "claude-sonnet-4-5",
     "max_tokens": 64,
     "messages": [{"role": "user", "content": "hi"}],
 }
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
-
-
-@pytest.fixture
-def xenv(
-    env: dict[str, str], fake: FakeAnthropic, tmp_path: Path, tool_log: Path
-) -> dict[str, str]:
-    return exec_env(env, fake, tmp_path, tool_log)
-
-
-@pytest.fixture
-def run(xenv: dict[str, str]) -> AcctRunner:
-    return AcctRunner(xenv)
 
 
 def cached(ctx: Ctx, *accounts: Any, five_hour: float = 5, seven_day: float = 5) -> None:

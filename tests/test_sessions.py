@@ -19,24 +19,9 @@ from acct.services import procs, sessions
 from acct.services.context import Ctx
 from acct.services.targets import get_target
 from tests.conftest import AcctRunner, seed_account
-from tests.test_exec import events, exec_env, message_tokens, no_leaks
+from tests.test_exec import events, message_tokens, no_leaks
 
 WAIT = 60.0
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
-
-
-@pytest.fixture
-def xenv(env: dict[str, str], fake, tmp_path: Path, tool_log: Path) -> dict[str, str]:
-    return exec_env(env, fake, tmp_path, tool_log)
-
-
-@pytest.fixture
-def run(xenv: dict[str, str]) -> AcctRunner:
-    return AcctRunner(xenv)
 
 
 @pytest.fixture

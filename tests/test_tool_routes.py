@@ -15,8 +15,8 @@ from acct.services.targets import get_target
 from acct.services.targets.opencode import opencode_route
 from acct.services.targets.pi import BASE_URL_VAR, EXTENSION, pi_route
 from acct.services.targets.route import ToolRoute, loads_jsonc, loopback_bypass
-from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
-from tests.test_exec import events, exec_env
+from tests.conftest import AcctRunner, assert_no_secrets, exec_env, seed_account, store_secrets
+from tests.test_exec import events
 
 
 def write(path: Path, doc: object) -> Path:
@@ -139,11 +139,6 @@ def test_jsonc_keeps_comment_marks_inside_strings() -> None:
 
 
 # --- inside acct exec, with the fake tools (which read these overlays as the real ones do) ---
-
-
-@pytest.fixture
-def tool_log(tmp_path: Path) -> Path:
-    return tmp_path / "tool.jsonl"
 
 
 @pytest.fixture
