@@ -263,3 +263,52 @@ def test_proxied_runs_are_counted_per_account_and_model(
     assert [g["key"] for g in by_account["groups"]] == ["solo"]
     by_tool = json.loads(run("stats", "--json", "--by", "tool", check=True).stdout)
     assert [g["key"] for g in by_tool["groups"]] == ["claude-code"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_answers_are_counted_when_the_tool_offers_br_and_zstd(
+    fake: FakeAnthropic, worker: Account, stream: bool
+) -> None:
+    """Claude Code's client offers ``gzip, deflate, br, zstd``; an upstream answering in br or
+    zstd left the meter blind (no tokens counted). The proxy offers upstream only the codings
+    the meter reads, of those the tool offered; the tool still gets a body it decodes."""
+    from acct.services.proxy import Proxy
+
+    assert worker.tokens is not None
+    fake.configure(encode_answers=True)
+    offered = "gzip, deflate, br, zstd"
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": MESSAGES, "stream": stream}
+    headers = {"authorization": f"Bearer {worker.tokens.access}", "accept-encoding": offered}
+    direct = httpx.post(f"{fake.base_url}/v1/messages", json=body, headers=headers, timeout=10)
+    assert direct.headers["content-encoding"] == "br"  # the fake would answer in br
+    answered: list[AnswerUsage | None] = []
+    with Proxy(fake.base_url, lambda obs: None) as proxy:
+        proxy.on_answer = lambda credential, usage: answered.append(usage)
+        r = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=headers, timeout=10)
+    assert r.status_code == 200
+    assert ("message_stop" in r.text) if stream else (r.json()["type"] == "message")
+    sent = fake.log("messages")[-1]
+    assert len(answered) == 1
+    assert as_dict(answered[0]) == {"model": sent["answer_model"], **sent["usage"]}
+    assert sent["accept_encoding"] == "gzip, deflate" and sent["content_encoding"] == "gzip"
+    assert r.headers["content-encoding"] == "gzip"  # one the tool offered, passed on as it came
+
+
+@pytest.mark.parametrize(
+    ("offered", "sent"),
+    [
+        (None, "identity"),
+        ("gzip, deflate, br, zstd", "gzip, deflate"),
+        ("br, zstd", "identity"),
+        ("br;q=1, gzip;q=0.5", "gzip;q=0.5"),
+        ("*", "gzip, deflate"),
+        ("gzip;q=0, br", "identity"),
+        ("br, identity;q=0", "br, identity;q=0"),  # nothing readable the tool takes: its own
+    ],
+)
+def test_the_proxy_offers_upstream_only_codings_the_meter_reads(
+    offered: str | None, sent: str
+) -> None:
+    from acct.domain.answers import readable_accept_encoding
+
+    assert readable_accept_encoding(offered) == sent

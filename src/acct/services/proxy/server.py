@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
 
-from acct.domain.answers import AnswerUsage
+from acct.domain.answers import AnswerUsage, readable_accept_encoding
 from acct.services.accounting import metered
 from acct.services.proxy.headers import Observation, credential_of, parse_headers
 from acct.services.proxy.upstream import proxy_for, reason, tls_context
@@ -188,11 +188,23 @@ class _Handler(BaseHTTPRequestHandler):
         named = {t.strip().lower() for t in (self.headers.get("Connection") or "").split(",") if t}
         # Expect: this server already answered ``100 Continue`` and holds the whole body.
         drop = HOP_BY_HOP | named | {"host", "content-length", "expect"}
-        return [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in self.headers.items()
-            if k.lower() not in drop
-        ]
+        # Only codings the token meter reads, of those the tool offered (acct.domain.answers),
+        # in the place of the tool's first Accept-Encoding.
+        offered = self.headers.get_all("Accept-Encoding") or []
+        accept = readable_accept_encoding(", ".join(offered) if offered else None)
+        out: list[tuple[bytes, bytes]] = []
+        for k, v in self.headers.items():
+            name = k.lower()
+            if name == "accept-encoding":
+                v, accept = accept, ""
+                if not v:
+                    continue
+            elif name in drop:
+                continue
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        if accept:
+            out.append((b"Accept-Encoding", accept.encode("latin-1")))
+        return out
 
     def _target(self) -> httpx.URL | None:
         """The upstream URL for this request's target, or None when the target is not a path
