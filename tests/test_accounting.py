@@ -22,6 +22,8 @@ from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
+# The four token counts of an answer's usage (it also says cache lifetimes and service tier).
+COUNTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 MESSAGES = [{"role": "user", "content": "say hello to the accounting tests, please"}]
 
 
@@ -41,7 +43,7 @@ def ask(
 def expected(fake: FakeAnthropic, acc: Account, **cache: int) -> dict[str, Any]:
     """What the fake's plain JSON answer says, the reference for the streamed one."""
     doc = ask(fake, acc, stream=False).json()
-    return {"model": doc["model"], **doc["usage"]}
+    return {"model": doc["model"], **{k: doc["usage"][k] for k in COUNTS}}
 
 
 def feed(meter: AnswerMeter, data: bytes, sizes: list[int]) -> AnswerUsage | None:
@@ -312,3 +314,40 @@ def test_the_proxy_offers_upstream_only_codings_the_meter_reads(
     from acct.domain.answers import readable_accept_encoding
 
     assert readable_accept_encoding(offered) == sent
+
+
+def test_a_message_delta_with_null_or_missing_counts_keeps_the_start_counts() -> None:
+    """The API's message_delta usage has nullable input and cache counts (and older answers
+    carry output_tokens alone): they must not wipe what message_start said."""
+    start = {
+        "type": "message_start",
+        "message": {
+            "model": "claude-sonnet-4-5",
+            "usage": {
+                "input_tokens": 11,
+                "cache_creation_input_tokens": 22,
+                "cache_read_input_tokens": 33,
+                "cache_creation": {"ephemeral_5m_input_tokens": 22, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": 1,
+                "service_tier": "standard",
+            },
+        },
+    }
+    deltas = [
+        {"input_tokens": None, "cache_read_input_tokens": None, "output_tokens": 7},
+        {"output_tokens": 9},
+    ]
+    for usage in deltas:
+        delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}
+        raw = b"".join(
+            b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode())
+            for e in (start, delta)
+        )
+        got = as_dict(feed(AnswerMeter("text/event-stream"), raw, [13] * 30))
+        assert got == {
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 11,
+            "output_tokens": usage["output_tokens"],
+            "cache_creation_input_tokens": 22,
+            "cache_read_input_tokens": 33,
+        }

@@ -803,6 +803,16 @@ class FakeState:
         }
         log["answer_model"] = model
         log["usage"] = usage  # what the answer reports, for tests to compare with
+        # The answer's and message_start's usage also break the cache writes down by lifetime
+        # and name the service tier, as the API's do; message_delta repeats the four counts.
+        full = {
+            **usage,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": cache[0],
+                "ephemeral_1h_input_tokens": 0,
+            },
+            "service_tier": "standard",
+        }
         if not request.get("stream"):
             body = {
                 "id": message_id,
@@ -812,7 +822,7 @@ class FakeState:
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": usage,
+                "usage": full,
             }
             return Reply(200, body, headers, log=log)
         start: dict[str, Any] = {
@@ -823,7 +833,7 @@ class FakeState:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {**usage, "output_tokens": 1},
+            "usage": {**full, "output_tokens": 1},
         }
         events: list[tuple[str, dict[str, Any]]] = [
             ("message_start", {"type": "message_start", "message": start}),
