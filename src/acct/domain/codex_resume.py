@@ -47,6 +47,38 @@ VALUE_OPTIONS = frozenset(
     }
 )
 EXEC = frozenset({"exec", "e"})
+OTHER_COMMANDS = frozenset(
+    {
+        "agents",
+        "login",
+        "logout",
+        "mcp",
+        "plugin",
+        "app-server",
+        "remote-control",
+        "completion",
+        "update",
+        "doctor",
+        "sandbox",
+        "debug",
+        "apply",
+        "a",
+        "queue",
+        "archive",
+        "delete",
+        "migrate-rollouts",
+        "migrate-nfs-db",
+        "unarchive",
+        "cloud",
+        "exec-server",
+        "features",
+        "help",
+        "mcp-server",
+    }
+)
+# The subcommands that talk to the model (and the interactive CLI, with no subcommand): the
+# ones a provider given with ``-c`` before them applies to.
+MODEL_COMMANDS = frozenset({*EXEC, "resume", "fork", "review"})
 
 
 def _split(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -81,6 +113,21 @@ def _first_positional(args: Sequence[str]) -> int | None:
             return i
         i += 2 if arg in VALUE_OPTIONS else 1
     return None
+
+
+def subcommand(argv: Sequence[str]) -> str | None:
+    """The word after the root options of ``codex ARGS`` (argv[0] is the command): a
+    subcommand (``exec``) or the interactive CLI's prompt; None when there is none."""
+    args = list(argv[1:])
+    at = _first_positional(args)
+    return args[at] if at is not None else None
+
+
+def talks_to_the_model(argv: Sequence[str]) -> bool:
+    """Whether ``codex ARGS`` runs turns: the interactive CLI (with or without a prompt) or a
+    model subcommand; False for ``login``, ``mcp``, ``apply``... (they are left alone)."""
+    word = subcommand(argv)
+    return word is None or word in MODEL_COMMANDS or word not in OTHER_COMMANDS
 
 
 def _resume(options: list[str], rest: Sequence[str], prompt: str) -> list[str]:
