@@ -175,7 +175,7 @@ def store_secrets(ctx: Ctx) -> set[str]:
         if a.api_key:
             out.add(a.api_key)
         if a.tokens:
-            out.update(x for x in (a.tokens.access, a.tokens.refresh) if x)
+            out.update(x for x in (a.tokens.access, a.tokens.refresh, a.id_token) if x)
     return out
 
 

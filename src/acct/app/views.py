@@ -58,6 +58,7 @@ class AccountView:
     backoff_until: float | None = None
     usage_note: str | None = None  # why usage is not polled at all (api key, setup token...)
     now: float = 0.0
+    provider: str = "anthropic"
 
     @property
     def usable(self) -> bool:
@@ -175,6 +176,7 @@ def account_view(
         backoff_until=record.backoff_until if record else None,
         usage_note=_usage_note(account),
         now=now,
+        provider=account.provider,
     )
 
 

@@ -29,6 +29,7 @@ def login_account(acc: Account) -> dict[str, object]:
     return {
         "name": acc.name,
         "kind": acc.kind,
+        "provider": acc.provider,
         "email": acc.email,
         "plan": acc.plan,
         "uuid": acc.uuid,
@@ -122,6 +123,7 @@ def account_row(row: AccountView) -> dict[str, Any]:
         "email": row.email,
         "plan": row.plan,
         "account_kind": row.kind,
+        "provider": row.provider,
         "enabled": row.enabled,
         "state": row.state,
         "usable": row.usable,
