@@ -164,21 +164,15 @@ def _workspace(
 
 
 def workspace_of(acc: Account) -> str | None:
-    """The ChatGPT workspace an account's tokens are for (``tokens.extra["account_id"]``,
-    else the id_token's ``chatgpt_account_id``)."""
+    """The ChatGPT workspace an account's tokens are for (``tokens.extra["account_id"]``, else
+    the account's ``org_uuid``, else the id_token's ``chatgpt_account_id``)."""
     from acct.domain.chatgpt import parse_id_claims
 
     extra = acc.tokens.extra if acc.tokens is not None else {}
     given = extra.get("account_id")
     if isinstance(given, str) and given:
         return given
-    id_token = extra.get("id_token")
-    return parse_id_claims(id_token if isinstance(id_token, str) else None).account_id
-
-
-def provider_of(acc: Account) -> str:
-    """The provider an account belongs to."""
-    return str(getattr(acc, "provider", None) or "anthropic")
+    return acc.org_uuid or parse_id_claims(acc.id_token).account_id
 
 
 class Failover:
@@ -408,7 +402,7 @@ class Failover:
                     a
                     for a in c.store.read()
                     if a.is_oauth
-                    and provider_of(a) == self.plan.provider
+                    and a.provider == self.plan.provider
                     and (a.holder is None or a.id == self._lent)
                 ]
                 choice = pick(
