@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,37 @@ def one_turn(base: str, doc: dict[str, Any], prompt: str) -> tuple[int, dict[str
     return -1, doc
 
 
+def session_of(args: list[str]) -> str:
+    """The session this run continues (``resume ID``) or begins; a begun one is recorded as
+    Codex records it: ``sessions/YYYY/MM/DD/rollout-<time>-<id>.jsonl`` opening with
+    ``session_meta`` (id, cwd, the account it is scoped to)."""
+    if "resume" in args:
+        after = args[args.index("resume") + 1 :]
+        named = [a for a in after[:-1] if not a.startswith("-")]
+        if named:
+            return named[0]
+    sid = str(uuid.uuid4())
+    now = datetime.now()
+    day = auth_path().parent / "sessions" / now.strftime("%Y/%m/%d")
+    day.mkdir(parents=True, exist_ok=True)
+    tokens = read_auth().get("tokens") or {}
+    meta = {
+        "type": "session_meta",
+        "payload": {
+            "id": sid,
+            "cwd": os.getcwd(),
+            "account_scoped": True,
+            "creator_account_id": tokens.get("account_id"),
+        },
+    }
+    name = f"rollout-{now.strftime('%Y-%m-%dT%H-%M-%S')}-{sid}.jsonl"
+    (day / name).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    return sid
+
+
 def main(args: list[str]) -> int:
     log("start", argv=["codex", *args])
+    log("session", id=session_of(args))
     base = provider(args)
     if base is None:
         print("ERROR: the fake Codex needs a provider given with -c", file=sys.stderr)

@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -314,3 +316,47 @@ def test_write_through_symlink_keeps_the_link(
 )
 def test_resume_args(argv: list[str], want: list[str]) -> None:
     assert Codex().resume_args(argv, "GO ON") == want
+
+
+SID = "01a236d9-510d-7561-9888-5cf2292670ee"
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["codex", "exec", "--json", "hi"], ["codex", "exec", "--json", "resume", SID, "GO ON"]),
+        (
+            ["codex", "exec", "resume", "--last", "--all", "hi"],
+            ["codex", "exec", "resume", SID, "GO ON"],
+        ),
+        (["codex", "-m", "o3", "fix it"], ["codex", "-m", "o3", "resume", SID, "GO ON"]),
+    ],
+)
+def test_after_a_switch_the_resume_names_the_interrupted_session(argv, want) -> None:
+    # Codex 0.171.0 scopes sessions to the account they began on: `--last` on the next
+    # account starts a new session, `resume <ID>` continues the interrupted one (seen).
+    assert Codex().resume_session_args(argv, "GO ON", SID) == want
+    assert Codex().resume_session_args(argv, "GO ON", None) == Codex().resume_args(argv, "GO ON")
+
+
+def rollout(sessions: Path, sid: str, cwd: Path, when: float) -> Path:
+    day = sessions / datetime.fromtimestamp(when).strftime("%Y/%m/%d")
+    day.mkdir(parents=True, exist_ok=True)
+    f = day / f"rollout-x-{sid}.jsonl"
+    meta = {"type": "session_meta", "payload": {"id": sid, "cwd": str(cwd)}}
+    f.write_text(json.dumps(meta) + "\n" + json.dumps({"type": "response_item"}) + "\n")
+    os.utime(f, (when, when))
+    return f
+
+
+def test_the_runs_session_is_the_newest_one_begun_in_its_directory(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex")}
+    sessions = tmp_path / "codex" / "sessions"
+    here, other = tmp_path / "here", tmp_path / "other"
+    now = time.time()
+    rollout(sessions, "old", here, now - 600)  # before the run
+    rollout(sessions, "mine", here, now - 5)
+    rollout(sessions, "elsewhere", other, now - 1)  # newer, another directory
+    assert Codex().run_session(env, here, now - 60) == "mine"
+    assert Codex().run_session(env, tmp_path / "nowhere", now - 60) is None
+    assert Codex().run_session({"HOME": str(tmp_path)}, here, now - 60) is None

@@ -135,9 +135,13 @@ def test_at_its_limit_codex_resumes_on_the_next_account_with_exec_resume(
     assert p.returncode == 0, p.stderr
     assert "Hello from the fake ChatGPT." in p.stdout
     assert "You\u2019ve hit your usage limit" in p.stderr  # the first run's words passed through
+    # Codex's sessions belong to the account they began on: the resumed run names the
+    # interrupted session's id (``--last`` would not find it on b)
+    first, resumed = (e["id"] for e in events(tool_log, "session"))
+    assert first == resumed
     assert [s["argv"] for s in events(tool_log, "start")] == [
         ["codex", "exec", *cfg, "write it"],
-        ["codex", "exec", *cfg, "resume", "--last", DEFAULT_CONTINUATION_PROMPT],
+        ["codex", "exec", *cfg, "resume", first, DEFAULT_CONTINUATION_PROMPT],
     ]
     assert turns(fake) == [sent(fake, a), sent(fake, b)]
     bench = bench_of(ctx, "a")

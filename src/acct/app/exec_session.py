@@ -691,7 +691,8 @@ class Session:
                 "ended_at": result.ended_at,
                 "confirm_ms": round(confirm_s * 1000, 1),
             }
-            argv = resumed_argv(self.target, self.opts.argv, self.c)
+            session = self.target.run_session(self.tool_env, _cwd(), result.started_at)
+            argv = resumed_argv(self.target, self.opts.argv, self.c, session)
             acc = nxt
 
 
@@ -728,12 +729,23 @@ def scrubbed_env(env: Mapping[str, str], target: JsonTarget, out: Reporter) -> d
     return child
 
 
-def resumed_argv(target: JsonTarget, argv: list[str], c: Ctx) -> list[str]:
+def resumed_argv(
+    target: JsonTarget, argv: list[str], c: Ctx, session: str | None = None
+) -> list[str]:
+    """The argv of the run that resumes the interrupted one; ``session``: the interrupted
+    run's session id when the tool's resume must name it (Codex)."""
     tc = c.config.target(target.name)
     prompt = tc.continuation_prompt or c.config.continuation_prompt
     if tc.resume_args is not None:
         return [argv[0], *(a.replace("{prompt}", prompt) for a in tc.resume_args)]
-    return target.resume_args(argv, prompt)
+    return target.resume_session_args(argv, prompt, session)
+
+
+def _cwd() -> Path:
+    try:
+        return Path.cwd()
+    except OSError:
+        return Path(".")
 
 
 def explain(choice: Choice) -> list[str]:

@@ -279,7 +279,12 @@ def _with_file_tokens(acc: Account, entry: Entry, lineage: str) -> Account:
     t = entry.tokens
     scopes = t.scopes or (acc.tokens.scopes if acc.tokens else ())
     refresh = t.refresh or (acc.tokens.refresh if acc.tokens else None)
-    tokens = Tokens(access=t.access, refresh=refresh, expires_at=t.expires_at, scopes=scopes)
+    # What rides with the tokens (a ChatGPT login's id_token and account_id): the file's,
+    # over what the store had.
+    extra = {**(acc.tokens.extra if acc.tokens else {}), **t.extra}
+    tokens = Tokens(
+        access=t.access, refresh=refresh, expires_at=t.expires_at, scopes=scopes, extra=extra
+    )
     holder = replace(acc.holder, fingerprint=lineage) if acc.holder else None
     return acc.copy(tokens=tokens, holder=holder, needs_login=False)
 

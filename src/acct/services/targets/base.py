@@ -291,6 +291,17 @@ class JsonTarget:
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         raise NotImplementedError
 
+    def run_session(self, env: Mapping[str, str], cwd: Path, since: float) -> str | None:
+        """The id of the session a run that began at ``since`` in ``cwd`` recorded, for tools
+        whose resume must name it (Codex); None: the tool's own resume finds it."""
+        return None
+
+    def resume_session_args(
+        self, argv: Sequence[str], continuation_prompt: str, session: str | None
+    ) -> list[str]:
+        """:meth:`resume_args`, naming ``session`` (from :meth:`run_session`) when given."""
+        return self.resume_args(argv, continuation_prompt)
+
     def tool_dir(self, env: Mapping[str, str]) -> Path:
         """The tool's own directory: absent means the tool is not set up on this machine."""
         return self.path(env).parent

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import time
 import tomllib
@@ -148,6 +149,48 @@ def proxy_config(base_url: str, provider: str = PROXY_PROVIDER) -> list[str]:
         "requires_openai_auth=true}"
     )
     return ["-c", f"model_provider={provider}", "-c", f"model_providers.{provider}={table}"]
+
+
+SESSION_META_MAX = 4 * 1024 * 1024  # the first line carries the base instructions (tens of kB)
+
+
+def _session_meta(path: Path) -> dict[str, object] | None:
+    try:
+        with path.open("rb") as f:
+            line = f.readline(SESSION_META_MAX)
+        doc = json.loads(line)
+    except (OSError, ValueError):
+        return None
+    payload = doc.get("payload") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("type") != "session_meta":
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def newest_session(sessions: Path, cwd: Path, since: float) -> str | None:
+    """The id of the newest rollout under ``sessions`` written since ``since`` whose session
+    began in ``cwd``; only the day directories of ``since`` and now are looked at (local time
+    and UTC: the file names follow Codex's local date)."""
+    days = {
+        datetime.fromtimestamp(t, tz).strftime("%Y/%m/%d")
+        for t in (since, time.time())
+        for tz in (None, UTC)
+    }
+    found: list[tuple[float, Path]] = []
+    for day in days:
+        with contextlib.suppress(OSError):
+            for f in (sessions / day).glob("rollout-*.jsonl"):
+                mtime = f.stat().st_mtime
+                if mtime >= since - 1:
+                    found.append((mtime, f))
+    here = os.path.realpath(cwd)
+    for _, f in sorted(found, reverse=True):
+        meta = _session_meta(f)
+        sid = meta.get("id") if meta else None
+        where = meta.get("cwd") if meta else None
+        if isinstance(sid, str) and isinstance(where, str) and os.path.realpath(where) == here:
+            return sid
+    return None
 
 
 def last_refresh_now() -> str:
@@ -307,6 +350,18 @@ class Codex(JsonTarget):
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         """``codex exec … resume --last <prompt>`` / ``codex … resume --last <prompt>``."""
         return codex_resume_args(argv, continuation_prompt)
+
+    def resume_session_args(
+        self, argv: Sequence[str], continuation_prompt: str, session: str | None
+    ) -> list[str]:
+        """``codex exec … resume <ID> <prompt>``: Codex's sessions belong to the account they
+        began on, so after a switch ``--last`` would not find the interrupted one."""
+        return codex_resume_args(argv, continuation_prompt, session)
+
+    def run_session(self, env: Mapping[str, str], cwd: Path, since: float) -> str | None:
+        """The newest session Codex recorded in ``cwd`` since ``since``: the ``session_meta``
+        line that opens its ``sessions/YYYY/MM/DD/rollout-*.jsonl`` (docs/codex.md)."""
+        return newest_session(codex_home(env) / "sessions", cwd, since)
 
     def doctor_checks(self, env: Mapping[str, str], fix: bool) -> list[Check]:
         try:
