@@ -491,7 +491,7 @@ def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) 
     recorded at the file; empty for a file nothing is lent to.
     """
     try:
-        profile = oauth.fetch_profile(ctx, entry.tokens.access)
+        profile = _whose_login(ctx, base.target, entry)
     except oauth.TokenRefused as e:
         if not entry.tokens.fresh_for(DEAD_MARGIN):
             return _unchecked(base, held, e)  # expired: the tool would refresh it
@@ -510,6 +510,50 @@ def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) 
     except AcctError as e:
         return _unchecked(base, held, e)
     return _identified(ctx, base, held, entry, profile)
+
+
+# Targets whose files hold ChatGPT logins (the Codex CLI's auth.json).
+CHATGPT_TARGETS = ("codex",)
+
+
+def _whose_login(ctx: Ctx, target: str, entry: Entry) -> oauth.Profile:
+    """Who the file's login belongs to, as the server vouches for it."""
+    if target in CHATGPT_TARGETS:
+        return _chatgpt_profile(ctx, entry)
+    return oauth.fetch_profile(ctx, entry.tokens.access)
+
+
+def _chatgpt_profile(ctx: Ctx, entry: Entry) -> oauth.Profile:
+    """A ChatGPT login's owner: the workspace and user its id_token names, vouched for by the
+    usage endpoint answering its access token for that workspace (``ChatGPT-Account-Id``; the
+    server refuses a token of another workspace). There is no profile endpoint to ask; the
+    id_token alone is unsigned-as-read and proves nothing."""
+    from acct.base.errors import ProtocolError
+    from acct.domain.chatgpt import parse_id_claims
+    from acct.services.providers import chatgpt
+
+    extra = entry.tokens.extra
+    id_token = extra.get("id_token")
+    claims = parse_id_claims(id_token if isinstance(id_token, str) else None)
+    given = extra.get("account_id")
+    workspace = given if isinstance(given, str) and given else claims.account_id
+    if not workspace:
+        raise ProtocolError("the file's ChatGPT login names no workspace (account_id)")
+    endpoints = chatgpt.ChatGPTEndpoints.from_env(ctx.env)
+    try:
+        chatgpt.fetch_usage(endpoints, entry.tokens.access, workspace)
+    except AuthError:
+        raise oauth.TokenRefused("the ChatGPT usage endpoint refused this access token") from None
+    return oauth.Profile(
+        uuid=claims.user_id,
+        email=claims.email,
+        display_name=None,
+        org_uuid=workspace,
+        org_name=None,
+        organization_type=None,
+        plan=claims.plan_type,
+        tier=None,
+    )
 
 
 def _unchecked(base: HarvestResult, held: list[Account], e: AcctError) -> HarvestResult:
