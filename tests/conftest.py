@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,6 +163,37 @@ def seed_account(
             expires_at=int(time.time()) + int(tok.get("expires_in", 28800)),
             scopes=tuple(tok.get("scope", "").split()),
         ),
+    )
+    with ctx.store.transaction() as accounts:
+        accounts.add(acc)
+    return acc
+
+
+def seed_chatgpt(
+    fake_gpt: Any,
+    ctx: Ctx,
+    name: str,
+    *,
+    email: str | None = None,
+    plan_type: str = "plus",
+    expires_in: int | None = None,
+) -> Account:
+    """Create a ChatGPT account on the fake ChatGPT server, mint it a lineage, and store it as
+    `acct login --provider chatgpt` would."""
+    from acct.services.providers.chatgpt import parse_token_answer
+
+    email = email or f"{name}@example.com"
+    fa = fake_gpt.add_account(email=email, plan_type=plan_type)
+    answer = parse_token_answer(fake_gpt.mint(fa["account_id"], expires_in))
+    acc = Account(
+        name=name,
+        provider="chatgpt",
+        uuid=answer.claims.user_id,
+        email=email,
+        org_uuid=answer.claims.account_id,
+        plan=plan_type,
+        # as a login some time ago: a forced refresh is sent (a fresh one would be skipped)
+        tokens=replace(answer.tokens(), obtained_at=None),
     )
     with ctx.store.transaction() as accounts:
         accounts.add(acc)

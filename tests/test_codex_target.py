@@ -47,6 +47,7 @@ def chatgpt_account(
     access = token(account_id)
     return Account(
         name=name,
+        provider="chatgpt",
         email=f"{name}@example.com",
         plan="plus",
         tokens=Tokens(
@@ -70,9 +71,14 @@ def codex() -> Codex:
     return Codex(lock_timeout=0.5)
 
 
-def test_codex_is_not_registered_yet() -> None:
-    # An account has no provider yet: registering would let an Anthropic login into Codex.
-    assert "codex" not in TARGET_NAMES
+def test_codex_is_registered_and_takes_chatgpt_logins_only(
+    codex: Codex, tenv: dict[str, str]
+) -> None:
+    assert "codex" in TARGET_NAMES and codex.provider == "chatgpt"
+    claude = Account(name="claude", tokens=Tokens("sk-ant-oat01-a", "sk-ant-ort01-b", EXP))
+    with pytest.raises(UsageError, match="is an anthropic login; codex needs a ChatGPT login"):
+        codex.write(tenv, claude)
+    assert not codex.path(tenv).exists()
 
 
 def test_path_is_codex_home_auth_json(tenv: dict[str, str], tmp_path: Path) -> None:
@@ -183,7 +189,7 @@ def test_an_anthropic_login_is_refused(codex: Codex, tenv: dict[str, str]) -> No
     claude = Account(
         name="claude", tokens=Tokens("sk-ant-oat01-A", "sk-ant-ort01-R", EXP, ("user:inference",))
     )
-    with pytest.raises(UsageError, match="id_token"):
+    with pytest.raises(UsageError, match="needs a ChatGPT login"):
         codex.write(tenv, claude)
     assert not codex.path(tenv).exists()
 

@@ -186,8 +186,14 @@ class Session:
     # --- choosing ----------------------------------------------------------------------------
 
     def _runnable(self, accounts: list[Account]) -> list[Account]:
-        """API keys can run Claude Code only (through ANTHROPIC_API_KEY); other tools need a login."""
-        return [a for a in accounts if a.is_oauth or self.target.name == "claude-code"]
+        """Accounts of the tool's provider. API keys can run Claude Code only (through
+        ANTHROPIC_API_KEY); other tools need a login."""
+        return [
+            a
+            for a in accounts
+            if a.provider == self.target.provider
+            and (a.is_oauth or self.target.name == "claude-code")
+        ]
 
     def _pick(self, exclude: set[str]) -> Choice:
         st = self.c.state
@@ -202,6 +208,7 @@ class Session:
             last_used=st.last_used(),
             exclude=exclude,
             here=self.here,
+            provider=self.target.provider,
         )
 
     def choose(self) -> Account:
@@ -637,7 +644,7 @@ class Session:
             switch_back=self.c.config.switch_back,
             max_switches=self._max_rotations() if self.opts.rotate else 0,
             announce=self.out.note,
-            provider="chatgpt" if self.target.name == "codex" else "anthropic",
+            provider=self.target.provider,
         )
 
     def _max_rotations(self) -> int:

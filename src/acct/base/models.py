@@ -163,6 +163,12 @@ class Usage:
     # Per-model weekly caps and similar extras: (label, percent, resets_at)
     scoped: tuple[tuple[str, float | None, float | None], ...] = ()
     extra_usage_enabled: bool | None = None
+    # What the two columns really are when a provider's windows have other lengths:
+    # (("five_hour", "5-hour"), ("seven_day", "7-day")). Empty: Anthropic's 5-hour and 7-day.
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, slot: str, default: str) -> str:
+        return dict(self.labels).get(slot, default)
 
     @property
     def peak(self) -> float | None:

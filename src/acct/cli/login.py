@@ -16,7 +16,7 @@ from acct.base.errors import AcctError, HeldByTarget, Interrupted, UsageError
 from acct.base.models import Account
 from acct.cli import app, documents, render
 from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
-from acct.services import oauth
+from acct.services import oauth, providers
 from acct.services.context import Ctx
 
 TimeoutOpt = Annotated[
@@ -172,7 +172,7 @@ def login(
 
 def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:
     seen = acc.tokens.lineage_fingerprint if acc.tokens else None
-    result = oauth.refresh_result(c, acc.id, force=True, seen=seen, since=started)
+    result = providers.refresh_result(c, acc.id, force=True, seen=seen, since=started)
     fresh = result.account
     expires_at = fresh.tokens.expires_at if fresh.tokens else None
     obtained_at = fresh.tokens.obtained_at if fresh.tokens else None

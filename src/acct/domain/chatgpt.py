@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -127,6 +127,10 @@ class LabelledUsage:
     limit_reached: bool | None = None
     limit_reached_type: str | None = None
     credits: Mapping[str, Any] | None = None
+
+    def as_usage(self) -> Usage:
+        """The usage with each column's real length as its label (what acct caches)."""
+        return replace(self.usage, labels=tuple(sorted(self.labels.items())))
 
 
 def _wham_window(doc: Any, now: float) -> tuple[Window, int | None] | None:

@@ -82,8 +82,18 @@ class Accounts:
             raise NotFound(f"no account with id {account_id}", hint="run `acct list`")
         return acc
 
-    def by_identity(self, uuid: str | None, org_uuid: str | None) -> Account | None:
-        return next((a for a in self._items if a.same_identity(uuid, org_uuid)), None)
+    def by_identity(
+        self, uuid: str | None, org_uuid: str | None, provider: str | None = None
+    ) -> Account | None:
+        """The account of this identity (of ``provider``, when given)."""
+        return next(
+            (
+                a
+                for a in self._items
+                if a.same_identity(uuid, org_uuid) and provider in (None, a.provider)
+            ),
+            None,
+        )
 
     def held_by(self, target: str, path: str | None = None) -> list[Account]:
         return [

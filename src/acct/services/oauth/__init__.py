@@ -45,12 +45,15 @@ from acct.services.oauth.refresh import (
     STORE_WAIT,
     RefreshResult,
     RefreshUnanswered,
+    Sender,
     ensure_fresh,
+    mark_needs_login,
     refresh,
     refresh_result,
     refresh_unstored,
     refresh_worst_case,
     rescue_path,
+    send_refresh,
 )
 
 __all__ = [
@@ -69,6 +72,7 @@ __all__ = [
     "ProfileForbidden",
     "RefreshResult",
     "RefreshUnanswered",
+    "Sender",
     "TokenAnswer",
     "TokenRefused",
     "authorize_url",
@@ -77,6 +81,7 @@ __all__ = [
     "fetch_profile",
     "finish_refreshes",
     "login_flow",
+    "mark_needs_login",
     "new_pkce",
     "new_state",
     "parse_pasted",
@@ -90,5 +95,6 @@ __all__ = [
     "refresh_worst_case",
     "rescue_path",
     "s256",
+    "send_refresh",
     "signals_held",
 ]

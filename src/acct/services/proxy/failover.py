@@ -333,7 +333,7 @@ class Failover:
         account's lock when it runs low; :class:`Unavailable` when the store does not hold the
         account's lineage (lent to a file) or it cannot be had."""
         from acct.base.errors import AcctError
-        from acct.services import oauth
+        from acct.services import providers
 
         with self._lock:
             cached = self._tokens.get(account_id)
@@ -345,7 +345,7 @@ class Failover:
                     raise Unavailable(acc.name)
                 if cached is not None and cached[1] - time.time() > margin:
                     return cached[0]
-                acc = oauth.ensure_fresh(c, account_id, margin)
+                acc = providers.ensure_fresh(c, account_id, margin)
                 if acc.tokens is None or not acc.tokens.access:
                     raise Unavailable(acc.name)
                 self._tokens[account_id] = (acc.tokens.access, float(acc.tokens.expires_at))
@@ -392,7 +392,9 @@ class Failover:
         """The next account by the session's policy: the lent one (its own token) or one whose
         lineage the store holds and whose token can be had now."""
         from acct.domain.pick import pick
+        from acct.services.targets import get_target
 
+        provider = get_target(self.plan.target).provider
         exclude = set(tried)
         while True:
             c = self._ctx()
@@ -414,6 +416,7 @@ class Failover:
                     last_used=c.state.last_used(),
                     exclude=exclude,
                     here=self.plan.here,
+                    provider=provider,
                 )
             except Exception:  # noqa: BLE001  (no choice: the refusal goes to the tool)
                 return None

@@ -17,8 +17,7 @@ does not know are dropped on its next refresh; acct keeps them on its own writes
 With ``cli_auth_credentials_store`` set to ``keyring``, ``auto`` or ``ephemeral`` Codex does not
 read (or may not read) this file at all: acct refuses to write it then.
 
-Not in the target registry yet: an account has no provider, so nothing would keep an Anthropic
-login out of this file.
+Only ChatGPT accounts are lent to it (``provider = "chatgpt"``).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from acct.base.errors import Busy, CorruptFile, UsageError
 from acct.base.fsio import FILE_MODE, atomic_write, ensure_dir, os_error, read_json_object
-from acct.base.models import Account, Tokens, fingerprint
+from acct.base.models import Account, ProviderName, Tokens, fingerprint
 from acct.domain.chatgpt import PATTERNS, parse_id_claims
 from acct.domain.codex_resume import codex_resume_args, talks_to_the_model
 from acct.services.providers.chatgpt import ChatGPTEndpoints
@@ -200,6 +199,7 @@ def last_refresh_now() -> str:
 
 class Codex(JsonTarget):
     name = "codex"
+    provider: ProviderName = "chatgpt"
     entry_key = ENTRY_KEY
     commands = ("codex",)
     refresh_margin = 0.0  # Codex 0.171.0 refreshes only after a 401, whatever the expiry says
@@ -290,7 +290,7 @@ class Codex(JsonTarget):
     ) -> Entry:
         """As :meth:`JsonTarget.write`, plus the file's own ``auth_mode`` and ``last_refresh``
         (and no API key beside the login: Codex would prefer it)."""
-        tokens = require_oauth(account, self.name)
+        tokens = require_oauth(account, self.name, self.provider)
         if not isinstance(tokens.extra.get("id_token"), str):
             raise UsageError(
                 f"account {account.name!r} has no ChatGPT id_token; Codex needs a ChatGPT login",
