@@ -278,3 +278,26 @@ def test_codex_api_key_and_access_token_are_removed_for_the_run(fake, ctx, run, 
     assert "CODEX_API_KEY is set; removed for this run" in p.stderr
     assert "CODEX_ACCESS_TOKEN is set; removed for this run" in p.stderr
     assert turns(fake) == [sent(fake, a)]
+
+
+def test_a_forged_id_token_in_codexs_file_does_not_poison_the_account(fake, ctx, cenv) -> None:
+    """The file names account a in its id_token but carries another workspace's lineage: the
+    usage endpoint refuses that token for a's workspace, so nothing is taken into a."""
+    from acct.services import custody
+    from acct.services.targets.codex import Codex
+
+    a = seed(fake, ctx, "a")
+    custody.lend(ctx, a.id, "codex", cenv, move=False)
+    other = fake.add_account(plan_type="plus")
+    stranger = fake.mint(other["account_id"])
+    path = Codex().path(cenv)
+    doc = json.loads(path.read_text())
+    doc["tokens"].update(
+        access_token=stranger["access_token"], refresh_token=stranger["refresh_token"]
+    )
+    path.write_text(json.dumps(doc))  # a's id_token and account_id, the stranger's lineage
+    result = custody.harvest(ctx, "codex", cenv)
+    assert result.status == "unverified", result
+    kept = ctx.store.read().get("a")
+    assert kept.tokens is not None and a.tokens is not None
+    assert kept.tokens.refresh == a.tokens.refresh  # the stranger's lineage was not taken
