@@ -123,8 +123,8 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_cmds='' _acct_opts='-u --usage --json -h --help'
         _acct_vals='' _acct_args='' ;;
     'login')
-        _acct_cmds='' _acct_opts='--no-browser --manual --timeout --api-key --json -h --help'
-        _acct_vals='--timeout=none' _acct_args='none' ;;
+        _acct_cmds='' _acct_opts='--no-browser --manual --timeout --api-key --provider --json -h --help'
+        _acct_vals='--timeout=none --provider=none' _acct_args='none' ;;
     'metrics')
         _acct_cmds='' _acct_opts='--openmetrics -h --help'
         _acct_vals='' _acct_args='' ;;

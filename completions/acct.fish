@@ -58,7 +58,7 @@ function __acct_wrapped # the wrapped command line, completed as if typed alone
 end
 
 set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'pool' 'pool init' 'pool status' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use' 'watch'
-set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'exec --metrics-port' 'import -n' 'import --name' 'import --from' 'login --timeout' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'stats --since' 'stats --by' 'use -t' 'use --target'
+set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'exec --metrics-port' 'import -n' 'import --name' 'import --from' 'login --timeout' 'login --provider' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'stats --since' 'stats --by' 'use -t' 'use --target'
 set -g __acct_wrappers 'exec'
 
 complete -c acct -f
@@ -71,7 +71,7 @@ complete -c acct -n '__acct_at \'\'' -a 'enable' -d 'Let acct pick a disabled ac
 complete -c acct -n '__acct_at \'\'' -a 'exec' -d 'Run a coding tool on the best account; when it stops on a usage limit, switch and resume'
 complete -c acct -n '__acct_at \'\'' -a 'import' -d 'Take the Claude login a tool holds now into acct (the tool keeps using it)'
 complete -c acct -n '__acct_at \'\'' -a 'list' -d 'List accounts with their state, quota usage and token fingerprint'
-complete -c acct -n '__acct_at \'\'' -a 'login' -d 'Log in to a Claude account in the browser (OAuth) and store it'
+complete -c acct -n '__acct_at \'\'' -a 'login' -d 'Log in to a Claude (or, with --provider chatgpt, a ChatGPT) account in the browser (OAuth) and store it'
 complete -c acct -n '__acct_at \'\'' -a 'metrics' -d 'Print the pool\'s state in the Prometheus text exposition format (local data only)'
 complete -c acct -n '__acct_at \'\'' -a 'pool' -d 'One pool of accounts for all your machines, in PostgreSQL (`ACCT_POOL`)'
 complete -c acct -n '__acct_at \'\'' -a 'prompt' -d 'Print the account a tool\'s file holds and its utilization, for the shell prompt'
@@ -122,6 +122,7 @@ complete -c acct -n '__acct_at \'login\'' -l no-browser -d 'Only print the URL'
 complete -c acct -n '__acct_at \'login\'' -l manual -d 'Paste the code the page shows (for a browser on another machine)'
 complete -c acct -n '__acct_at \'login\'' -l timeout -x -d 'Seconds to wait for the browser or a pasted code'
 complete -c acct -n '__acct_at \'login\'' -l api-key -d 'Store an API key (read from a hidden prompt or stdin) instead'
+complete -c acct -n '__acct_at \'login\'' -l provider -x -d 'anthropic (Claude, the default) or chatgpt (ChatGPT, for the Codex CLI); a stored NAME keeps its own'
 complete -c acct -n '__acct_at \'login\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'login\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'metrics\'' -l openmetrics -d 'OpenMetrics text instead of Prometheus text'
