@@ -437,9 +437,12 @@ class ChatGPT:
         return who, notes
 
     def whose(self, ctx: Ctx, tokens: Tokens) -> Identity:
-        """The file's id_token names its login (Codex writes the one its login answer gave)."""
+        """The file's id_token names its login (Codex writes the one its login answer gave);
+        a file without one (Pi's ``openai-codex`` entry), the access token's claims."""
         id_token = tokens.extra.get("id_token")
         who = identity_of(id_token if isinstance(id_token, str) else None)
+        if not who.uuid:
+            who = identity_of(tokens.access)
         if not who.uuid:
             raise ProtocolError("the file's ChatGPT login carries no readable id_token")
         return who
