@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -437,15 +437,26 @@ class ChatGPT:
         return who, notes
 
     def whose(self, ctx: Ctx, tokens: Tokens) -> Identity:
-        """The file's id_token names its login (Codex writes the one its login answer gave);
-        a file without one (Pi's ``openai-codex`` entry), the access token's claims."""
+        """The file's id_token names its login (Codex writes the one its login answer gave),
+        and the server vouches for the workspace: the usage endpoint answers the file's access
+        token for the workspace named in ``ChatGPT-Account-Id`` only when the token is that
+        workspace's (unsigned-as-read claims alone would let any local process name an account
+        of its choosing). The user within a shared workspace is the id_token's word."""
+        from acct.services.oauth import TokenRefused
+
         id_token = tokens.extra.get("id_token")
         who = identity_of(id_token if isinstance(id_token, str) else None)
-        if not who.uuid:
-            who = identity_of(tokens.access)
-        if not who.uuid:
+        given = tokens.extra.get("account_id")
+        workspace = given if isinstance(given, str) and given else who.org_uuid
+        if not who.uuid or not workspace:
             raise ProtocolError("the file's ChatGPT login carries no readable id_token")
-        return who
+        if who.org_uuid and workspace != who.org_uuid:
+            raise ProtocolError("the file's ChatGPT login names two workspaces")
+        try:
+            fetch_usage(_endpoints(ctx), tokens.access, workspace)
+        except AuthError:
+            raise TokenRefused("the ChatGPT usage endpoint refused this access token") from None
+        return replace(who, org_uuid=workspace)
 
     def send_refresh(
         self, ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float
