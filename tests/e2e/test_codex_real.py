@@ -68,7 +68,7 @@ def lend(fake: FakeChatGPT, env: dict[str, str], account_id: str, **mint: Any) -
         int(time.time()) + 3600,
         extra={"id_token": t["id_token"], "account_id": account_id},
     )
-    Codex().write(env, Account(name=account_id, tokens=tokens))
+    Codex().write(env, Account(name=account_id, provider="chatgpt", tokens=tokens))
     return t
 
 
