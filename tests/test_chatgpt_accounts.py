@@ -247,3 +247,22 @@ def test_pi_holds_a_claude_and_a_chatgpt_account_at_once_in_separate_slots(
     targets = {t["target"]: t for t in json.loads(status.stdout)["targets"]}
     assert targets["pi"]["account"] == "claude" and targets["pi-chatgpt"]["account"] == "chat"
     assert_no_secrets(outputs(acct), store_secrets(ctx))
+
+
+def test_logging_a_stored_chatgpt_account_in_again_keeps_its_provider_without_the_flag(
+    fake: FakeAnthropic, gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    gpt.next_login(chat.org_uuid)
+    login = LoginProcess(env, "chat", "--no-browser", "--json")
+    url = login.url()
+    assert url.startswith(gpt.base_url + "/oauth/authorize?")
+    got = gpt.open_authorize(url)
+    assert httpx.get(got["location"], timeout=30).status_code == 200
+    code, out, err = login.finish()
+    assert code == 0, err
+    assert json.loads(out)["created"] is False
+    (acc,) = list(ctx.store.read())
+    assert acc.name == "chat" and acc.provider == "chatgpt"
+    assert acc.tokens is not None and chat.tokens is not None
+    assert acc.tokens.refresh != chat.tokens.refresh and fake.log("authorize") == []

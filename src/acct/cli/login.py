@@ -55,6 +55,8 @@ def _show_prompt(prompt: oauth.LoginPrompt, open_browser: bool) -> None:
         )
     elif prompt.manual:
         render.line("Then paste the code the page shows (CODE#STATE) here and press Enter:")
+    elif prompt.paste_address:
+        render.line("Or paste the address your browser is sent to here and press Enter.")
     else:
         render.line("Or paste CODE#STATE or the redirect URL here and press Enter.")
     if open_browser and _can_open_browser():
