@@ -193,7 +193,11 @@ def seed_chatgpt(
         org_uuid=answer.claims.account_id,
         plan=plan_type,
         # as a login some time ago: a forced refresh is sent (a fresh one would be skipped)
-        tokens=replace(answer.tokens(), obtained_at=None),
+        tokens=replace(
+            answer.tokens(),
+            obtained_at=None,
+            expires_at=answer.expires_at if expires_in is None else int(time.time()) + expires_in,
+        ),
     )
     with ctx.store.transaction() as accounts:
         accounts.add(acc)

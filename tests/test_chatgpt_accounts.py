@@ -221,3 +221,48 @@ def test_refresh_of_a_chatgpt_account_in_the_store_rotates_at_the_chatgpt_endpoi
     assert after.tokens.refresh != chat.tokens.refresh
     assert gpt.lineage(refresh_token=after.tokens.refresh)["revoked"] is False
     assert_no_secrets(outputs(acct), store_secrets(ctx) | {chat.id_token or "x"})
+
+
+def test_pi_holds_a_claude_and_a_chatgpt_account_at_once_in_separate_slots(
+    fake: FakeAnthropic, gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    seed_account(fake, ctx, "claude")
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    acct("use", "claude", "-t", "pi", check=True)
+    acct("use", "chat", "-t", "pi-chatgpt", check=True)
+    path = Path(env["HOME"]) / ".pi" / "agent" / "auth.json"
+    doc = json.loads(path.read_text())
+    assert doc["anthropic"]["type"] == "oauth"
+    assert doc["openai-codex"]["accountId"] == chat.org_uuid
+    assert chat.tokens is not None and doc["openai-codex"]["refresh"] == chat.tokens.refresh
+    stored = {a.name: a for a in ctx.store.read()}
+    assert stored["claude"].holder and stored["claude"].holder.target == "pi"
+    assert stored["chat"].holder and stored["chat"].holder.target == "pi-chatgpt"
+    # writing one slot again leaves the other one alone
+    acct("use", "claude", "-t", "pi", check=True)
+    assert json.loads(path.read_text())["openai-codex"] == doc["openai-codex"]
+    wrong = acct("use", "claude", "-t", "pi-chatgpt")
+    assert wrong.returncode != 0 and "pi-chatgpt needs a ChatGPT login" in wrong.stderr
+    status = acct("status", "--json", check=True)
+    targets = {t["target"]: t for t in json.loads(status.stdout)["targets"]}
+    assert targets["pi"]["account"] == "claude" and targets["pi-chatgpt"]["account"] == "chat"
+    assert_no_secrets(outputs(acct), store_secrets(ctx))
+
+
+def test_logging_a_stored_chatgpt_account_in_again_keeps_its_provider_without_the_flag(
+    fake: FakeAnthropic, gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    gpt.next_login(chat.org_uuid)
+    login = LoginProcess(env, "chat", "--no-browser", "--json")
+    url = login.url()
+    assert url.startswith(gpt.base_url + "/oauth/authorize?")
+    got = gpt.open_authorize(url)
+    assert httpx.get(got["location"], timeout=30).status_code == 200
+    code, out, err = login.finish()
+    assert code == 0, err
+    assert json.loads(out)["created"] is False
+    (acc,) = list(ctx.store.read())
+    assert acc.name == "chat" and acc.provider == "chatgpt"
+    assert acc.tokens is not None and chat.tokens is not None
+    assert acc.tokens.refresh != chat.tokens.refresh and fake.log("authorize") == []

@@ -90,7 +90,10 @@ def bash_complete(script: str, env: dict[str, str], *words: str) -> list[str]:
     [
         (["acct", ""], {"prompt", "shell-init", "completion"}),
         (["acct", "shell-"], {"shell-init"}),
-        (["acct", "prompt", "--target", ""], {"claude-code", "opencode", "pi", "codex"}),
+        (
+            ["acct", "prompt", "--target", ""],
+            {"claude-code", "opencode", "pi", "codex", "pi-chatgpt"},
+        ),
         (["acct", "prompt", "--target", "=", "o"], {"opencode"}),
         (["acct", "shell-init", ""], {"bash", "zsh", "fish"}),
         (["acct", "prompt", "--"], {"--target", "--format"}),
@@ -200,6 +203,7 @@ class TestFish:
             "opencode",
             "pi",
             "codex",
+            "pi-chatgpt",
         }
         assert set(self.complete(script, cenv, "acct completion ")) == {"bash", "zsh", "fish"}
 
@@ -335,6 +339,7 @@ class TestZsh:
             "opencode",
             "pi",
             "codex",
+            "pi-chatgpt",
         }
         assert zsh.complete("acct shell-init z") == (["zsh"], "acct shell-init zsh ")
 

@@ -3,6 +3,7 @@ account's provider, against the fake Anthropic and the fake ChatGPT servers runn
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ from acct.base.errors import NeedsLogin, ProtocolError, UsageError
 from acct.domain.pick import pick
 from acct.services import custody, oauth, providers, usage
 from acct.services.context import Ctx
-from tests.conftest import clean_env, seed_account, seed_chatgpt
+from tests.conftest import AcctRunner, clean_env, seed_account, seed_chatgpt
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_chatgpt.client import FakeChatGPT
 
@@ -102,3 +103,77 @@ def test_a_target_is_only_ever_given_an_account_of_its_provider(
     with pytest.raises(UsageError, match="claude-code needs a Claude subscription login"):
         custody.lend(ctx, ctx.store.read().get("chat").id, "claude-code")
     assert not (ctx.paths.home / ".codex" / "auth.json").exists()
+
+
+def test_a_chatgpt_token_about_to_expire_is_refreshed_at_chatgpt_before_its_usage_poll(
+    ctx: Ctx, fake: FakeAnthropic, gpt: FakeChatGPT
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat", expires_in=5)
+    records = usage.poll(ctx, ctx.store.read(), force=True)
+    assert records[chat.id].usage is not None and records[chat.id].error is None
+    assert len(gpt.log("token_refresh")) == 1 and fake.log("token") == []
+    after = ctx.store.read().get("chat")
+    assert after.tokens is not None and after.tokens.fresh_for(3600)
+
+
+def test_a_lineage_codex_rotated_in_its_file_is_harvested_by_its_id_token(
+    ctx: Ctx, fake: FakeAnthropic, gpt: FakeChatGPT
+) -> None:
+    import json
+
+    from acct.services.providers import chatgpt
+
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    custody.lend(ctx, chat.id, "codex")
+    path = ctx.paths.home / ".codex" / "auth.json"
+    doc = json.loads(path.read_text())
+    # Codex refreshes its own file (after a 401): a new lineage link the store has not seen.
+    lent = ctx.store.read().get("chat").tokens
+    assert lent is not None
+    rotated = chatgpt.refresh(chatgpt.ChatGPTEndpoints.from_env(ctx.env), lent)
+    doc["tokens"].update(
+        access_token=rotated.access, refresh_token=rotated.refresh, id_token=rotated.id_token
+    )
+    path.write_text(json.dumps(doc))
+    result = custody.harvest(ctx, "codex")
+    assert result.status in ("harvested", "refreshed"), result.message
+    after = ctx.store.read().get("chat")
+    assert after.tokens is not None and after.tokens.refresh == rotated.refresh
+    assert after.id_token == rotated.id_token and after.holder is not None
+    assert gpt.lineage(refresh_token=rotated.refresh)["revoked"] is False
+
+
+def test_a_chatgpt_window_of_another_length_is_labelled_with_it(
+    ctx: Ctx, fake: FakeAnthropic, gpt: FakeChatGPT, acct: AcctRunner
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    gpt.set_usage(
+        str(chat.org_uuid),
+        primary=12.0,
+        primary_window_s=3 * 3600,
+        secondary=40.0,
+        secondary_window_s=86400,
+    )
+    doc = json.loads(acct("list", "--usage", "--json", check=True).stdout)
+    (row,) = doc["accounts"]
+    assert row["usage"]["five_hour"]["window"] == "3-hour"
+    assert row["usage"]["seven_day"]["window"] == "1-day"
+    table = acct("list", check=True).stdout
+    assert "12% (3-hour)" in table and "40% (1-day)" in table and "chatgpt plus" in table
+    # the shared cache: a second listing within the minimum age asks nothing
+    acct("list", "--usage", check=True)
+    assert len(gpt.log("usage")) == 1
+
+
+def test_doctor_names_the_chatgpt_login_command_for_a_dead_chatgpt_account(
+    ctx: Ctx, fake: FakeAnthropic, gpt: FakeChatGPT, acct: AcctRunner
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    with ctx.store.transaction() as accounts:
+        accounts.put(accounts.get("chat").copy(needs_login=True))
+    r = acct("doctor", "--json")
+    assert r.returncode == 1
+    checks = json.loads(r.stdout)["checks"]
+    dead = [c for c in checks if c["check"] == "login" and not c["ok"]]
+    assert dead and "`acct login --provider chatgpt chat`" in dead[0]["message"]
+    assert chat.id_token and chat.id_token not in r.stdout

@@ -363,7 +363,7 @@ def test_claude_code_lock_is_honoured(tenv: dict[str, str]) -> None:
 
 
 def test_registry() -> None:
-    assert set(TARGETS) == {"claude-code", "opencode", "pi", "codex"}
+    assert set(TARGETS) == {"claude-code", "opencode", "pi", "codex", "pi-chatgpt"}
     assert target_for_command("/usr/local/bin/claude") == "claude-code"
     assert target_for_command("opencode") == "opencode"
     assert target_for_command("pi") == "pi"
@@ -374,10 +374,12 @@ def test_registry() -> None:
         "opencode": "anthropic",
         "pi": "anthropic",
         "codex": "chatgpt",
+        "pi-chatgpt": "chatgpt",
     }
+    assert target_for_command("pi") == "pi"  # Pi's Claude slot; its ChatGPT one is named
     from acct.base.errors import UsageError
 
-    with pytest.raises(UsageError, match="claude-code, opencode, pi, codex"):
+    with pytest.raises(UsageError, match="claude-code, opencode, pi, codex, pi-chatgpt"):
         get_target("gemini")
     for t in TARGETS.values():
         assert t.patterns.quota and t.patterns.auth

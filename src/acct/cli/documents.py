@@ -100,10 +100,11 @@ def session(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
     }
 
 
-def window(w: Window | None, row: AccountView) -> dict[str, Any] | None:
+def window(w: Window | None, row: AccountView, slot: str) -> dict[str, Any] | None:
     if w is None:
         return None
     return {
+        "window": row.window_label(slot),
         "utilization": w.utilization,
         "utilization_now": row.utilization(w),
         "resets_at": iso(w.resets_at),
@@ -140,8 +141,8 @@ def account_row(row: AccountView) -> dict[str, Any]:
         if row.holder_target is None
         else {"target": row.holder_target, "path": row.holder_path},
         "usage": {
-            "five_hour": window(row.five_hour, row),
-            "seven_day": window(row.seven_day, row),
+            "five_hour": window(row.five_hour, row, "five_hour"),
+            "seven_day": window(row.seven_day, row, "seven_day"),
             "scoped": [
                 {
                     "label": label,

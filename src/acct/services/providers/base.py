@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 from acct.base.models import Account, ProviderName, Tokens, Usage
 from acct.domain.classify import Patterns
 from acct.services.context import Ctx
+from acct.services.oauth.loopback import LoginPlan
+
+__all__ = ["Answer", "Identity", "LoginPlan", "Provider"]
 
 if TYPE_CHECKING:
     import httpx
@@ -44,18 +47,6 @@ class Identity:
     org_name: str | None = None
     plan: str | None = None
     tier: str | None = None
-
-
-@dataclass(frozen=True)
-class LoginPlan:
-    """How a provider's browser login comes back: the loopback port (0: any free one), the
-    callback's path and host, and a redirect page for a paste-only login (None: the user pastes
-    the address the browser was sent to)."""
-
-    port: int
-    callback_path: str
-    host: str = "localhost"
-    manual_redirect: str | None = None
 
 
 class Provider(Protocol):

@@ -415,7 +415,10 @@ class ChatGPT:
     patterns = PATTERNS
     login_command = "acct login --provider chatgpt"
     # The Codex client's only registered redirect: http://localhost:1455/auth/callback.
-    login = LoginPlan(port=LOGIN_PORT, callback_path="/auth/callback")
+    # (ACCT_CHATGPT_LOGIN_PORT moves it, for tests: the real server accepts 1455 only).
+    login = LoginPlan(
+        port=LOGIN_PORT, callback_path="/auth/callback", port_env="ACCT_CHATGPT_LOGIN_PORT"
+    )
 
     def authorize_url(
         self, ctx: Ctx, redirect_uri: str, challenge: str, state: str, login_hint: str | None

@@ -11,8 +11,11 @@ from acct.services.targets.claude_code import ClaudeCode
 from acct.services.targets.codex import Codex
 from acct.services.targets.opencode import OpenCode
 from acct.services.targets.pi import Pi
+from acct.services.targets.pi_chatgpt import PiChatGPT
 
-TARGETS: dict[str, JsonTarget] = {t.name: t for t in (ClaudeCode(), OpenCode(), Pi(), Codex())}
+TARGETS: dict[str, JsonTarget] = {
+    t.name: t for t in (ClaudeCode(), OpenCode(), Pi(), Codex(), PiChatGPT())
+}
 TARGET_NAMES: tuple[str, ...] = tuple(TARGETS)
 
 __all__ = [

@@ -263,6 +263,9 @@ class JsonTarget:
     refresh_margin: float = 0.0
     patterns: Patterns = Patterns()
     extra_usage_billing: bool = False
+    # The tool refreshes an expired access token itself when it next runs (so an import takes
+    # the file's login as it is, never refreshing it in place).
+    refreshes_expired: bool = False
     # Variables that override the credential file (acct exec removes them for the run), and
     # variables the tool uses only when its file has no Anthropic entry (doctor mentions them).
     overriding_env: tuple[str, ...] = ()
@@ -290,6 +293,9 @@ class JsonTarget:
 
     def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
         raise NotImplementedError
+
+    def check_store(self, env: Mapping[str, str]) -> None:
+        """Refuse (UsageError) when the tool keeps its login somewhere other than its file."""
 
     def before_write(self, env: Mapping[str, str], path: Path) -> None:
         """Refuse early (before the credential file changes) what ``after_write`` would refuse."""

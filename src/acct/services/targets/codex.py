@@ -203,6 +203,7 @@ class Codex(JsonTarget):
     entry_key = ENTRY_KEY
     commands = ("codex",)
     refresh_margin = 0.0  # Codex 0.171.0 refreshes only after a 401, whatever the expiry says
+    refreshes_expired = True
     patterns = PATTERNS
     extra_usage_billing = False
     # Seen with `codex exec` 0.171.0: CODEX_API_KEY is sent instead of the file's login, and
@@ -266,6 +267,9 @@ class Codex(JsonTarget):
             "refresh_token": tokens.refresh or "",
             "account_id": account_id if isinstance(account_id, str) else None,
         }
+
+    def check_store(self, env: Mapping[str, str]) -> None:
+        check_file_store(env)
 
     def before_write(self, env: Mapping[str, str], path: Path) -> None:
         check_file_store(env)
