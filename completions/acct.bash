@@ -115,16 +115,16 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_vals='' _acct_args='account' ;;
     'exec')
         _acct_cmds='' _acct_opts='-t --target -a --account --policy --explain --no-rotate --max-rotations --wait --nested --no-proxy --proxy --isolate --metrics-port -h --help'
-        _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -a=account --account=account --policy=none --max-rotations=none --metrics-port=none' _acct_args='command*' ;;
+        _acct_vals='-t=choice:claude-code,opencode,pi,codex,pi-chatgpt --target=choice:claude-code,opencode,pi,codex,pi-chatgpt -a=account --account=account --policy=none --max-rotations=none --metrics-port=none' _acct_args='command*' ;;
     'import')
         _acct_cmds='' _acct_opts='-n --name --from --json -h --help'
-        _acct_vals='-n=none --name=none --from=file' _acct_args='choice:claude-code,opencode,pi' ;;
+        _acct_vals='-n=none --name=none --from=file' _acct_args='choice:claude-code,opencode,pi,codex,pi-chatgpt' ;;
     'list')
         _acct_cmds='' _acct_opts='-u --usage --json -h --help'
         _acct_vals='' _acct_args='' ;;
     'login')
-        _acct_cmds='' _acct_opts='--no-browser --manual --timeout --api-key --json -h --help'
-        _acct_vals='--timeout=none' _acct_args='none' ;;
+        _acct_cmds='' _acct_opts='--no-browser --manual --timeout --api-key --provider --json -h --help'
+        _acct_vals='--timeout=none --provider=none' _acct_args='none' ;;
     'metrics')
         _acct_cmds='' _acct_opts='--openmetrics -h --help'
         _acct_vals='' _acct_args='' ;;
@@ -139,7 +139,7 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_vals='' _acct_args='' ;;
     'prompt')
         _acct_cmds='' _acct_opts='-t --target -f --format -h --help'
-        _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi -f=none --format=none' _acct_args='' ;;
+        _acct_vals='-t=choice:claude-code,opencode,pi,codex,pi-chatgpt --target=choice:claude-code,opencode,pi,codex,pi-chatgpt -f=none --format=none' _acct_args='' ;;
     'refresh')
         _acct_cmds='' _acct_opts='--all --json -h --help'
         _acct_vals='' _acct_args='account' ;;
@@ -151,7 +151,7 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_vals='' _acct_args='account none' ;;
     'shell-init')
         _acct_cmds='' _acct_opts='-t --target --completion --no-completion -h --help'
-        _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi' _acct_args='choice:bash,zsh,fish' ;;
+        _acct_vals='-t=choice:claude-code,opencode,pi,codex,pi-chatgpt --target=choice:claude-code,opencode,pi,codex,pi-chatgpt' _acct_args='choice:bash,zsh,fish' ;;
     'stats')
         _acct_cmds='' _acct_opts='--since --by --json -h --help'
         _acct_vals='--since=none --by=none' _acct_args='' ;;
@@ -160,7 +160,7 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_vals='' _acct_args='' ;;
     'use')
         _acct_cmds='' _acct_opts='-t --target --force --json -h --help'
-        _acct_vals='-t=choice:claude-code,opencode,pi --target=choice:claude-code,opencode,pi' _acct_args='account' ;;
+        _acct_vals='-t=choice:claude-code,opencode,pi,codex,pi-chatgpt --target=choice:claude-code,opencode,pi,codex,pi-chatgpt' _acct_args='account' ;;
     'watch')
         _acct_cmds='' _acct_opts='--once -h --help'
         _acct_vals='' _acct_args='' ;;

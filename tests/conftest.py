@@ -8,8 +8,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -175,6 +176,41 @@ def seed_account(
     return acc
 
 
+def seed_chatgpt(
+    fake_gpt: Any,
+    ctx: Ctx,
+    name: str,
+    *,
+    email: str | None = None,
+    plan_type: str = "plus",
+    expires_in: int | None = None,
+) -> Account:
+    """Create a ChatGPT account on the fake ChatGPT server, mint it a lineage, and store it as
+    `acct login --provider chatgpt` would."""
+    from acct.services.providers.chatgpt import parse_token_answer
+
+    email = email or f"{name}@example.com"
+    fa = fake_gpt.add_account(email=email, plan_type=plan_type)
+    answer = parse_token_answer(fake_gpt.mint(fa["account_id"], expires_in))
+    acc = Account(
+        name=name,
+        provider="chatgpt",
+        uuid=answer.claims.user_id,
+        email=email,
+        org_uuid=answer.claims.account_id,
+        plan=plan_type,
+        # as a login some time ago: a forced refresh is sent (a fresh one would be skipped)
+        tokens=replace(
+            answer.tokens(),
+            obtained_at=None,
+            expires_at=answer.expires_at if expires_in is None else int(time.time()) + expires_in,
+        ),
+    )
+    with ctx.store.transaction() as accounts:
+        accounts.add(acc)
+    return acc
+
+
 def store_secrets(ctx: Ctx) -> set[str]:
     """Every token and key the store holds now."""
     out: set[str] = set()
@@ -182,7 +218,7 @@ def store_secrets(ctx: Ctx) -> set[str]:
         if a.api_key:
             out.add(a.api_key)
         if a.tokens:
-            out.update(x for x in (a.tokens.access, a.tokens.refresh) if x)
+            out.update(x for x in (a.tokens.access, a.tokens.refresh, a.id_token) if x)
     return out
 
 

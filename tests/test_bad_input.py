@@ -28,7 +28,7 @@ from acct.base.models import Account, Tokens
 from acct.base.paths import Paths
 from acct.services.context import Ctx
 from acct.services.store import Store
-from acct.services.targets import TARGET_NAMES, get_target
+from acct.services.targets import TARGET_NAMES, get_target, targets_of
 from tests.conftest import clean_env
 
 ACCOUNT_ID = "0123456789ab"
@@ -195,13 +195,20 @@ def _rescue_nan(h: Home) -> None:
 
 def _tool_cases() -> list[Case]:
     cases = []
+    # `use work` lends an Anthropic account: the targets of ChatGPT logins refuse it before
+    # they read their file (their files' bad input is covered by `import` and their own tests).
+    lends = targets_of("anthropic")
     for t in TARGET_NAMES:
         for bad, expires in (
-            ("nan", "NaN"),
-            ("inf", "Infinity"),
-            ("1e400", "1e400"),
-            ("huge", str(10**30)),
-            ("int-5000-digits", "9" * 5000),
+            ()
+            if t not in lends
+            else (
+                ("nan", "NaN"),
+                ("inf", "Infinity"),
+                ("1e400", "1e400"),
+                ("huge", str(10**30)),
+                ("int-5000-digits", "9" * 5000),
+            )
         ):
             cases.append(
                 Case(
@@ -218,19 +225,27 @@ def _tool_cases() -> list[Case]:
                 lambda h, t=t: h.put(h.tool(t), "[" * 100_000 + "]" * 100_000),
                 _tool(t),
             ),
-            Case(
-                f"{t}-fifo-use",
-                ("use", "work", "--target", t),
-                lambda h, t=t: h.fifo(h.tool(t)),
-                _tool(t),
-            ),
             Case(f"{t}-fifo-import", ("import", t), lambda h, t=t: h.fifo(h.tool(t)), _tool(t)),
-            Case(
-                f"{t}-not-json",
-                ("use", "work", "--target", t),
-                lambda h, t=t: h.put(h.tool(t), b"{\xff"),
-                _tool(t),
-            ),
+        ]
+        cases += (
+            [
+                Case(
+                    f"{t}-fifo-use",
+                    ("use", "work", "--target", t),
+                    lambda h, t=t: h.fifo(h.tool(t)),
+                    _tool(t),
+                ),
+                Case(
+                    f"{t}-not-json",
+                    ("use", "work", "--target", t),
+                    lambda h, t=t: h.put(h.tool(t), b"{\xff"),
+                    _tool(t),
+                ),
+            ]
+            if t in lends
+            else []
+        )
+        cases += [
             Case(
                 f"{t}-directory",
                 ("import", t),

@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,7 @@ def chatgpt_account(
     access = token(account_id)
     return Account(
         name=name,
+        provider="chatgpt",
         email=f"{name}@example.com",
         plan="plus",
         tokens=Tokens(
@@ -68,9 +71,14 @@ def codex() -> Codex:
     return Codex(lock_timeout=0.5)
 
 
-def test_codex_is_not_registered_yet() -> None:
-    # An account has no provider yet: registering would let an Anthropic login into Codex.
-    assert "codex" not in TARGET_NAMES
+def test_codex_is_registered_and_takes_chatgpt_logins_only(
+    codex: Codex, tenv: dict[str, str]
+) -> None:
+    assert "codex" in TARGET_NAMES and codex.provider == "chatgpt"
+    claude = Account(name="claude", tokens=Tokens("sk-ant-oat01-a", "sk-ant-ort01-b", EXP))
+    with pytest.raises(UsageError, match="is an anthropic login; codex needs a ChatGPT login"):
+        codex.write(tenv, claude)
+    assert not codex.path(tenv).exists()
 
 
 def test_path_is_codex_home_auth_json(tenv: dict[str, str], tmp_path: Path) -> None:
@@ -181,7 +189,7 @@ def test_an_anthropic_login_is_refused(codex: Codex, tenv: dict[str, str]) -> No
     claude = Account(
         name="claude", tokens=Tokens("sk-ant-oat01-A", "sk-ant-ort01-R", EXP, ("user:inference",))
     )
-    with pytest.raises(UsageError, match="id_token"):
+    with pytest.raises(UsageError, match="needs a ChatGPT login"):
         codex.write(tenv, claude)
     assert not codex.path(tenv).exists()
 
@@ -314,3 +322,47 @@ def test_write_through_symlink_keeps_the_link(
 )
 def test_resume_args(argv: list[str], want: list[str]) -> None:
     assert Codex().resume_args(argv, "GO ON") == want
+
+
+SID = "01a236d9-510d-7561-9888-5cf2292670ee"
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["codex", "exec", "--json", "hi"], ["codex", "exec", "--json", "resume", SID, "GO ON"]),
+        (
+            ["codex", "exec", "resume", "--last", "--all", "hi"],
+            ["codex", "exec", "resume", SID, "GO ON"],
+        ),
+        (["codex", "-m", "o3", "fix it"], ["codex", "-m", "o3", "resume", SID, "GO ON"]),
+    ],
+)
+def test_after_a_switch_the_resume_names_the_interrupted_session(argv, want) -> None:
+    # Codex 0.171.0 scopes sessions to the account they began on: `--last` on the next
+    # account starts a new session, `resume <ID>` continues the interrupted one (seen).
+    assert Codex().resume_session_args(argv, "GO ON", SID) == want
+    assert Codex().resume_session_args(argv, "GO ON", None) == Codex().resume_args(argv, "GO ON")
+
+
+def rollout(sessions: Path, sid: str, cwd: Path, when: float) -> Path:
+    day = sessions / datetime.fromtimestamp(when).strftime("%Y/%m/%d")
+    day.mkdir(parents=True, exist_ok=True)
+    f = day / f"rollout-x-{sid}.jsonl"
+    meta = {"type": "session_meta", "payload": {"id": sid, "cwd": str(cwd)}}
+    f.write_text(json.dumps(meta) + "\n" + json.dumps({"type": "response_item"}) + "\n")
+    os.utime(f, (when, when))
+    return f
+
+
+def test_the_runs_session_is_the_newest_one_begun_in_its_directory(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex")}
+    sessions = tmp_path / "codex" / "sessions"
+    here, other = tmp_path / "here", tmp_path / "other"
+    now = time.time()
+    rollout(sessions, "old", here, now - 600)  # before the run
+    rollout(sessions, "mine", here, now - 5)
+    rollout(sessions, "elsewhere", other, now - 1)  # newer, another directory
+    assert Codex().run_session(env, here, now - 60) == "mine"
+    assert Codex().run_session(env, tmp_path / "nowhere", now - 60) is None
+    assert Codex().run_session({"HOME": str(tmp_path)}, here, now - 60) is None

@@ -90,7 +90,10 @@ def bash_complete(script: str, env: dict[str, str], *words: str) -> list[str]:
     [
         (["acct", ""], {"prompt", "shell-init", "completion"}),
         (["acct", "shell-"], {"shell-init"}),
-        (["acct", "prompt", "--target", ""], {"claude-code", "opencode", "pi"}),
+        (
+            ["acct", "prompt", "--target", ""],
+            {"claude-code", "opencode", "pi", "codex", "pi-chatgpt"},
+        ),
         (["acct", "prompt", "--target", "=", "o"], {"opencode"}),
         (["acct", "shell-init", ""], {"bash", "zsh", "fish"}),
         (["acct", "prompt", "--"], {"--target", "--format"}),
@@ -199,6 +202,8 @@ class TestFish:
             "claude-code",
             "opencode",
             "pi",
+            "codex",
+            "pi-chatgpt",
         }
         assert set(self.complete(script, cenv, "acct completion ")) == {"bash", "zsh", "fish"}
 
@@ -329,7 +334,13 @@ class TestZsh:
     def test_commands_and_values(self, zsh: ZshSession) -> None:
         offered, _ = zsh.complete("acct ")
         assert {"use", "exec", "prompt", "shell-init"} <= set(offered)
-        assert set(zsh.complete("acct prompt --target ")[0]) == {"claude-code", "opencode", "pi"}
+        assert set(zsh.complete("acct prompt --target ")[0]) == {
+            "claude-code",
+            "opencode",
+            "pi",
+            "codex",
+            "pi-chatgpt",
+        }
         assert zsh.complete("acct shell-init z") == (["zsh"], "acct shell-init zsh ")
 
     def test_account_names_come_from_the_store(self, zsh: ZshSession, cenv) -> None:

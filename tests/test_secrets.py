@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,10 +18,18 @@ import pytest
 from acct.base.models import Account
 from acct.cli import COMMAND_MODULES
 from acct.services.context import Ctx
-from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
+from tests.conftest import (
+    AcctRunner,
+    assert_no_secrets,
+    clean_env,
+    seed_account,
+    store_secrets,
+)
 from tests.fake_anthropic.client import FakeAnthropic
+from tests.fake_chatgpt.client import FakeChatGPT
 from tests.fake_tool import install
 from tests.test_alerts import Receiver
+from tests.test_login import LoginProcess
 from tests.test_metrics import free_port, wait_for
 
 API_KEY = "sk-ant-api03-" + "k" * 40
@@ -206,3 +215,74 @@ def test_json_documents_carry_fingerprints_not_tokens(
     assert_no_secrets(proc.stdout, store_secrets(ctx))
     if command[0] == "list":
         assert acc.fingerprint in proc.stdout
+
+
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}")  # a JWT (an id_token, a ChatGPT access token)
+
+
+def test_no_chatgpt_flow_prints_or_leaves_a_token_or_the_id_token(
+    fake: FakeAnthropic, ctx: Ctx, home: Path, tmp_path: Path
+) -> None:
+    with FakeChatGPT() as gpt:
+        port = free_port()
+        env = clean_env(home, {**fake.env(), **gpt.env(), "ACCT_CHATGPT_LOGIN_PORT": str(port)})
+        acct = AcctRunner(env)
+        seed_account(fake, ctx, "claude", five_hour=20, seven_day=10)
+        secrets: set[str] = set()
+        outputs: list[str] = []
+
+        def run(*args: str, ok: bool = True) -> None:
+            proc = acct(*args)
+            if ok:
+                assert proc.returncode == 0, f"acct {' '.join(args)}: {proc.stderr}"
+            outputs.extend((proc.stdout, proc.stderr))
+            secrets.update(store_secrets(ctx))
+
+        # a login by paste
+        who = gpt.add_account(email="gpt@example.com", plan_type="pro")
+        gpt.next_login(who["account_id"])
+        login = LoginProcess(env, "--provider", "chatgpt", "--manual", "--json")
+        login.paste(gpt.open_authorize(login.url())["location"])
+        code, out, err = login.finish()
+        assert code == 0, err
+        outputs.extend((out, err))
+        secrets.update(store_secrets(ctx))
+        # an import of what Codex holds
+        other = gpt.add_account(email="codex@example.com")
+        doc = gpt.auth_json(other["account_id"])
+        secrets.update(v for v in doc["tokens"].values() if isinstance(v, str) and len(v) > 20)
+        auth = home / ".codex" / "auth.json"
+        auth.parent.mkdir(mode=0o700)
+        auth.write_text(json.dumps(doc))
+        run("import", "codex", "--json")
+        gpt_name = json.loads(out)["account"]["name"]
+        for args in (
+            ("list",),
+            ("list", "--usage", "--json"),
+            ("refresh", gpt_name, "--json"),
+            ("use", gpt_name, "-t", "pi-chatgpt", "--json"),
+            ("use", "codex", "--json"),
+            ("status",),
+            ("status", "--json"),
+            ("prompt", "--target", "codex"),
+            ("rename", gpt_name, "gpt2"),
+            ("list", "--json"),
+        ):
+            run(*args)
+        run("doctor", ok=False)
+        run("doctor", "--json", ok=False)
+        run("remove", "gpt2", "--yes")
+        run("refresh", "codex", ok=False)  # lent to Codex: refused, and says so without a token
+
+    id_tokens = {s for s in secrets if s.count(".") == 2}
+    assert len(id_tokens) >= 2, "the scan must know the id_tokens it looks for"
+    assert_no_secrets(outputs, secrets)
+    for text in outputs:
+        assert not JWT.search(text), "something JWT-shaped leaked into output"
+    paths = ctx.paths
+    for root in (paths.state_dir, paths.config_dir):
+        for f in root.rglob("*") if root.exists() else []:
+            if f.is_file():
+                text = f.read_bytes().decode("utf-8", "replace")
+                assert_no_secrets(text, secrets)
+                assert not JWT.search(text), f"{f} holds something JWT-shaped"

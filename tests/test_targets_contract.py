@@ -13,11 +13,15 @@ import pytest
 
 from acct.base.errors import Busy, CorruptFile
 from acct.base.models import Account, Tokens
-from acct.services.targets import TARGET_NAMES, TARGETS, get_target, target_for_command
+from acct.services.targets import TARGETS, get_target, target_for_command, targets_of
 from acct.services.targets.base import TargetChanged, entry_fingerprint
 from acct.services.targets.claude_code import ClaudeCode, identity_file
 from acct.services.targets.pi import Pi
 from tests.conftest import clean_env
+
+# The targets of Anthropic logins (Codex, of ChatGPT logins, has its own contract in
+# tests/test_codex_target.py).
+TARGET_NAMES = targets_of("anthropic")
 
 # What each tool keeps next to its entry; acct must keep all of it.
 FOREIGN = {
@@ -359,15 +363,24 @@ def test_claude_code_lock_is_honoured(tenv: dict[str, str]) -> None:
 
 
 def test_registry() -> None:
-    assert set(TARGETS) == {"claude-code", "opencode", "pi"}
+    assert set(TARGETS) == {"claude-code", "opencode", "pi", "codex", "pi-chatgpt"}
     assert target_for_command("/usr/local/bin/claude") == "claude-code"
     assert target_for_command("opencode") == "opencode"
     assert target_for_command("pi") == "pi"
+    assert target_for_command("codex") == "codex"
     assert target_for_command("vim") is None
+    assert {n: TARGETS[n].provider for n in TARGETS} == {
+        "claude-code": "anthropic",
+        "opencode": "anthropic",
+        "pi": "anthropic",
+        "codex": "chatgpt",
+        "pi-chatgpt": "chatgpt",
+    }
+    assert target_for_command("pi") == "pi"  # Pi's Claude slot; its ChatGPT one is named
     from acct.base.errors import UsageError
 
-    with pytest.raises(UsageError, match="claude-code, opencode, pi"):
-        get_target("codex")
+    with pytest.raises(UsageError, match="claude-code, opencode, pi, codex, pi-chatgpt"):
+        get_target("gemini")
     for t in TARGETS.values():
         assert t.patterns.quota and t.patterns.auth
     assert TARGETS["opencode"].extra_usage_billing and TARGETS["pi"].extra_usage_billing

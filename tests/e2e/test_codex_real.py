@@ -68,7 +68,7 @@ def lend(fake: FakeChatGPT, env: dict[str, str], account_id: str, **mint: Any) -
         int(time.time()) + 3600,
         extra={"id_token": t["id_token"], "account_id": account_id},
     )
-    Codex().write(env, Account(name=account_id, tokens=tokens))
+    Codex().write(env, Account(name=account_id, provider="chatgpt", tokens=tokens))
     return t
 
 
@@ -135,7 +135,9 @@ def test_codex_refresh_after_401_is_written_where_the_target_reads_it(
     assert sent["fields"] == ["client_id", "grant_type", "refresh_reason", "refresh_token"]
 
 
-def test_codex_with_a_spent_refresh_token_ends_as_auth(codex_bin, fake, cenv, workdir) -> None:
+def test_codex_with_a_spent_refresh_token_ends_as_a_dead_login(
+    codex_bin, fake, cenv, workdir
+) -> None:
     a = fake.add_account(plan_type="plus")
     t = lend(fake, cenv, a["account_id"], expires_in=-10)
     before = Codex().path(cenv).read_text()
@@ -144,7 +146,8 @@ def test_codex_with_a_spent_refresh_token_ends_as_auth(codex_bin, fake, cenv, wo
     Codex().path(cenv).write_text(before)  # the stale copy another holder kept
     proc = run_codex(codex_bin, fake, cenv, workdir, "exec", "say hi")
     assert proc.returncode == 1
-    assert classify(Codex(), 1, proc.stderr, time.time()).kind == "auth"
+    # the lineage is spent and Codex leaves its file as it was: only its words say so
+    assert classify(Codex(), 1, proc.stderr, time.time()).kind == "login"
     assert fake.lineage(refresh_token=t["refresh_token"])["revoked"] is True
     assert Codex().path(cenv).read_text() == before  # Codex does not blank its file
 

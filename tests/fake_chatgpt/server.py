@@ -80,6 +80,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "usage_fail_times": None,
     "usage_limit": 30,  # usage answers per account per trailing window
     "usage_window_s": 3600,
+    "usage_delay_ms": 0,  # sleep before answering wham/usage (benchmarks)
     "require_account_header": True,  # wham/usage and responses need ChatGPT-Account-Id
     "responses_delay_ms": 0,  # sleep before answering a Responses API request
     "hold_responses": False,  # park each Responses request until /_admin/release lets it go
@@ -481,9 +482,11 @@ class FakeState:
     def wham_usage(self, headers: Any) -> Reply:
         with self.lock:
             try:
-                return self._wham_usage(headers)
+                reply = self._wham_usage(headers)
             except Fail as exc:
-                return exc.reply
+                reply = exc.reply
+            reply.delay_s = float(self.config["usage_delay_ms"]) / 1000.0
+            return reply
 
     def _wham_usage(self, headers: Any) -> Reply:
         status = self._use_failure("usage_fail_status", "usage_fail_times")

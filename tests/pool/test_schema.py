@@ -190,3 +190,28 @@ def test_two_machines_initialising_one_pool_at_once_apply_each_migration_once(ma
     assert made[0].key_id == made[1].key_id
     with psycopg.connect(laptop["ACCT_POOL"]) as conn:
         assert conn.execute(b"SELECT version FROM acct_schema").fetchall() == [(schema.LATEST,)]
+
+
+def test_a_chatgpt_account_keeps_its_provider_and_id_token_through_the_pool(machine_env) -> None:  # type: ignore[no-untyped-def]
+    from acct.base.models import Account, Tokens
+    from acct.services.pool import accounts
+
+    env = machine_env("laptop")
+    init_machine(env)
+    chat = Account(
+        name="chat",
+        provider="chatgpt",
+        uuid="user-1",
+        org_uuid="acc-1",
+        tokens=Tokens("at-secret", "rt-secret", 2_000_000_000, extra={"id_token": "a.b.c"}),
+    )
+    claude = Account(
+        name="claude", tokens=Tokens("sk-ant-oat01-a", "sk-ant-ort01-b", 2_000_000_000)
+    )
+    with open_machine(env) as pool:
+        with pool.conn.transaction():
+            accounts.put(pool.conn, pool.key, chat)
+            accounts.put(pool.conn, pool.key, claude)
+        back = {p.account.name: p.account for p in accounts.all_accounts(pool.conn, pool.key)}
+    assert back["chat"].provider == "chatgpt" and back["chat"].id_token == "a.b.c"
+    assert back["claude"].provider == "anthropic"

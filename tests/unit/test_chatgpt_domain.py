@@ -190,7 +190,7 @@ DEAD = (
         (LIMIT, "quota"),
         (LIMIT_JSON, "quota"),
         (THROTTLE, "throttle"),
-        (DEAD, "auth"),
+        (DEAD, "login"),
         ("ERROR: Your workspace is out of credits. Add credits to continue.", "quota"),
         ("ERROR: something else broke", "other"),
         (
@@ -202,6 +202,31 @@ DEAD = (
 )
 def test_codex_endings_classify_by_their_words(tail: str, kind: str) -> None:
     assert classify(Codex(), 1, "OpenAI Codex v0.171.0\n" + tail, NOW).kind == kind
+
+
+def test_codex_dead_refresh_token_is_a_dead_login_not_a_passing_refusal() -> None:
+    # Codex leaves its file as it was on a spent lineage (it does not blank it): these words
+    # are the only sign that the account needs a new login.
+    for reason in ("was already used", "was revoked", "has expired"):
+        text = DEAD.replace("was already used", reason)
+        assert classify(Codex(), 1, text, NOW).kind == "login", reason
+
+
+def test_codex_quota_ending_carries_the_reset_codex_named(monkeypatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    import time as _time
+
+    _time.tzset()
+    try:
+        now = datetime(2026, 12, 2, 7, 49, tzinfo=UTC).timestamp()
+        ending = classify(Codex(), 1, LIMIT, now)
+        assert ending.kind == "quota"
+        assert ending.reset_at == datetime(2026, 12, 2, 9, 39, tzinfo=UTC).timestamp()
+        from_json = classify(Codex(), 1, LIMIT_JSON, now)
+        assert from_json.reset_at == ending.reset_at
+    finally:
+        monkeypatch.undo()
+        _time.tzset()
 
 
 def test_codex_exit_0_is_ok_whatever_it_printed() -> None:

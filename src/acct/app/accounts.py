@@ -6,19 +6,12 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from acct.base.errors import (
-    AcctError,
-    AuthError,
-    NetworkError,
-    ProtocolError,
-    RateLimited,
-    UsageError,
-)
+from acct.base.errors import AcctError, UsageError
 from acct.base.fsio import file_lock
-from acct.base.models import Account
-from acct.services import prompt_state
+from acct.base.models import Account, ProviderName
+from acct.services import prompt_state, providers
 from acct.services.context import Ctx
-from acct.services.oauth.client import Profile, ProfileForbidden, TokenAnswer, fetch_profile
+from acct.services.providers import Answer, Identity
 from acct.services.store import Accounts, name_from, validate_name
 
 
@@ -78,36 +71,24 @@ class LoginResult:
     notes: tuple[str, ...] = ()  # things the user should hear about (degraded profile, renames)
 
 
-def _identity(ctx: Ctx, answer: TokenAnswer) -> tuple[Profile, list[str]]:
-    """The profile of a fresh login, degraded to the token answer's identity when unavailable."""
-    notes: list[str] = []
-    try:
-        return fetch_profile(ctx, answer.access), notes
-    except ProfileForbidden:
-        notes.append("the profile is not available to this token (403): plan unknown")
-    except (NetworkError, RateLimited, ProtocolError, AuthError) as e:
-        notes.append(f"could not read the profile ({e.message}): plan unknown")
-    fallback = Profile(
-        answer.account_uuid, answer.email, None, answer.org_uuid, answer.org_name, None, None, None
-    )
-    return fallback, notes
-
-
-def store_login(ctx: Ctx, answer: TokenAnswer, *, name: str | None = None) -> LoginResult:
-    """Store a fresh lineage: update the account with the same identity, else add one."""
-    profile, notes = _identity(ctx, answer)
-    uuid = profile.uuid or answer.account_uuid
-    org_uuid = profile.org_uuid or answer.org_uuid
-    existing = ctx.store.read().by_identity(uuid, org_uuid)
+def store_login(
+    ctx: Ctx, answer: Answer, *, name: str | None = None, provider: ProviderName = "anthropic"
+) -> LoginResult:
+    """Store a fresh lineage of ``provider``: update the account with the same identity (of the
+    same provider), else add one."""
+    profile, notes = providers.get(provider).identity(ctx, answer)
+    uuid, org_uuid = profile.uuid, profile.org_uuid
+    existing = ctx.store.read().by_identity(uuid, org_uuid, provider)
     lock = (
         file_lock(ctx.paths.account_lock(existing.id), what="the account")
         if existing
         else contextlib.nullcontext()
     )
     with lock, ctx.store.transaction() as accounts:
-        acc = accounts.by_identity(uuid, org_uuid)
+        acc = accounts.by_identity(uuid, org_uuid, provider)
         if acc is None:
-            result = _add_login(accounts, answer, profile, name, notes)
+            fresh = Account(name="-", provider=provider)
+            result = _add_login(accounts, fresh, answer, profile, name, notes)
         else:
             result = _update_login(accounts, acc, answer, profile, name, notes)
     with contextlib.suppress(AcctError):  # the login is stored; stale caches only delay a poll
@@ -120,8 +101,8 @@ def store_login(ctx: Ctx, answer: TokenAnswer, *, name: str | None = None) -> Lo
 def _update_login(
     accounts: Accounts,
     acc: Account,
-    answer: TokenAnswer,
-    profile: Profile,
+    answer: Answer,
+    profile: Identity,
     name: str | None,
     notes: list[str],
 ) -> LoginResult:
@@ -139,12 +120,16 @@ def _update_login(
 
 
 def _add_login(
-    accounts: Accounts, answer: TokenAnswer, profile: Profile, name: str | None, notes: list[str]
+    accounts: Accounts,
+    fresh: Account,
+    answer: Answer,
+    profile: Identity,
+    name: str | None,
+    notes: list[str],
 ) -> LoginResult:
     """A new account. A NAME the user gave that belongs to another account is not taken over:
     the login is stored under its email (made unique), and a note names both accounts."""
-    uuid = profile.uuid or answer.account_uuid
-    email = profile.email or answer.email
+    uuid, email = profile.uuid, profile.email
     # The server's email names the account; one a name cannot hold (control characters, spaces)
     # is made into one, so the fresh login is never lost to a naming rule.
     default = name_from(email, (uuid or "account")[:8])
@@ -162,7 +147,7 @@ def _add_login(
             notes.append(
                 f"the name {wanted!r} belongs to another account: stored this one as {final!r}"
             )
-    created = _with_identity(Account(name=final), answer, profile).copy(tokens=answer.tokens())
+    created = _with_identity(fresh.copy(name=final), answer, profile).copy(tokens=answer.tokens())
     accounts.add(created)
     return LoginResult(created, created=True, notes=tuple(notes))
 
@@ -172,15 +157,15 @@ def _custody_changed(ctx: Ctx) -> None:
     prompt_state.refresh_quietly(ctx)
 
 
-def _with_identity(acc: Account, answer: TokenAnswer, profile: Profile) -> Account:
-    """Fill identity fields from the profile (or the token answer); keep what is unknown now."""
+def _with_identity(acc: Account, answer: Answer, profile: Identity) -> Account:
+    """Fill identity fields from the provider's identity; keep what is unknown now."""
     return acc.copy(
         kind="oauth",
-        uuid=profile.uuid or answer.account_uuid or acc.uuid,
-        email=profile.email or answer.email or acc.email,
+        uuid=profile.uuid or acc.uuid,
+        email=profile.email or acc.email,
         display_name=profile.display_name or acc.display_name,
-        org_uuid=profile.org_uuid or answer.org_uuid or acc.org_uuid,
-        org_name=profile.org_name or answer.org_name or acc.org_name,
+        org_uuid=profile.org_uuid or acc.org_uuid,
+        org_name=profile.org_name or acc.org_name,
         plan=profile.plan or acc.plan,
         tier=profile.tier or acc.tier,
         api_key=None,

@@ -15,6 +15,7 @@ import time
 from acct.app.status import target_status
 from acct.base.fsio import holder_path
 from acct.base.timefmt import human_duration
+from acct.services import providers
 from acct.services.context import Ctx
 from acct.services.store import Accounts
 from acct.services.targets import TARGET_NAMES, get_target
@@ -28,7 +29,8 @@ def _file_checks(c: Ctx, accounts: Accounts, name: str) -> list[Check]:
     if st.state == "corrupt":
         return [Check(name, "file", False, st.error or "unreadable")]
     if st.state == "none":
-        msg = "no Claude login" if st.present else "absent"
+        title = providers.get(get_target(name).provider).title
+        msg = f"no {title} login" if st.present else "absent"
         return [Check(name, "file", True, msg, path=st.path)]
     if st.state == "needs_login":
         return [Check(name, "file", False, _blanked_message(accounts, name, st.path), st.path)]
@@ -45,9 +47,8 @@ def _file_checks(c: Ctx, accounts: Accounts, name: str) -> list[Check]:
         return checks
     acc = accounts.get(st.account)
     if acc.needs_login:
-        checks.append(
-            Check(name, "account", False, f"{acc.name} needs a new login: `acct login {acc.name}`")
-        )
+        how = f"{providers.of(acc).login_command} {acc.name}"
+        checks.append(Check(name, "account", False, f"{acc.name} needs a new login: `{how}`"))
     else:
         checks.append(Check(name, "account", True, f"holds {acc.name}"))
     return checks
@@ -71,7 +72,8 @@ def _env_checks(c: Ctx, name: str) -> list[Check]:
             name,
             "env",
             True,
-            f"{var} is set ({name} uses it only when its file has no Anthropic login)",
+            f"{var} is set ({name} uses it only when its file has no "
+            f"{providers.get(target.provider).title} login)",
         )
         for var in target.fallback_env
         if c.env.get(var)
@@ -105,10 +107,12 @@ def login_checks(accounts: Accounts, now: float) -> list[Check]:
             continue
         if acc.needs_login or acc.tokens is None or acc.tokens.is_blank:
             message = f"{acc.name} needs a new login (its refresh token was refused)"
-            checks.append(Check("logins", "login", False, f"{message}: `acct login {acc.name}`"))
+            how = f"{providers.of(acc).login_command} {acc.name}"
+            checks.append(Check("logins", "login", False, f"{message}: `{how}`"))
             continue
         at = acc.tokens.obtained_at
         age = f"last refreshed {human_duration(now - at)} ago" if at else "refresh time unknown"
         lent = f", lent to {acc.holder.target}" if acc.holder else ""
-        checks.append(Check("logins", "login", True, f"{acc.name}: {age}{lent}"))
+        kind = f" ({providers.of(acc).title})" if acc.provider != "anthropic" else ""
+        checks.append(Check("logins", "login", True, f"{acc.name}{kind}: {age}{lent}"))
     return checks

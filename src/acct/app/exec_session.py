@@ -69,11 +69,19 @@ from acct.services.targets.route import ToolRoute
 
 # Where each tool prints its limit: when acct does not see that stream, it asks the
 # usage endpoint instead.
-LIMIT_STREAMS: dict[str, tuple[int, ...]] = {"claude-code": (1,), "opencode": (2,), "pi": (2,)}
+LIMIT_STREAMS: dict[str, tuple[int, ...]] = {
+    "claude-code": (1,),
+    "opencode": (2,),
+    "pi": (2,),
+    "codex": (2,),  # `codex exec` prints its errors on stderr, nothing on stdout
+}
 # Tools acct puts its usage proxy in front of: Claude Code through ANTHROPIC_BASE_URL, OpenCode
-# through an OPENCODE_CONFIG_CONTENT overlay, Pi through an extension loaded with `-e` (each
-# target's proxy_env/proxy_argv; docs/tools.md has what was measured).
-PROXIED = ("claude-code", "opencode", "pi")
+# through an OPENCODE_CONFIG_CONTENT overlay, Pi through an extension loaded with `-e`, Codex
+# through a provider given with `-c` (each target's proxy_env/proxy_argv; docs/tools.md and
+# docs/codex.md have what was measured).
+PROXIED = ("claude-code", "opencode", "pi", "codex")
+# Tools whose proxy fails over in flight (the others' runs end and resume on the next account).
+FAILS_OVER = ("claude-code", "codex")
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 # Tools that do not exit on a quota refusal: OpenCode sleeps for the retry-after (hours), Pi 0.73
 # too unless its retries are off, Pi 1.x retries for about 15 s. When the proxy saw a refusal
@@ -144,7 +152,7 @@ class ExecOptions:
         if name is None:
             raise UsageError(
                 f"cannot tell which tool {os.path.basename(self.argv[0])!r} is",
-                hint="pass --target claude-code, opencode or pi",
+                hint="pass --target claude-code, opencode, pi or codex",
             )
         policy = self.policy or c.config.policy
         if policy not in POLICIES:
@@ -178,8 +186,14 @@ class Session:
     # --- choosing ----------------------------------------------------------------------------
 
     def _runnable(self, accounts: list[Account]) -> list[Account]:
-        """API keys can run Claude Code only (through ANTHROPIC_API_KEY); other tools need a login."""
-        return [a for a in accounts if a.is_oauth or self.target.name == "claude-code"]
+        """Accounts of the tool's provider. API keys can run Claude Code only (through
+        ANTHROPIC_API_KEY); other tools need a login."""
+        return [
+            a
+            for a in accounts
+            if a.provider == self.target.provider
+            and (a.is_oauth or self.target.name == "claude-code")
+        ]
 
     def _pick(self, exclude: set[str]) -> Choice:
         st = self.c.state
@@ -194,6 +208,7 @@ class Session:
             last_used=st.last_used(),
             exclude=exclude,
             here=self.here,
+            provider=self.target.provider,
         )
 
     def choose(self) -> Account:
@@ -361,8 +376,9 @@ class Session:
         self.c.state.close()  # no SQLite handle held open across the child's lifetime
         if self.watch is not None:
             self.watch.begin(acc)
+        child = self.child_env(env, acc)
         if self.watch is not None and self.route is not None:
-            argv = self.target.proxy_argv(argv, env)
+            argv = self.target.proxy_argv(argv, child)
         ender = (
             _RefusalEnder(self.watch, acc, self.out)
             if self.watch is not None and self.target.name in SLEEPS_ON_REFUSAL
@@ -375,7 +391,7 @@ class Session:
                 ender.start(pid)
 
         try:
-            result = run(argv, self.child_env(env, acc), on_start=started)
+            result = run(argv, child, on_start=started)
         finally:
             if ender is not None:
                 ender.stop()
@@ -604,9 +620,10 @@ class Session:
             else (None if self.c.config.proxy else False)
         )
         if self.target.name in PROXIED and self.target.name != "claude-code":
-            # Live usage and quota signals only: these tools' sleeping runs are ended and
-            # resumed on the next account (_RefusalEnder); in-flight failover is Claude Code's.
-            self.watch, self.route = start_tool_watch(self.c, self.target, asked, self.out)
+            # OpenCode and Pi: live usage and quota signals only (their sleeping runs are ended
+            # and resumed on the next account, _RefusalEnder). Codex: in-flight failover too.
+            plan = self._plan() if self.target.name in FAILS_OVER else None
+            self.watch, self.route = start_tool_watch(self.c, self.target, asked, self.out, plan)
         else:  # Claude Code, and a tool the proxy cannot be put in front of (it says so)
             self.watch = start_watch(self.c, self.target.name, asked, self.out, self._plan())
         try:
@@ -627,6 +644,7 @@ class Session:
             switch_back=self.c.config.switch_back,
             max_switches=self._max_rotations() if self.opts.rotate else 0,
             announce=self.out.note,
+            provider=self.target.provider,
         )
 
     def _max_rotations(self) -> int:
@@ -680,7 +698,8 @@ class Session:
                 "ended_at": result.ended_at,
                 "confirm_ms": round(confirm_s * 1000, 1),
             }
-            argv = resumed_argv(self.target, self.opts.argv, self.c)
+            session = self.target.run_session(self.tool_env, _cwd(), result.started_at)
+            argv = resumed_argv(self.target, self.opts.argv, self.c, session)
             acc = nxt
 
 
@@ -717,12 +736,23 @@ def scrubbed_env(env: Mapping[str, str], target: JsonTarget, out: Reporter) -> d
     return child
 
 
-def resumed_argv(target: JsonTarget, argv: list[str], c: Ctx) -> list[str]:
+def resumed_argv(
+    target: JsonTarget, argv: list[str], c: Ctx, session: str | None = None
+) -> list[str]:
+    """The argv of the run that resumes the interrupted one; ``session``: the interrupted
+    run's session id when the tool's resume must name it (Codex)."""
     tc = c.config.target(target.name)
     prompt = tc.continuation_prompt or c.config.continuation_prompt
     if tc.resume_args is not None:
         return [argv[0], *(a.replace("{prompt}", prompt) for a in tc.resume_args)]
-    return target.resume_args(argv, prompt)
+    return target.resume_session_args(argv, prompt, session)
+
+
+def _cwd() -> Path:
+    try:
+        return Path.cwd()
+    except OSError:
+        return Path(".")
 
 
 def explain(choice: Choice) -> list[str]:

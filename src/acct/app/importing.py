@@ -12,7 +12,7 @@ from acct.base.errors import AcctError, NeedsLogin, NotFound, UsageError
 from acct.base.fsio import holder_path
 from acct.base.models import Account, Holder, Tokens
 from acct.base.paths import display_path
-from acct.services import custody, oauth, prompt_state
+from acct.services import custody, oauth, prompt_state, providers
 from acct.services.context import Ctx
 from acct.services.store import validate_name
 from acct.services.targets import get_target
@@ -30,8 +30,9 @@ class ImportResult:
 def _read_for_import(c: Ctx, target: JsonTarget, path: Path) -> Entry:
     entry = target.read(c.env, path=path)
     if entry is None:
+        title = providers.get(target.provider).title
         raise NotFound(
-            f"{path} holds no Claude login for {target.name}", hint="log in inside the tool first"
+            f"{path} holds no {title} login for {target.name}", hint="log in inside the tool first"
         )
     if entry.blank:
         raise NeedsLogin(
@@ -52,6 +53,7 @@ def import_login(
     if name is not None:
         validate_name(name)
     target = get_target(target_name)
+    target.check_store(c.env)  # Codex set to keep its login in the OS keyring: refused here
     path = Path(source) if source is not None else target.path(c.env)
     if not path.exists():
         raise NotFound(
@@ -61,7 +63,8 @@ def import_login(
     with custody.target_lock(c, path):
         custody.harvest_at(c, target, path, c.env)
         entry = _read_for_import(c, target, path)
-        if entry.tokens.refresh and not entry.tokens.fresh_for(custody.RENEW_BELOW):
+        stale = not entry.tokens.fresh_for(custody.RENEW_BELOW)
+        if entry.tokens.refresh and stale and not target.refreshes_expired:
             custody.renew_at(c, target, path, c.env)
             entry = _read_for_import(c, target, path)
         return _store_import(c, target, path, entry, name)
@@ -70,8 +73,9 @@ def import_login(
 def _store_import(
     c: Ctx, target: JsonTarget, path: Path, entry: Entry, name: str | None
 ) -> ImportResult:
+    provider = providers.get(target.provider)
     try:
-        profile = oauth.fetch_profile(c, entry.tokens.access)
+        profile = provider.whose(c, entry.tokens)
     except oauth.ProfileForbidden:
         profile = None
     except oauth.TokenRefused:
@@ -90,10 +94,20 @@ def _store_import(
     key = holder_path(path)
     fp = entry.lineage_fingerprint
     with c.store.transaction() as accounts:
-        existing = accounts.by_identity(profile.uuid, profile.org_uuid) if profile else None
+        existing = (
+            accounts.by_identity(profile.uuid, profile.org_uuid, provider.name) if profile else None
+        )
         if existing is None and profile is None and name is not None:
             existing = accounts.find(name)
-        base = existing or Account(name=accounts.unique_name(name or _name_from(profile)))
+        if existing is not None and existing.provider != provider.name:
+            raise UsageError(
+                f"{existing.name!r} is an {existing.provider} account; {target.name} holds a "
+                f"{provider.title} login",
+                hint=f"name it otherwise: acct import {target.name} --name NAME",
+            )
+        base = existing or Account(
+            name=accounts.unique_name(name or _name_from(profile)), provider=provider.name
+        )
         acc = _imported(base, entry, profile, Holder(target.name, key, fp, int(time.time())))
         if existing is None:
             accounts.add(acc)
@@ -117,7 +131,11 @@ def _imported(base: Account, entry: Entry, profile: Any, holder: Holder) -> Acco
         "kind": "oauth",
         "api_key": None,
         "tokens": Tokens(
-            access=t.access, refresh=t.refresh, expires_at=t.expires_at, scopes=scopes
+            access=t.access,
+            refresh=t.refresh,
+            expires_at=t.expires_at,
+            scopes=scopes,
+            extra={**(base.tokens.extra if base.tokens else {}), **t.extra},
         ),
         "needs_login": False,
         "holder": holder,

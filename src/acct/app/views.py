@@ -58,6 +58,14 @@ class AccountView:
     backoff_until: float | None = None
     usage_note: str | None = None  # why usage is not polled at all (api key, setup token...)
     now: float = 0.0
+    provider: str = "anthropic"
+    # The real length of each column's window when the provider says it (ChatGPT's windows):
+    # (("five_hour", "5-hour"), ("seven_day", "7-day")); empty for Anthropic's.
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def window_label(self, slot: str) -> str:
+        """``5-hour`` / ``7-day`` or the length the provider gave the window in that column."""
+        return dict(self.labels).get(slot, "5-hour" if slot == "five_hour" else "7-day")
 
     @property
     def usable(self) -> bool:
@@ -175,6 +183,8 @@ def account_view(
         backoff_until=record.backoff_until if record else None,
         usage_note=_usage_note(account),
         now=now,
+        provider=account.provider,
+        labels=usage.labels if usage else (),
     )
 
 

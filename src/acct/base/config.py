@@ -15,7 +15,7 @@ POLICIES = ("headroom", "pace", "round-robin", "drain")
 PRICE_KEYS = ("input", "output", "cache_write", "cache_read")
 WEBHOOK_FORMATS = ("json", "ntfy", "slack", "discord")
 # The targets acct knows (``acct.services.targets.TARGET_NAMES``; a test keeps them equal).
-TARGETS = ("claude-code", "opencode", "pi")
+TARGETS = ("claude-code", "opencode", "pi", "codex", "pi-chatgpt")
 MAX_SECONDS = 366 * 86400.0  # a year: more is a typo, and timers overflow on far larger values
 MAX_ROTATIONS = 1000
 DEFAULT_CONTINUATION_PROMPT = "Continue the previous task from where it stopped."

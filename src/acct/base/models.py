@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Kind = Literal["oauth", "api_key"]
+# Whose login an account is: Anthropic (Claude Code, OpenCode, Pi) or ChatGPT (the Codex CLI).
+ProviderName = Literal["anthropic", "chatgpt"]
+PROVIDERS: tuple[ProviderName, ...] = ("anthropic", "chatgpt")
 
 PLAN_BY_ORG_TYPE = {
     "claude_max": "max",
@@ -85,8 +88,12 @@ class Holder:
 
 @dataclass
 class Account:
+    """One login. For a ChatGPT account ``uuid`` is the ``chatgpt_user_id``, ``org_uuid`` the
+    ``chatgpt_account_id`` (the workspace) and the id_token rides in ``tokens.extra``."""
+
     name: str
     kind: Kind = "oauth"
+    provider: ProviderName = "anthropic"
     id: str = field(default_factory=new_id)
     uuid: str | None = None
     email: str | None = None
@@ -114,6 +121,12 @@ class Account:
     @property
     def is_oauth(self) -> bool:
         return self.kind == "oauth"
+
+    @property
+    def id_token(self) -> str | None:
+        """A ChatGPT login's id_token (kept with the tokens; a secret like them)."""
+        value = self.tokens.extra.get("id_token") if self.tokens else None
+        return value if isinstance(value, str) and value else None
 
     def same_identity(self, uuid: str | None, org_uuid: str | None) -> bool:
         """One account per (account uuid, organization): one email can own several plans."""
@@ -150,6 +163,12 @@ class Usage:
     # Per-model weekly caps and similar extras: (label, percent, resets_at)
     scoped: tuple[tuple[str, float | None, float | None], ...] = ()
     extra_usage_enabled: bool | None = None
+    # What the two columns really are when a provider's windows have other lengths:
+    # (("five_hour", "5-hour"), ("seven_day", "7-day")). Empty: Anthropic's 5-hour and 7-day.
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def label(self, slot: str, default: str) -> str:
+        return dict(self.labels).get(slot, default)
 
     @property
     def peak(self) -> float | None:

@@ -99,14 +99,31 @@ _DROPPABLE = ("USAGE AGE", "TOKEN")
 _GAP = 2  # between columns
 
 
+_STANDARD = {"five_hour": "5-hour", "seven_day": "7-day"}
+
+
+def _window_cell(r: AccountView, slot: str) -> str:
+    """The window's utilization; with its real length when that is not the column's (a
+    ChatGPT plan whose windows have other lengths)."""
+    w = r.five_hour if slot == "five_hour" else r.seven_day
+    text = pct(r.utilization(w))
+    label = r.window_label(slot)
+    return text if w is None or label == _STANDARD[slot] else f"{text} ({label})"
+
+
+def _plan_cell(r: AccountView) -> str:
+    plan = safe(r.plan) or ("api key" if r.kind == "api_key" else "-")
+    return plan if r.provider == "anthropic" else f"{r.provider} {plan}"
+
+
 def _cells(r: AccountView, short: bool) -> dict[str, str]:
     return {
         "NAME": safe(r.name),
         "EMAIL": safe(r.email) or "-",
-        "PLAN": safe(r.plan) or ("api key" if r.kind == "api_key" else "-"),
+        "PLAN": _plan_cell(r),
         "STATE": safe(state_text(r, short=short)),
-        "5H": pct(r.utilization(r.five_hour)),
-        "7D": pct(r.utilization(r.seven_day)),
+        "5H": _window_cell(r, "five_hour"),
+        "7D": _window_cell(r, "seven_day"),
         "RESETS": until(r.relevant_reset, r.now),
         "USAGE AGE": _age(r),
         "TOKEN": r.fingerprint,

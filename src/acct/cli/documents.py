@@ -29,6 +29,7 @@ def login_account(acc: Account) -> dict[str, object]:
     return {
         "name": acc.name,
         "kind": acc.kind,
+        "provider": acc.provider,
         "email": acc.email,
         "plan": acc.plan,
         "uuid": acc.uuid,
@@ -99,10 +100,11 @@ def session(accounts: Accounts, row: SessionRow) -> dict[str, Any]:
     }
 
 
-def window(w: Window | None, row: AccountView) -> dict[str, Any] | None:
+def window(w: Window | None, row: AccountView, slot: str) -> dict[str, Any] | None:
     if w is None:
         return None
     return {
+        "window": row.window_label(slot),
         "utilization": w.utilization,
         "utilization_now": row.utilization(w),
         "resets_at": iso(w.resets_at),
@@ -122,6 +124,7 @@ def account_row(row: AccountView) -> dict[str, Any]:
         "email": row.email,
         "plan": row.plan,
         "account_kind": row.kind,
+        "provider": row.provider,
         "enabled": row.enabled,
         "state": row.state,
         "usable": row.usable,
@@ -138,8 +141,8 @@ def account_row(row: AccountView) -> dict[str, Any]:
         if row.holder_target is None
         else {"target": row.holder_target, "path": row.holder_path},
         "usage": {
-            "five_hour": window(row.five_hour, row),
-            "seven_day": window(row.seven_day, row),
+            "five_hour": window(row.five_hour, row, "five_hour"),
+            "seven_day": window(row.seven_day, row, "seven_day"),
             "scoped": [
                 {
                     "label": label,

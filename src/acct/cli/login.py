@@ -16,7 +16,7 @@ from acct.base.errors import AcctError, HeldByTarget, Interrupted, UsageError
 from acct.base.models import Account
 from acct.cli import app, documents, render
 from acct.cli.common import AccountArg, JsonOpt, ctx, is_interactive
-from acct.services import oauth
+from acct.services import oauth, providers
 from acct.services.context import Ctx
 
 TimeoutOpt = Annotated[
@@ -48,8 +48,15 @@ def _can_open_browser() -> bool:
 def _show_prompt(prompt: oauth.LoginPrompt, open_browser: bool) -> None:
     render.line("Open this URL in a browser to log in:")
     render.line(prompt.url)
-    if prompt.manual:
+    if prompt.manual and prompt.paste_address:
+        render.line(
+            "Then paste the address your browser is sent to (it does not load: "
+            f"{prompt.redirect_uri}?code=...) here and press Enter:"
+        )
+    elif prompt.manual:
         render.line("Then paste the code the page shows (CODE#STATE) here and press Enter:")
+    elif prompt.paste_address:
+        render.line("Or paste the address your browser is sent to here and press Enter.")
     else:
         render.line("Or paste CODE#STATE or the redirect URL here and press Enter.")
     if open_browser and _can_open_browser():
@@ -109,6 +116,25 @@ def _bad_paste() -> None:
     render.line("acct: that is not CODE#STATE from this login; paste it again")
 
 
+ProviderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--provider",
+        metavar="PROVIDER",
+        help="anthropic (Claude, the default) or chatgpt (ChatGPT, for the Codex CLI); "
+        "a stored NAME keeps its own.",
+    ),
+]
+
+
+def _provider_for(c: Ctx, name: str | None, given: str | None) -> providers.Provider:
+    """The provider to log in with: the one given, else the stored account's, else Anthropic."""
+    if given is not None:
+        return providers.get(given)
+    acc = c.store.read().find(name) if name else None
+    return providers.of(acc) if acc is not None else providers.get("anthropic")
+
+
 def _login_hint(c: Ctx, name: str | None) -> str | None:
     """Re-logging into a stored account pre-fills its email on the login page."""
     if not name:
@@ -137,9 +163,11 @@ def login(
             "--api-key", help="Store an API key (read from a hidden prompt or stdin) instead."
         ),
     ] = False,
+    provider: ProviderOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Log in to a Claude account in the browser (OAuth) and store it.
+    """Log in to a Claude (or, with --provider chatgpt, a ChatGPT) account in the browser
+    (OAuth) and store it.
 
     The browser's answer comes back to a loopback server on this machine, or is pasted here:
     the page's CODE#STATE, or the whole redirect URL. A paste that is not from this login is
@@ -147,6 +175,9 @@ def login(
     """
     render.mode.json = json_out
     c = ctx()
+    chosen = _provider_for(c, name, provider)
+    if api_key and chosen.name != "anthropic":
+        raise UsageError("--api-key stores an Anthropic API key; it takes no --provider chatgpt")
     if api_key:
         if not name:
             raise UsageError(
@@ -164,15 +195,16 @@ def login(
             on_prompt=lambda prompt: _show_prompt(prompt, open_browser=not (no_browser or manual)),
             on_bad_paste=_bad_paste,
             login_hint=_login_hint(c, name),
+            provider=chosen,
         )
     except KeyboardInterrupt:
         raise Interrupted("login interrupted; nothing was stored") from None
-    _report(manage.store_login(c, answer, name=name), json_out)
+    _report(manage.store_login(c, answer, name=name, provider=chosen.name), json_out)
 
 
 def _refresh_one(c: Ctx, acc: Account, started: float) -> dict[str, object]:
     seen = acc.tokens.lineage_fingerprint if acc.tokens else None
-    result = oauth.refresh_result(c, acc.id, force=True, seen=seen, since=started)
+    result = providers.refresh_result(c, acc.id, force=True, seen=seen, since=started)
     fresh = result.account
     expires_at = fresh.tokens.expires_at if fresh.tokens else None
     obtained_at = fresh.tokens.obtained_at if fresh.tokens else None

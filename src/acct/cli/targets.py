@@ -19,7 +19,7 @@ from acct.cli.common import AccountArg, JsonOpt, complete_target, ctx, is_intera
 from acct.cli.render import emit_json, line, mode, out, pct, warn
 from acct.services import custody, procs, sessions
 from acct.services.context import Ctx
-from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target
+from acct.services.targets import EXTRA_USAGE_NOTE, TARGET_NAMES, get_target, targets_of
 
 TargetsOpt = Annotated[
     list[str] | None,
@@ -43,6 +43,16 @@ def _account_label(acc: Account) -> str:
 # --- use ---------------------------------------------------------------------------------------
 
 
+def _default_target(c: Ctx, name: str | None) -> str:
+    """The configured default target, or, for an account of another provider, the first
+    target of its own (a ChatGPT account goes to Codex)."""
+    default = c.config.default_target
+    acc = c.store.read().find(name) if name else None
+    if acc is None or get_target(default).provider == acc.provider:
+        return default
+    return targets_of(acc.provider)[0]
+
+
 @app.command()
 def use(
     name: AccountArg = None,
@@ -59,7 +69,7 @@ def use(
     """Write an account into a tool's credential file (its login moves there)."""
     mode.json = json_out
     c = ctx()
-    names = list(dict.fromkeys(target or [c.config.default_target]))
+    names = list(dict.fromkeys(target or [_default_target(c, name)]))
     for t in names:
         get_target(t)
     if len(names) > 1:
@@ -72,7 +82,10 @@ def use(
             raise UsageError("name an account: acct use NAME", hint="`acct list` shows the names")
         from acct.cli.picker import pick_account
 
-        name = pick_account(c, "Which account?", command="use")
+        wanted = get_target(names[0]).provider
+        name = pick_account(
+            c, "Which account?", command="use", filter=lambda row: row.provider == wanted
+        )
     acc = c.store.read().get(name)
     results = [custody.lend(c, acc.id, t, force=force) for t in names]
     if json_out:

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -127,6 +127,10 @@ class LabelledUsage:
     limit_reached: bool | None = None
     limit_reached_type: str | None = None
     credits: Mapping[str, Any] | None = None
+
+    def as_usage(self) -> Usage:
+        """The usage with each column's real length as its label (what acct caches)."""
+        return replace(self.usage, labels=tuple(sorted(self.labels.items())))
 
 
 def _wham_window(doc: Any, now: float) -> tuple[Window, int | None] | None:
@@ -273,26 +277,31 @@ def parse_limit_body(doc: Any, now: float) -> LimitRefusal | None:
 # How `codex exec` 0.171.0 ends (stderr lines start with "ERROR: "; --json ends with
 # {"type":"turn.failed","error":{"message":...}}). It exits 1 on every failure, so only these
 # words tell a quota from a throttle from a dead login. The apostrophe is U+2019 in 0.171.0.
-PATTERNS = Patterns(
-    quota=(
-        r"You[’']ve hit your usage limit",
-        r"You[’']ve reached your usage limit",
-        r"Usage limit reached\.",
-        r"Your workspace is out of credits",
-        r"You[’']re out of credits",
-        r"You[’']ve reached your workspace credit limit",
-        r"You hit your spend cap",
-    ),
-    throttle=(r"exceeded retry limit, last status: 429",),
-    auth=(
-        r"Your access token could not be refreshed",
-        r"refresh token (?:was already used|was revoked|has expired)",
-        r"Please log out and sign in again",
-        # its file holds another account when a 401 makes it re-read it (the run ends)
-        r"signed in to another account",
-        r"unexpected status 401 Unauthorized",
-    ),
+# A refused refresh is a dead login (``login``): Codex leaves its file as it was (it does not
+# blank it), so these words are the only sign that the lineage is spent.
+QUOTA_WORDS = (
+    r"You[’']ve hit your usage limit",
+    r"You[’']ve reached your usage limit",
+    r"Usage limit reached\.",
+    r"Your workspace is out of credits",
+    r"You[’']re out of credits",
+    r"You[’']ve reached your workspace credit limit",
+    r"You hit your spend cap",
 )
+LOGIN_WORDS = (r"refresh token (?:was already used|was revoked|has expired)",)
+AUTH_WORDS = (
+    r"Your access token could not be refreshed",
+    r"Please log out and sign in again",
+    # its file holds another account when a 401 makes it re-read it (the run ends)
+    r"signed in to another account",
+    r"unexpected status 401 Unauthorized",
+)
+
+
+def _local_reset(text: str, now: float) -> float | None:
+    """The reset in Codex's words, read in this machine's local time (the zone the child ran
+    in: acct passes TZ on unchanged)."""
+    return codex_reset_at(text, now, None)
 
 
 # "… or try again at 9:49 AM." / "… Try again at Dec 5th, 2026 8:02 AM." (the Codex process's
@@ -306,9 +315,9 @@ _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _LATE = 120.0  # a time of day this far in the past is still today's (the message is fresh)
 
 
-def codex_reset_at(text: str, now: float, tz: tzinfo) -> float | None:
+def codex_reset_at(text: str, now: float, tz: tzinfo | None) -> float | None:
     """The reset time in the Codex CLI's limit message (epoch seconds), read in ``tz`` (the
-    zone Codex ran in), or None when the text names none."""
+    zone Codex ran in; None: local time), or None when the text names none."""
     m = _TRY_AGAIN.search(text)
     if m is None:
         return None
@@ -328,3 +337,12 @@ def codex_reset_at(text: str, now: float, tz: tzinfo) -> float | None:
     if at.timestamp() < now - _LATE:
         at += timedelta(days=1)
     return at.timestamp()
+
+
+PATTERNS = Patterns(
+    quota=QUOTA_WORDS,
+    throttle=(r"exceeded retry limit, last status: 429",),
+    login=LOGIN_WORDS,
+    auth=AUTH_WORDS,
+    reset=_local_reset,
+)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal, Protocol
@@ -35,6 +35,9 @@ class Patterns:
     throttle: tuple[str, ...] = ()
     auth: tuple[str, ...] = ()
     login: tuple[str, ...] = ()  # a dead login: the refresh token was refused
+    # How the tool names the reset in its quota line, (line, now) -> epoch seconds or None;
+    # None: Claude Code's words (``resets 9:20am (UTC)``, :func:`parse_reset`).
+    reset: Callable[[str, float], float | None] | None = None
 
 
 _MONTHS = {
@@ -103,6 +106,7 @@ def merged_patterns(target: HasPatterns, extra: TargetConfig | None = None) -> P
         throttle=(*p.throttle, *extra.throttle_patterns),
         auth=(*p.auth, *extra.auth_patterns),
         login=(*p.login, *extra.login_patterns),
+        reset=p.reset,
     )
 
 
@@ -136,7 +140,8 @@ def _by_text(patterns: Patterns, text: str, now: float) -> Ending | None:
         line = _search(regexes, text)
         if line is not None:
             if kind == "quota":
-                return Ending("quota", parse_reset(line, now), line, window_label(line))
+                reset = (patterns.reset or parse_reset)(line, now)
+                return Ending("quota", reset, line, window_label(line))
             return Ending(kind, None, line)  # type: ignore[arg-type]
     return None
 

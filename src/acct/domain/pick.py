@@ -104,7 +104,10 @@ def _ineligible(
     now: float,
     exclude: Collection[str],
     here: tuple[str, str] | None,
+    provider: str | None = None,
 ) -> str | None:
+    if provider is not None and a.provider != provider:
+        return f"a {a.provider} login (this tool takes {provider} logins)"
     if a.id in exclude or a.name in exclude:
         return "already tried in this run"
     if a.holder is not None and (a.holder.target, a.holder.path) != here:
@@ -179,12 +182,14 @@ def pick(
     last_used: Mapping[str, float],
     exclude: Collection[str] = (),
     here: tuple[str, str] | None = None,
+    provider: str | None = None,
 ) -> Choice:
     """Rank every account under ``policy`` and choose the best eligible one.
 
     ``exclude`` holds account ids (or names) that may not be chosen, e.g. the ones that already
     hit a limit during this run. ``here`` is the tool file the account is for, as custody records
-    it (target, resolved path): an account lent to any other file is skipped. The result is
+    it (target, resolved path): an account lent to any other file is skipped. ``provider`` is
+    the tool's (a target only ever gets an account of its own provider). The result is
     deterministic: the account name breaks ties.
     """
     if policy not in POLICIES:
@@ -196,7 +201,7 @@ def pick(
         rec = usage_records.get(a.id)
         u = rec.usage if rec else None
         last = last_used.get(a.id, float(a.last_used_at or 0))
-        blocked = _ineligible(a, benches, now, exclude, here)
+        blocked = _ineligible(a, benches, now, exclude, here, provider)
         if blocked is not None:
             ranking.append(Ranked(a.name, False, (math.inf,), blocked))
             continue

@@ -290,7 +290,7 @@ Print a short segment for the shell prompt: the account the target's credential 
 and its utilization, e.g. "work 37%". Reads local state only; prints nothing when there is
 nothing to show and "?" when the tool's file changed since acct last looked at it.
 
-  -t, --target TARGET   claude-code, opencode or pi (default: the configured default target)
+  -t, --target TARGET   claude-code, opencode, pi, codex or pi-chatgpt (default: the configured default target)
   -f, --format FORMAT   placeholders: {account} {target} {5h} {7d} {peak} {reset}
                         {5h_reset} {7d_reset} (default: "{account} {peak}")
 """

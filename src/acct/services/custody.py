@@ -75,7 +75,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from acct.base.errors import (
     AcctError,
@@ -88,8 +88,9 @@ from acct.base.errors import (
 )
 from acct.base.fsio import file_lock, holder_path
 from acct.base.models import Account, Holder, Tokens, fingerprint
-from acct.services import oauth, procs, prompt_state
+from acct.services import oauth, procs, prompt_state, providers
 from acct.services.context import Ctx
+from acct.services.providers.base import Identity
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
 from acct.services.targets.base import (
@@ -99,9 +100,6 @@ from acct.services.targets.base import (
     entry_fingerprint,
     require_oauth,
 )
-
-if TYPE_CHECKING:
-    from acct.services.oauth import Profile
 
 Status = Literal[
     "absent",
@@ -279,7 +277,12 @@ def _with_file_tokens(acc: Account, entry: Entry, lineage: str) -> Account:
     t = entry.tokens
     scopes = t.scopes or (acc.tokens.scopes if acc.tokens else ())
     refresh = t.refresh or (acc.tokens.refresh if acc.tokens else None)
-    tokens = Tokens(access=t.access, refresh=refresh, expires_at=t.expires_at, scopes=scopes)
+    # Keys of the stored tokens acct does not read, updated by what the file carries (a
+    # ChatGPT login's id_token and workspace come with the file's tokens).
+    extra = {**(acc.tokens.extra if acc.tokens else {}), **t.extra}
+    tokens = Tokens(
+        access=t.access, refresh=refresh, expires_at=t.expires_at, scopes=scopes, extra=extra
+    )
     holder = replace(acc.holder, fingerprint=lineage) if acc.holder else None
     return acc.copy(tokens=tokens, holder=holder, needs_login=False)
 
@@ -482,11 +485,12 @@ def _same_lineage(ctx: Ctx, base: HarvestResult, acc: Account, entry: Entry) -> 
 def _identify(ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry) -> HarvestResult:
     """The file holds a lineage acct did not record there: whose is it?
 
-    Only the profile endpoint can say (the slot poisoning guard). ``held`` are the accounts
+    Only the provider can say (the slot poisoning guard): Anthropic's profile endpoint, the
+    id_token of a ChatGPT login. ``held`` are the accounts
     recorded at the file; empty for a file nothing is lent to.
     """
     try:
-        profile = oauth.fetch_profile(ctx, entry.tokens.access)
+        profile = providers.get(get_target(base.target).provider).whose(ctx, entry.tokens)
     except oauth.TokenRefused as e:
         if not entry.tokens.fresh_for(DEAD_MARGIN):
             return _unchecked(base, held, e)  # expired: the tool would refresh it
@@ -527,7 +531,7 @@ def _unchecked(base: HarvestResult, held: list[Account], e: AcctError) -> Harves
 
 
 def _identified(
-    ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry, profile: Profile
+    ctx: Ctx, base: HarvestResult, held: list[Account], entry: Entry, profile: Identity
 ) -> HarvestResult:
     """The profile named the file's login: the owner recorded there, or someone else."""
     owner = next((a for a in held if a.same_identity(profile.uuid, profile.org_uuid)), None)
@@ -545,7 +549,8 @@ def _identified(
             message=f"{owner.name}: took the tokens the tool rotated",
         )
     names = _update(ctx, held, _released) if held else []
-    known = ctx.store.read().by_identity(profile.uuid, profile.org_uuid)
+    provider = get_target(base.target).provider
+    known = ctx.store.read().by_identity(profile.uuid, profile.org_uuid, provider)
     result = replace(
         base,
         status="foreign" if held else "untracked",
@@ -726,7 +731,7 @@ def _fresh(ctx: Ctx, acc: Account, target: JsonTarget) -> Account:
     """The account with an access token good for the tool (refreshed while the store holds it)."""
     margin = max(ctx.config.refresh_margin, target.refresh_margin)
     try:
-        return oauth.ensure_fresh(ctx, acc.id, margin)
+        return providers.ensure_fresh(ctx, acc.id, margin)
     except oauth.RefreshUnanswered as e:
         # The server may have rotated the lineage: then the stored refresh token is spent, and
         # a tool handed it would present it and revoke the chain. Lend nothing; the next
@@ -842,7 +847,7 @@ def _after_write(
 def _prepare(ctx: Ctx, account_id: str, target: str) -> Account:
     """The account, if it can be lent at all (a subscription login that does not need renewing)."""
     acc = _account(ctx, account_id)
-    require_oauth(acc, target)
+    require_oauth(acc, target, get_target(target).provider)
     return acc
 
 
@@ -1105,7 +1110,9 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
                 )
         what = f"the login in {path}"
         try:
-            answer = oauth.refresh_unstored(ctx, entry.tokens, what=what)
+            answer = providers.refresh_unstored(
+                ctx, entry.tokens, what=what, provider=target.provider
+            )
         except NeedsLogin:
             raise NeedsLogin(
                 f"{what} is signed out (its refresh token is no longer valid)",

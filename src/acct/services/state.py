@@ -164,6 +164,7 @@ def usage_to_json(u: Usage) -> str:
             "seven_day": w(u.seven_day),
             "scoped": [list(s) for s in u.scoped],
             "extra_usage_enabled": u.extra_usage_enabled,
+            **({"labels": [list(x) for x in u.labels]} if u.labels else {}),
         }
     )
 
@@ -179,6 +180,7 @@ def usage_from_json(text: str) -> Usage:
         seven_day=w(d.get("seven_day")),
         scoped=tuple(tuple(s) for s in d.get("scoped", [])),
         extra_usage_enabled=d.get("extra_usage_enabled"),
+        labels=tuple((str(x[0]), str(x[1])) for x in d.get("labels", []) if len(x) == 2),
     )
 
 

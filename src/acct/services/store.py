@@ -18,10 +18,12 @@ import tomli_w
 from acct.base.errors import CorruptFile, NotFound, UsageError
 from acct.base.fsio import atomic_write, ensure_dir, file_lock
 from acct.base.inputs import OWN_FILE_LIMIT, Unreadable, parse_toml, read_file
-from acct.base.models import Account, Holder, Tokens
+from acct.base.models import PROVIDERS, Account, Holder, Tokens
 from acct.base.paths import Paths
 
-SCHEMA_VERSION = 1
+# 1: Anthropic accounts only. 2: each account says its ``provider`` (a version-1 file reads as
+# all Anthropic and is written back as version 2 on the next change).
+SCHEMA_VERSION = 2
 _NAME_RE = re.compile(r"^[^\s/\\\x00-\x1f-][^\s/\\\x00-\x1f]{0,79}$")
 
 
@@ -80,8 +82,18 @@ class Accounts:
             raise NotFound(f"no account with id {account_id}", hint="run `acct list`")
         return acc
 
-    def by_identity(self, uuid: str | None, org_uuid: str | None) -> Account | None:
-        return next((a for a in self._items if a.same_identity(uuid, org_uuid)), None)
+    def by_identity(
+        self, uuid: str | None, org_uuid: str | None, provider: str | None = None
+    ) -> Account | None:
+        """The account of this identity (of ``provider``, when given)."""
+        return next(
+            (
+                a
+                for a in self._items
+                if a.same_identity(uuid, org_uuid) and provider in (None, a.provider)
+            ),
+            None,
+        )
 
     def held_by(self, target: str, path: str | None = None) -> list[Account]:
         return [
@@ -129,7 +141,7 @@ class Accounts:
 # acct does not drop what a newer one stored.
 _ACCOUNT_KEYS = frozenset(
     {
-        "id", "name", "kind", "uuid", "email", "display_name", "org_uuid", "org_name", "plan",
+        "id", "name", "kind", "provider", "uuid", "email", "display_name", "org_uuid", "org_name", "plan",
         "tier", "enabled", "needs_login", "added_at", "last_used_at", "api_key", "tokens", "holder",
     }
 )  # fmt: skip
@@ -155,6 +167,7 @@ def account_to_toml(a: Account) -> dict[str, Any]:
         "id": a.id,
         "name": a.name,
         "kind": a.kind,
+        "provider": a.provider,
         "uuid": a.uuid,
         "email": a.email,
         "display_name": a.display_name,
@@ -252,6 +265,11 @@ def account_from_toml(d: Any, index: int) -> Account:
     kind = _want(d, "kind", str, where, "oauth")
     if kind not in ("oauth", "api_key"):
         raise ValueError(f"{where}: unknown kind {kind!r}")
+    provider = _want(d, "provider", str, where, "anthropic")
+    if provider not in PROVIDERS:
+        raise ValueError(
+            f"{where}: unknown provider {provider!r} (this acct knows {', '.join(PROVIDERS)})"
+        )
 
     def opt(key: str) -> str | None:
         value: str | None = _want(d, key, str, where, None)
@@ -268,6 +286,7 @@ def account_from_toml(d: Any, index: int) -> Account:
         id=account_id,
         name=name,
         kind=kind,
+        provider=provider,
         uuid=opt("uuid"),
         email=opt("email"),
         display_name=opt("display_name"),

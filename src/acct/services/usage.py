@@ -10,34 +10,47 @@ last good values. Nothing here prints; one account's failure is data, never an e
 from __future__ import annotations
 
 import contextlib
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from acct.base.endpoints import OAUTH_BETA
 from acct.base.errors import (
     AcctError,
     AuthError,
     NeedsLogin,
-    NetworkError,
     ProtocolError,
     RateLimited,
 )
 from acct.base.models import Account, Usage, UsageRecord, Window
-from acct.base.timefmt import epoch_seconds
-from acct.services import events, prompt_state
-from acct.services.answers import retry_after
+from acct.services import events, prompt_state, providers
 from acct.services.context import Ctx
 from acct.services.custody import access_token_for
-from acct.services.oauth import ensure_fresh, finish_refreshes, refresh, refresh_worst_case
+from acct.services.oauth import finish_refreshes, refresh_worst_case
+from acct.services.providers.anthropic import (
+    UsageForbidden,
+    UsageServerError,
+    UsageTimeout,
+    parse_usage,
+)
 
 if TYPE_CHECKING:
     import httpx
+
+__all__ = [
+    "UsageForbidden",
+    "UsageServerError",
+    "UsageTimeout",
+    "backoff_for",
+    "confirm",
+    "observed_usage",
+    "parse_usage",
+    "poll",
+    "pollable",
+    "record_observed",
+]
 
 # Back-off after a failed poll: (first delay, ceiling) in seconds, doubling per consecutive failure.
 BACKOFF_RATE_LIMITED = (300.0, 3600.0)
@@ -52,140 +65,6 @@ _MAX_WORKERS = 32
 _WAIT_SLICE = 0.25  # the wait for results wakes this often, so Ctrl-C is seen at once
 
 Progress = Callable[[int, int], None]  # (polls done, polls started) as they finish
-
-
-class UsageTimeout(NetworkError):
-    code = "timeout"
-
-
-class UsageServerError(NetworkError):
-    code = "server_error"
-
-
-class UsageForbidden(AuthError):
-    """403: the token may not read usage (a setup token has ``user:inference`` only)."""
-
-    code = "forbidden"
-
-
-# --- parsing ----------------------------------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
-
-
-def _epoch(value: Any) -> float | None:
-    """``resets_at`` as epoch seconds: ISO-8601 text (the usual form) or a number."""
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.strip())
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            return None
-        try:
-            return dt.timestamp()
-        except (OverflowError, OSError, ValueError):
-            return None
-    n = _number(value)
-    if n is None or n <= 0:
-        return None
-    return epoch_seconds(n)
-
-
-def _window(value: Any, key: str = "utilization") -> Window | None:
-    if not isinstance(value, Mapping):
-        return None
-    w = Window(_number(value.get(key)), _epoch(value.get("resets_at")))
-    return None if w.utilization is None and w.resets_at is None else w
-
-
-def _scope_label(limit: Mapping[str, Any]) -> str | None:
-    scope = limit.get("scope")
-    model = scope.get("model") if isinstance(scope, Mapping) else None
-    label = model.get("display_name") if isinstance(model, Mapping) else None
-    return label if isinstance(label, str) and label else None
-
-
-def parse_usage(doc: Any) -> Usage:
-    """Read a usage answer. Fields may be null or absent; some answers carry only
-    ``limits[]``, where ``session`` is the 5-hour window, ``weekly_all`` the 7-day one and
-    ``weekly_scoped`` a per-model weekly cap.
-
-    Raises :class:`ProtocolError` for anything that is not a usage answer; never anything else.
-    """
-    if not isinstance(doc, Mapping):
-        raise ProtocolError("the usage answer is not a JSON object")
-    if not any(k in doc for k in ("five_hour", "seven_day", "limits")):
-        raise ProtocolError("the usage answer has neither five_hour, seven_day nor limits")
-    five_hour = _window(doc.get("five_hour"))
-    seven_day = _window(doc.get("seven_day"))
-    scoped: dict[str, tuple[str, float | None, float | None]] = {}
-    limits = doc.get("limits")
-    for limit in limits if isinstance(limits, list) else ():
-        if not isinstance(limit, Mapping):
-            continue
-        kind = limit.get("kind")
-        w = _window(limit, "percent")
-        if kind == "session" and five_hour is None:
-            five_hour = w
-        elif kind == "weekly_all" and seven_day is None:
-            seven_day = w
-        elif kind == "weekly_scoped" and w is not None and (label := _scope_label(limit)):
-            scoped.setdefault(label.casefold(), (label, w.utilization, w.resets_at))
-    for key, label in (("seven_day_opus", "Opus"), ("seven_day_sonnet", "Sonnet")):
-        w = _window(doc.get(key))
-        if w is not None and w.utilization is not None:
-            scoped.setdefault(label.casefold(), (label, w.utilization, w.resets_at))
-    extra = doc.get("extra_usage")
-    enabled = extra.get("is_enabled") if isinstance(extra, Mapping) else None
-    return Usage(
-        five_hour=five_hour,
-        seven_day=seven_day,
-        scoped=tuple(scoped.values()),
-        extra_usage_enabled=enabled if isinstance(enabled, bool) else None,
-    )
-
-
-# --- one request ------------------------------------------------------------------------------
-
-
-def _get(client: httpx.Client, url: str, access: str) -> httpx.Response:
-    import httpx
-
-    headers = {"authorization": f"Bearer {access}", "anthropic-beta": OAUTH_BETA}
-    try:
-        return client.get(url, headers=headers)
-    except httpx.TimeoutException:
-        raise UsageTimeout("the usage request timed out") from None
-    except httpx.HTTPError as e:
-        raise NetworkError(f"cannot reach the usage endpoint ({type(e).__name__})") from None
-
-
-def _answer(response: httpx.Response) -> Usage:
-    status = response.status_code
-    if status == 429:
-        raise RateLimited(
-            "the usage endpoint is rate-limited",
-            retry_after=retry_after(response.headers.get("retry-after")),
-        )
-    if status == 401:
-        raise AuthError("the access token was refused", hint="run `acct login` if this persists")
-    if status == 403:
-        raise UsageForbidden("this token may not read usage (a setup token?)")
-    if status >= 500:
-        raise UsageServerError(f"the usage endpoint answered {status}")
-    if status != 200:
-        raise ProtocolError(f"the usage endpoint answered {status}")
-    try:
-        doc = response.json()
-    except ValueError:
-        raise ProtocolError("the usage answer is not JSON") from None
-    return parse_usage(doc)
 
 
 # --- back-off ---------------------------------------------------------------------------------
@@ -237,7 +116,7 @@ def _access_for_poll(ctx: Ctx, account: Account) -> str:
     """
     t = account.tokens
     if account.holder is None and t is not None and not t.fresh_for(TOKEN_MARGIN):
-        account = ensure_fresh(ctx, account.id, TOKEN_MARGIN)
+        account = providers.ensure_fresh(ctx, account.id, TOKEN_MARGIN)
     access = _live_access(ctx, account)
     if not access:
         raise AuthError("no access token", hint=f"run `acct login {account.name}`")
@@ -263,22 +142,23 @@ def _after_refusal(ctx: Ctx, account: Account, refused: str, error: AuthError) -
     t = account.tokens
     if account.holder is not None or t is None or not t.refresh:
         raise error
-    renewed = refresh(ctx, account.id, force=True, seen=t.lineage_fingerprint)
+    renewed = providers.refresh(ctx, account.id, force=True, seen=t.lineage_fingerprint)
     if renewed.tokens is None or renewed.tokens.access == refused:
         raise error
     return renewed.tokens.access
 
 
 def _fetch_one(ctx: Ctx, client: httpx.Client, account: Account) -> _Outcome:
-    url = ctx.endpoints.usage_url
+    provider = providers.of(account)
     try:
         access = _access_for_poll(ctx, account)
         try:
-            usage = _answer(_get(client, url, access))
+            usage = provider.fetch_usage(ctx, client, account, access)
         except UsageForbidden:
             raise
         except AuthError as e:
-            usage = _answer(_get(client, url, _after_refusal(ctx, account, access, e)))
+            renewed = _after_refusal(ctx, account, access, e)
+            usage = provider.fetch_usage(ctx, client, account, renewed)
         return _Outcome(account.id, usage=usage)
     except AcctError as e:
         return _Outcome(account.id, error=e)
@@ -519,6 +399,7 @@ def observed_usage(
         seven_day=_seen_window(seven_day, prev.seven_day, now),
         scoped=prev.scoped,
         extra_usage_enabled=prev.extra_usage_enabled,
+        labels=prev.labels,
     )
 
 

@@ -39,12 +39,15 @@ from acct.services.oauth.refresh import (
     STORE_WAIT,
     RefreshResult,
     RefreshUnanswered,
+    Sender,
     ensure_fresh,
+    mark_needs_login,
     refresh,
     refresh_result,
     refresh_unstored,
     refresh_worst_case,
     rescue_path,
+    send_refresh,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +91,7 @@ __all__ = [
     "ProfileForbidden",
     "RefreshResult",
     "RefreshUnanswered",
+    "Sender",
     "TokenAnswer",
     "TokenRefused",
     "authorize_url",
@@ -96,6 +100,7 @@ __all__ = [
     "fetch_profile",
     "finish_refreshes",
     "login_flow",
+    "mark_needs_login",
     "new_pkce",
     "new_state",
     "parse_pasted",
@@ -109,5 +114,6 @@ __all__ = [
     "refresh_worst_case",
     "rescue_path",
     "s256",
+    "send_refresh",
     "signals_held",
 ]

@@ -5,14 +5,15 @@ supplies, and pasted answers come from a file descriptor the CLI passes in."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import html
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from acct.base.endpoints import MANUAL_REDIRECT_URI
@@ -32,6 +33,42 @@ from acct.services.oauth.client import (
     new_state,
 )
 from acct.services.store import validate_name
+
+
+@dataclass(frozen=True)
+class LoginPlan:
+    """How a provider's browser login comes back: the loopback port (0: any free one; a fixed
+    one may be moved by ``port_env`` for tests), the callback's path and host, and a redirect
+    page for a paste-only login (None: the user pastes the address the browser was sent to)."""
+
+    port: int
+    callback_path: str
+    host: str = "localhost"
+    manual_redirect: str | None = None
+    port_env: str | None = None
+
+    def port_in(self, env: Mapping[str, str]) -> int:
+        raw = env.get(self.port_env, "").strip() if self.port_env else ""
+        if not raw:
+            return self.port
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise UsageError(f"{self.port_env}={raw!r} is not a port number (1-65535)")
+        return int(raw)
+
+
+class _Login(Protocol):
+    """What a provider supplies for a browser login (see ``acct.services.providers``)."""
+
+    login: LoginPlan
+
+    def authorize_url(
+        self, ctx: Ctx, redirect_uri: str, challenge: str, state: str, login_hint: str | None
+    ) -> str: ...
+
+    def exchange_code(
+        self, ctx: Ctx, code: str, state: str, verifier: str, redirect_uri: str
+    ) -> Any: ...
+
 
 LOGIN_TIMEOUT = 300.0
 _WAIT_SLICE = 0.25  # the login wait wakes this often, so Ctrl-C is seen at once
@@ -89,14 +126,17 @@ class _CallbackServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, events: queue.Queue[tuple[str, Any]], state: str) -> None:
+    def __init__(
+        self, events: queue.Queue[tuple[str, Any]], state: str, plan: LoginPlan, port: int
+    ) -> None:
         self.events = events
         self.expected_state = state
-        super().__init__(("127.0.0.1", 0), _CallbackHandler)
+        self.plan = plan
+        super().__init__(("127.0.0.1", port), _CallbackHandler)
 
     @property
     def redirect_uri(self) -> str:
-        return f"http://localhost:{self.server_address[1]}/callback"
+        return f"http://{self.plan.host}:{self.server_address[1]}{self.plan.callback_path}"
 
 
 class _CallbackHandler(BaseHTTPRequestHandler):
@@ -118,7 +158,7 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
-        if parts.path != "/callback":
+        if parts.path != self.server.plan.callback_path:
             self._page(404, "acct: not found")
             return
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -144,8 +184,22 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _callback_server(events: queue.Queue[tuple[str, Any]], state: str) -> Iterator[_CallbackServer]:
-    server = _CallbackServer(events, state)
+def _callback_server(
+    events: queue.Queue[tuple[str, Any]], state: str, plan: LoginPlan, port: int
+) -> Iterator[_CallbackServer]:
+    try:
+        server = _CallbackServer(events, state, plan, port)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise UsageError(
+                f"cannot listen on 127.0.0.1:{port} for the login ({e.strerror})"
+            ) from None
+        raise UsageError(
+            f"port {port} on 127.0.0.1 is taken (another login waiting there, such as "
+            "`codex login`?); the login needs it for the browser's answer; nothing was stored",
+            hint="finish or stop that login, then try again (or use --manual and paste the "
+            "address the browser lands on)",
+        ) from None
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
     )
@@ -172,6 +226,9 @@ class LoginPrompt:
     url: str
     redirect_uri: str
     manual: bool
+    # A paste-only login of a provider without a page that shows CODE#STATE: the user pastes
+    # the address the browser was sent to (it does not load: nothing listens there).
+    paste_address: bool = False
 
 
 def _wait_for_code(
@@ -228,12 +285,14 @@ def login_flow(
     on_prompt: Callable[[LoginPrompt], None] = lambda prompt: None,
     on_bad_paste: Callable[[], None] = lambda: None,
     login_hint: str | None = None,
-) -> TokenAnswer:
+    provider: _Login | None = None,
+) -> Any:
     """Log in through the browser: loopback callback or a pasted answer, whichever comes first.
 
     ``manual`` uses the manual redirect page and waits for a paste only. A paste that is not this
     login's CODE#STATE calls ``on_bad_paste`` and the wait goes on until ``timeout``; a right one
-    whose exchange fails ends the login. Returns the token answer; storing it is the caller's
+    whose exchange fails ends the login. ``provider`` supplies the URL, the exchange and the
+    loopback port (default: Anthropic's). Returns the token answer; storing it is the caller's
     (:func:`acct.app.accounts.store_login`), so nothing is stored unless the whole flow succeeds.
     """
     if name is not None:
@@ -248,14 +307,41 @@ def login_flow(
         threading.Thread(target=_read_lines, args=(paste_fd, events), daemon=True).start()
     elif manual:
         raise UsageError("--manual needs an input to paste the code into")
+    p = provider or _ANTHROPIC
+    plan = p.login
+    port = plan.port_in(ctx.env)
     with contextlib.ExitStack() as stack:
         if manual:
-            redirect_uri = MANUAL_REDIRECT_URI
+            redirect_uri = plan.manual_redirect or (
+                f"http://{plan.host}:{port}{plan.callback_path}"
+            )
         else:
-            redirect_uri = stack.enter_context(_callback_server(events, state)).redirect_uri
-        url = authorize_url(ctx.endpoints, redirect_uri, pkce.challenge, state, login_hint)
-        on_prompt(LoginPrompt(url, redirect_uri, manual))
+            server = stack.enter_context(_callback_server(events, state, plan, port))
+            redirect_uri = server.redirect_uri
+        url = p.authorize_url(ctx, redirect_uri, pkce.challenge, state, login_hint)
+        on_prompt(
+            LoginPrompt(url, redirect_uri, manual, paste_address=plan.manual_redirect is None)
+        )
         answer = _wait_for_code(
             events, state, timeout=timeout, manual=manual, on_bad_paste=on_bad_paste
         )
-    return exchange_code(ctx, answer.code, state, pkce.verifier, redirect_uri)
+    return p.exchange_code(ctx, answer.code, state, pkce.verifier, redirect_uri)
+
+
+class _AnthropicLogin:
+    """Anthropic's login (the default): any free loopback port, or its code page for a paste."""
+
+    login = LoginPlan(port=0, callback_path="/callback", manual_redirect=MANUAL_REDIRECT_URI)
+
+    def authorize_url(
+        self, ctx: Ctx, redirect_uri: str, challenge: str, state: str, login_hint: str | None
+    ) -> str:
+        return authorize_url(ctx.endpoints, redirect_uri, challenge, state, login_hint)
+
+    def exchange_code(
+        self, ctx: Ctx, code: str, state: str, verifier: str, redirect_uri: str
+    ) -> TokenAnswer:
+        return exchange_code(ctx, code, state, verifier, redirect_uri)
+
+
+_ANTHROPIC = _AnthropicLogin()

@@ -24,9 +24,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from acct.base.endpoints import CLIENT_ID
 from acct.base.errors import (
@@ -65,6 +66,18 @@ RECENT_REFRESH = 60.0
 
 
 # --- refresh ----------------------------------------------------------------------------------
+
+
+class Refreshed(Protocol):
+    """A token endpoint's answer to a refresh, whatever the provider."""
+
+    def tokens(self, previous: Tokens | None = None) -> Tokens: ...
+
+
+# Spends one refresh token at the account's provider: (ctx, account, tokens, timeout=...).
+# The machinery here (lock, room, rescue, signals) is the same for every provider; only this
+# request differs (acct.services.providers supplies it per account).
+Sender = Callable[..., Refreshed]
 
 
 class RefreshUnanswered(NetworkError):
@@ -109,6 +122,7 @@ def refresh(
     margin: float | None = None,
     seen: str | None = None,
     timeout: float = REFRESH_TIMEOUT,
+    send: Sender | None = None,
 ) -> Account:
     """Refresh the account's tokens unless they are fresh for ``margin`` seconds (or ``force``).
 
@@ -116,15 +130,20 @@ def refresh(
     store holds another one once the lock is taken, someone else refreshed meanwhile and nothing is sent.
     """
     return refresh_result(
-        ctx, account_id, force=force, margin=margin, seen=seen, timeout=timeout
+        ctx, account_id, force=force, margin=margin, seen=seen, timeout=timeout, send=send
     ).account
 
 
 def ensure_fresh(
-    ctx: Ctx, account_id: str, margin: float, *, timeout: float = REFRESH_TIMEOUT
+    ctx: Ctx,
+    account_id: str,
+    margin: float,
+    *,
+    timeout: float = REFRESH_TIMEOUT,
+    send: Sender | None = None,
 ) -> Account:
     """The account with an access token good for at least ``margin`` seconds."""
-    return refresh(ctx, account_id, margin=margin, timeout=timeout)
+    return refresh(ctx, account_id, margin=margin, timeout=timeout, send=send)
 
 
 def _lock_wait(timeout: float) -> float:
@@ -147,12 +166,16 @@ def refresh_result(
     seen: str | None = None,
     since: float | None = None,
     timeout: float = REFRESH_TIMEOUT,
+    send: Sender | None = None,
 ) -> RefreshResult:
     """:func:`refresh`, also saying whether a request was sent.
 
     ``since`` is when the caller began (default: now). A forced refresh sends nothing when the
     stored tokens were obtained after it, or within the last :data:`RECENT_REFRESH` seconds:
     processes started one after another must not each spend the lineage once.
+
+    ``send`` spends the refresh token at the account's provider (default: Anthropic's token
+    endpoint, which refuses an account of another provider before sending anything).
     """
     since = time.time() if since is None else since
     margin = ctx.config.refresh_margin if margin is None else margin
@@ -183,14 +206,16 @@ def refresh_result(
                 hint=f"acct login {acc.name}",
             )
         with GUARD.spending(), _Room(ctx, acc) as room:
-            answer = _counted_refresh(ctx, acc, tokens, timeout=timeout)
+            answer = _counted_refresh(ctx, acc, tokens, timeout=timeout, send=send)
             return RefreshResult(_keep_refreshed(ctx, acc, tokens, answer, room), sent=True)
 
 
-def _counted_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
-    """:func:`_send_refresh`, counted by result for the metrics (``needs_login``: invalid_grant)."""
+def _counted_refresh(
+    ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float, send: Sender | None
+) -> Refreshed:
+    """The provider's refresh, counted by result for the metrics (``needs_login``: dead lineage)."""
     try:
-        answer = _send_refresh(ctx, acc, tokens, timeout=timeout)
+        answer = (send or send_refresh)(ctx, acc, tokens, timeout=timeout)
     except AcctError as e:
         events.count(ctx, "token_refreshes", account_id=acc.id, result=e.code)
         if isinstance(e, NeedsLogin):
@@ -218,8 +243,14 @@ def _post_refresh(ctx: Ctx, acc: Account, body: dict[str, str], *, timeout: floa
         ) from None
 
 
-def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
+def send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> TokenAnswer:
+    """Spend an Anthropic refresh token once (Anthropic's :data:`Sender`)."""
     assert tokens.refresh
+    if acc.provider != "anthropic":
+        raise ProtocolError(
+            f"account {acc.name!r} is a {acc.provider} login: Anthropic's token endpoint "
+            "cannot refresh it; nothing was sent"
+        )
     response = _post_refresh(
         ctx, acc, _refresh_body(tokens.refresh, tokens.scopes), timeout=timeout
     )
@@ -232,7 +263,7 @@ def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> 
     if response.status_code != 200:
         error = _oauth_error(response)
         if error == "invalid_grant" and response.status_code in (400, 401):
-            _mark_needs_login(ctx, acc.id, tokens)
+            mark_needs_login(ctx, acc.id, tokens)
             raise NeedsLogin(
                 f"account {acc.name!r} was signed out: its refresh token is no longer valid",
                 hint=f"acct login {acc.name}",
@@ -245,7 +276,8 @@ def _send_refresh(ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float) -> 
     return parse_token_answer(json_of(response, "the token endpoint"), default_scopes=tokens.scopes)
 
 
-def _mark_needs_login(ctx: Ctx, account_id: str, spent: Tokens) -> None:
+def mark_needs_login(ctx: Ctx, account_id: str, spent: Tokens) -> None:
+    """Mark the account as needing a login, unless its lineage moved on since ``spent``."""
     with ctx.store.transaction() as accounts:
         acc = accounts.by_id(account_id)
         if (
@@ -256,7 +288,7 @@ def _mark_needs_login(ctx: Ctx, account_id: str, spent: Tokens) -> None:
             accounts.put(acc.copy(needs_login=True))
 
 
-def _store_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer) -> Account:
+def _store_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: Refreshed) -> Account:
     # The answer in hand is the lineage's only live copy: wait long for the store.
     with ctx.store.transaction(timeout=STORE_WAIT) as accounts:
         acc = accounts.by_id(seen.id)
@@ -291,12 +323,13 @@ def _rescue_doc(seen: Account, spent: Tokens, tokens: Tokens) -> dict[str, Any]:
             "expires_at": tokens.expires_at,
             "scopes": list(tokens.scopes),
             "obtained_at": tokens.obtained_at,
+            "extra": dict(tokens.extra),
         },
     }
 
 
 def _keep_refreshed(
-    ctx: Ctx, seen: Account, spent: Tokens, answer: TokenAnswer, room: _Room | None = None
+    ctx: Ctx, seen: Account, spent: Tokens, answer: Refreshed, room: _Room | None = None
 ) -> Account:
     """Store the answer; when that fails, never drop it: write it to the rescue file and say so."""
     if room is not None:
@@ -490,23 +523,31 @@ def _rescued_tokens(doc: dict[str, Any], path: Path) -> Tokens:
     t = t if isinstance(t, dict) else {}
     access, refresh, expires = t.get("access"), t.get("refresh"), t.get("expires_at")
     scopes, obtained = t.get("scopes"), t.get("obtained_at")
+    extra = t.get("extra", {})
     if (
         not isinstance(access, str)
         or not isinstance(refresh, str | None)
         or not isinstance(expires, int)
         or not isinstance(scopes, list)
         or not isinstance(obtained, int | None)
+        or not isinstance(extra, dict)
     ):
         raise CorruptFile(
             f"rescued refresh answer {path} is not one acct wrote; acct leaves it untouched",
             hint=f"move {path} aside",
         )
-    return Tokens(access, refresh, expires, tuple(str(x) for x in scopes), obtained)
+    return Tokens(access, refresh, expires, tuple(str(x) for x in scopes), obtained, extra=extra)
 
 
 def refresh_unstored(
-    ctx: Ctx, tokens: Tokens, *, what: str, timeout: float = REFRESH_TIMEOUT
-) -> TokenAnswer:
+    ctx: Ctx,
+    tokens: Tokens,
+    *,
+    what: str,
+    timeout: float = REFRESH_TIMEOUT,
+    send: Sender | None = None,
+    provider: str = "anthropic",
+) -> Refreshed:
     """Spend the refresh token of a lineage the store does not hold, and return the answer.
 
     For a tool's file refreshed in place under the tool's own lock, as the tool itself would
@@ -517,4 +558,7 @@ def refresh_unstored(
     """
     if not tokens.refresh:
         raise NeedsLogin(f"{what} has no refresh token", hint="log in again")
-    return _send_refresh(ctx, Account(name=what, id=""), tokens, timeout=timeout)
+    stand_in = Account(
+        name=what, id="", provider="chatgpt" if provider == "chatgpt" else "anthropic"
+    )
+    return (send or send_refresh)(ctx, stand_in, tokens, timeout=timeout)

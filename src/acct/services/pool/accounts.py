@@ -80,7 +80,11 @@ def sealed_tokens(key: PoolKey, account_id: str, tokens: Tokens | None) -> dict[
 
 
 def _row_values(key: PoolKey, a: Account) -> dict[str, Any]:
-    extra = {"account": dict(a.extra), "tokens": dict(a.tokens.extra) if a.tokens else {}}
+    extra = {
+        "account": dict(a.extra),
+        "tokens": dict(a.tokens.extra) if a.tokens else {},
+        "provider": a.provider,
+    }
     return {
         "id": a.id,
         "name": a.name,
@@ -144,6 +148,7 @@ def from_row(key: PoolKey, r: tuple[Any, ...]) -> Pooled:
         id=account_id,
         name=r[1],
         kind=r[2],
+        provider="chatgpt" if extra.get("provider") == "chatgpt" else "anthropic",
         uuid=r[3],
         org_uuid=r[4],
         email=r[5],

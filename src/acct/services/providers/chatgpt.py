@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -24,9 +24,19 @@ from acct.base.errors import (
     NetworkError,
     ProtocolError,
 )
-from acct.base.models import Tokens
-from acct.domain.chatgpt import IdClaims, LabelledUsage, parse_id_claims, parse_wham_usage
+from acct.base.models import Account, ProviderName, Tokens, Usage
+from acct.domain.chatgpt import (
+    PATTERNS,
+    IdClaims,
+    LabelledUsage,
+    parse_codex_headers,
+    parse_id_claims,
+    parse_wham_usage,
+)
 from acct.services.answers import json_of, transient
+from acct.services.context import Ctx
+from acct.services.providers.base import Answer as BaseAnswer
+from acct.services.providers.base import Identity, LoginPlan
 
 if TYPE_CHECKING:
     import httpx
@@ -366,3 +376,119 @@ def fetch_usage(
         )
     except ValueError as e:
         raise ProtocolError(f"the ChatGPT usage answer is not understood: {e}") from None
+
+
+# --- the provider ---------------------------------------------------------------------------------
+
+
+def _endpoints(ctx: Ctx) -> ChatGPTEndpoints:
+    return ChatGPTEndpoints.from_env(ctx.env)
+
+
+def account_id_of(account: Account) -> str | None:
+    """The ``ChatGPT-Account-Id`` of an account: its workspace (``org_uuid``), else the one
+    its tokens name."""
+    if account.org_uuid:
+        return account.org_uuid
+    extra = account.tokens.extra if account.tokens else {}
+    value = extra.get("account_id")
+    if isinstance(value, str) and value:
+        return value
+    return parse_id_claims(account.id_token).account_id
+
+
+def identity_of(id_token: str | None) -> Identity:
+    """Who an id_token says its login is (claims read without a signature check: for display
+    and matching, never for granting anything)."""
+    claims = parse_id_claims(id_token)
+    return Identity(
+        uuid=claims.user_id,
+        email=claims.email,
+        org_uuid=claims.account_id,
+        plan=claims.plan_type,
+    )
+
+
+class ChatGPT:
+    name: ProviderName = "chatgpt"
+    title = "ChatGPT"
+    patterns = PATTERNS
+    login_command = "acct login --provider chatgpt"
+    # The Codex client's only registered redirect: http://localhost:1455/auth/callback.
+    # (ACCT_CHATGPT_LOGIN_PORT moves it, for tests: the real server accepts 1455 only).
+    login = LoginPlan(
+        port=LOGIN_PORT, callback_path="/auth/callback", port_env="ACCT_CHATGPT_LOGIN_PORT"
+    )
+
+    def authorize_url(
+        self, ctx: Ctx, redirect_uri: str, challenge: str, state: str, login_hint: str | None
+    ) -> str:
+        return authorize_url(_endpoints(ctx), challenge, state, redirect_uri=redirect_uri)
+
+    def exchange_code(
+        self, ctx: Ctx, code: str, state: str, verifier: str, redirect_uri: str
+    ) -> ChatGPTTokens:
+        return exchange_code(_endpoints(ctx), code, verifier, redirect_uri=redirect_uri)
+
+    def identity(self, ctx: Ctx, answer: BaseAnswer) -> tuple[Identity, list[str]]:
+        id_token = answer.tokens().extra.get("id_token")
+        who = identity_of(id_token if isinstance(id_token, str) else None)
+        notes = [] if who.uuid else ["the id_token names no ChatGPT user: identity unknown"]
+        return who, notes
+
+    def whose(self, ctx: Ctx, tokens: Tokens) -> Identity:
+        """The file's id_token names its login (Codex writes the one its login answer gave),
+        and the server vouches for the workspace: the usage endpoint answers the file's access
+        token for the workspace named in ``ChatGPT-Account-Id`` only when the token is that
+        workspace's (unsigned-as-read claims alone would let any local process name an account
+        of its choosing). The user within a shared workspace is the id_token's word."""
+        from acct.services.oauth import TokenRefused
+
+        id_token = tokens.extra.get("id_token")
+        who = identity_of(id_token if isinstance(id_token, str) else None)
+        given = tokens.extra.get("account_id")
+        workspace = given if isinstance(given, str) and given else who.org_uuid
+        if not who.uuid or not workspace:
+            raise ProtocolError("the file's ChatGPT login carries no readable id_token")
+        if who.org_uuid and workspace != who.org_uuid:
+            raise ProtocolError("the file's ChatGPT login names two workspaces")
+        try:
+            fetch_usage(_endpoints(ctx), tokens.access, workspace)
+        except AuthError:
+            raise TokenRefused("the ChatGPT usage endpoint refused this access token") from None
+        return replace(who, org_uuid=workspace)
+
+    def send_refresh(
+        self, ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float
+    ) -> ChatGPTTokens:
+        from acct.services.oauth import RefreshUnanswered
+        from acct.services.oauth.refresh import mark_needs_login
+
+        if acc.provider != "chatgpt":
+            raise ProtocolError(
+                f"account {acc.name!r} is a {acc.provider} login: the ChatGPT token endpoint "
+                "cannot refresh it; nothing was sent"
+            )
+        try:
+            return refresh(
+                _endpoints(ctx), tokens, account=f"account {acc.name!r}", timeout=timeout
+            )
+        except NeedsLogin as e:
+            if acc.id:
+                mark_needs_login(ctx, acc.id, tokens)
+            raise NeedsLogin(e.message, hint=f"acct login --provider chatgpt {acc.name}") from None
+        except Unanswered as e:
+            raise RefreshUnanswered(e.message, hint=e.hint) from None
+
+    def fetch_usage(self, ctx: Ctx, client: httpx.Client, account: Account, access: str) -> Usage:
+        workspace = account_id_of(account)
+        if not workspace:
+            raise ProtocolError(f"account {account.name!r} names no ChatGPT workspace")
+        return fetch_usage(_endpoints(ctx), access, workspace, client=client).as_usage()
+
+    def read_headers(self, headers: Mapping[str, str], now: float) -> Usage | None:
+        seen = parse_codex_headers(headers, now)
+        return None if seen is None else seen.as_usage()
+
+
+CHATGPT = ChatGPT()

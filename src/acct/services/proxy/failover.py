@@ -65,6 +65,10 @@ class Plan:
     switch_back: bool = False
     max_switches: int = 8  # 0 (``--no-rotate``, ``--max-rotations 0``): refusals pass through
     announce: Callable[[str], None] = field(default=lambda message: None)
+    # Whose accounts serve the session ("anthropic", "chatgpt"): how answers are read, which
+    # accounts may take over and how a request is dressed for one (a ChatGPT request names its
+    # workspace in chatgpt-account-id besides the bearer token).
+    provider: str = "anthropic"
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,32 @@ def _bearer(headers: list[tuple[bytes, bytes]], token: str) -> list[tuple[bytes,
     return [*out, (b"authorization", b"Bearer " + token.encode("ascii"))]
 
 
+ACCOUNT_HEADER = b"chatgpt-account-id"
+
+
+def _workspace(
+    headers: list[tuple[bytes, bytes]], account: str | None
+) -> list[tuple[bytes, bytes]]:
+    """ChatGPT's ``chatgpt-account-id`` naming ``account`` (the token's own workspace), in
+    place of the lent account's; dropped when the account has none on record."""
+    out = [(k, v) for k, v in headers if k.lower() != ACCOUNT_HEADER]
+    if account is None:
+        return out
+    return [*out, (ACCOUNT_HEADER, account.encode("ascii", "replace"))]
+
+
+def workspace_of(acc: Account) -> str | None:
+    """The ChatGPT workspace an account's tokens are for (``tokens.extra["account_id"]``, else
+    the account's ``org_uuid``, else the id_token's ``chatgpt_account_id``)."""
+    from acct.domain.chatgpt import parse_id_claims
+
+    extra = acc.tokens.extra if acc.tokens is not None else {}
+    given = extra.get("account_id")
+    if isinstance(given, str) and given:
+        return given
+    return acc.org_uuid or parse_id_claims(acc.id_token).account_id
+
+
 class Failover:
     """The broker of one exec session's proxy (:class:`acct.services.proxy.server.Broker`)."""
 
@@ -158,6 +188,7 @@ class Failover:
         self._file_seen: tuple[int, int, int] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}  # account id -> (access, expires_at)
         self._uuids: dict[str, str | None] = {}
+        self._workspaces: dict[str, str | None] = {}  # account id -> chatgpt-account-id
         self.switches: list[Switch] = []
         self._chores: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._chores_done = threading.Condition()
@@ -302,7 +333,7 @@ class Failover:
         account's lock when it runs low; :class:`Unavailable` when the store does not hold the
         account's lineage (lent to a file) or it cannot be had."""
         from acct.base.errors import AcctError
-        from acct.services import oauth
+        from acct.services import providers
 
         with self._lock:
             cached = self._tokens.get(account_id)
@@ -314,11 +345,12 @@ class Failover:
                     raise Unavailable(acc.name)
                 if cached is not None and cached[1] - time.time() > margin:
                     return cached[0]
-                acc = oauth.ensure_fresh(c, account_id, margin)
+                acc = providers.ensure_fresh(c, account_id, margin)
                 if acc.tokens is None or not acc.tokens.access:
                     raise Unavailable(acc.name)
                 self._tokens[account_id] = (acc.tokens.access, float(acc.tokens.expires_at))
                 self._uuids[account_id] = acc.uuid
+                self._workspaces[account_id] = workspace_of(acc)
                 return acc.tokens.access
             except AcctError as e:
                 raise Unavailable(type(e).__name__) from None
@@ -329,6 +361,9 @@ class Failover:
     def _dressed(self, request: Outgoing, account_id: str) -> Outgoing:
         """The tool's request as the account's own tool would send it."""
         token = self._token(account_id)
+        if self.plan.provider == "chatgpt":
+            headers = _workspace(_bearer(request.headers, token), self._workspaces.get(account_id))
+            return Outgoing(headers, request.body, account_id, original=request)
         lent_uuid = self._uuids.get(self._lent or "")
         body = rewrite_user_id(request.body, lent_uuid, self._uuids.get(account_id))
         return Outgoing(_bearer(request.headers, token), body, account_id, original=request)
@@ -357,7 +392,9 @@ class Failover:
         """The next account by the session's policy: the lent one (its own token) or one whose
         lineage the store holds and whose token can be had now."""
         from acct.domain.pick import pick
+        from acct.services.targets import get_target
 
+        provider = get_target(self.plan.target).provider
         exclude = set(tried)
         while True:
             c = self._ctx()
@@ -366,7 +403,9 @@ class Failover:
                 accounts = [
                     a
                     for a in c.store.read()
-                    if a.is_oauth and (a.holder is None or a.id == self._lent)
+                    if a.is_oauth
+                    and a.provider == self.plan.provider
+                    and (a.holder is None or a.id == self._lent)
                 ]
                 choice = pick(
                     accounts,
@@ -377,6 +416,7 @@ class Failover:
                     last_used=c.state.last_used(),
                     exclude=exclude,
                     here=self.plan.here,
+                    provider=provider,
                 )
             except Exception:  # noqa: BLE001  (no choice: the refusal goes to the tool)
                 return None

@@ -15,7 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
 
-from acct.services.proxy.headers import Observation, credential_of, parse_headers
+from acct.services.proxy.headers import (
+    PEEK,
+    PEEK_MAX,
+    READERS,
+    Observation,
+    Reader,
+    credential_of,
+)
 from acct.services.proxy.upstream import proxy_for, reason, tls_context
 
 if TYPE_CHECKING:
@@ -259,10 +266,11 @@ class _Handler(BaseHTTPRequestHandler):
             if response is None:
                 return
             try:
-                obs = proxy.observe(response, out.credential)
+                body = proxy.peek(response)
+                obs = proxy.observe(response, out.credential, body)
                 again = proxy.broker.after(obs, out) if proxy.broker is not None else None
                 if again is None:
-                    self._relay(response, out.credential)
+                    self._relay(response, out.credential, body)
                     return
             finally:
                 response.close()
@@ -285,10 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(502, f"cannot reach {url.host} ({reason(e)})")
             return None
 
-    def _relay(self, response: httpx.Response, credential: str = "-") -> None:
+    def _relay(
+        self, response: httpx.Response, credential: str = "-", body: bytes | None = None
+    ) -> None:
         """Send the answer back as it arrives: headers first (their bytes as received), then
-        each piece as read. An answer framed by chunks (even one that also names a length) is
-        re-chunked; an HTTP/1.0 client gets it unframed, ended by closing the connection."""
+        each piece as read (or ``body``, the raw bytes :meth:`Proxy.peek` read already). An
+        answer framed by chunks (even one that also names a length) is re-chunked; an
+        HTTP/1.0 client gets it unframed, ended by closing the connection."""
         import httpx
 
         from acct.services.accounting import metered  # token accounting, once there is an answer
@@ -323,7 +334,12 @@ class _Handler(BaseHTTPRequestHandler):
             if bodiless:
                 return
             proxy = self.server.proxy
-            for data in metered(response, lambda u: proxy.answered(credential, u)):
+            pieces = (
+                iter((body,))
+                if body is not None
+                else metered(response, lambda u: proxy.answered(credential, u))
+            )
+            for data in pieces:
                 if data:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             if chunked:
@@ -379,8 +395,13 @@ class Proxy:
         broker: Broker | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
         max_body: int = MAX_BODY,
+        provider: str = "anthropic",
     ) -> None:
         self.upstream = upstream.rstrip("/")
+        # How answers are read: Anthropic's unified headers, or ChatGPT's x-codex-* headers
+        # and 429 body (acct.services.proxy.headers).
+        self.reader: Reader = READERS[provider]
+        self.peek_statuses = PEEK[provider]
         self.broker = broker
         self.idle_timeout = idle_timeout
         self.max_body = max_body
@@ -487,13 +508,26 @@ class Proxy:
             with contextlib.suppress(Exception):
                 self.on_answer(credential, usage)
 
-    def observe(self, response: httpx.Response, credential: str) -> Observation | None:
-        obs = parse_headers(
-            response.headers,
-            http_status=response.status_code,
-            credential=credential,
-            now=time.time(),
-        )
+    def peek(self, response: httpx.Response) -> bytes | None:
+        """The raw body of an answer whose status the reader needs to read (a ChatGPT 429),
+        read before it is relayed; None for any other answer (it streams as it comes), and for
+        one that says it is over :data:`PEEK_MAX` bytes (a refusal is a few hundred)."""
+        import httpx
+
+        if response.status_code not in self.peek_statuses:
+            return None
+        length = response.headers.get("content-length", "")
+        if length.strip().isdigit() and int(length) > PEEK_MAX:
+            return None
+        chunks: list[bytes] = []
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            chunks.extend(response.iter_raw())
+        return b"".join(chunks)
+
+    def observe(
+        self, response: httpx.Response, credential: str, body: bytes | None = None
+    ) -> Observation | None:
+        obs = self.reader(response.headers, response.status_code, body, credential, time.time())
         if obs is not None:
             with contextlib.suppress(Exception):
                 self.on_observation(obs)

@@ -54,6 +54,7 @@ class Watch:
         route: Route | None = None,
         prompt_every: float = PROMPT_EVERY,
         plan: Plan | None = None,
+        provider: str = "anthropic",
     ) -> None:
         self.env = dict(env)
         self.route = route if route is not None else Route(dict(env))
@@ -61,7 +62,11 @@ class Watch:
         # In-flight failover, when the session says what it is (acct.services.proxy.failover).
         self.failover = Failover(self.env, plan) if plan is not None else None
         self.proxy = Proxy(
-            upstream_for(self.route.env), self._submit, env=self.route.env, broker=self.failover
+            upstream_for(self.route.env),
+            self._submit,
+            env=self.route.env,
+            broker=self.failover,
+            provider=plan.provider if plan is not None else provider,
         )
         self.proxy.on_answer = self._answered
         # Token accounting names the tool and the session the answers belong to.

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
 from acct.base.fsio import atomic_write, dir_lock, os_error, read_json_object, touch_lock
-from acct.base.models import Account, Tokens, fingerprint
+from acct.base.models import Account, ProviderName, Tokens, fingerprint
 from acct.base.timefmt import MS_THRESHOLD
 from acct.domain.classify import Patterns
 from acct.services.targets.route import ANTHROPIC_API, ToolRoute
@@ -39,7 +39,8 @@ class Entry:
 
 
 class Target(Protocol):
-    name: str  # "claude-code" | "opencode" | "pi"
+    name: str  # "claude-code" | "opencode" | "pi" | "codex"
+    provider: ProviderName  # whose logins it takes: only accounts of this provider are lent to it
     commands: tuple[str, ...]  # basenames that select it: ("claude",)
     refresh_margin: float  # seconds before expiry at which the tool refreshes by itself
     patterns: Patterns
@@ -219,8 +220,18 @@ def want_str(
     return v
 
 
-def require_oauth(account: Account, target: str) -> Tokens:
-    """The tokens to hand a tool; API keys and logins that need renewing are refused."""
+_NEEDS = {"anthropic": "a Claude subscription login", "chatgpt": "a ChatGPT login"}
+
+
+def require_oauth(account: Account, target: str, provider: ProviderName = "anthropic") -> Tokens:
+    """The tokens to hand a tool; API keys, logins of another provider and logins that need
+    renewing are refused."""
+    if account.provider != provider:
+        raise UsageError(
+            f"account {account.name!r} is an {account.provider} login; {target} needs "
+            f"{_NEEDS[provider]}",
+            hint="`acct list` shows each account's provider",
+        )
     if not account.is_oauth or account.tokens is None:
         raise UsageError(
             f"account {account.name!r} is an API key; {target} needs a Claude subscription login",
@@ -246,11 +257,15 @@ class JsonTarget:
     """
 
     name: str = ""
+    provider: ProviderName = "anthropic"
     entry_key: str = ""
     commands: tuple[str, ...] = ()
     refresh_margin: float = 0.0
     patterns: Patterns = Patterns()
     extra_usage_billing: bool = False
+    # The tool refreshes an expired access token itself when it next runs (so an import takes
+    # the file's login as it is, never refreshing it in place).
+    refreshes_expired: bool = False
     # Variables that override the credential file (acct exec removes them for the run), and
     # variables the tool uses only when its file has no Anthropic entry (doctor mentions them).
     overriding_env: tuple[str, ...] = ()
@@ -279,6 +294,9 @@ class JsonTarget:
     def render_entry(self, account: Account, tokens: Tokens, old: object) -> dict[str, object]:
         raise NotImplementedError
 
+    def check_store(self, env: Mapping[str, str]) -> None:
+        """Refuse (UsageError) when the tool keeps its login somewhere other than its file."""
+
     def before_write(self, env: Mapping[str, str], path: Path) -> None:
         """Refuse early (before the credential file changes) what ``after_write`` would refuse."""
 
@@ -290,6 +308,17 @@ class JsonTarget:
 
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         raise NotImplementedError
+
+    def run_session(self, env: Mapping[str, str], cwd: Path, since: float) -> str | None:
+        """The id of the session a run that began at ``since`` in ``cwd`` recorded, for tools
+        whose resume must name it (Codex); None: the tool's own resume finds it."""
+        return None
+
+    def resume_session_args(
+        self, argv: Sequence[str], continuation_prompt: str, session: str | None
+    ) -> list[str]:
+        """:meth:`resume_args`, naming ``session`` (from :meth:`run_session`) when given."""
+        return self.resume_args(argv, continuation_prompt)
 
     def tool_dir(self, env: Mapping[str, str]) -> Path:
         """The tool's own directory: absent means the tool is not set up on this machine."""
@@ -390,7 +419,7 @@ class JsonTarget:
         Only the credential file changes; the caller runs :meth:`after_write` once the write
         is recorded (its failure must not undo a write that happened).
         """
-        tokens = require_oauth(account, self.name)
+        tokens = require_oauth(account, self.name, self.provider)
         p = self._file(env, path)
         self.before_write(env, p)
         try:

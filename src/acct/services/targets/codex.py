@@ -17,8 +17,7 @@ does not know are dropped on its next refresh; acct keeps them on its own writes
 With ``cli_auth_credentials_store`` set to ``keyring``, ``auto`` or ``ephemeral`` Codex does not
 read (or may not read) this file at all: acct refuses to write it then.
 
-Not in the target registry yet: an account has no provider, so nothing would keep an Anthropic
-login out of this file.
+Only ChatGPT accounts are lent to it (``provider = "chatgpt"``).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import time
 import tomllib
@@ -35,9 +35,10 @@ from pathlib import Path
 
 from acct.base.errors import Busy, CorruptFile, UsageError
 from acct.base.fsio import FILE_MODE, atomic_write, ensure_dir, os_error, read_json_object
-from acct.base.models import Account, Tokens, fingerprint
+from acct.base.models import Account, ProviderName, Tokens, fingerprint
 from acct.domain.chatgpt import PATTERNS, parse_id_claims
-from acct.domain.codex_resume import codex_resume_args
+from acct.domain.codex_resume import codex_resume_args, talks_to_the_model
+from acct.services.providers.chatgpt import ChatGPTEndpoints
 from acct.services.targets.base import (
     Check,
     Entry,
@@ -50,9 +51,16 @@ from acct.services.targets.base import (
     require_oauth,
     want_str,
 )
+from acct.services.targets.route import ToolRoute, loopback_bypass
 
 ENTRY_KEY = "tokens"
 LOCK_NAMES = ("auth.lock", "auth.json.lock")  # Codex's flock files, in the order it takes them
+# The provider acct gives Codex for one run to send its turns through the usage proxy (measured
+# on 0.171.0: a custom provider with requires_openai_auth sends the ChatGPT login of auth.json
+# to <base_url>/responses over HTTP/SSE; docs/codex.md). Given with -c before the subcommand,
+# so nothing in the user's config.toml changes and the user's own -c after it still wins.
+PROXY_PROVIDER = "acct"
+PROXY_URL_VAR = "ACCT_CODEX_BASE_URL"  # the proxy's base URL, from proxy_env to proxy_argv
 FILE_STORES = ("file",)
 OTHER_STORES = ("keyring", "auto", "ephemeral")
 OWN_KEYS = frozenset({"id_token", "access_token", "refresh_token", "account_id"})
@@ -66,22 +74,27 @@ def config_file(env: Mapping[str, str]) -> Path:
     return codex_home(env) / "config.toml"
 
 
-def credentials_store(env: Mapping[str, str]) -> str:
-    """``cli_auth_credentials_store`` from ``config.toml`` (Codex's default: ``file``)."""
+def read_config(env: Mapping[str, str]) -> dict[str, object]:
+    """Codex's ``config.toml`` ({} when absent); :class:`CorruptFile` when it does not parse."""
     path = config_file(env)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return "file"
+        return {}
     except OSError as e:
         raise os_error("read", path, e) from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise CorruptFile(
             f"Codex config {path} does not parse ({e}); acct leaves auth.json untouched",
             hint=f"fix {path}, then try again",
         ) from None
+
+
+def credentials_store(env: Mapping[str, str]) -> str:
+    """``cli_auth_credentials_store`` from ``config.toml`` (Codex's default: ``file``)."""
+    doc = read_config(env)
     value = doc.get("cli_auth_credentials_store", "file")
     return value if isinstance(value, str) else "file"
 
@@ -127,6 +140,58 @@ def flock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def proxy_config(base_url: str, provider: str = PROXY_PROVIDER) -> list[str]:
+    """The ``-c`` options that send Codex's turns to ``base_url`` + ``/responses`` with the
+    ChatGPT login of its ``auth.json`` (docs/codex.md, "Pointing Codex at a local server")."""
+    table = (
+        f'{{name="{provider}",base_url="{base_url}",wire_api="responses",'
+        "requires_openai_auth=true}"
+    )
+    return ["-c", f"model_provider={provider}", "-c", f"model_providers.{provider}={table}"]
+
+
+SESSION_META_MAX = 4 * 1024 * 1024  # the first line carries the base instructions (tens of kB)
+
+
+def _session_meta(path: Path) -> dict[str, object] | None:
+    try:
+        with path.open("rb") as f:
+            line = f.readline(SESSION_META_MAX)
+        doc = json.loads(line)
+    except (OSError, ValueError):
+        return None
+    payload = doc.get("payload") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("type") != "session_meta":
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def newest_session(sessions: Path, cwd: Path, since: float) -> str | None:
+    """The id of the newest rollout under ``sessions`` written since ``since`` whose session
+    began in ``cwd``; only the day directories of ``since`` and now are looked at (local time
+    and UTC: the file names follow Codex's local date)."""
+    days = {
+        datetime.fromtimestamp(t, tz).strftime("%Y/%m/%d")
+        for t in (since, time.time())
+        for tz in (None, UTC)
+    }
+    found: list[tuple[float, Path]] = []
+    for day in days:
+        with contextlib.suppress(OSError):
+            for f in (sessions / day).glob("rollout-*.jsonl"):
+                mtime = f.stat().st_mtime
+                if mtime >= since - 1:
+                    found.append((mtime, f))
+    here = os.path.realpath(cwd)
+    for _, f in sorted(found, reverse=True):
+        meta = _session_meta(f)
+        sid = meta.get("id") if meta else None
+        where = meta.get("cwd") if meta else None
+        if isinstance(sid, str) and isinstance(where, str) and os.path.realpath(where) == here:
+            return sid
+    return None
+
+
 def last_refresh_now() -> str:
     """``last_refresh`` as Codex writes it (RFC 3339, UTC)."""
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -134,9 +199,11 @@ def last_refresh_now() -> str:
 
 class Codex(JsonTarget):
     name = "codex"
+    provider: ProviderName = "chatgpt"
     entry_key = ENTRY_KEY
     commands = ("codex",)
     refresh_margin = 0.0  # Codex 0.171.0 refreshes only after a 401, whatever the expiry says
+    refreshes_expired = True
     patterns = PATTERNS
     extra_usage_billing = False
     # Seen with `codex exec` 0.171.0: CODEX_API_KEY is sent instead of the file's login, and
@@ -201,6 +268,9 @@ class Codex(JsonTarget):
             "account_id": account_id if isinstance(account_id, str) else None,
         }
 
+    def check_store(self, env: Mapping[str, str]) -> None:
+        check_file_store(env)
+
     def before_write(self, env: Mapping[str, str], path: Path) -> None:
         check_file_store(env)
 
@@ -224,7 +294,7 @@ class Codex(JsonTarget):
     ) -> Entry:
         """As :meth:`JsonTarget.write`, plus the file's own ``auth_mode`` and ``last_refresh``
         (and no API key beside the login: Codex would prefer it)."""
-        tokens = require_oauth(account, self.name)
+        tokens = require_oauth(account, self.name, self.provider)
         if not isinstance(tokens.extra.get("id_token"), str):
             raise UsageError(
                 f"account {account.name!r} has no ChatGPT id_token; Codex needs a ChatGPT login",
@@ -247,9 +317,55 @@ class Codex(JsonTarget):
         assert entry is not None
         return entry
 
+    # -- the usage proxy in front of Codex ----------------------------------------------------
+
+    def route(self, env: Mapping[str, str], cwd: Path) -> ToolRoute:
+        """The Responses API of a ChatGPT login: ``ACCT_CHATGPT_API_BASE`` + ``/codex``
+        (``https://chatgpt.com/backend-api/codex``). A ``model_provider`` of the user's own in
+        ``config.toml`` sends the turns elsewhere: the proxy stays out of that route."""
+        api = ChatGPTEndpoints.from_env(env).api_base
+        source = "ACCT_CHATGPT_API_BASE" if env.get("ACCT_CHATGPT_API_BASE") else None
+        try:
+            doc = read_config(env)
+        except CorruptFile:
+            return ToolRoute(api + "/codex", source, unreadable=config_file(env))
+        provider = doc.get("model_provider")
+        if isinstance(provider, str) and provider not in ("openai", PROXY_PROVIDER):
+            beyond = f"{config_file(env)} sets model_provider = {provider!r}"
+            return ToolRoute(api + "/codex", source, beyond=beyond)
+        return ToolRoute(api + "/codex", source)
+
+    def proxy_env(self, base_url: str, env: Mapping[str, str]) -> dict[str, str]:
+        return {PROXY_URL_VAR: base_url, **loopback_bypass(env)}
+
+    def proxy_argv(self, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        """``codex -c model_provider=acct -c model_providers.acct={…} ARGS``: the provider that
+        sends the turns to the proxy, before the subcommand (root options apply to ``exec`` and
+        ``exec resume`` alike; seen). Left as it is: subcommands that run no turns (``login``,
+        ``mcp``...), a command that is not Codex itself, and a run without the proxy's URL."""
+        words = list(argv)
+        base_url = env.get(PROXY_URL_VAR)
+        if not words or os.path.basename(words[0]) not in self.commands or not base_url:
+            return words
+        if not talks_to_the_model(words):
+            return words
+        return [words[0], *proxy_config(base_url), *words[1:]]
+
     def resume_args(self, argv: Sequence[str], continuation_prompt: str) -> list[str]:
         """``codex exec … resume --last <prompt>`` / ``codex … resume --last <prompt>``."""
         return codex_resume_args(argv, continuation_prompt)
+
+    def resume_session_args(
+        self, argv: Sequence[str], continuation_prompt: str, session: str | None
+    ) -> list[str]:
+        """``codex exec … resume <ID> <prompt>``: Codex's sessions belong to the account they
+        began on, so after a switch ``--last`` would not find the interrupted one."""
+        return codex_resume_args(argv, continuation_prompt, session)
+
+    def run_session(self, env: Mapping[str, str], cwd: Path, since: float) -> str | None:
+        """The newest session Codex recorded in ``cwd`` since ``since``: the ``session_meta``
+        line that opens its ``sessions/YYYY/MM/DD/rollout-*.jsonl`` (docs/codex.md)."""
+        return newest_session(codex_home(env) / "sessions", cwd, since)
 
     def doctor_checks(self, env: Mapping[str, str], fix: bool) -> list[Check]:
         try:
@@ -269,4 +385,11 @@ class Codex(JsonTarget):
         ]
 
 
-__all__ = ["Codex", "TargetChanged", "check_file_store", "codex_home", "credentials_store"]
+__all__ = [
+    "Codex",
+    "TargetChanged",
+    "check_file_store",
+    "codex_home",
+    "credentials_store",
+    "proxy_config",
+]

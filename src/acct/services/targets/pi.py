@@ -144,11 +144,11 @@ def extension_file(env: Mapping[str, str]) -> Path:
 
 class Pi(ProviderEntryTarget):
     name = "pi"
-    commands = ("pi",)
+    commands: tuple[str, ...] = ("pi",)
     refresh_margin = 0.0  # Pi refreshes once the stored expiry has passed
     patterns = PATTERNS
     extra_usage_billing = True
-    fallback_env = ("ANTHROPIC_OAUTH_TOKEN", "ANTHROPIC_API_KEY")
+    fallback_env: tuple[str, ...] = ("ANTHROPIC_OAUTH_TOKEN", "ANTHROPIC_API_KEY")
 
     def tool_dir(self, env: Mapping[str, str]) -> Path:
         return agent_dir(env)
