@@ -22,6 +22,8 @@ from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
 from tests.fake_anthropic.client import FakeAnthropic
 
+# The four token counts of an answer's usage (it also says cache lifetimes and service tier).
+COUNTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 MESSAGES = [{"role": "user", "content": "say hello to the accounting tests, please"}]
 
 
@@ -41,7 +43,7 @@ def ask(
 def expected(fake: FakeAnthropic, acc: Account, **cache: int) -> dict[str, Any]:
     """What the fake's plain JSON answer says, the reference for the streamed one."""
     doc = ask(fake, acc, stream=False).json()
-    return {"model": doc["model"], **doc["usage"]}
+    return {"model": doc["model"], **{k: doc["usage"][k] for k in COUNTS}}
 
 
 def feed(meter: AnswerMeter, data: bytes, sizes: list[int]) -> AnswerUsage | None:
@@ -263,3 +265,89 @@ def test_proxied_runs_are_counted_per_account_and_model(
     assert [g["key"] for g in by_account["groups"]] == ["solo"]
     by_tool = json.loads(run("stats", "--json", "--by", "tool", check=True).stdout)
     assert [g["key"] for g in by_tool["groups"]] == ["claude-code"]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_answers_are_counted_when_the_tool_offers_br_and_zstd(
+    fake: FakeAnthropic, worker: Account, stream: bool
+) -> None:
+    """Claude Code's client offers ``gzip, deflate, br, zstd``; an upstream answering in br or
+    zstd left the meter blind (no tokens counted). The proxy offers upstream only the codings
+    the meter reads, of those the tool offered; the tool still gets a body it decodes."""
+    from acct.services.proxy import Proxy
+
+    assert worker.tokens is not None
+    fake.configure(encode_answers=True)
+    offered = "gzip, deflate, br, zstd"
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 9, "messages": MESSAGES, "stream": stream}
+    headers = {"authorization": f"Bearer {worker.tokens.access}", "accept-encoding": offered}
+    direct = httpx.post(f"{fake.base_url}/v1/messages", json=body, headers=headers, timeout=10)
+    assert direct.headers["content-encoding"] == "br"  # the fake would answer in br
+    answered: list[AnswerUsage | None] = []
+    with Proxy(fake.base_url, lambda obs: None) as proxy:
+        proxy.on_answer = lambda credential, usage: answered.append(usage)
+        r = httpx.post(f"{proxy.url}/v1/messages", json=body, headers=headers, timeout=10)
+    assert r.status_code == 200
+    assert ("message_stop" in r.text) if stream else (r.json()["type"] == "message")
+    sent = fake.log("messages")[-1]
+    assert len(answered) == 1
+    assert as_dict(answered[0]) == {"model": sent["answer_model"], **sent["usage"]}
+    assert sent["accept_encoding"] == "gzip, deflate" and sent["content_encoding"] == "gzip"
+    assert r.headers["content-encoding"] == "gzip"  # one the tool offered, passed on as it came
+
+
+@pytest.mark.parametrize(
+    ("offered", "sent"),
+    [
+        (None, "identity"),
+        ("gzip, deflate, br, zstd", "gzip, deflate"),
+        ("br, zstd", "identity"),
+        ("br;q=1, gzip;q=0.5", "gzip;q=0.5"),
+        ("*", "gzip, deflate"),
+        ("gzip;q=0, br", "identity"),
+        ("br, identity;q=0", "br, identity;q=0"),  # nothing readable the tool takes: its own
+    ],
+)
+def test_the_proxy_offers_upstream_only_codings_the_meter_reads(
+    offered: str | None, sent: str
+) -> None:
+    from acct.domain.answers import readable_accept_encoding
+
+    assert readable_accept_encoding(offered) == sent
+
+
+def test_a_message_delta_with_null_or_missing_counts_keeps_the_start_counts() -> None:
+    """The API's message_delta usage has nullable input and cache counts (and older answers
+    carry output_tokens alone): they must not wipe what message_start said."""
+    start = {
+        "type": "message_start",
+        "message": {
+            "model": "claude-sonnet-4-5",
+            "usage": {
+                "input_tokens": 11,
+                "cache_creation_input_tokens": 22,
+                "cache_read_input_tokens": 33,
+                "cache_creation": {"ephemeral_5m_input_tokens": 22, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": 1,
+                "service_tier": "standard",
+            },
+        },
+    }
+    deltas = [
+        {"input_tokens": None, "cache_read_input_tokens": None, "output_tokens": 7},
+        {"output_tokens": 9},
+    ]
+    for usage in deltas:
+        delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}
+        raw = b"".join(
+            b"event: %s\ndata: %s\n\n" % (e["type"].encode(), json.dumps(e).encode())
+            for e in (start, delta)
+        )
+        got = as_dict(feed(AnswerMeter("text/event-stream"), raw, [13] * 30))
+        assert got == {
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 11,
+            "output_tokens": usage["output_tokens"],
+            "cache_creation_input_tokens": 22,
+            "cache_read_input_tokens": 33,
+        }

@@ -354,3 +354,44 @@ def test_on_a_terminal_a_full_window_in_usage_reveals_the_limit(fake, ctx, xenv,
     assert "a hit its 5-hour limit" in term.before and "switching to b" in term.before
     assert "Hello from b@example.com" in term.before
     assert len(events(tool_log, "start")) == 2
+
+
+def test_exec_start_up_leaves_login_rich_and_accounting_unimported(fake, ctx, env) -> None:
+    """`acct exec` stays lean on its way to the tool: no Rich (nothing to draw; httpx would
+    bring it too), no browser login server, no token accounting before an answer, no HTTP
+    client to check a plain endpoint URL; each cost 5 to 60 ms of every start (bench/exec.py)."""
+    from acct.base.models import Usage, Window
+
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    # Usage polled a minute ago: the run has nothing to ask the network.
+    ctx.state.put_usage(a.id, Usage(Window(10, None), Window(10, None)), now=time.time() - 60)
+    lazy = [
+        "rich",
+        "acct.cli.render",
+        "acct.services.oauth.loopback",
+        "acct.services.accounting",
+        "acct.domain.answers",
+        "prometheus_client",
+    ]
+    code = (
+        "import sys\n"
+        "from acct.cli import run\n"
+        "status = run(['exec', '--no-proxy', '--target', 'claude-code', '--', 'true'])\n"
+        f"print(status, sorted(m for m in {lazy!r} if m in sys.modules))\n"
+        "status = run(['exec', '--target', 'claude-code', '--', 'true'])\n"
+        f"print(status, sorted(m for m in {lazy!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=env["HOME"],
+    )
+    without_proxy, with_proxy = proc.stdout.strip().splitlines()[-2:]
+    assert without_proxy == "0 []", proc.stdout + proc.stderr
+    # Through the proxy, the HTTP client it builds in the background 0.3 s after start (httpx,
+    # which imports Rich for its own command line) may come before `true` is done.
+    assert with_proxy in ("0 []", "0 ['rich']"), proc.stdout + proc.stderr

@@ -10,10 +10,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from acct.base.models import Account
 from acct.cli import COMMAND_MODULES
 from acct.services.context import Ctx
 from tests.conftest import (
@@ -27,8 +29,8 @@ from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_chatgpt.client import FakeChatGPT
 from tests.fake_tool import install
 from tests.test_alerts import Receiver
-from tests.test_chatgpt_accounts import free_port
 from tests.test_login import LoginProcess
+from tests.test_metrics import free_port, wait_for
 
 API_KEY = "sk-ant-api03-" + "k" * 40
 
@@ -65,16 +67,26 @@ def test_no_command_prints_or_leaves_a_token(
         CLAUDE_CODE_OAUTH_TOKEN="sk-ant-oat01-" + "e" * 40,
     )
     fake.next_login(fake.add_account(email="new@example.com")["uuid"])
-    seed_account(fake, ctx, "work", five_hour=20, seven_day=10)
+    work = seed_account(fake, ctx, "work", five_hour=20, seven_day=10)
     seed_account(fake, ctx, "side", five_hour=50, seven_day=60)
-    # Every observability output too: the metrics textfile and what alerts post.
+    # Every observability output too: the metrics textfile, what alerts post in each format
+    # and what they hand the desktop's notify-send (its argv, logged by a stand-in).
     receiver = Receiver()
     textfile = tmp_path / "metrics" / "acct.prom"
     textfile.parent.mkdir()
+    desktop_log = tmp_path / "notify-send.log"
+    notify_send = tmp_path / "bin" / "notify-send"
+    notify_send.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"with open({str(desktop_log)!r}, 'a') as f:\n    f.write(json.dumps(sys.argv) + '\\n')\n"
+    )
+    notify_send.chmod(0o755)
+    hooks = [f'{{url = "{receiver.url}/hook"}}', f'{{url = "{receiver.url}/n/t", format = "ntfy"}}']
+    hooks += [f'{{url = "{receiver.url}/{f}", format = "{f}"}}' for f in ("slack", "discord")]
     ctx.paths.config_dir.mkdir(parents=True, exist_ok=True)
     ctx.paths.config_file.write_text(
         f'metrics_textfile = "{textfile}"\nnotify_utilization = [1]\n'
-        f'notify = [{{url = "{receiver.url}/hook"}}, {{url = "{receiver.url}/n/t", format = "ntfy"}}]\n'
+        f'notify = ["desktop", {", ".join(hooks)}]\n'
     )
 
     secrets: set[str] = {API_KEY, env["CLAUDE_CODE_OAUTH_TOKEN"]}
@@ -105,6 +117,9 @@ def test_no_command_prints_or_leaves_a_token(
     run("status")
     run("status", "--json")
     run("exec", "--explain", "--", "claude", "-p", "hi")
+    outputs.extend(proxied_run_with_metrics_port(fake, work, acct))
+    ran.add("exec")
+    secrets.update(store_secrets(ctx))
     run("import", "claude-code", "--json", ok=False)  # already known: fine either way
     run("doctor", "--json", ok=False)  # exits 1 while a problem (e.g. Pi's retry) remains
     run("doctor", ok=False)
@@ -130,6 +145,9 @@ def test_no_command_prints_or_leaves_a_token(
     receiver.stop()
     outputs.extend(json.dumps(body) for _, body in receiver.posts)
     assert receiver.posts, "the alerts must have said something for the scan to mean anything"
+    assert {path for path, _ in receiver.posts} >= {"/hook", "/n/", "/slack", "/discord"}
+    assert desktop_log.exists(), "the desktop must have been told something too"
+    outputs.append(desktop_log.read_text())
     assert textfile.exists()
     outputs.append(textfile.read_text())
 
@@ -144,6 +162,47 @@ def test_no_command_prints_or_leaves_a_token(
             if f.is_file():
                 text = f.read_bytes().decode("utf-8", "replace")
                 assert_no_secrets(text, secrets)
+
+
+def proxied_run_with_metrics_port(
+    fake: FakeAnthropic, work: Account, acct: AcctRunner
+) -> list[str]:
+    """A run through the usage proxy that switches from ``work`` (at its limit) in flight, so
+    that tokens, a rotation and its alerts exist; ``/metrics`` is read while it runs. Returns
+    what was printed and served."""
+    import httpx
+
+    assert work.uuid is not None
+    fake.set_messages(work.uuid, "quota", reset_epoch=int(time.time()) + 3600)
+    port = free_port()
+    gate = Path(acct.env["HOME"]) / "gate"
+    session = subprocess.Popen(
+        [sys.executable, "-m", "acct", "exec", "--account", "work", "--metrics-port", str(port)]
+        + ["--", "claude", "-p", "hi"],
+        env={**acct.env, "FAKE_TOOL_GATE": str(gate)},
+        cwd=acct.env["HOME"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def scrape() -> str | None:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            except httpx.HTTPError:
+                return None
+            return r.text if r.status_code == 200 and "acct_tokens_total{" in r.text else None
+
+        served = wait_for(scrape, "the session's /metrics with the answer's tokens")
+    finally:
+        gate.touch()
+        out, err = session.communicate(timeout=120)
+    fake.set_messages(work.uuid, "ok")
+    assert session.returncode == 0, err
+    assert "Hello from " in out and "work@example.com" not in out  # another account answered
+    return [out, err, served]
 
 
 @pytest.mark.parametrize("command", [["list", "--json"], ["status", "--json"]])

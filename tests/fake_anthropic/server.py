@@ -34,7 +34,9 @@ import argparse
 import base64
 import collections
 import copy
+import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import random
@@ -44,6 +46,7 @@ import sys
 import threading
 import time
 import uuid as uuidlib
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,7 +102,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "profile_fail_status": None,  # answer profile requests with this status (403: setup-token-like)
     "profile_fail_times": None,  # ...only this many times (None: while the status is set)
     "messages_require_oauth_beta": False,  # bearer calls to /v1/messages need the beta header
+    # Encode /v1/messages answers in the best coding the request's Accept-Encoding offers that
+    # the fake can write: br (with the brotli module), gzip or deflate; off: always identity.
+    "encode_answers": False,
 }
+# Codings the fake can write, best first (br only where the brotli module is installed).
+ENCODINGS = (("br",) if importlib.util.find_spec("brotli") else ()) + ("gzip", "deflate")
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -793,6 +801,18 @@ class FakeState:
             "cache_read_input_tokens": cache[1],
             "output_tokens": output_tokens,
         }
+        log["answer_model"] = model
+        log["usage"] = usage  # what the answer reports, for tests to compare with
+        # The answer's and message_start's usage also break the cache writes down by lifetime
+        # and name the service tier, as the API's do; message_delta repeats the four counts.
+        full = {
+            **usage,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": cache[0],
+                "ephemeral_1h_input_tokens": 0,
+            },
+            "service_tier": "standard",
+        }
         if not request.get("stream"):
             body = {
                 "id": message_id,
@@ -802,7 +822,7 @@ class FakeState:
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": usage,
+                "usage": full,
             }
             return Reply(200, body, headers, log=log)
         start: dict[str, Any] = {
@@ -813,7 +833,7 @@ class FakeState:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {**usage, "output_tokens": 1},
+            "usage": {**full, "output_tokens": 1},
         }
         events: list[tuple[str, dict[str, Any]]] = [
             ("message_start", {"type": "message_start", "message": start}),
@@ -1104,9 +1124,15 @@ class Handler(BaseHTTPRequestHandler):
             return
 
         kind, reply = self._route(method, path, query, raw)
+        encoding = None
+        if kind == "messages":
+            offered = self.headers.get("Accept-Encoding")
+            if state.config["encode_answers"]:
+                encoding = choose_encoding(offered)
+            reply.log.update(accept_encoding=offered, content_encoding=encoding)
         if kind != "not_found" or method != "GET" or path != "/favicon.ico":
             state.record(kind, method, path, reply.status, reply.log)
-        self._send(reply)
+        self._send(reply, encoding)
 
     def _route(
         self, method: str, path: str, query: dict[str, str], raw: bytes
@@ -1134,7 +1160,7 @@ class Handler(BaseHTTPRequestHandler):
             return "count_tokens", state.messages(self.headers, raw, count_tokens=True)
         return "not_found", Reply(404, api_error(404, f"Not found: {method} {path}"))
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply, encoding: str | None = None) -> None:
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
         if reply.hangup:
@@ -1149,11 +1175,15 @@ class Handler(BaseHTTPRequestHandler):
         else:
             data = str(body or "").encode()
             ctype = reply.content_type or "text/plain; charset=utf-8"
+        if encoding is not None:
+            data = encode(data, encoding)
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("request-id", "req_011" + secrets.token_hex(12))
+            if encoding is not None:
+                self.send_header("Content-Encoding", encoding)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
@@ -1162,6 +1192,35 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (e.g. its timeout fired during a configured hang).
             self.close_connection = True
+
+
+def choose_encoding(accept_encoding: str | None) -> str | None:
+    """The best of :data:`ENCODINGS` that ``accept_encoding`` offers (q above 0); None: identity."""
+    offered: dict[str, float] = {}
+    for item in (accept_encoding or "").split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            offered[name.strip().lower()] = q
+    usable = [e for e in ENCODINGS if offered.get(e, offered.get("*", 0.0)) > 0]
+    return max(usable, key=lambda e: offered.get(e, offered.get("*", 0.0)), default=None)
+
+
+def encode(data: bytes, encoding: str) -> bytes:
+    if encoding == "br":
+        import brotli  # type: ignore[import-not-found,unused-ignore]
+
+        return bytes(brotli.compress(data))
+    if encoding == "gzip":
+        return gzip.compress(data)
+    return zlib.compress(data)  # deflate: the zlib format (RFC 9110 §8.4.1.2)
 
 
 class FakeServer(ThreadingHTTPServer):

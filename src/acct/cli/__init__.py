@@ -95,7 +95,7 @@ def load_for(argv: list[str]) -> None:
 
 
 def report(e: AcctError) -> None:
-    from acct.cli.render import mode, safe
+    from acct.cli.plain import mode, safe
 
     text = f"acct: {e.message}"
     if e.hint:
@@ -217,7 +217,7 @@ def run(argv: list[str] | None = None) -> int:
         load_for(args)
         if "--json" in _before_separator(args):
             # Errors found before the command runs (usage, config) print the JSON error too.
-            from acct.cli.render import mode
+            from acct.cli.plain import mode
 
             mode.json = True
         check_config(args)

@@ -17,7 +17,7 @@ from acct.base.errors import Interrupted
 from acct.base.timefmt import time_left
 from acct.cli import app
 from acct.cli.common import TargetOpt, complete_account, ctx
-from acct.cli.render import line, warn
+from acct.cli.plain import line
 from acct.services.context import Ctx
 
 
@@ -28,6 +28,8 @@ class TerminalReporter:
         line(f"acct: {message}")
 
     def warn(self, message: str) -> None:
+        from acct.cli.render import warn  # Rich, only when there is a warning to show
+
         warn(message)
 
     def wait(self, until: float, message: str) -> None:

@@ -6,6 +6,10 @@ A streamed answer (``text/event-stream``) says its usage in two events: ``messag
 (``application/json``) carries ``model`` and ``usage`` in its body. :class:`AnswerMeter` is fed
 the raw bytes (maybe gzip- or deflate-encoded) and looks only at ``data:`` lines that name one of
 those two events, so the many content deltas cost a substring search each. It never raises.
+
+The tools offer codings the meter cannot read (Claude Code's client offers ``br`` and ``zstd``):
+:func:`readable_accept_encoding` narrows what a request offers to the codings the meter reads,
+all of which the tool offered itself, so the upstream answers in one both sides can decode.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 MAX_LINE = 1 << 20
 MAX_BODY = 8 << 20
 _WANTED = (b'"message_start"', b'"message_delta"')
+_READABLE = ("gzip", "x-gzip", "deflate", "identity")  # what _decoder reads
 _KEYS = {
     "input_tokens": "input_tokens",
     "output_tokens": "output_tokens",
@@ -49,6 +54,47 @@ def _count(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
+
+
+def _codings(accept_encoding: str) -> list[tuple[str, str, float]]:
+    """(coding, item as written, q) for each item of an Accept-Encoding value."""
+    out = []
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            out.append((name.strip().lower(), item.strip(), q))
+    return out
+
+
+def readable_accept_encoding(accept_encoding: str | None) -> str:
+    """The Accept-Encoding to send upstream for a request that offered ``accept_encoding``: its
+    items the meter reads (gzip, deflate, identity; ``*`` stands for gzip and deflate), else
+    ``identity``. Only a tool that refused identity and offered nothing readable keeps its own
+    value: it gets an answer it can decode, unmetered."""
+    if accept_encoding is None:
+        return "identity"  # no header: any coding would do, but only identity surely does
+    kept: list[str] = []
+    refused = False
+    for name, item, q in _codings(accept_encoding):
+        if name == "identity" and q <= 0:
+            refused = True
+        if q <= 0:
+            continue
+        if name in _READABLE:
+            kept.append(item)
+        elif name == "*":
+            kept += [f"{c};q={q:g}" if q < 1 else c for c in ("gzip", "deflate")]
+    if kept:
+        return ", ".join(dict.fromkeys(kept))
+    return accept_encoding if refused else "identity"
 
 
 def _decoder(encoding: str | None) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from acct.base.errors import AcctError, NetworkError, ProtocolError, RateLimited
@@ -18,6 +17,8 @@ def retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        from email.utils import parsedate_to_datetime  # an HTTP date: rare, and email is slow
+
         try:
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError, IndexError, OverflowError):

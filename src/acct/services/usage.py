@@ -227,13 +227,17 @@ def poll(
     before = {a.id: state.usage(a.id) for a in accounts}
     claimed: list[Account] = []
     elsewhere: dict[str, UsageRecord | None] = {}
-    for a in accounts:
-        if state.claim_poll(a.id, min_age=min_age, lease=lease):
-            claimed.append(a)
-        else:
-            rec = state.usage(a.id)
-            if _polled_elsewhere(rec, min_age, time.time()):
-                elsewhere[a.id] = rec
+    try:
+        for a in accounts:
+            if state.claim_poll(a.id, min_age=min_age, lease=lease):
+                claimed.append(a)
+            else:
+                rec = state.usage(a.id)
+                if _polled_elsewhere(rec, min_age, time.time()):
+                    elsewhere[a.id] = rec
+    except BaseException:
+        _abandon(ctx, [a.id for a in claimed])  # Ctrl-C among the claims: give them back
+        raise
     if claimed:
         _poll_claimed(ctx, claimed, before, progress)
         prompt_state.refresh_quietly(ctx)
@@ -303,15 +307,18 @@ def _poll_claimed(
     has been answered: that one is let finish (the answer is the lineage's only live copy).
     """
     total = len(claimed)
-    if progress:
-        progress(0, total)
     pending = {a.id for a in claimed}
     results: queue.Queue[_Outcome] = queue.Queue()
-    client = ctx.http(timeout=ctx.config.usage_timeout)
+    client: httpx.Client | None = None
     finished = False
-    from acct.services.oauth import signals_held
-
     try:
+        # Everything from here on gives the claims back when interrupted: the HTTP client's
+        # import alone takes long enough for a Ctrl-C to land before any request is sent.
+        if progress:
+            progress(0, total)
+        from acct.services.oauth import signals_held
+
+        client = ctx.http(timeout=ctx.config.usage_timeout)
         # A worker may be refreshing a token: SIGTERM or SIGHUP then waits until it is stored.
         with signals_held():
             _start_workers(ctx, client, claimed, results)
@@ -328,7 +335,7 @@ def _poll_claimed(
     finally:
         if not finished:
             _abandon(ctx, pending)
-        else:
+        elif client is not None:
             client.close()
 
 

@@ -11,6 +11,8 @@ package's namespace is the API the rest of acct uses (``oauth.refresh(...)``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from acct.services.oauth.client import (
     DEFAULT_EXPIRES_IN,
     HTTP_TIMEOUT,
@@ -30,14 +32,6 @@ from acct.services.oauth.client import (
     s256,
 )
 from acct.services.oauth.flight import finish_refreshes, refresh_in_flight, signals_held
-from acct.services.oauth.loopback import (
-    LOGIN_TIMEOUT,
-    CodeAnswer,
-    LoginPrompt,
-    login_flow,
-    parse_pasted,
-    printable,
-)
 from acct.services.oauth.refresh import (
     CONNECT_TIMEOUT,
     RECENT_REFRESH,
@@ -55,6 +49,31 @@ from acct.services.oauth.refresh import (
     rescue_path,
     send_refresh,
 )
+
+if TYPE_CHECKING:
+    from acct.services.oauth.loopback import (
+        LOGIN_TIMEOUT,
+        CodeAnswer,
+        LoginPrompt,
+        login_flow,
+        parse_pasted,
+        printable,
+    )
+
+# The browser login's names, imported on first use: its loopback server (http.server and
+# friends) is for `acct login` only, not for every run that merely lends or refreshes a token.
+_LOGIN = ("LOGIN_TIMEOUT", "CodeAnswer", "LoginPrompt", "login_flow", "parse_pasted", "printable")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LOGIN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from acct.services.oauth import loopback
+
+    value = getattr(loopback, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONNECT_TIMEOUT",

@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
 
-from acct.domain.answers import AnswerUsage
-from acct.services.accounting import metered
 from acct.services.proxy.headers import Observation, credential_of, parse_headers
 from acct.services.proxy.upstream import proxy_for, reason, tls_context
 
 if TYPE_CHECKING:
     import httpx
+
+    from acct.domain.answers import AnswerUsage
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded.
 HOP_BY_HOP = frozenset(
@@ -185,14 +185,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _request_headers(self) -> list[tuple[bytes, bytes]]:
         """The headers to forward, byte for byte (http.server decoded them as Latin-1)."""
+        from acct.domain.answers import readable_accept_encoding
+
         named = {t.strip().lower() for t in (self.headers.get("Connection") or "").split(",") if t}
         # Expect: this server already answered ``100 Continue`` and holds the whole body.
         drop = HOP_BY_HOP | named | {"host", "content-length", "expect"}
-        return [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in self.headers.items()
-            if k.lower() not in drop
-        ]
+        # Only codings the token meter reads, of those the tool offered (acct.domain.answers),
+        # in the place of the tool's first Accept-Encoding.
+        offered = self.headers.get_all("Accept-Encoding") or []
+        accept = readable_accept_encoding(", ".join(offered) if offered else None)
+        out: list[tuple[bytes, bytes]] = []
+        for k, v in self.headers.items():
+            name = k.lower()
+            if name == "accept-encoding":
+                v, accept = accept, ""
+                if not v:
+                    continue
+            elif name in drop:
+                continue
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        if accept:
+            out.append((b"Accept-Encoding", accept.encode("latin-1")))
+        return out
 
     def _target(self) -> httpx.URL | None:
         """The upstream URL for this request's target, or None when the target is not a path
@@ -276,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
         each piece as read. An answer framed by chunks (even one that also names a length) is
         re-chunked; an HTTP/1.0 client gets it unframed, ended by closing the connection."""
         import httpx
+
+        from acct.services.accounting import metered  # token accounting, once there is an answer
 
         status = response.status_code
         bodiless = self.command == "HEAD" or status in (204, 304) or 100 <= status < 200

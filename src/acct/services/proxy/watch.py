@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
 
 from acct.base.models import fingerprint
-from acct.domain.answers import AnswerUsage
 from acct.services import prompt_state
-from acct.services.accounting import record_answer_usage
 from acct.services.proxy.failover import Failover, Plan, Switch
 from acct.services.proxy.headers import Observation, QuotaSignal
 from acct.services.proxy.route import ASSUME_FIRST_PARTY, FIRST_PARTY_HOST, Route, upstream_for
@@ -23,6 +21,7 @@ from acct.services.proxy.upstream import no_proxy_hosts
 
 if TYPE_CHECKING:
     from acct.base.models import Account
+    from acct.domain.answers import AnswerUsage
     from acct.services.context import Ctx
 
 PROMPT_EVERY = 10.0  # seconds between prompt-file rewrites from live usage
@@ -193,10 +192,7 @@ class Watch:
         from acct.services import usage
 
         seen = [o for o in items if isinstance(o, Observation)]
-        for answer in (a for a in items if isinstance(a, Answered)):
-            owner = self._owner(ctx, answer.credential)
-            if owner is not None:
-                record_answer_usage(ctx, owner, self.tool, self.session, None, answer.usage)
+        self._count(ctx, [a for a in items if isinstance(a, Answered)])
         latest: dict[str, Observation] = {}
         for obs in seen:
             owner = self._owner(ctx, obs.credential)
@@ -212,6 +208,17 @@ class Watch:
                 usage.record_observed(ctx, owner, five_hour, seven_day, now=obs.at)
                 self._prompt_due = True
         self._update_prompt(ctx, force=not seen)
+
+    def _count(self, ctx: Ctx, answers: list[Answered]) -> None:
+        """The answers' tokens into the state (the accounting is imported once there are any)."""
+        if not answers:
+            return
+        from acct.services.accounting import record_answer_usage
+
+        for answer in answers:
+            owner = self._owner(ctx, answer.credential)
+            if owner is not None:
+                record_answer_usage(ctx, owner, self.tool, self.session, None, answer.usage)
 
     def _owner(self, ctx: Ctx, credential: str) -> str | None:
         """The account a credential belongs to: the one whose token (acct's copy or its tool
