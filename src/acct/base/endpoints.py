@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from acct.base.errors import ConfigError
+from acct.base.errors import ConfigError, UsageError
 
 CLIENT_ID = "9d1c250a-e61b-44d9-88ed-5944d1962f5e"
 SCOPES = (
@@ -112,3 +112,24 @@ def _client_problem(value: str) -> str | None:
         text = " ".join(str(e).split())[:80] or type(e).__name__
         return text[:1].lower() + text[1:]
     return None
+
+
+@dataclass(frozen=True)
+class LoginPlan:
+    """How a provider's browser login comes back: the loopback port (0: any free one; a fixed
+    one may be moved by ``port_env`` for tests), the callback's path and host, and a redirect
+    page for a paste-only login (None: the user pastes the address the browser was sent to)."""
+
+    port: int
+    callback_path: str
+    host: str = "localhost"
+    manual_redirect: str | None = None
+    port_env: str | None = None
+
+    def port_in(self, env: Mapping[str, str]) -> int:
+        raw = env.get(self.port_env, "").strip() if self.port_env else ""
+        if not raw:
+            return self.port
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise UsageError(f"{self.port_env}={raw!r} is not a port number (1-65535)")
+        return int(raw)

@@ -10,13 +10,13 @@ import html
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from acct.base.endpoints import MANUAL_REDIRECT_URI
+from acct.base.endpoints import MANUAL_REDIRECT_URI, LoginPlan
 from acct.base.errors import (
     AcctError,
     AuthError,
@@ -33,27 +33,6 @@ from acct.services.oauth.client import (
     new_state,
 )
 from acct.services.store import validate_name
-
-
-@dataclass(frozen=True)
-class LoginPlan:
-    """How a provider's browser login comes back: the loopback port (0: any free one; a fixed
-    one may be moved by ``port_env`` for tests), the callback's path and host, and a redirect
-    page for a paste-only login (None: the user pastes the address the browser was sent to)."""
-
-    port: int
-    callback_path: str
-    host: str = "localhost"
-    manual_redirect: str | None = None
-    port_env: str | None = None
-
-    def port_in(self, env: Mapping[str, str]) -> int:
-        raw = env.get(self.port_env, "").strip() if self.port_env else ""
-        if not raw:
-            return self.port
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
-            raise UsageError(f"{self.port_env}={raw!r} is not a port number (1-65535)")
-        return int(raw)
 
 
 class _Login(Protocol):

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from acct.base.endpoints import LoginPlan
 from acct.base.models import Account, ProviderName, Tokens, Usage
 from acct.domain.classify import Patterns
 from acct.services.context import Ctx
-from acct.services.oauth.loopback import LoginPlan
 
 __all__ = ["Answer", "Identity", "LoginPlan", "Provider"]
 
