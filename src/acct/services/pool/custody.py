@@ -50,10 +50,16 @@ class RefreshOutcome:
     sent: bool  # whether a refresh token was spent
 
 
+# Every change of accounts or custody holds this advisory lock of its transaction: the pool's
+# store (``backend.PoolStore``) and the row-locked operations here never interleave.
+STORE_LOCK = "acct store"
+
+
 def _begin(pool: Pool, lock_timeout: float) -> None:
     pool.conn.execute(
         b"SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
     )
+    pool.conn.execute(b"SELECT pg_advisory_xact_lock(hashtext(%s))", (STORE_LOCK,))
 
 
 def _history(pool: Pool, event: str, account_id: str, target: str | None, **detail: Any) -> None:
@@ -297,6 +303,12 @@ def reclaim(pool: Pool, host_id: str, *, account_id: str | None = None) -> list[
                 _bump(pool, aid, current, sets, tuple(cols.values()))
             else:
                 _bump(pool, aid, current, ", needs_login = true")
+            pool.conn.execute(
+                b"INSERT INTO reclaims (account_id, host_id, target, path, lineage, took_pushed) "
+                b"VALUES (%s, %s, %s, %s, %s, %s)",
+                (aid, host_id, p.custody.target, p.custody.path, p.custody.lineage,
+                 pushed is not None),
+            )  # fmt: skip
             pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (aid,))
             _history(pool, "reclaim", aid, p.custody.target, host=host_id,
                      took_pushed=pushed is not None)  # fmt: skip
