@@ -135,7 +135,8 @@ CREATE TABLE reclaims (
     host_id     text NOT NULL,
     target      text NOT NULL,
     path        text NOT NULL,
-    lineage     text NOT NULL,
+    lineage     text NOT NULL,            -- what this machine was lent
+    pushed_lineage text,                  -- what it last pushed (a later link of it)
     took_pushed boolean NOT NULL,
     at          timestamptz NOT NULL DEFAULT now(),
     noticed_at  timestamptz
