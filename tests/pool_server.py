@@ -119,7 +119,7 @@ class PgServer:
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=60 -c shared_buffers=16MB"
+            " -c max_connections=300 -c shared_buffers=16MB"
         )
         self.run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(self.root / "log"),
                  "-w", "-t", "60", "start")  # fmt: skip
@@ -138,7 +138,7 @@ class PgServer:
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=60 -c shared_buffers=16MB"
+            " -c max_connections=300 -c shared_buffers=16MB"
         )
 
     def halt(self) -> None:

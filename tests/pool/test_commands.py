@@ -176,3 +176,49 @@ def test_leave_gives_the_lent_lineage_back_to_the_pool(machines, fake: FakeAnthr
         assert left.fetchone() == (True,)
     desk = machines("desk")
     ok(desk, "use", "work", "--target", "claude-code")
+
+
+def test_machines_polling_usage_together_send_one_request_per_account(
+    machines, fake: FakeAnthropic
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machines("laptop")
+    seed(fake, laptop, "a", "b", "c")
+    ok(laptop, "pool", "init")
+    desk, ci = machines("desk"), machines("ci")
+    fake.reset_log()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "acct", "list", "--usage", "--json"],
+            env=env,
+            cwd=env["HOME"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for env in (laptop, desk, ci, laptop, desk, ci)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert sorted(a["name"] for a in json.loads(out)["accounts"]) == ["a", "b", "c"]
+    polls = [r for r in fake.log("usage")]
+    per_account = sorted(r.get("account_uuid") for r in polls)
+    assert len(per_account) == 3 and len(set(per_account)) == 3, per_account
+
+
+def test_an_account_without_an_organisation_is_the_same_account_in_the_pool(
+    machines, fake: FakeAnthropic
+) -> None:  # type: ignore[no-untyped-def]
+    """Account.same_identity and the pool's merge follow one rule: an unknown organisation
+    matches the account's known one (the pool once added such a login as a second account)."""
+    laptop = machines("laptop")
+    (work,) = seed(fake, laptop, "work")
+    ok(laptop, "pool", "init")
+    desk = machines("desk")
+    with Ctx(env=local(desk)).store.transaction() as accounts:
+        accounts.add(work.copy(id="desk-id", name="w", org_uuid=None))
+    r = ok(desk, "pool", "join")
+    assert "w (as work): the pool has it already (the same login)" in r.stdout
+    assert sorted(listed(desk)) == ["work"]
+    assert work.same_identity(work.uuid, None)

@@ -214,3 +214,29 @@ def test_a_session_keeps_running_while_the_pool_is_down_and_catches_up(
     assert "unreachable" in err and "reachable again" in err
     assert one(laptop, "SELECT lineage FROM custody") == (sha8(file_refresh(laptop) or ""),)
     assert not fake.lineage(uuid=work.uuid)["revoked"]
+
+
+def test_a_bench_set_on_one_machine_steers_the_next_pick_on_another(
+    machines, fake: FakeAnthropic, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from acct.services.context import Ctx
+
+    laptop = machines("laptop")
+    a, b = seed(fake, laptop, "a", "b")
+    ok(laptop, "pool", "init")
+    desk = machines("desk")
+    c = Ctx(env=laptop)
+    for acc in (a, b):
+        c.state.bench(acc.id, time.time() + 3600, kind="quota", reason="weekly limit")
+    argv = [sys.executable, "-m", "acct", "exec", "--no-proxy", "--", "claude", "-p", "hi"]
+    r = subprocess.run(argv, env=desk, capture_output=True, text=True, timeout=120,
+                       cwd=desk["HOME"], stdin=subprocess.DEVNULL)  # fmt: skip
+    assert r.returncode == 5 and "rate-limited" in r.stderr
+    c.state.unbench(b.id)
+    c.state.close()
+    r = subprocess.run(argv, env=desk, capture_output=True, text=True, timeout=120,
+                       cwd=desk["HOME"], stdin=subprocess.DEVNULL)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert one(desk, "SELECT a.name FROM custody c JOIN accounts a ON a.id = c.account_id") == (
+        "b",
+    )
