@@ -200,6 +200,14 @@ def test_a_session_keeps_running_while_the_pool_is_down_and_catches_up(
         )  # fmt: skip
         assert down.returncode == 7
         assert len(down.stderr.strip().splitlines()) == 1 and "is unreachable" in down.stderr
+        before = credentials(laptop).read_bytes()
+        use = subprocess.run(
+            [sys.executable, "-m", "acct", "use", "work", "--target", "pi"], env=laptop,
+            capture_output=True, text=True, timeout=60, cwd=laptop["HOME"],
+        )  # fmt: skip
+        assert use.returncode == 7 and use.stderr.count("\n") == 1
+        assert not (Path(laptop["HOME"]) / ".pi" / "agent" / "auth.json").exists()
+        assert credentials(laptop).read_bytes() == before  # nothing local touched
         prompt = subprocess.run(
             [sys.executable, "-m", "acct", "prompt"], env=laptop, capture_output=True,
             text=True, timeout=60, cwd=laptop["HOME"],
@@ -240,3 +248,54 @@ def test_a_bench_set_on_one_machine_steers_the_next_pick_on_another(
     assert one(desk, "SELECT a.name FROM custody c JOIN accounts a ON a.id = c.account_id") == (
         "b",
     )
+
+
+def test_leave_is_refused_while_a_running_session_holds_a_lineage_and_says_why(
+    machines, fake: FakeAnthropic, tmp_path: Path, started
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machines("laptop")
+    (work,) = seed(fake, laptop, "work")
+    ok(laptop, "pool", "init")
+    gate = tmp_path / "gate"
+    p = exec_session(laptop, gate, started)
+    until("the session's custody", lambda: one(laptop, "SELECT 1 FROM custody"))
+    until("the tool runs", lambda: (tmp_path / "laptop-tool.jsonl").exists())
+    r = subprocess.run(
+        [sys.executable, "-m", "acct", "pool", "leave"], env=laptop, capture_output=True,
+        text=True, timeout=60, cwd=laptop["HOME"],
+    )  # fmt: skip
+    assert r.returncode != 0 and "cannot leave the pool yet" in r.stderr
+    assert "running acct exec" in r.stderr
+    assert one(laptop, "SELECT left_at FROM machines WHERE host_id = 'laptop'") == (None,)
+    gate.touch()
+    p.communicate(timeout=120)
+
+
+def test_reclaim_refuses_a_machine_in_contact_and_without_a_pushed_copy_marks_needs_login(
+    machines, fake: FakeAnthropic
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machines("laptop")
+    seed(fake, laptop, "work", "home")
+    ok(laptop, "pool", "init")
+    desk = machines("desk")
+    ok(laptop, "use", "work", "--target", "claude-code")
+    ok(laptop, "use", "home", "--target", "pi")
+    r = subprocess.run(
+        [sys.executable, "-m", "acct", "pool", "reclaim", "laptop"], env=desk,
+        capture_output=True, text=True, timeout=60, cwd=desk["HOME"],
+    )  # fmt: skip
+    assert r.returncode != 0 and "was in contact" in r.stderr
+    with db(laptop) as conn:
+        conn.execute("UPDATE machines SET last_contact = now() - interval '1 hour' "
+                     "WHERE host_id = 'laptop'")  # fmt: skip
+    r = ok(desk, "pool", "reclaim", "laptop", "--account", "work")
+    assert "work: taken from laptop; it needs a new login" in r.stdout
+    assert listed(desk)["work"]["state"] == "needs_login"
+    # home stays the laptop's; the laptop finds out about work at its next command.
+    assert one(laptop, "SELECT h.host_id FROM custody h JOIN accounts a ON a.id = h.account_id "
+               "WHERE a.name = 'home'") == ("laptop",)  # fmt: skip
+    back = ok(laptop, "list")
+    assert "this machine lost account work" in back.stderr
+    assert file_refresh(laptop) is None
+    again = ok(laptop, "list")
+    assert "lost account" not in again.stderr  # said once
