@@ -162,7 +162,7 @@ def test_a_machine_silenced_reclaimed_and_brought_back_reports_it_lost_the_accou
         [sys.executable, "-m", "acct", "use", "work", "--target", "claude-code"],
         env=desk, capture_output=True, text=True, timeout=60, cwd=desk["HOME"],
     )  # fmt: skip
-    assert refused.returncode != 0 and "on machine laptop" in refused.stderr
+    assert refused.returncode != 0 and "on machine laptop (silent)" in refused.stderr
     r = ok(desk, "pool", "reclaim", "laptop")
     assert "work: back in the pool, with the tokens laptop last pushed" in r.stdout
     ok(desk, "use", "work", "--target", "claude-code")
