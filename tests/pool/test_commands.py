@@ -255,3 +255,20 @@ def test_two_machines_lending_one_account_at_once_exactly_one_gets_it(
     with psycopg.connect(laptop["ACCT_POOL"], autocommit=True) as conn:
         held = conn.execute("SELECT a.name FROM custody c JOIN accounts a ON a.id = c.account_id")
         assert len([r for r in held.fetchall() if r[0] == names[-1]]) == 1
+
+
+def test_without_a_pool_no_command_imports_psycopg(tmp_path: Path) -> None:
+    from tests.conftest import clean_env
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(home, {"ACCT_HOME": str(home / "acct")})
+    for args in (["list"], ["status"], ["prompt"]):
+        r = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "acct", *args], env=env,
+            capture_output=True, text=True, timeout=60, cwd=home, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        imported = [line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line]
+        assert "psycopg" not in imported and "cryptography" not in imported, args
+        assert "acct.services.pool.backend" not in imported

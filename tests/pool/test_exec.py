@@ -119,6 +119,10 @@ def test_a_running_session_heartbeats_and_pushes_the_tools_rotated_tokens_as_a_c
     assert pushed == (sha8(rotated),)
     assert until("the session's row in the pool", lambda: one(
         laptop, "SELECT pid FROM sessions WHERE host_id = 'laptop'")) == (p.pid,)  # fmt: skip
+    st = json.loads(ok(laptop, "pool", "status", "--json").stdout)
+    (me,) = [m for m in st["machines"] if m["host_id"] == "laptop"]
+    assert [(x["pid"], x["account"]) for x in me["live"]] == [(p.pid, "work")]
+    assert [h["account"] for h in me["holds"]] == ["work"]
     beat = one(laptop, "SELECT heartbeat_at FROM sessions WHERE host_id = 'laptop'")[0]
     until("a later heartbeat", lambda: one(
         laptop, "SELECT heartbeat_at > %s FROM sessions", beat)[0])  # fmt: skip
