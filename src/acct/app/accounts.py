@@ -7,7 +7,6 @@ import contextlib
 from dataclasses import dataclass
 
 from acct.base.errors import AcctError, UsageError
-from acct.base.fsio import file_lock
 from acct.base.models import Account, ProviderName
 from acct.services import prompt_state, providers
 from acct.services.context import Ctx
@@ -80,7 +79,7 @@ def store_login(
     uuid, org_uuid = profile.uuid, profile.org_uuid
     existing = ctx.store.read().by_identity(uuid, org_uuid, provider)
     lock = (
-        file_lock(ctx.paths.account_lock(existing.id), what="the account")
+        ctx.store.account_lock(existing.id, timeout=10.0, what="the account")
         if existing
         else contextlib.nullcontext()
     )

@@ -40,7 +40,7 @@ from acct.base.errors import (
     ProtocolError,
     UsageError,
 )
-from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
+from acct.base.fsio import ensure_dir, read_json_object, write_json
 from acct.base.models import Account, Tokens
 from acct.services import events
 from acct.services.answers import json_of, transient
@@ -104,6 +104,14 @@ def _check_refreshable(acc: Account) -> Tokens:
     if not acc.is_oauth:
         raise UsageError(f"account {acc.name!r} is an API key: there is nothing to refresh")
     if acc.holder is not None:
+        host = acc.holder.extra.get("host_id")
+        if host is not None and acc.holder.path.startswith(f"{host}"):  # another machine's file
+            raise HeldByTarget(
+                f"account {acc.name!r} is lent to {acc.holder.target} on machine "
+                f"{acc.holder.path.split(':', 1)[0]}: that file holds its live refresh token, so "
+                "acct will not spend it",
+                hint="pick another account, or take it back on that machine first",
+            )
         raise HeldByTarget(
             f"account {acc.name!r} is lent to {acc.holder.target} ({acc.holder.path}): that file holds "
             "its live refresh token, so acct will not spend it",
@@ -182,9 +190,7 @@ def refresh_result(
     if seen is None:
         before = _load(ctx, account_id)
         seen = before.tokens.lineage_fingerprint if before.tokens else None
-    with file_lock(
-        ctx.paths.account_lock(account_id), timeout=_lock_wait(timeout), what="the account"
-    ):
+    with ctx.store.account_lock(account_id, timeout=_lock_wait(timeout), what="the account"):
         acc = _load(ctx, account_id)
         rescued = _adopt_rescued(ctx, acc)
         if rescued is not None:
