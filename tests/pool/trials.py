@@ -185,11 +185,12 @@ def most_in_a_window(times: list[float], window: float) -> int:
 
 
 def refresh_tokens_in_files(machines: Iterable[PoolMachine]) -> dict[str, list[Path]]:
-    """Every refresh token found in any file a machine's tools or acct keep, and where."""
+    """Every refresh token found in a file of a machine's tools (anything in its HOME outside
+    acct's own directory), and where."""
     out: dict[str, list[Path]] = {}
     for m in machines:
         for path in m.home.rglob("*"):
-            if not path.is_file() or path.name.endswith(".jsonl"):
+            if not path.is_file() or path.name.endswith(".jsonl") or m.acct_home in path.parents:
                 continue
             try:
                 text = path.read_text(errors="replace")
@@ -276,6 +277,19 @@ def lineage_problems(
         if not h.files and not h.in_pool:
             bad.append(f"{h.account}: lent to {h.custody_host}, live token nowhere")
     return bad
+
+
+TOOL_FILES = (".claude/.credentials.json", ".pi/agent/auth.json", ".local/share/opencode/auth.json")
+
+
+def forget_custody(machines: list[PoolMachine]) -> None:
+    """Between trials that spent nothing: every lineage back in the pool, no tool file left
+    holding one (so no lineage has two holders after)."""
+    with machines[0].pool() as pool:
+        pool.conn.execute(b"DELETE FROM custody")
+    for m in machines:
+        for rel in TOOL_FILES:
+            (m.home / rel).unlink(missing_ok=True)
 
 
 def wait_for(predicate: Any, what: str, limit: float = 120) -> None:
