@@ -4,6 +4,9 @@ server that revokes a whole chain when a spent refresh token comes back.
 
 The evidence is the fake's (lineages revoked, usage requests logged, tokens issued) and the
 pool's rows read with the key, never what acct says about itself.
+
+Sizes: ACCT_POOL_SOAK_SECONDS (default 60; 300 is the acceptance's five minutes) and
+ACCT_POOL_TRIALS (default 100). Each trial prints its figures (``pytest -s``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from tests.pool.trials import (
     wait_for,
 )
 from tests.pool_server import PgServer
+
+pytestmark = pytest.mark.pool_trials
 
 PATH = "/home/x/.claude/.credentials.json"
 
