@@ -6,7 +6,7 @@ The evidence is the fake's (lineages revoked, usage requests logged, tokens issu
 pool's rows read with the key, never what acct says about itself.
 
 Sizes: ACCT_POOL_SOAK_SECONDS (default 60; 300 is the acceptance's five minutes) and
-ACCT_POOL_TRIALS (default 100). Each trial prints its figures (``pytest -s``).
+ACCT_POOL_TRIALS (default 50; 100 is the acceptance's count). Each trial prints its figures (``pytest -s``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ from acct.base.models import Tokens
 from acct.services.pool import accounts, custody
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_anthropic.server import CLIENT_ID
+from tests.pool.helpers import minted_tokens
+from tests.pool.machines import Machine
 from tests.pool.trials import (
     SOAK_SECONDS,
+    TOOL_FILES,
     PoolMachine,
     Seeded,
     dump_leaks,
@@ -121,7 +124,7 @@ def test_pg_dump_holds_none_of_the_tokens_the_fake_issued(
 NOT_WIRED = pytest.mark.xfail(
     strict=True, reason="acct's commands do not use the pool yet (the pool branch wires them)"
 )
-TRIALS = int(os.environ.get("ACCT_POOL_TRIALS", "100"))
+TRIALS = int(os.environ.get("ACCT_POOL_TRIALS", "50"))  # 100: the acceptance's count
 REFUSALS = ("lent to", "on machine", "busy", "no account", "all accounts", "needs a new login")
 
 
@@ -453,3 +456,123 @@ def test_three_machines_eight_processes_each_revoke_no_chain_and_lose_no_account
           f"reads, refreshes {refreshes(fake, uuids)}, usage requests "
           f"{ {s.name: len(polls.get(s.uuid, [])) for s in seeded} }, most per {MIN_AGE:.0f} s "
           f"window {per_window}, chains revoked 0")  # fmt: skip
+
+
+_SPENT = "{}: held by the pool, whose copy is not the live token"
+
+
+def _log_in_again(m: PoolMachine, fake: FakeAnthropic, s: Seeded) -> None:
+    with m.pool() as pool:
+        p = accounts.get(pool.conn, pool.key, s.id)
+        with pool.conn.transaction():
+            fresh = minted_tokens(fake.mint(s.uuid))
+            accounts.put(pool.conn, pool.key, p.account.copy(tokens=fresh, needs_login=False))
+
+
+def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear_nothing(
+    machines: list[PoolMachine], fake: FakeAnthropic, pg: PgServer
+) -> None:
+    """The pool's part of point 3, through the services acct's commands use: a machine's
+    process (tests/pool/machine_worker.py) lends (records custody, then writes the file) or
+    refreshes, and is killed with SIGKILL at a random instant of it; halfway, the server is
+    restarted with ``pg_ctl restart -m immediate`` under a running lend."""
+    laptop, desk, _ = machines
+    seeded = seed_pool(laptop, fake, ["work", "personal", "team", "spare"])
+    rng = random.Random(3)
+    workers = {m.host: Machine(m.env) for m in (laptop, desk)}
+    figures = dict.fromkeys(("lend", "refresh", "lend done before the kill",
+                             "refresh done before the kill",
+                             "refresh killed between answer and commit"), 0)  # fmt: skip
+    try:
+        for trial in range(TRIALS):
+            m = rng.choice([laptop, desk])
+            free, _ = _free_and_lent(m)
+            if not free:  # everything lent: give it all back (nothing was spent in the files)
+                forget_custody(machines)
+                free, _ = _free_and_lent(m)
+            name = rng.choice(free)
+            s = next(x for x in seeded if x.name == name)
+            if trial % 2 == 0:
+                kind, line = "lend", f"lend 0 {s.id} {m.home / TOOL_FILES[0]}"
+            else:
+                seen = next(p.lineage for p in pool_accounts(m) if p.account.id == s.id)
+                kind, line = "refresh", f"refresh 0 {s.id} {seen} {fake.token_url}"
+            figures[kind] += 1
+            worker = workers[m.host]
+            worker.send(line)
+            if trial == TRIALS // 2:
+                pg.restart_immediate()
+                answer = worker.ask_line()
+                assert answer in ("won", "sent") or "pool_unreachable" in answer, answer
+                worker.proc.kill()
+                other = next(h for h in workers if h != m.host)
+                workers[other].stop()  # its connections died with the server: a new process
+                workers[other] = Machine(next(x for x in machines if x.host == other).env)
+            else:
+                # Over the whole of the operation (a refresh waits for the fake's answer).
+                time.sleep(rng.uniform(0.0, 0.05 if kind == "lend" else 0.25))
+                worker.proc.kill()
+            worker.proc.wait(timeout=30)
+            assert worker.proc.stdout is not None
+            said = worker.proc.stdout.read()
+            if said:
+                assert said.split()[0] in ("won", "sent"), said
+                figures[f"{kind} done before the kill"] += 1
+            workers[m.host] = Machine(m.env)
+            assert torn(pool_accounts(m)) == [], f"trial {trial} ({kind})"
+            problems = lineage_problems(fake, machines, seeded)
+            if kind == "refresh" and not said and problems == [_SPENT.format(s.name)]:
+                # Killed between the fake's answer and the commit: the answer died with the
+                # process (no design closes that window; see the test below). Logged in again.
+                figures["refresh killed between answer and commit"] += 1
+                _log_in_again(laptop, fake, s)
+                problems = lineage_problems(fake, machines, seeded)
+            assert problems == [], f"trial {trial} ({kind})"
+            assert revoked_chains(fake, [x.uuid for x in seeded]) == [], f"trial {trial}"
+        # The next command on each machine works.
+        forget_custody(machines)
+        for m in (laptop, desk):
+            workers[m.host].send(f"lend 0 {seeded[0].id} {m.home / TOOL_FILES[0]}")
+        answers = sorted(w.ask_line() for w in workers.values())
+        assert answers[1] == "won" and answers[0].startswith("held "), answers
+    finally:
+        for w in workers.values():
+            if w.proc.poll() is None:
+                w.stop()
+    print(
+        f"kill -9 trials: {TRIALS} {figures}, refreshes seen by the fake "
+        f"{refreshes(fake, [x.uuid for x in seeded])}, chains revoked 0, lineages lost 0"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the pool's refresh keeps no mark of a request in flight: a refresher killed after "
+    "the answer leaves the spent token in the row, and the next refresh presents it",
+)
+def test_a_refresh_killed_after_the_answer_never_has_its_spent_token_presented_again(
+    machines: list[PoolMachine], fake: FakeAnthropic
+) -> None:
+    laptop, desk, _ = machines
+    seeded = seed_pool(laptop, fake, ["work"])
+    seen = pool_accounts(laptop)[0].lineage
+    fake.configure(token_delay_ms=3000)  # the fake has rotated the chain; its answer waits
+    worker = Machine(laptop.env)
+    try:
+        worker.send(f"refresh 0 {seeded[0].id} {seen} {fake.token_url}")
+        wait_for(lambda: fake.stats()["token_refresh"] >= 1, "the refresh reached the fake")
+        worker.proc.kill()
+        worker.proc.wait(timeout=30)
+    finally:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+    fake.configure(token_delay_ms=0)
+    other = Machine(desk.env)
+    try:
+        other.send(f"refresh 0 {seeded[0].id} {seen} {fake.token_url}")
+        answer = other.ask_line()
+    finally:
+        other.stop()
+    # Losing that answer is unavoidable (the account needs a new login); revoking the whole
+    # chain by presenting the spent token again is not.
+    assert revoked_chains(fake, [seeded[0].uuid]) == [], answer

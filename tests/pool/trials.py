@@ -289,7 +289,9 @@ def forget_custody(machines: list[PoolMachine]) -> None:
         pool.conn.execute(b"DELETE FROM custody")
     for m in machines:
         for rel in TOOL_FILES:
-            (m.home / rel).unlink(missing_ok=True)
+            path = m.home / rel
+            for left in path.parent.glob(path.name + "*"):  # and any half-written temporary
+                left.unlink()
 
 
 def wait_for(predicate: Any, what: str, limit: float = 120) -> None:
