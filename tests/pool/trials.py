@@ -155,7 +155,7 @@ def revoked_chains(fake: FakeAnthropic, uuids: Iterable[str]) -> list[tuple[str,
     for uuid in uuids:
         for lin in fake.lineage(uuid)["lineages"]:
             if lin["revoked"]:
-                out.append((uuid, str(lin.get("id"))))
+                out.append((uuid, str(lin.get("lineage_id"))))
     return out
 
 
