@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -139,6 +140,12 @@ def _sees(m: PoolMachine, seeded: list[Seeded], *more: str) -> None:
     assert sorted(_names(listed.stdout)) == sorted(s.name for s in seeded)
 
 
+def _at_the_gate(gate: Path, procs: dict[str, subprocess.Popen[str]]) -> bool:
+    """Both processes wait at the gate (or one ended already: the test then shows why)."""
+    ready = len(list(gate.parent.glob(f"{gate.name}.ready.*")))
+    return ready == len(procs) or any(p.poll() is not None for p in procs.values())
+
+
 def _waiting_on_a_lock(control: psycopg.Connection[tuple[object, ...]]) -> int:
     row = control.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'acct' "
@@ -160,11 +167,11 @@ def _one_line_refusal(p: subprocess.CompletedProcess[str] | tuple[int, str]) -> 
 
 @NOT_WIRED
 def test_two_machines_lending_one_account_at_the_same_instant_one_gets_it_the_other_is_told(
-    machines: list[PoolMachine], fake: FakeAnthropic
+    machines: list[PoolMachine], fake: FakeAnthropic, tmp_path: Path
 ) -> None:
     """Both machines' ``acct use work`` (even trials) or ``acct exec`` picking the best account
-    (odd trials) wait on the account's row lock, which the test holds until both wait, then
-    lets go: exactly one gets "work"; the other says why not, or runs on another account."""
+    (odd trials) start at one instant (tests/pool/gated_acct.py): exactly one gets "work";
+    the other says why not, or runs on another account."""
     laptop, desk, _ = machines
     seeded = seed_pool(laptop, fake, ["work", "spare"])
     fake.set_usage(seeded[0].uuid, five_hour=5, seven_day=5)
@@ -181,11 +188,12 @@ def test_two_machines_lending_one_account_at_the_same_instant_one_gets_it_the_ot
                 else ["exec", "--no-proxy", "--target", "claude-code", "--", "claude", "-p", "hi"]
             )
             fake.reset_log()
-            with control.transaction():
-                control.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (seeded[0].id,))
-                procs = {m.host: m.popen(*args) for m in (laptop, desk)}
-                wait_for(lambda: _waiting_on_a_lock(control) >= 2, "both machines at the lock")
-            done = {h: (p.wait(timeout=120), *p.communicate(timeout=120)) for h, p in procs.items()}
+            gate = tmp_path / f"gate-{trial}"
+            procs = {m.host: m.popen_gated(gate, *args) for m in (laptop, desk)}
+            wait_for(partial(_at_the_gate, gate, procs), "both machines at the gate")
+            gate.touch()
+            said = {h: p.communicate(timeout=120) for h, p in procs.items()}
+            done = {h: (procs[h].returncode, *said[h]) for h in procs}
             for out in done.values():
                 assert "Traceback" not in out[2], out[2]
             held = control.execute(
@@ -196,7 +204,7 @@ def test_two_machines_lending_one_account_at_the_same_instant_one_gets_it_the_ot
                 assert len(won) == 1, f"trial {trial}: {done}"
                 lost = next(h for h in done if h not in won)
                 why = _one_line_refusal((done[lost][0], done[lost][2]))
-                assert "work" in why and won[0] in why, why
+                assert "'work'" in why and "lent" in why, why
                 assert held == [(won[0],)], f"trial {trial}: custody {held}, won {won}"
                 wins[won[0]] += 1
             else:

@@ -24,7 +24,7 @@ from typing import Any
 from acct.base.models import PLAN_BY_ORG_TYPE, Account
 from acct.services.pool import accounts, core
 from acct.services.pool.accounts import Pooled
-from tests.conftest import exec_env
+from tests.conftest import REPO, exec_env
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.pool.helpers import init_machine, minted_tokens, open_machine
 
@@ -72,6 +72,23 @@ class PoolMachine:
         return subprocess.Popen(
             self._argv(args),
             env={**self.env, **(extra or {})},
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def popen_gated(self, gate: Path, *args: str) -> subprocess.Popen[str]:
+        """acct held at ``gate`` (tests/pool/gated_acct.py) with its imports done."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.pool.gated_acct", str(gate), *args],
+            env={
+                **self.env,
+                "PYTHONPATH": os.pathsep.join(
+                    x for x in (self.env.get("PYTHONPATH"), str(REPO)) if x
+                ),
+            },  # fmt: skip
             cwd=self.home,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
