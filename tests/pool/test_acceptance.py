@@ -253,7 +253,9 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
     for m in two:
         _sees(m, seeded)
     rng = random.Random(10)
-    killed_mid_run = {"lend": 0, "harvest": 0, "refresh": 0}
+    killed_mid_run = dict.fromkeys(
+        ("lend", "harvest", "refresh", "refresh killed between answer and commit"), 0
+    )
     for trial in range(TRIALS):
         m = rng.choice(two)
         free, lent = _free_and_lent(m)
@@ -261,12 +263,12 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
         if kind == "harvest":
             # The tool rotates the login it holds (run to its end), then acct lends another
             # account to that file: it takes the rotated login back first.
-            mine = [n for n, h in lent.items() if h == m.host]
-            if not mine and free:
+            if not (m.home / TOOL_FILES[0]).exists() and free:
                 assert m.acct("use", free.pop(0), "--target", "claude-code").returncode == 0
             tool = subprocess.run(["claude", "-p", "hi"], env={**m.env, "FAKE_TOOL_REFRESH": "1"},
                                   cwd=m.home, capture_output=True, text=True, timeout=60)  # fmt: skip
-            assert tool.returncode == 0, tool.stderr
+            # Not logged in: a lend killed after it recorded custody, before it wrote the file.
+            assert tool.returncode == 0 or "Not logged in" in tool.stdout, tool.stderr
             args = ["use", rng.choice(free or ["work"]), "--target", "claude-code"]
         elif kind == "lend":
             args = ["use", rng.choice(free or ["work"]), "--target", rng.choice(["pi", "opencode"])]
@@ -281,7 +283,13 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
             killed_mid_run[kind] += 1
         for other in two:
             assert torn(pool_accounts(other)) == [], f"trial {trial} ({kind})"
-        assert lineage_problems(fake, machines, seeded) == [], f"trial {trial} ({kind})"
+        problems = lineage_problems(fake, machines, seeded)
+        if kind == "refresh" and problems == [_SPENT.format(args[1])]:
+            # Killed between the fake's answer and the commit (see the test of that below).
+            killed_mid_run["refresh killed between answer and commit"] += 1
+            _log_in_again(laptop, fake, next(x for x in seeded if x.name == args[1]))
+            problems = lineage_problems(fake, machines, seeded)
+        assert problems == [], f"trial {trial} ({kind})"
         assert revoked_chains(fake, [s.uuid for s in seeded]) == [], f"trial {trial} ({kind})"
     # The next command on each machine works.
     for m in two:
