@@ -119,7 +119,7 @@ class PgServer:
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
             f" -c unix_socket_directories={self.root}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=60 -c shared_buffers=16MB"
+            " -c max_connections=300 -c shared_buffers=16MB"
         )
         self.run("pg_ctl", "-D", str(self.datadir), "-o", opts, "-l", str(self.root / "log"),
                  "-w", "-t", "60", "start")  # fmt: skip
@@ -132,6 +132,23 @@ class PgServer:
         # this call's output pipe open for ever.
         self.run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-l", str(self.root / "log"),
                  "-w", "-t", "60", "restart")  # fmt: skip
+
+    def _opts(self) -> str:
+        return (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self.root}"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c max_connections=300 -c shared_buffers=16MB"
+        )
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (``-m immediate``) and leave it down."""
+        self.run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server :meth:`halt` stopped, on the same port and data."""
+        self.run("pg_ctl", "-D", str(self.datadir), "-o", self._opts(), "-l",
+                 str(self.root / "log"), "-w", "-t", "60", "start")  # fmt: skip
 
     def create_database(self) -> str:
         import psycopg

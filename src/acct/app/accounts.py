@@ -14,7 +14,6 @@ from acct.base.errors import (
     RateLimited,
     UsageError,
 )
-from acct.base.fsio import file_lock
 from acct.base.models import Account
 from acct.services import prompt_state
 from acct.services.context import Ctx
@@ -100,7 +99,7 @@ def store_login(ctx: Ctx, answer: TokenAnswer, *, name: str | None = None) -> Lo
     org_uuid = profile.org_uuid or answer.org_uuid
     existing = ctx.store.read().by_identity(uuid, org_uuid)
     lock = (
-        file_lock(ctx.paths.account_lock(existing.id), what="the account")
+        ctx.store.account_lock(existing.id, timeout=10.0, what="the account")
         if existing
         else contextlib.nullcontext()
     )

@@ -856,6 +856,8 @@ def start_tool_watch(
 
 def run_exec(c: Ctx, opts: ExecOptions, out: Reporter) -> int:
     """The whole ``acct exec``: validate, open the session record, run the rotation loop, close."""
+    from acct.app import pool_beat  # lazy: psycopg only with a pool
+
     name, policy = opts.validate(c)
     target = get_target(name)
     for message in sessions.sweep(c):
@@ -868,9 +870,14 @@ def run_exec(c: Ctx, opts: ExecOptions, out: Reporter) -> int:
                 f"another acct exec runs {target.name} on {target.path(c.env)}; this one "
                 "gets a credentials file of its own"
             )
-        return Session(c, opts, target, policy, here, live=live, out=out).watched()
+        with pool_beat.beating(c, target, live.row, live.env, out.warn):
+            return Session(c, opts, target, policy, here, live=live, out=out).watched()
     finally:
         _close_session(c, live, out)
+        if c.pool_settings is not None:
+            with contextlib.suppress(Exception):  # the session's own outcome stands
+                for message in pool_beat.settle_lost(c):
+                    out.warn(message)
 
 
 def _close_session(c: Ctx, live: Opened, out: Reporter) -> None:

@@ -1,8 +1,12 @@
-"""Use cases of the pool: set it up (``acct pool init``) and see it (``acct pool status``).
+"""Use cases of the pool: set it up and move this machine's accounts in (``acct pool init``,
+``acct pool join``), see it (``status``), take a machine out (``leave``) or declare one gone
+(``reclaim``).
 
-Accounts stay in the local store until the commands are switched over to the pool: ``init``
-creates the schema and the key, and does not copy any account (a copy would be a second live
-holder of its lineage while this machine's acct still spends it locally).
+Moving accounts in: the local store stays locked while each account goes into the pool with its
+custody (one transaction each; an account already there with the same identity is not added
+twice), and only when all are in does the local store give them up (it keeps a note that they
+live in the pool). A failure midway leaves the local store as it was, and running the command
+again finishes the move: nothing is lost and no lineage is left with two live holders.
 """
 
 from __future__ import annotations
@@ -11,9 +15,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from acct.base.errors import AcctError, HeldByTarget, NotFound, PoolError, UsageError
+from acct.base.models import Account
 from acct.base.paths import Paths
-from acct.services.pool import accounts, core, schema
+from acct.services import custody
+from acct.services.context import Ctx
+from acct.services.pool import accounts, core, merge, schema
 from acct.services.pool import connect as pg
+from acct.services.pool import custody as pool_custody
+from acct.services.store import Store
 
 LEASE_TIMEOUT_S = 15 * 60  # a machine silent for longer shows as silent (it keeps its lineages)
 
@@ -36,6 +46,7 @@ class MachineStatus:
     this: bool
     sessions: int
     holds: tuple[Held, ...]
+    live: tuple[LiveSession, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,8 +59,134 @@ class PoolStatus:
     machines: tuple[MachineStatus, ...]
 
 
-def init(env: Mapping[str, str], paths: Paths) -> core.InitResult:
-    return core.init_pool(env, paths)
+@dataclass(frozen=True)
+class Moved:
+    """One local account, and what became of it in the pool."""
+
+    name: str  # its local name
+    pool_name: str
+    outcome: merge.Outcome  # added | same | other_lineage
+    held: str | None  # the local file that holds its lineage, if one does
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    where: str
+    host_id: str
+    moved: tuple[Moved, ...]
+    init: core.InitResult | None = None
+
+
+def init(env: Mapping[str, str], paths: Paths) -> JoinResult:
+    """Create (or upgrade) the pool and its key, then move this machine's accounts in."""
+    made = core.init_pool(env, paths)
+    joined = join(env, paths)
+    return JoinResult(joined.where, joined.host_id, joined.moved, made)
+
+
+def join(env: Mapping[str, str], paths: Paths) -> JoinResult:
+    """Move this machine's accounts into an existing pool (see the module docstring)."""
+    local = Store(paths)
+    with core.open_pool(env, paths) as pool, local.transaction() as accounts:
+        mine = [a for a in accounts]
+        done = merge.merge(pool, mine)
+        by_id = {a.id: a for a in mine}
+        moved = tuple(_moved(by_id[m.local_id], m) for m in done)
+        if mine:
+            note = dict(accounts.extra.get(MOVED_KEY) or {})
+            names = list(note.get("accounts", [])) + [a.name for a in mine]
+            accounts.extra[MOVED_KEY] = {"pool": pool.where, "at": int(time.time()),
+                                         "accounts": names}  # fmt: skip
+            for a in mine:
+                accounts.remove(a.name)
+        return JoinResult(pool.where, pool.host_id, moved)
+
+
+def _moved(acc: Account, m: merge.Merged) -> Moved:
+    return Moved(acc.name, m.name, m.outcome, acc.holder.path if acc.holder else None)
+
+
+# The local store's note that its accounts moved into a pool (a top-level table of the file).
+MOVED_KEY = "moved_to_pool"
+
+
+@dataclass(frozen=True)
+class LeaveResult:
+    where: str
+    host_id: str
+    returned: tuple[str, ...]  # accounts whose lineage came back from this machine's files
+
+
+def leave(ctx: Ctx) -> LeaveResult:
+    """Take this machine out of the pool: every lineage lent to a file here goes back to the
+    pool first; refused, naming the account and why, when one cannot (a running session's tool
+    holds it, or the tool rotated it: leaving would strand it)."""
+    host = ctx.host_id
+    if host is None:
+        raise PoolError(
+            "no pool is configured", hint='set ACCT_POOL or pool = "..." in config.toml'
+        )
+    held = [
+        a for a in ctx.store.read() if a.holder and custody.other_machine(ctx, a.holder) is None
+    ]
+    returned: list[str] = []
+    for acc in held:
+        try:
+            custody.reclaim(ctx, acc.id)
+        except AcctError as e:
+            raise HeldByTarget(
+                f"this machine cannot leave the pool yet: {e.message}",
+                hint=e.hint or "end the sessions that use it, then try again",
+            ) from None
+        returned.append(acc.name)
+    with core.open_pool(ctx.env, ctx.paths) as pool, pg.errors(pool.where):
+        left = pool.conn.execute(
+            b"SELECT count(*) FROM custody WHERE host_id = %s", (pool.host_id,)
+        ).fetchone()
+        if left and int(left[0]):
+            raise HeldByTarget(
+                f"this machine still holds {left[0]} lineage(s) of the pool", hint="try again"
+            )
+        with pool.conn.transaction():
+            pool.conn.execute(b"DELETE FROM sessions WHERE host_id = %s", (pool.host_id,))
+            pool.conn.execute(
+                b"UPDATE machines SET left_at = now() WHERE host_id = %s", (pool.host_id,)
+            )
+        return LeaveResult(pool.where, pool.host_id, tuple(returned))
+
+
+def reclaim(
+    ctx: Ctx, host: str, *, account: str | None = None, force: bool = False
+) -> list[pool_custody.Reclaimed]:
+    """Declare machine ``host`` gone (``acct pool reclaim``): see ``custody.reclaim`` in the
+    pool's services. Refused for this machine, and for one that is not silent unless forced."""
+    if host == ctx.host_id:
+        raise UsageError(f"{host} is this machine", hint="`acct pool leave` takes this machine out")
+    lease = ctx.config.lease_timeout
+    with core.open_pool(ctx.env, ctx.paths) as pool, pg.errors(pool.where):
+        row = pool.conn.execute(
+            b"SELECT extract(epoch FROM now() - last_contact)::float8 FROM machines "
+            b"WHERE host_id = %s",
+            (host,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"the pool has no machine {host!r}", hint="see `acct pool status`")
+        if float(row[0]) < lease and not force:
+            raise UsageError(
+                f"machine {host} was in contact {int(row[0])}s ago (the lease is {int(lease)}s): "
+                "its tools may be running",
+                hint="wait until it is silent, or pass --force if you know it is gone",
+            )
+        account_id = None
+        if account is not None:
+            found = pool.conn.execute(
+                b"SELECT id FROM accounts WHERE name = %s", (account,)
+            ).fetchone()
+            if found is None:
+                raise NotFound(f"the pool has no account named {account!r}")
+            account_id = str(found[0])
+    with core.open_pool(ctx.env, ctx.paths) as pool:
+        return pool_custody.reclaim(pool, host, account_id=account_id)
 
 
 def _machines(pool: core.Pool) -> list[tuple[str, str | None, float]]:
@@ -60,9 +197,26 @@ def _machines(pool: core.Pool) -> list[tuple[str, str | None, float]]:
     return [(str(r[0]), r[1], float(r[2])) for r in rows]
 
 
-def _sessions(pool: core.Pool) -> dict[str, int]:
-    rows = pool.conn.execute(b"SELECT host_id, count(*) FROM sessions GROUP BY host_id").fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
+@dataclass(frozen=True)
+class LiveSession:
+    pid: int
+    target: str
+    account: str | None
+    started_at: float
+    heartbeat_at: float
+
+
+def _sessions(pool: core.Pool) -> dict[str, list[LiveSession]]:
+    rows = pool.conn.execute(
+        b"SELECT s.host_id, s.pid, s.target, a.name, s.started_at, s.heartbeat_at FROM sessions s "
+        b"LEFT JOIN accounts a ON a.id = s.account_id ORDER BY s.started_at"
+    ).fetchall()
+    out: dict[str, list[LiveSession]] = {}
+    for r in rows:
+        out.setdefault(str(r[0]), []).append(
+            LiveSession(int(r[1]), str(r[2]), r[3], float(r[4]), float(r[5]))
+        )
+    return out
 
 
 def status(
@@ -85,8 +239,9 @@ def status(
                 contact,
                 now - contact > lease_timeout,
                 host == pool.host_id,
-                sessions.get(host, 0),
+                len(sessions.get(host, ())),
                 tuple(holds.get(host, ())),
+                tuple(sessions.get(host, ())),
             )  # fmt: skip
             for host, hostname, contact in _machines(pool)
         )

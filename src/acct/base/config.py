@@ -73,6 +73,10 @@ class Config:
     pricing: dict[str, Price] = field(default_factory=dict)  # model prefix -> price (overrides)
     notify: tuple[Notifier, ...] = ()
     notify_utilization: tuple[float, ...] = (90.0,)  # alert when an account crosses these
+    # The pool (a libpq connection string or URL, never with a password in it; ACCT_POOL wins)
+    # and how long a machine may stay silent before it shows as silent.
+    pool: str | None = None
+    lease_timeout: float = 900.0
 
     def target(self, name: str) -> TargetConfig:
         return self.targets.get(name, TargetConfig())
@@ -132,8 +136,10 @@ _KEYS = {
     "pricing",
     "notify",
     "notify_utilization",
+    "pool",
+    "lease_timeout",
 }
-_TIMEOUTS = {"usage_timeout"}  # 0 would make every request time out at once
+_TIMEOUTS = {"usage_timeout", "lease_timeout"}  # 0 would make every request time out at once
 _TARGET_KEYS = {
     "resume_args",
     "continuation_prompt",
@@ -166,7 +172,7 @@ def config_from_dict(  # noqa: C901  (one check per key, in the order of the fil
             f"config {path}: default_target {kw['default_target']!r} is not a target "
             f"(targets: {', '.join(TARGETS)})"
         )
-    for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff"):
+    for key in ("usage_min_age", "usage_timeout", "refresh_margin", "cooloff", "lease_timeout"):
         if key in doc:
             kw[key] = _num(doc[key], key, path, positive=key in _TIMEOUTS)
     for key in ("proxy", "switch_back"):
@@ -212,8 +218,22 @@ def config_from_dict(  # noqa: C901  (one check per key, in the order of the fil
                         ) from None
         targets[name] = TargetConfig(**tk)
     kw["targets"] = targets
+    if "pool" in doc:
+        kw["pool"] = _pool(doc["pool"], path)
     kw.update(_observability(doc, path))
     return Config(**kw)
+
+
+def _pool(v: Any, path: Path | str) -> str:
+    """The pool's connection string: its password comes only from libpq's own sources."""
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(f"config {path}: pool must be a non-empty connection string")
+    if re.search(r"(?i)(?:^|\s)password\s*=|://[^/@\s]*:[^/@\s]*@|[?&]password=", v):
+        raise ConfigError(
+            f"config {path}: pool carries a password; acct takes it only from libpq's own sources",
+            hint="remove it and put it in ~/.pgpass (0600), a service file or PGPASSWORD",
+        )
+    return v.strip()
 
 
 def _percent(v: Any, where: str, path: Path | str) -> float:

@@ -221,7 +221,9 @@ def run(argv: list[str] | None = None) -> int:
 
             mode.json = True
         check_config(args)
-        return _invoke(args)
+        status = _invoke(args)
+        _settle_lost()
+        return status
     except SystemExit as e:
         code = e.code
         if code is None:
@@ -244,6 +246,26 @@ def run(argv: list[str] | None = None) -> int:
         return _os_error(e)
     except Exception as e:  # noqa: BLE001 - the last resort: a defect, never a traceback
         return internal_error(e)
+
+
+def _settle_lost() -> None:
+    """After a command that used the pool: what the pool took back from this machine while it
+    was silent (``acct pool reclaim``), said once; never fails the command."""
+    from acct.cli import common
+
+    c = common._ctx
+    if c is None or c.__dict__.get("_backends") is None:
+        return
+    try:
+        from acct.app.pool_beat import settle_lost
+
+        messages = settle_lost(c)
+    except Exception:  # noqa: BLE001  (the command's own outcome stands)
+        return
+    from acct.cli.render import warn
+
+    for message in messages:
+        warn(message)
 
 
 DEBUG_VAR = "ACCT_DEBUG"

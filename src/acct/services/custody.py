@@ -302,8 +302,10 @@ def _adopt(ctx: Ctx, account_id: str, base: HarvestResult, entry: Entry) -> Acco
     the holder and sends nothing. None when the account is held somewhere by now, or the
     stored login is the newer one.
     """
+    if ctx.store.reclaimed(account_id, entry.lineage_fingerprint):
+        return None  # the pool took this lineage from this machine: the file's copy is not live
     with (
-        file_lock(ctx.paths.account_lock(account_id), what="the account"),
+        ctx.store.account_lock(account_id, timeout=10.0, what="the account"),
         ctx.store.transaction() as accounts,
     ):
         acc = accounts.by_id(account_id)
@@ -615,6 +617,7 @@ def _reclaim_locked(ctx: Ctx, acc: Account, env: Mapping[str, str]) -> tuple[Har
     """:func:`reclaim` with the holder's file locked; also says whether its entry was removed."""
     assert acc.holder is not None
     seen = acc.holder
+    refuse_other_machine(ctx, acc)
     target = get_target(seen.target)
     rows = _live_tools_on(ctx, seen.path)
     if rows:
@@ -649,6 +652,26 @@ def _reclaim_locked(ctx: Ctx, acc: Account, env: Mapping[str, str]) -> tuple[Har
     _record(ctx, "reclaim", account_id=acc.id, target=seen.target)
     _after_change(ctx)
     return hv, True
+
+
+def other_machine(ctx: Ctx, holder: Holder | None) -> str | None:
+    """The pool's machine whose file holds the lineage, when it is not this one."""
+    if holder is None or ctx.host_id is None:
+        return None
+    host = holder.extra.get("host_id")
+    return str(host) if host is not None and host != ctx.host_id else None
+
+
+def refuse_other_machine(ctx: Ctx, acc: Account) -> None:
+    """A lineage lent on another machine of the pool stays there: this machine can neither read
+    that file nor take the lineage out of it."""
+    host = other_machine(ctx, acc.holder)
+    if host is not None and acc.holder is not None:
+        raise HeldByTarget(
+            f"account {acc.name!r} is lent to {acc.holder.target} on machine {host}",
+            hint="pick another account, take it back on that machine, or `acct pool reclaim "
+            f"{host}` if that machine is gone",
+        )
 
 
 # --- lend --------------------------------------------------------------------------------------
@@ -752,7 +775,7 @@ def _claim(ctx: Ctx, account_id: str, target: str, key: str) -> Account:
     Without it, a file could receive a refresh token that a concurrent refresh is spending.
     """
     with (
-        file_lock(ctx.paths.account_lock(account_id), what="the account"),
+        ctx.store.account_lock(account_id, timeout=10.0, what="the account"),
         ctx.store.transaction() as accounts,
     ):
         acc = accounts.get_by_id(account_id)

@@ -368,6 +368,17 @@ class Store:
         ensure_dir(self.path.parent)
         atomic_write(self.path, dumps(accounts))
 
+    def reclaimed(self, account_id: str, lineage: str) -> bool:
+        """Whether a pool took this lineage back from this machine (never, without a pool)."""
+        del account_id, lineage
+        return False
+
+    @contextlib.contextmanager
+    def account_lock(self, account_id: str, *, timeout: float, what: str) -> Iterator[None]:
+        """The account's own lock (one refresher at a time); pool-wide in a pool's store."""
+        with file_lock(self.paths.account_lock(account_id), timeout=timeout, what=what):
+            yield
+
     @contextlib.contextmanager
     def transaction(self, *, timeout: float | None = None) -> Iterator[Accounts]:
         """Lock, re-read, yield the accounts to change, write them back if they changed.

@@ -39,7 +39,7 @@ from acct.base.errors import (
     ProtocolError,
     UsageError,
 )
-from acct.base.fsio import ensure_dir, file_lock, read_json_object, write_json
+from acct.base.fsio import ensure_dir, read_json_object, write_json
 from acct.base.models import Account, Tokens
 from acct.services import events
 from acct.services.answers import json_of, transient
@@ -159,9 +159,7 @@ def refresh_result(
     if seen is None:
         before = _load(ctx, account_id)
         seen = before.tokens.lineage_fingerprint if before.tokens else None
-    with file_lock(
-        ctx.paths.account_lock(account_id), timeout=_lock_wait(timeout), what="the account"
-    ):
+    with ctx.store.account_lock(account_id, timeout=_lock_wait(timeout), what="the account"):
         acc = _load(ctx, account_id)
         rescued = _adopt_rescued(ctx, acc)
         if rescued is not None:

@@ -59,7 +59,7 @@ def touch(conn: Conn, host_id: str) -> None:
     with conn.transaction():
         conn.execute(
             "INSERT INTO machines (host_id, hostname) VALUES (%s, %s) ON CONFLICT (host_id) "
-            "DO UPDATE SET last_contact = now(), hostname = excluded.hostname",
+            "DO UPDATE SET last_contact = now(), hostname = excluded.hostname, left_at = NULL",
             (host_id, socket.gethostname()),
         )
 

@@ -50,10 +50,16 @@ class RefreshOutcome:
     sent: bool  # whether a refresh token was spent
 
 
+# Every change of accounts or custody holds this advisory lock of its transaction: the pool's
+# store (``backend.PoolStore``) and the row-locked operations here never interleave.
+STORE_LOCK = "acct store"
+
+
 def _begin(pool: Pool, lock_timeout: float) -> None:
     pool.conn.execute(
         b"SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
     )
+    pool.conn.execute(b"SELECT pg_advisory_xact_lock(hashtext(%s))", (STORE_LOCK,))
 
 
 def _history(pool: Pool, event: str, account_id: str, target: str | None, **detail: Any) -> None:
@@ -260,6 +266,13 @@ def _pushed(pool: Pool, account_id: str, base: Tokens | None) -> Tokens | None:
     return Tokens(access, refresh, int(row[2] or 0), scopes)
 
 
+def _pushed_lineage(pool: Pool, account_id: str) -> str | None:
+    row = pool.conn.execute(
+        b"SELECT pushed_lineage FROM custody WHERE account_id = %s", (account_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
 # A tool refreshes its access token within a few minutes of its expiry (Claude Code: 5). A
 # pushed copy whose access token had longer than this left cannot have been refreshed since.
 TOOL_REFRESH_WINDOW_S = 15 * 60
@@ -297,6 +310,12 @@ def reclaim(pool: Pool, host_id: str, *, account_id: str | None = None) -> list[
                 _bump(pool, aid, current, sets, tuple(cols.values()))
             else:
                 _bump(pool, aid, current, ", needs_login = true")
+            pool.conn.execute(
+                b"INSERT INTO reclaims (account_id, host_id, target, path, lineage, "
+                b"pushed_lineage, took_pushed) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (aid, host_id, p.custody.target, p.custody.path, p.custody.lineage,
+                 _pushed_lineage(pool, aid), pushed is not None),
+            )  # fmt: skip
             pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (aid,))
             _history(pool, "reclaim", aid, p.custody.target, host=host_id,
                      took_pushed=pushed is not None)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from acct.base.models import Account
 from acct.services.pool import accounts
 from acct.services.pool import connect as pg
+from acct.services.pool.custody import STORE_LOCK
 
 if TYPE_CHECKING:
     from acct.services.pool.core import Pool
@@ -48,22 +49,23 @@ def _free_name(pool: Pool, wanted: str) -> str:
     return f"{wanted}-{n}"
 
 
+def _same_identity(pool: Pool, uuid: str, org_uuid: str | None) -> tuple[object, ...] | None:
+    """The pool's account of this identity, by the rule ``Account.same_identity`` follows: the
+    same account uuid, and the same organization where both name one (an unknown organization
+    matches any)."""
+    return pool.conn.execute(
+        b"SELECT id FROM accounts WHERE uuid = %s "
+        b"AND (org_uuid IS NULL OR %s::text IS NULL OR org_uuid = %s) ORDER BY name LIMIT 1",
+        (uuid, org_uuid, org_uuid),
+    ).fetchone()
+
+
 def _one(pool: Pool, acc: Account) -> Merged:
     with pool.conn.transaction():
         # One identity at a time, pool-wide: two machines joining with the same account agree.
-        pool.conn.execute(
-            b"SELECT pg_advisory_xact_lock(hashtext(%s))",
-            (f"acct identity {acc.uuid}/{acc.org_uuid}",),
-        )
-        row = (
-            None
-            if acc.uuid is None
-            else pool.conn.execute(
-                b"SELECT id FROM accounts WHERE uuid IS NOT DISTINCT FROM %s "
-                b"AND org_uuid IS NOT DISTINCT FROM %s",
-                (acc.uuid, acc.org_uuid),
-            ).fetchone()
-        )
+        # The store's lock too: the merge changes accounts and custody like any store write.
+        pool.conn.execute(b"SELECT pg_advisory_xact_lock(hashtext(%s))", (STORE_LOCK,))
+        row = None if not acc.uuid else _same_identity(pool, acc.uuid, acc.org_uuid)
         if row is not None:
             known = accounts.get(pool.conn, pool.key, str(row[0]), lock=True)
             mine = acc.tokens.lineage_fingerprint if acc.tokens else None

@@ -126,7 +126,25 @@ CREATE TABLE history (
 CREATE INDEX history_by_time ON history (t);
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+# What the pool took back from a machine that went silent (``acct pool reclaim``): the machine
+# learns of it at its next contact, and never takes that lineage back from its file.
+_V2 = """
+CREATE TABLE reclaims (
+    id          bigserial PRIMARY KEY,
+    account_id  text NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    host_id     text NOT NULL,
+    target      text NOT NULL,
+    path        text NOT NULL,
+    lineage     text NOT NULL,            -- what this machine was lent
+    pushed_lineage text,                  -- what it last pushed (a later link of it)
+    took_pushed boolean NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now(),
+    noticed_at  timestamptz
+);
+CREATE INDEX reclaims_by_host ON reclaims (host_id);
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 LATEST = MIGRATIONS[-1][0]
 
 

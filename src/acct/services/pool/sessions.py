@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from acct.services.pool import connect as pg
+from acct.services.state import SessionRow
 
 if TYPE_CHECKING:
     from acct.services.pool.core import Pool
@@ -43,6 +44,23 @@ def start(
         pool.conn.execute(
             b"UPDATE machines SET last_contact = now() WHERE host_id = %s", (pool.host_id,)
         )
+
+
+def ensure(pool: Pool, row: SessionRow) -> None:
+    """The session's row, added again if the pool does not have it (it was started while the
+    pool was unreachable, or the pool was restored from an older backup)."""
+    now = time.time()
+    with pg.errors(pool.where), pool.conn.transaction():
+        known = pool.conn.execute(
+            b"SELECT 1 FROM accounts WHERE id = %s", (row.account_id,)
+        ).fetchone()
+        pool.conn.execute(
+            b"INSERT INTO sessions (id, host_id, pid, target, path, account_id, started_at, "
+            b"heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+            b"SET account_id = excluded.account_id, heartbeat_at = excluded.heartbeat_at",
+            (row.id, pool.host_id, row.pid, row.target, row.path,
+             row.account_id if known else None, row.started_at, now),
+        )  # fmt: skip
 
 
 def heartbeat(pool: Pool, session_id: str | None, lent: Mapping[str, str]) -> set[str]:

@@ -2,7 +2,7 @@
 only: every acct command asks ``configured()`` and must not pay for psycopg to answer.
 
 - the pool: ``ACCT_POOL`` (a libpq connection string or URL), else ``pool = "..."`` in
-  config.toml (read here until ``base.config`` knows the key);
+  config.toml;
 - the key: ``ACCT_POOL_KEY`` (a path), else ``pool.key`` in acct's config directory;
 - the machine: ``ACCT_HOST_ID``, else a random id kept in ``host-id`` in acct's state directory.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from acct.base.config import load_config
 from acct.base.errors import ConfigError
 from acct.base.fsio import FILE_MODE, ensure_dir, os_error
 from acct.base.paths import Paths
@@ -34,23 +34,8 @@ class PoolSettings:
 
 
 def _config_pool(paths: Paths) -> str | None:
-    path = paths.config_file
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config {path}: {e}") from None
-    try:
-        doc = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config {path} is not valid TOML ({e})", hint=f"fix {path}") from None
-    value = doc.get("pool")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"config {path}: pool must be a non-empty connection string")
-    return value.strip()
+    """``pool`` in config.toml, checked as every key there is (``base.config``)."""
+    return load_config(paths.config_file).pool
 
 
 def key_path(env: Mapping[str, str], paths: Paths) -> Path:
