@@ -123,8 +123,8 @@ def test_pg_dump_holds_none_of_the_tokens_the_fake_issued(
 # --- trials of acct as users run it on several machines --------------------------------------
 
 TRIALS = int(os.environ.get("ACCT_POOL_TRIALS", "20"))  # 100: the acceptance's count
-REFUSALS = ("lent to", "on machine", "busy", "no account", "all accounts", "needs a new login",
-            "try again")  # fmt: skip
+REFUSALS = ("lent to", "in use by", "on machine", "busy", "no account", "all accounts",
+            "needs a new login", "try again")  # fmt: skip
 
 
 def _names(doc_text: str) -> list[str]:
