@@ -78,7 +78,8 @@ def main() -> None:
     for line in sys.stdin:
         words = line.split()
         try:
-            _gate(gate, int(words[1]))
+            if int(words[1]) != 0:  # gate 0: at once (nothing to wait for)
+                _gate(gate, int(words[1]))
             if words[0] == "claim":
                 custody.claim(pool, words[2], target="claude-code", path="/home/x/.claude/c.json")
                 print("won", flush=True)

@@ -209,6 +209,8 @@ def refresh_tokens_in_files(machines: Iterable[PoolMachine]) -> dict[str, list[P
         for path in m.home.rglob("*"):
             if not path.is_file() or path.name.endswith(".jsonl") or m.acct_home in path.parents:
                 continue
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                continue  # a write's temporary a kill -9 left behind: no tool reads it
             try:
                 text = path.read_text(errors="replace")
             except OSError:
