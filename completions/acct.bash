@@ -129,11 +129,20 @@ _acct_spec() { # PATH: what the command at PATH accepts
         _acct_cmds='' _acct_opts='--openmetrics -h --help'
         _acct_vals='' _acct_args='' ;;
     'pool')
-        _acct_cmds='init status' _acct_opts='-h --help'
+        _acct_cmds='init join leave reclaim status' _acct_opts='-h --help'
         _acct_vals='' _acct_args='' ;;
     'pool init')
         _acct_cmds='' _acct_opts='--json -h --help'
         _acct_vals='' _acct_args='' ;;
+    'pool join')
+        _acct_cmds='' _acct_opts='--json -h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool leave')
+        _acct_cmds='' _acct_opts='--json -h --help'
+        _acct_vals='' _acct_args='' ;;
+    'pool reclaim')
+        _acct_cmds='' _acct_opts='--account --force --json -h --help'
+        _acct_vals='--account=none' _acct_args='none' ;;
     'pool status')
         _acct_cmds='' _acct_opts='--json -h --help'
         _acct_vals='' _acct_args='' ;;

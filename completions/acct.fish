@@ -57,8 +57,8 @@ function __acct_wrapped # the wrapped command line, completed as if typed alone
     complete -C (string join -- ' ' (string escape -- $tokens[$start..-2]) $tokens[-1])
 end
 
-set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'pool' 'pool init' 'pool status' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use' 'watch'
-set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'exec --metrics-port' 'import -n' 'import --name' 'import --from' 'login --timeout' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'stats --since' 'stats --by' 'use -t' 'use --target'
+set -g __acct_paths 'capacity' 'completion' 'disable' 'doctor' 'enable' 'exec' 'import' 'list' 'login' 'metrics' 'pool' 'pool init' 'pool join' 'pool leave' 'pool reclaim' 'pool status' 'prompt' 'refresh' 'remove' 'rename' 'shell-init' 'stats' 'status' 'use' 'watch'
+set -g __acct_valued 'exec -t' 'exec --target' 'exec -a' 'exec --account' 'exec --policy' 'exec --max-rotations' 'exec --metrics-port' 'import -n' 'import --name' 'import --from' 'login --timeout' 'pool reclaim --account' 'prompt -t' 'prompt --target' 'prompt -f' 'prompt --format' 'shell-init -t' 'shell-init --target' 'stats --since' 'stats --by' 'use -t' 'use --target'
 set -g __acct_wrappers 'exec'
 
 complete -c acct -f
@@ -126,11 +126,22 @@ complete -c acct -n '__acct_at \'login\'' -l json -d 'Print a versioned JSON doc
 complete -c acct -n '__acct_at \'login\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'metrics\'' -l openmetrics -d 'OpenMetrics text instead of Prometheus text'
 complete -c acct -n '__acct_at \'metrics\'' -s h -l help -d 'Show this message and exit'
-complete -c acct -n '__acct_at \'pool\'' -a 'init' -d 'Create the pool\'s schema (or upgrade it) and, for a new pool, its key file (0600)'
+complete -c acct -n '__acct_at \'pool\'' -a 'init' -d 'Create the pool\'s schema (or upgrade it) and, for a new pool, its key file (0600); then move this machine\'s accounts into the pool, with their custody'
+complete -c acct -n '__acct_at \'pool\'' -a 'join' -d 'Move this machine\'s accounts into an existing pool (needs a copy of its key file): deduplicated by account and organization; a second login of an account the pool has is not added, and said so'
+complete -c acct -n '__acct_at \'pool\'' -a 'leave' -d 'Take this machine out of the pool: the lineages lent to its files go back to the pool first (refused, with the reason, while a running session\'s tool holds one)'
+complete -c acct -n '__acct_at \'pool\'' -a 'reclaim' -d 'Declare a silent machine gone: the pool takes back the lineages its files hold'
 complete -c acct -n '__acct_at \'pool\'' -a 'status' -d 'The pool\'s machines, their last contact, live sessions and which lineage each holds'
 complete -c acct -n '__acct_at \'pool\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'pool init\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'pool init\'' -s h -l help -d 'Show this message and exit'
+complete -c acct -n '__acct_at \'pool join\'' -l json -d 'Print a versioned JSON document on stdout'
+complete -c acct -n '__acct_at \'pool join\'' -s h -l help -d 'Show this message and exit'
+complete -c acct -n '__acct_at \'pool leave\'' -l json -d 'Print a versioned JSON document on stdout'
+complete -c acct -n '__acct_at \'pool leave\'' -s h -l help -d 'Show this message and exit'
+complete -c acct -n '__acct_at \'pool reclaim\'' -l account -x -d 'Only this account\'s lineage'
+complete -c acct -n '__acct_at \'pool reclaim\'' -l force -d 'Also a machine that is not silent (it must be gone)'
+complete -c acct -n '__acct_at \'pool reclaim\'' -l json -d 'Print a versioned JSON document on stdout'
+complete -c acct -n '__acct_at \'pool reclaim\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'pool status\'' -l json -d 'Print a versioned JSON document on stdout'
 complete -c acct -n '__acct_at \'pool status\'' -s h -l help -d 'Show this message and exit'
 complete -c acct -n '__acct_at \'prompt\'' -s t -l target -x -a 'claude-code opencode pi' -d 'claude-code, opencode or pi'

@@ -222,3 +222,53 @@ def test_an_account_without_an_organisation_is_the_same_account_in_the_pool(
     assert "w (as work): the pool has it already (the same login)" in r.stdout
     assert sorted(listed(desk)) == ["work"]
     assert work.same_identity(work.uuid, None)
+
+
+def test_two_machines_lending_one_account_at_once_exactly_one_gets_it(
+    machines, fake: FakeAnthropic
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machines("laptop")
+    names = [f"r{i}" for i in range(5)]
+    made = seed(fake, laptop, *names)
+    ok(laptop, "pool", "init")
+    desk = machines("desk")
+    for name in names:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "acct", "use", name, "--target", "claude-code"],
+                env=env,
+                cwd=env["HOME"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            for env in (laptop, desk)
+        ]
+        done = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+        codes = sorted(code for code, _ in done)
+        assert codes[0] == 0 and codes[1] != 0, done
+        loser = next(err for code, err in done if code != 0)
+        assert "on machine" in loser, loser
+    # No lineage was revoked, and the pool records one holder for the last one lent.
+    assert not any(fake.lineage(uuid=a.uuid)["revoked"] for a in made)
+    with psycopg.connect(laptop["ACCT_POOL"], autocommit=True) as conn:
+        held = conn.execute("SELECT a.name FROM custody c JOIN accounts a ON a.id = c.account_id")
+        assert len([r for r in held.fetchall() if r[0] == names[-1]]) == 1
+
+
+def test_without_a_pool_no_command_imports_psycopg(tmp_path: Path) -> None:
+    from tests.conftest import clean_env
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = clean_env(home, {"ACCT_HOME": str(home / "acct")})
+    for args in (["list"], ["status"], ["prompt"]):
+        r = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "acct", *args], env=env,
+            capture_output=True, text=True, timeout=60, cwd=home, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        imported = [line.split("|")[-1].strip() for line in r.stderr.splitlines() if "|" in line]
+        assert "psycopg" not in imported and "cryptography" not in imported, args
+        assert "acct.services.pool.backend" not in imported

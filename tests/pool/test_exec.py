@@ -119,6 +119,10 @@ def test_a_running_session_heartbeats_and_pushes_the_tools_rotated_tokens_as_a_c
     assert pushed == (sha8(rotated),)
     assert until("the session's row in the pool", lambda: one(
         laptop, "SELECT pid FROM sessions WHERE host_id = 'laptop'")) == (p.pid,)  # fmt: skip
+    st = json.loads(ok(laptop, "pool", "status", "--json").stdout)
+    (me,) = [m for m in st["machines"] if m["host_id"] == "laptop"]
+    assert [(x["pid"], x["account"]) for x in me["live"]] == [(p.pid, "work")]
+    assert [h["account"] for h in me["holds"]] == ["work"]
     beat = one(laptop, "SELECT heartbeat_at FROM sessions WHERE host_id = 'laptop'")[0]
     until("a later heartbeat", lambda: one(
         laptop, "SELECT heartbeat_at > %s FROM sessions", beat)[0])  # fmt: skip
@@ -162,7 +166,7 @@ def test_a_machine_silenced_reclaimed_and_brought_back_reports_it_lost_the_accou
         [sys.executable, "-m", "acct", "use", "work", "--target", "claude-code"],
         env=desk, capture_output=True, text=True, timeout=60, cwd=desk["HOME"],
     )  # fmt: skip
-    assert refused.returncode != 0 and "on machine laptop" in refused.stderr
+    assert refused.returncode != 0 and "on machine laptop (silent)" in refused.stderr
     r = ok(desk, "pool", "reclaim", "laptop")
     assert "work: back in the pool, with the tokens laptop last pushed" in r.stdout
     ok(desk, "use", "work", "--target", "claude-code")

@@ -94,8 +94,9 @@ class Beat:
     def _tick(self, c: Ctx) -> None:
         store, state = c.store, c.state
         assert isinstance(store, PoolStore) and isinstance(state, PoolState)
+        row = next((r for r in state.sessions() if r.id == self.row.id), self.row)
         with store.link.run() as p:
-            pool_sessions.ensure(p, self.row)
+            pool_sessions.ensure(p, row)
             pool_sessions.heartbeat(p, self.row.id, {})
             for lost in reclaims.pending(p):
                 if lost.path == self.row.path and lost.id not in self.told:

@@ -33,6 +33,13 @@ def _moved_lines(env: dict[str, str], r: use.JoinResult) -> None:
         if m.outcome == "added":
             where = f", its lineage stays in {display_path(env, m.held)}" if m.held else ""
             out.print(f"moved {name} into the pool{where}", markup=False)
+        elif m.outcome == "same" and m.held:
+            out.print(
+                f"{name}: the pool has it already (the same login), but {display_path(env, m.held)} "
+                "here holds that lineage too: two files hold one login, and the first refresh in "
+                f"either kills the other; run /login in one of them, or `acct login {m.pool_name}`",
+                markup=False,
+            )
         elif m.outcome == "same":
             out.print(f"{name}: the pool has it already (the same login)", markup=False)
         else:

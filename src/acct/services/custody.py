@@ -667,8 +667,9 @@ def refuse_other_machine(ctx: Ctx, acc: Account) -> None:
     that file nor take the lineage out of it."""
     host = other_machine(ctx, acc.holder)
     if host is not None and acc.holder is not None:
+        silent = " (silent)" if acc.holder.path.startswith(f"{host} (silent):") else ""
         raise HeldByTarget(
-            f"account {acc.name!r} is lent to {acc.holder.target} on machine {host}",
+            f"account {acc.name!r} is lent to {acc.holder.target} on machine {host}{silent}",
             hint="pick another account, take it back on that machine, or `acct pool reclaim "
             f"{host}` if that machine is gone",
         )
@@ -779,6 +780,7 @@ def _claim(ctx: Ctx, account_id: str, target: str, key: str) -> Account:
         ctx.store.transaction() as accounts,
     ):
         acc = accounts.get_by_id(account_id)
+        refuse_other_machine(ctx, acc)
         if acc.holder is not None:
             raise HeldByTarget(
                 f"account {acc.name!r} was just lent to {acc.holder.target} by another acct process",

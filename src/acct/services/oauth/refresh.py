@@ -91,6 +91,14 @@ def _check_refreshable(acc: Account) -> Tokens:
     if not acc.is_oauth:
         raise UsageError(f"account {acc.name!r} is an API key: there is nothing to refresh")
     if acc.holder is not None:
+        host = acc.holder.extra.get("host_id")
+        if host is not None and acc.holder.path.startswith(f"{host}"):  # another machine's file
+            raise HeldByTarget(
+                f"account {acc.name!r} is lent to {acc.holder.target} on machine "
+                f"{acc.holder.path.split(':', 1)[0]}: that file holds its live refresh token, so "
+                "acct will not spend it",
+                hint="pick another account, or take it back on that machine first",
+            )
         raise HeldByTarget(
             f"account {acc.name!r} is lent to {acc.holder.target} ({acc.holder.path}): that file holds "
             "its live refresh token, so acct will not spend it",

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from acct.base.config import load_config
 from acct.base.errors import Busy, HeldByTarget, PoolError, PoolUnreachable
 from acct.base.models import Account, Holder, Usage
 from acct.base.paths import Paths
@@ -37,10 +38,11 @@ from acct.services.state import LOGIN_ERRORS, SessionRow, State, usage_to_json
 from acct.services.store import Accounts, account_to_toml
 
 
-def holder_of(c: rows.Custody, here: str) -> Holder:
+def holder_of(c: rows.Custody, here: str, silent: frozenset[str] = frozenset()) -> Holder:
     """The custody row as the holder local custody sees: this machine's file as it is, another
-    machine's under a path no local file has."""
-    path = c.path if c.host_id == here else f"{c.host_id}:{c.path}"
+    machine's under a path no local file has (naming the machine, and whether it is silent)."""
+    host = f"{c.host_id} (silent)" if c.host_id in silent else c.host_id
+    path = c.path if c.host_id == here else f"{host}:{c.path}"
     return Holder(c.target, path, c.lineage, c.since, extra={"host_id": c.host_id})
 
 
@@ -58,6 +60,7 @@ class Link:
         self.cfg = cfg
         self.host_id = settings.host_id(env, paths)
         self.where = pg.describe(cfg.conninfo, cfg.source)
+        self.lease_timeout = load_config(paths.config_file).lease_timeout
         self._local = threading.local()
 
     def pool(self) -> core.Pool:
@@ -107,12 +110,21 @@ class PoolStore:
     def host_id(self) -> str:
         return self.link.host_id
 
+    def _silent(self, p: core.Pool) -> frozenset[str]:
+        """Machines without contact for ``lease_timeout``: their lineages stay theirs."""
+        found = p.conn.execute(
+            b"SELECT host_id FROM machines WHERE last_contact < now() - make_interval(secs => %s)",
+            (self.link.lease_timeout,),
+        ).fetchall()
+        return frozenset(str(r[0]) for r in found)
+
     def _accounts(self, p: core.Pool) -> tuple[Accounts, dict[str, int]]:
         found = rows.all_accounts(p.conn, p.key)
+        silent = self._silent(p) if any(r.custody for r in found) else frozenset()
         items: list[Account] = []
         generations: dict[str, int] = {}
         for r in found:
-            holder = holder_of(r.custody, p.host_id) if r.custody else None
+            holder = holder_of(r.custody, p.host_id, silent) if r.custody else None
             items.append(r.account.copy(holder=holder))
             generations[r.account.id] = r.generation
         return Accounts(items), generations

@@ -57,7 +57,8 @@ def ensure(pool: Pool, row: SessionRow) -> None:
         pool.conn.execute(
             b"INSERT INTO sessions (id, host_id, pid, target, path, account_id, started_at, "
             b"heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
-            b"SET account_id = excluded.account_id, heartbeat_at = excluded.heartbeat_at",
+            b"SET account_id = coalesce(excluded.account_id, sessions.account_id), "
+            b"heartbeat_at = excluded.heartbeat_at",
             (row.id, pool.host_id, row.pid, row.target, row.path,
              row.account_id if known else None, row.started_at, now),
         )  # fmt: skip
