@@ -553,7 +553,7 @@ def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear
                 w.stop()
     print(
         f"kill -9 trials: {TRIALS} {figures}, refreshes seen by the fake "
-        f"{refreshes(fake, [x.uuid for x in seeded])}, chains revoked 0, lineages lost 0"
+        f"{refreshes(fake, [x.uuid for x in seeded])}, chains revoked 0, no lineage lost otherwise"
     )
 
 
