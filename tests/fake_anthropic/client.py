@@ -257,6 +257,11 @@ class FakeAnthropic(FakeProcess):
         query = {"uuid": uuid, "refresh_token": refresh_token, "access_token": access_token}
         return cast(dict[str, Any], self._admin("GET", "lineage", query=query))
 
+    def issued(self) -> set[str]:
+        """Every access and refresh token the fake ever issued."""
+        got = cast(dict[str, list[str]], self._admin("GET", "issued"))
+        return set(got["access"]) | set(got["refresh"])
+
     def revoke(self, uuid: str | None = None, *, refresh_token: str | None = None) -> int:
         """Revoke every lineage of the account (or the lineage of one refresh token)."""
         body = {"refresh_token": refresh_token} if refresh_token else {"uuid": uuid}

@@ -24,7 +24,7 @@ Public endpoints (formats as measured against the real service):
     ``anthropic-ratelimit-unified-*`` headers.
 
 Admin endpoints: ``/_admin/accounts``, ``mint``, ``api-key``, ``config``, ``usage``,
-``messages``, ``next-login``, ``authorize-code``, ``log``, ``stats``, ``lineage``,
+``messages``, ``next-login``, ``authorize-code``, ``log``, ``stats``, ``lineage``, ``issued``,
 ``reset-log``, ``reset-throttle``, ``revoke``.
 """
 
@@ -1009,6 +1009,11 @@ class FakeState:
     def admin_get_stats(self, query: dict[str, str]) -> dict[str, int]:
         kinds = ("token_refresh", "token_code", "usage", "profile", "messages")
         return {**{k: 0 for k in kinds}, **self.stats}
+
+    def admin_get_issued(self, query: dict[str, str]) -> dict[str, list[str]]:
+        """Every token this fake ever issued (spent or not), for tests that look for them in
+        what acct wrote: a database dump, logs, output."""
+        return {"access": list(self.access), "refresh": list(self.refresh)}
 
     def admin_post_reset_log(self, body: dict[str, Any]) -> dict[str, Any]:
         self.log.clear()

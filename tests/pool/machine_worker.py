@@ -11,13 +11,18 @@ Commands, one per line; each answers one line on stdout:
 - ``refresh GATE ACCOUNT_ID SEEN TOKEN_URL``: the same gate, then refresh the account through the
   token endpoint at TOKEN_URL if its lineage is still SEEN. Answers ``sent``, ``skipped`` or
   ``error <code> <message>``.
+- ``lend GATE ACCOUNT_ID PATH``: lend the account as acct does: record this machine's file at
+  PATH as the holder, then write the login there (atomically, 0600). Answers ``won`` or
+  ``held <code> <message>``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -52,6 +57,19 @@ def _send(token_url: str):  # type: ignore[no-untyped-def]
     return send
 
 
+def _write_login(path: Path, tokens: Tokens) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    doc = {"claudeAiOauth": {"accessToken": tokens.access, "refreshToken": tokens.refresh,
+                             "expiresAt": tokens.expires_at * 1000}}  # fmt: skip
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def main() -> None:
     env = dict(os.environ)
     pool = core.open_pool(env, Paths.from_env(env))
@@ -60,7 +78,8 @@ def main() -> None:
     for line in sys.stdin:
         words = line.split()
         try:
-            _gate(gate, int(words[1]))
+            if int(words[1]) != 0:  # gate 0: at once (nothing to wait for)
+                _gate(gate, int(words[1]))
             if words[0] == "claim":
                 custody.claim(pool, words[2], target="claude-code", path="/home/x/.claude/c.json")
                 print("won", flush=True)
@@ -68,6 +87,11 @@ def main() -> None:
                 usage = PoolUsage(pool)
                 print("claimed" if usage.claim_poll(words[2], min_age=180, lease=30) else "no",
                       flush=True)  # fmt: skip
+            elif words[0] == "lend":
+                lent = custody.claim(pool, words[2], target="claude-code", path=words[3])
+                assert lent.account.tokens is not None
+                _write_login(Path(words[3]), lent.account.tokens)
+                print("won", flush=True)
             elif words[0] == "refresh":
                 done = custody.refresh(pool, words[2], seen=words[3], send=_send(words[4]))
                 print("sent" if done.sent else "skipped", flush=True)
