@@ -554,3 +554,11 @@ def test_real_claude_code_2_1_332_reads_the_continuation_as_its_prompt(
         text = _run(binary, claude_code_resume_args(argv, C)[1:], tmp_path, quiet)
     assert "Not logged in" in text, text
     assert "unknown option" not in text and "Input must be provided" not in text
+
+
+def test_pi_flag_after_print_does_not_become_the_message_on_resume() -> None:
+    # `pi x --print x ---x`: once the old message words go, `--print` would take `---x` (an
+    # extension's flag) as its message; the continuation must go where it is the whole prompt.
+    argv = ["pi", "x", "--print", "x", "---x"]
+    _check("pi", argv, pi_resume_args, parse_pi)
+    assert pi_resume_args(argv, C) == ["pi", "--continue", "--print", C, "---x"]

@@ -679,9 +679,14 @@ def _assemble(
     candidates = [([*base[:s], prompt, *base[s:]], s) for s in spots]
     if separator and "--" not in base:
         candidates.append(([*base, "--", prompt], len(base) + 1))
+    # Then every other spot: a word left next to an option may turn into its value or message
+    # (Pi's `--print ---x`), so the first good spot can be anywhere.
+    others = [s for s in range(len(base) + 1) if s not in spots]
+    candidates += [([*base[:s], prompt, *base[s:]], s) for s in others]
     for words, index in candidates:
         seen = read(words)
-        if not seen.subcommand and index in seen.prompt:
+        # The continuation is the whole prompt: no word kept from before turned into one.
+        if not seen.subcommand and set(seen.prompt) == {index}:
             return words
     return candidates[0][0]
 
