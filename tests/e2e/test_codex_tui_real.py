@@ -18,24 +18,22 @@ import pytest
 from acct.base.models import Account
 from acct.services.context import Ctx
 from tests.conftest import AcctRunner
-from tests.e2e.test_codex_exec_real import (  # noqa: F401  (fixtures)
-    at_limit,
-    backend,
-    cenv,
-    codex_bin,
-    ctx,
-    fake,
-    no_leaks,
-    run,
-    seed,
-    sha,
-    turns,
-    workdir,
-)
+from tests.e2e import test_codex_exec_real as cx
+from tests.e2e.test_codex_exec_real import at_limit, backend, no_leaks, seed, sha, turns
 from tests.e2e.test_proxy_real import Tmux
 from tests.fake_chatgpt.client import FakeChatGPT
 
 pytestmark = pytest.mark.e2e
+
+# the fixtures of the `codex exec` tests: a fake, a temp HOME with the pinned Codex on PATH
+codex_bin, fake, cenv, ctx, run, workdir = (
+    cx.codex_bin,
+    cx.fake,
+    cx.cenv,
+    cx.ctx,
+    cx.run,
+    cx.workdir,
+)
 
 ANSWER = "Hello from the fake ChatGPT."
 READY = "Ask Codex to do anything"  # the composer's placeholder (0.171.0)
