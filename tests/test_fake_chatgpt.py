@@ -217,6 +217,30 @@ def test_wham_usage_is_throttled_per_account(
         fake.configure(usage_limit=30)
 
 
+def test_accounts_check_names_the_tokens_workspace_with_an_https_origin(
+    fake: FakeChatGPT, http: httpx.Client, account: dict[str, Any]
+) -> None:
+    """The workspace routing discovery of the interactive Codex: exactly one entry with the
+    login's account id, a bare https origin and a known routing override."""
+    tokens = fake.mint(account["account_id"])
+    url = "/backend-api/wham/accounts/check"
+    doc = http.get(url, headers=bearer(tokens, account["account_id"])).json()
+    mine = [e for e in doc["accounts"] if e["id"] == account["account_id"]]
+    assert len(mine) == 1
+    assert mine[0]["workspace_backend_origin"] == "https://chatgpt.com"
+    assert mine[0]["account_routing_override"] in ("NO_CONSTRAINT", "us", "us_cr")
+    assert doc["account_ordering"] == [account["account_id"]]
+
+
+def test_accounts_check_refuses_a_missing_bearer_or_another_workspace(
+    fake: FakeChatGPT, http: httpx.Client, account: dict[str, Any]
+) -> None:
+    url = "/backend-api/wham/accounts/check"
+    assert http.get(url).status_code == 401
+    tokens = fake.mint(account["account_id"])
+    assert http.get(url, headers=bearer(tokens, "someone-else")).status_code == 403
+
+
 # ----- Responses API -----
 
 

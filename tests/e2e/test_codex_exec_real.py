@@ -188,7 +188,7 @@ def test_acct_exec_codex_through_the_proxy_fails_over_in_flight(fake, ctx, run, 
         bench is not None and bench.kind == "quota" and reset <= bench.until <= time.time() + 3600
     )
     # B's answer carried its x-codex-* headers: its usage is in the cache without a poll
-    assert fake.log("wham_usage") == [] and b.id in ctx.state.all_usage()
+    assert fake.log("usage") == [] and b.id in ctx.state.all_usage()
     no_leaks(ctx, run)
 
 

@@ -186,7 +186,8 @@ class FakeChatGPT(FakeProcess):
 
     def log(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Requests seen: {kind, path, method, status, t, headers, token_sha8?, account_id?}.
-        kind: authorize, token_code, token_refresh, token_other, usage, responses, not_found."""
+        kind: authorize, token_code, token_refresh, token_other, usage, accounts_check, responses,
+        not_found."""
         return cast(list[dict[str, Any]], self._admin("GET", "log", query={"kind": kind}))
 
     def stats(self) -> dict[str, int]:

@@ -519,6 +519,34 @@ class FakeState:
         }
         return Reply(200, doc, log=log)
 
+    # ----- workspace routing discovery -----
+
+    def accounts_check(self, headers: Any) -> Reply:
+        with self.lock:
+            try:
+                return self._accounts_check(headers)
+            except Fail as exc:
+                return exc.reply
+
+    def _accounts_check(self, headers: Any) -> Reply:
+        """``GET /backend-api/wham/accounts/check``: the workspaces the bearer may use. The
+        interactive Codex (``account/read``) picks the entry whose ``id`` is its
+        ``chatgpt_account_id`` and needs ``workspace_backend_origin`` and
+        ``account_routing_override`` (one of ``NO_CONSTRAINT``, ``us``, ``us_cr``) on it; the
+        origin ``NO_CONSTRAINT`` means "no workspace backend of its own", so Codex stays on its
+        configured ``chatgpt_base_url``. Shape read in Codex's public source,
+        ``codex-rs/app-server/src/request_processors/account_processor/workspace_routing.rs``
+        (``read_account``, ``resolve_routing``) and the backend client's ``AccountEntry``."""
+        token, _lineage, account = self._bearer(headers)
+        entry = {
+            "id": account.account_id,
+            "plan_type": account.plan_type,
+            "workspace_backend_origin": "https://chatgpt.com",
+            "account_routing_override": "NO_CONSTRAINT",
+        }
+        log = {"token_sha8": sha8(token), "account_id": account.account_id}
+        return Reply(200, {"accounts": [entry], "account_ordering": [account.account_id]}, log=log)
+
     # ----- responses -----
 
     def codex_headers(self, account: Account) -> dict[str, str]:
@@ -866,6 +894,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(kind.get(str(body.get("grant_type")), "token_other"), STATE.token(body))
         elif path in ("/backend-api/wham/usage", "/api/codex/usage") and method == "GET":
             self._send("usage", STATE.wham_usage(self.headers))
+        elif path == "/backend-api/wham/accounts/check" and method == "GET":
+            self._send("accounts_check", STATE.accounts_check(self.headers))
         elif path in ("/backend-api/codex/responses", "/v1/responses") and method == "POST":
             self._send("responses", STATE.responses(self.headers, raw))
         else:
