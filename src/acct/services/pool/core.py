@@ -54,13 +54,29 @@ def _settings(env: Mapping[str, str], paths: Paths) -> settings.PoolSettings:
     return found
 
 
-def touch(conn: Conn, host_id: str) -> None:
-    """This machine was in contact with the pool now."""
+def touch(conn: Conn, host_id: str, where: str, *, rejoin: bool = False) -> None:
+    """This machine was in contact with the pool now. A machine that left the pool stays out
+    (PoolError) until ``rejoin`` (``acct pool join``/``init``) brings it back."""
     with conn.transaction():
+        if not rejoin:
+            _refuse_if_left(conn, host_id, where)
         conn.execute(
             "INSERT INTO machines (host_id, hostname) VALUES (%s, %s) ON CONFLICT (host_id) "
             "DO UPDATE SET last_contact = now(), hostname = excluded.hostname, left_at = NULL",
             (host_id, socket.gethostname()),
+        )
+
+
+def _refuse_if_left(conn: Conn, host_id: str, where: str) -> None:
+    row = conn.execute(
+        "SELECT to_char(left_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM machines "
+        "WHERE host_id = %s AND left_at IS NOT NULL FOR UPDATE",
+        (host_id,),
+    ).fetchone()
+    if row is not None:
+        raise PoolError(
+            f"this machine left the pool {where} at {row[0]} UTC; run `acct pool join` to use "
+            "it again, or unset ACCT_POOL"
         )
 
 
@@ -69,8 +85,9 @@ def _meta(conn: Conn) -> tuple[str, bytes] | None:
     return (str(row[0]), bytes(row[1])) if row else None
 
 
-def open_pool(env: Mapping[str, str], paths: Paths) -> Pool:
-    """The configured pool, ready for use; PoolUnreachable, PoolError or PoolKeyError if not."""
+def open_pool(env: Mapping[str, str], paths: Paths, *, rejoin: bool = False) -> Pool:
+    """The configured pool, ready for use; PoolUnreachable, PoolError or PoolKeyError if not
+    (PoolError too when this machine left the pool, unless ``rejoin``)."""
     cfg = _settings(env, paths)
     host = settings.host_id(env, paths)
     where = pg.describe(cfg.conninfo, cfg.source)
@@ -84,7 +101,7 @@ def open_pool(env: Mapping[str, str], paths: Paths) -> Pool:
         key = crypto.load_key(cfg.key_path)
         key.verify(meta[1], meta[0])
         with pg.errors(where):
-            touch(conn, host)
+            touch(conn, host, where, rejoin=rejoin)
     except BaseException:
         conn.close()
         raise
@@ -109,7 +126,7 @@ def init_pool(env: Mapping[str, str], paths: Paths) -> InitResult:
             key = crypto.load_key(cfg.key_path)
         assert meta is not None
         key.verify(meta[1], meta[0])
-        touch(conn, host)
+        touch(conn, host, where, rejoin=True)
     return InitResult(where, before, now, str(cfg.key_path), created, key.key_id)
 
 
