@@ -56,28 +56,29 @@ def _settings(env: Mapping[str, str], paths: Paths) -> settings.PoolSettings:
 
 def touch(conn: Conn, host_id: str, where: str, *, rejoin: bool = False) -> None:
     """This machine was in contact with the pool now. A machine that left the pool stays out
-    (PoolError) until ``rejoin`` (``acct pool join``/``init``) brings it back."""
-    with conn.transaction():
-        if not rejoin:
-            _refuse_if_left(conn, host_id, where)
-        conn.execute(
-            "INSERT INTO machines (host_id, hostname) VALUES (%s, %s) ON CONFLICT (host_id) "
-            "DO UPDATE SET last_contact = now(), hostname = excluded.hostname, left_at = NULL",
-            (host_id, socket.gethostname()),
-        )
+    (PoolError) until ``rejoin`` (``acct pool join``/``init``) brings it back. One statement
+    (atomic on its own, one round trip: every command opens the pool)."""
+    touched = conn.execute(
+        "INSERT INTO machines (host_id, hostname) VALUES (%s, %s) ON CONFLICT (host_id) "
+        "DO UPDATE SET last_contact = now(), hostname = excluded.hostname, left_at = NULL "
+        "WHERE machines.left_at IS NULL OR %s RETURNING 1",
+        (host_id, socket.gethostname(), rejoin),
+    ).fetchone()
+    if touched is None:
+        _refuse_left(conn, host_id, where)
 
 
-def _refuse_if_left(conn: Conn, host_id: str, where: str) -> None:
+def _refuse_left(conn: Conn, host_id: str, where: str) -> None:
     row = conn.execute(
         "SELECT to_char(left_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM machines "
-        "WHERE host_id = %s AND left_at IS NOT NULL FOR UPDATE",
+        "WHERE host_id = %s",
         (host_id,),
     ).fetchone()
-    if row is not None:
-        raise PoolError(
-            f"this machine left the pool {where} at {row[0]} UTC; run `acct pool join` to use "
-            "it again, or unset ACCT_POOL"
-        )
+    at = f" at {row[0]} UTC" if row and row[0] else ""
+    raise PoolError(
+        f"this machine left the pool {where}{at}; run `acct pool join` to use it again, "
+        "or unset ACCT_POOL"
+    )
 
 
 def _meta(conn: Conn) -> tuple[str, bytes] | None:
