@@ -178,6 +178,37 @@ def test_leave_gives_the_lent_lineage_back_to_the_pool(machines, fake: FakeAnthr
     ok(desk, "use", "work", "--target", "claude-code")
 
 
+def test_a_command_after_leave_does_not_silently_rejoin_the_pool(
+    machines, fake: FakeAnthropic
+) -> None:  # type: ignore[no-untyped-def]
+    laptop = machines("laptop")
+    seed(fake, laptop, "work")
+    ok(laptop, "pool", "init")
+    ok(laptop, "pool", "leave")
+    home = Path(laptop["HOME"])
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    for args in (("list",), ("use", "work", "--target", "claude-code"), ("refresh", "work")):
+        r = acct(laptop, *args)
+        assert r.returncode != 0, f"acct {' '.join(args)} ran on a machine that left: {r.stdout}"
+        lines = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
+        assert len(lines) == 1, lines
+        assert "this machine left the pool" in lines[0]
+        assert "acct pool join" in lines[0] and "unset ACCT_POOL" in lines[0]
+    with psycopg.connect(laptop["ACCT_POOL"], autocommit=True) as conn:
+        left = conn.execute("SELECT left_at IS NOT NULL FROM machines WHERE host_id='laptop'")
+        assert left.fetchone() == (True,)
+        assert conn.execute("SELECT count(*) FROM custody").fetchone() == (0,)
+    after = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    assert {p: b for p, b in after.items() if p.suffix != ".lock"} == {
+        p: b for p, b in before.items() if p.suffix != ".lock"
+    }
+    ok(laptop, "pool", "join")
+    assert "work" in listed(laptop)
+    with psycopg.connect(laptop["ACCT_POOL"], autocommit=True) as conn:
+        left = conn.execute("SELECT left_at IS NULL FROM machines WHERE host_id='laptop'")
+        assert left.fetchone() == (True,)
+
+
 def test_machines_polling_usage_together_send_one_request_per_account(
     machines, fake: FakeAnthropic
 ) -> None:  # type: ignore[no-untyped-def]

@@ -87,7 +87,7 @@ def init(env: Mapping[str, str], paths: Paths) -> JoinResult:
 def join(env: Mapping[str, str], paths: Paths) -> JoinResult:
     """Move this machine's accounts into an existing pool (see the module docstring)."""
     local = Store(paths)
-    with core.open_pool(env, paths) as pool, local.transaction() as accounts:
+    with core.open_pool(env, paths, rejoin=True) as pool, local.transaction() as accounts:
         mine = [a for a in accounts]
         done = merge.merge(pool, mine)
         by_id = {a.id: a for a in mine}

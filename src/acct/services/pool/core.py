@@ -54,14 +54,31 @@ def _settings(env: Mapping[str, str], paths: Paths) -> settings.PoolSettings:
     return found
 
 
-def touch(conn: Conn, host_id: str) -> None:
-    """This machine was in contact with the pool now."""
-    with conn.transaction():
-        conn.execute(
-            "INSERT INTO machines (host_id, hostname) VALUES (%s, %s) ON CONFLICT (host_id) "
-            "DO UPDATE SET last_contact = now(), hostname = excluded.hostname, left_at = NULL",
-            (host_id, socket.gethostname()),
-        )
+def touch(conn: Conn, host_id: str, where: str, *, rejoin: bool = False) -> None:
+    """This machine was in contact with the pool now. A machine that left the pool stays out
+    (PoolError) until ``rejoin`` (``acct pool join``/``init``) brings it back. One statement
+    (atomic on its own, one round trip: every command opens the pool)."""
+    touched = conn.execute(
+        "INSERT INTO machines (host_id, hostname) VALUES (%s, %s) ON CONFLICT (host_id) "
+        "DO UPDATE SET last_contact = now(), hostname = excluded.hostname, left_at = NULL "
+        "WHERE machines.left_at IS NULL OR %s RETURNING 1",
+        (host_id, socket.gethostname(), rejoin),
+    ).fetchone()
+    if touched is None:
+        _refuse_left(conn, host_id, where)
+
+
+def _refuse_left(conn: Conn, host_id: str, where: str) -> None:
+    row = conn.execute(
+        "SELECT to_char(left_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM machines "
+        "WHERE host_id = %s",
+        (host_id,),
+    ).fetchone()
+    at = f" at {row[0]} UTC" if row and row[0] else ""
+    raise PoolError(
+        f"this machine left the pool {where}{at}; run `acct pool join` to use it again, "
+        "or unset ACCT_POOL"
+    )
 
 
 def _meta(conn: Conn) -> tuple[str, bytes] | None:
@@ -69,8 +86,9 @@ def _meta(conn: Conn) -> tuple[str, bytes] | None:
     return (str(row[0]), bytes(row[1])) if row else None
 
 
-def open_pool(env: Mapping[str, str], paths: Paths) -> Pool:
-    """The configured pool, ready for use; PoolUnreachable, PoolError or PoolKeyError if not."""
+def open_pool(env: Mapping[str, str], paths: Paths, *, rejoin: bool = False) -> Pool:
+    """The configured pool, ready for use; PoolUnreachable, PoolError or PoolKeyError if not
+    (PoolError too when this machine left the pool, unless ``rejoin``)."""
     cfg = _settings(env, paths)
     host = settings.host_id(env, paths)
     where = pg.describe(cfg.conninfo, cfg.source)
@@ -84,7 +102,7 @@ def open_pool(env: Mapping[str, str], paths: Paths) -> Pool:
         key = crypto.load_key(cfg.key_path)
         key.verify(meta[1], meta[0])
         with pg.errors(where):
-            touch(conn, host)
+            touch(conn, host, where, rejoin=rejoin)
     except BaseException:
         conn.close()
         raise
@@ -109,7 +127,7 @@ def init_pool(env: Mapping[str, str], paths: Paths) -> InitResult:
             key = crypto.load_key(cfg.key_path)
         assert meta is not None
         key.verify(meta[1], meta[0])
-        touch(conn, host)
+        touch(conn, host, where, rejoin=True)
     return InitResult(where, before, now, str(cfg.key_path), created, key.key_id)
 
 
