@@ -557,11 +557,6 @@ def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pool's refresh keeps no mark of a request in flight: a refresher killed after "
-    "the answer leaves the spent token in the row, and the next refresh presents it",
-)
 def test_a_refresh_killed_after_the_answer_never_has_its_spent_token_presented_again(
     machines: list[PoolMachine], fake: FakeAnthropic
 ) -> None:
@@ -588,3 +583,17 @@ def test_a_refresh_killed_after_the_answer_never_has_its_spent_token_presented_a
     # Losing that answer is unavoidable (the account needs a new login); revoking the whole
     # chain by presenting the spent token again is not.
     assert revoked_chains(fake, [seeded[0].uuid]) == [], answer
+    assert refreshes(fake, [seeded[0].uuid]) == 1, answer  # the second machine sent nothing
+    assert answer.startswith("error needs_login ") and "cut off" in answer, answer
+    (row,) = pool_accounts(desk)
+    assert row.account.needs_login and row.lineage == seen
+    # Lending it is refused as well (the row still holds the spent token).
+    lender = Machine(laptop.env)
+    try:
+        lender.send(f"lend 0 {seeded[0].id} {laptop.home / TOOL_FILES[0]}")
+        lent = lender.ask_line()
+    finally:
+        lender.stop()
+    assert lent.startswith("error needs_login "), lent
+    assert not (laptop.home / TOOL_FILES[0]).exists()
+    assert revoked_chains(fake, [seeded[0].uuid]) == []
