@@ -252,7 +252,14 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
         _sees(m, seeded)
     rng = random.Random(10)
     killed_mid_run = dict.fromkeys(
-        ("lend", "harvest", "refresh", "refresh killed between answer and commit"), 0
+        (
+            "lend",
+            "harvest",
+            "refresh",
+            "refresh cut off: needs login",
+            "of which killed between answer and commit",
+        ),
+        0,
     )
     for trial in range(TRIALS):
         m = rng.choice(two)
@@ -282,10 +289,22 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
         for other in two:
             assert torn(pool_accounts(other)) == [], f"trial {trial} ({kind})"
         problems = lineage_problems(fake, machines, seeded)
-        if kind == "refresh" and problems == [_SPENT.format(args[1])]:
-            # Killed between the fake's answer and the commit (see the test of that below).
-            killed_mid_run["refresh killed between answer and commit"] += 1
-            _log_in_again(laptop, fake, next(x for x in seeded if x.name == args[1]))
+        s = next((x for x in seeded if x.name == args[1]), None)
+        if kind == "refresh" and s is not None and _refresh_mark(m, s.id) is not None:
+            # Killed between its mark and the commit of the answer (see the test of that
+            # below): the next refresh, on the other machine, sends nothing and says why.
+            killed_mid_run["refresh cut off: needs login"] += 1
+            if problems == [_SPENT.format(s.name)]:
+                killed_mid_run["of which killed between answer and commit"] += 1
+            sent_before = refreshes(fake, [s.uuid])
+            other = next(x for x in two if x is not m)
+            done = other.acct("refresh", s.name)
+            assert done.returncode == 4 and "cut off" in done.stderr, done.stderr
+            assert refreshes(fake, [s.uuid]) == sent_before, done.stderr
+            row = next(p for p in pool_accounts(other) if p.account.id == s.id)
+            assert row.account.needs_login and _refresh_mark(m, s.id) is None
+            assert revoked_chains(fake, [x.uuid for x in seeded]) == [], f"trial {trial}"
+            _log_in_again(laptop, fake, s)
             problems = lineage_problems(fake, machines, seeded)
         assert problems == [], f"trial {trial} ({kind})"
         assert revoked_chains(fake, [s.uuid for s in seeded]) == [], f"trial {trial} ({kind})"

@@ -180,9 +180,10 @@ def release(
         return accounts.get(pool.conn, pool.key, account_id)
 
 
-# The advisory lock (of its session) a refresher holds from its "refresh in flight" mark until
-# the answer is stored: a mark whose lock is free was left by a process that is gone.
-REFRESH_LOCK = "acct refresh {}"
+# The account's lock pool-wide (an advisory lock of a session), which a refresher holds from its
+# "refresh in flight" mark until the answer is stored (``refresh`` here, and the pool's store's
+# ``account_lock``): a mark whose lock is free was left by a process that is gone.
+REFRESH_LOCK = "acct account {}"
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,58 @@ def _mark(
             (pool.host_id, lineage, account_id),
         )
         return tokens
+
+
+def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float) -> None:
+    """Commit the "refresh in flight" mark of ``lineage``, for a refresher that already holds
+    the account's lock (the pool's store's ``account_lock``). A mark it finds on ``lineage`` is
+    then one of a refresher that is gone: NeedsLogin (committed), and nothing is to be sent."""
+    cut: NeedsLogin | None = None
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        flight = _flight(pool, account_id)
+        if flight is not None and flight.lineage == lineage:
+            cut = _cut_off(pool, p, flight, lineage)
+        elif p.lineage == lineage:
+            pool.conn.execute(
+                b"UPDATE accounts SET refreshing_by = %s, refreshing_pid = pg_backend_pid(), "
+                b"refreshing_since = now(), refreshing_lineage = %s WHERE id = %s",
+                (pool.host_id, lineage, account_id),
+            )
+    if cut is not None:
+        raise cut
+
+
+def unmark_refresh(pool: Pool, account_id: str, lineage: str) -> None:
+    """The refresh of ``lineage`` is stored, or ended without spending it: its mark goes."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        pool.conn.execute(
+            b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
+            b"refreshing_since = NULL, refreshing_lineage = NULL "
+            b"WHERE id = %s AND refreshing_lineage = %s",
+            (account_id, lineage),
+        )
+
+
+def refuse_in_flight(pool: Pool, account: str, account_id: str, lineage: str) -> None:
+    """For a lend of ``lineage`` in a transaction of the pool's store: Busy while a refresh of
+    it is in flight, NeedsLogin when one was cut off (its refresh token may be spent)."""
+    flight = _flight(pool, account_id)
+    if flight is None or flight.lineage != lineage:
+        return
+    if _refresher_alive(pool, account_id, flight):
+        raise Busy(
+            f"account {account!r} is being refreshed by machine {flight.by} "
+            f"(lineage {flight.lineage})",
+            hint="try again in a moment",
+        )
+    raise NeedsLogin(
+        f"account {account!r} needs a new login: a refresh on machine {flight.by} was cut off "
+        f"(its process is gone) after sending lineage {flight.lineage}; the refresh may have "
+        "gone through, so acct does not lend a refresh token that may be spent",
+        hint=f"acct login {account}",
+    )
 
 
 def _store(pool: Pool, account_id: str, spent: str, new: Tokens, lock_timeout: float) -> Pooled:
