@@ -12,7 +12,11 @@ Modules:
 - ``schema``: versioned migrations;
 - ``crypto``: the pool key and AES-GCM sealing of token columns bound to their row;
 - ``accounts``: accounts in and out of their rows;
-- ``custody``: claim (lend), release and refresh under the row lock.
+- ``custody``: claim (lend), release and refresh under the row lock; push and reclaim;
+- ``backend``: the pool behind the local ``Store`` and ``State`` interfaces (``Ctx`` picks it
+  when a pool is configured), so every command works on the pool unchanged;
+- ``usage``, ``sessions``, ``reclaims``, ``merge``: the usage cache and poll claims, live sessions
+  and heartbeats, what a silent machine lost, and a machine's accounts into the pool.
 
 Nothing here is imported unless a pool is configured: ``acct prompt`` and ordinary start-up
 never load psycopg or cryptography.
