@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -86,6 +87,38 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# A temporary of a write older than this whose writer is gone was left by a killed process.
+STRAY_TEMPORARY_AGE_S = 60.0
+
+
+def _writer_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _sweep_temporaries(target: Path) -> None:
+    """Remove the temporaries of writes to ``target`` whose process was killed before its
+    rename (``.<name>.<pid>.<random>.tmp``, 0600 from creation, never read by any tool): one may
+    hold a live token that the file itself no longer does. Only those of a process that is gone,
+    and old enough that no write of it can still be running (a pid seen from another PID
+    namespace looks gone)."""
+    prefix = f".{target.name}."
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for left in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            pid = left.name[len(prefix) :].split(".", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or not _writer_gone(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                if now - left.lstat().st_mtime > STRAY_TEMPORARY_AGE_S:
+                    left.unlink()
+
+
 def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Path:
     """Replace ``path`` with ``data`` atomically. Returns the real path written."""
     if isinstance(data, str):
@@ -99,8 +132,11 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = FILE_MODE) -> Pat
             hint=f"create {target.parent}, or remove the link {path}",
         )
     ensure_dir(target.parent)
+    _sweep_temporaries(target)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+        )
     except OSError as e:
         raise os_error("write", target, e) from None
     try:

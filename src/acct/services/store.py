@@ -362,6 +362,17 @@ def loads(text: str, path: Path) -> Accounts:
     return Accounts(items, extra=_unknown(doc, _TOP_KEYS))
 
 
+class RefreshMark:
+    """What a refresh tells its store's "refresh in flight" mark (:meth:`Store.refresh_mark`):
+    ``spent`` once the token may be spent (an answer came, or none came after the request went
+    out), ``stored`` once the answer is stored. A mark of a refresh that ends spent but not
+    stored stays: no refresher presents that token again."""
+
+    def __init__(self) -> None:
+        self.spent = False
+        self.stored = False
+
+
 class Store:
     def __init__(self, paths: Paths, *, lock_timeout: float = 10.0) -> None:
         self.paths = paths
@@ -391,6 +402,13 @@ class Store:
         """Whether a pool took this lineage back from this machine (never, without a pool)."""
         del account_id, lineage
         return False
+
+    @contextlib.contextmanager
+    def refresh_mark(self, account_id: str, lineage: str) -> Iterator[RefreshMark]:
+        """A refresh of ``lineage`` about to be sent, under :meth:`account_lock`. Only a pool's
+        store records it (another machine could present the spent token); here, nothing."""
+        del account_id, lineage
+        yield RefreshMark()
 
     @contextlib.contextmanager
     def account_lock(self, account_id: str, *, timeout: float, what: str) -> Iterator[None]:

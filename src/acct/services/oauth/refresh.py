@@ -211,9 +211,20 @@ def refresh_result(
                 + ("is being replaced" if force else "is about to expire"),
                 hint=f"acct login {acc.name}",
             )
-        with GUARD.spending(), _Room(ctx, acc) as room:
-            answer = _counted_refresh(ctx, acc, tokens, timeout=timeout, send=send)
-            return RefreshResult(_keep_refreshed(ctx, acc, tokens, answer, room), sent=True)
+        with (
+            GUARD.spending(),
+            _Room(ctx, acc) as room,
+            ctx.store.refresh_mark(acc.id, tokens.lineage_fingerprint) as mark,
+        ):
+            try:
+                answer = _counted_refresh(ctx, acc, tokens, timeout=timeout, send=send)
+            except RefreshUnanswered:
+                mark.spent = True  # it may have gone through
+                raise
+            mark.spent = True
+            kept = _keep_refreshed(ctx, acc, tokens, answer, room)
+            mark.stored = True
+            return RefreshResult(kept, sent=True)
 
 
 def _counted_refresh(

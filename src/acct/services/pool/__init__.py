@@ -12,7 +12,7 @@ Modules:
 - ``schema``: versioned migrations;
 - ``crypto``: the pool key and AES-GCM sealing of token columns bound to their row;
 - ``accounts``: accounts in and out of their rows;
-- ``custody``: claim (lend), release and refresh under the row lock; push and reclaim;
+- ``custody``: claim (lend), release, and refresh with its "in flight" mark; push and reclaim;
 - ``backend``: the pool behind the local ``Store`` and ``State`` interfaces (``Ctx`` picks it
   when a pool is configured), so every command works on the pool unchanged;
 - ``usage``, ``sessions``, ``reclaims``, ``merge``: the usage cache and poll claims, live sessions

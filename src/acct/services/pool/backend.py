@@ -31,11 +31,11 @@ from acct.base.models import Account, Holder, Usage
 from acct.base.paths import Paths
 from acct.services.pool import accounts as rows
 from acct.services.pool import connect as pg
-from acct.services.pool import core, reclaims, sessions, settings
-from acct.services.pool.custody import STORE_LOCK
+from acct.services.pool import core, custody, reclaims, sessions, settings
+from acct.services.pool.custody import REFRESH_LOCK, STORE_LOCK
 from acct.services.pool.usage import PoolUsage
 from acct.services.state import LOGIN_ERRORS, SessionRow, State, usage_to_json
-from acct.services.store import Accounts, account_to_toml
+from acct.services.store import Accounts, RefreshMark, account_to_toml
 
 
 def holder_of(c: rows.Custody, here: str, silent: frozenset[str] = frozenset()) -> Holder:
@@ -153,6 +153,21 @@ class PoolStore:
             return reclaims.was_reclaimed(p, account_id, lineage)
 
     @contextlib.contextmanager
+    def refresh_mark(self, account_id: str, lineage: str) -> Iterator[RefreshMark]:
+        """The "refresh in flight" mark in the pool (``custody.mark_refresh``), committed before
+        the refresh is sent and cleared once its answer is stored; it stays when the refresh
+        ended spent but unstored, so no machine presents that token again."""
+        with self.link.run() as p:
+            custody.mark_refresh(p, account_id, lineage, self.lock_timeout)
+        mark = RefreshMark()
+        try:
+            yield mark
+        finally:
+            if mark.stored or not mark.spent:
+                with contextlib.suppress(PoolError), self.link.run() as p:
+                    custody.unmark_refresh(p, account_id, lineage)
+
+    @contextlib.contextmanager
     def account_lock(self, account_id: str, *, timeout: float, what: str) -> Iterator[None]:
         """The account's lock, pool-wide: a session advisory lock on a connection of its own
         (the server lets it go when this process dies)."""
@@ -162,7 +177,8 @@ class PoolStore:
                 conn.execute(b"SELECT set_config('lock_timeout', %s, false)", (_lock_ms(timeout),))
                 try:
                     conn.execute(
-                        b"SELECT pg_advisory_lock(hashtext(%s))", (f"acct account {account_id}",)
+                        b"SELECT pg_advisory_lock(hashtext(%s))",
+                        (REFRESH_LOCK.format(account_id),),
                     )
                 except Exception as e:
                     if type(e).__name__ == "LockNotAvailable":
@@ -234,6 +250,7 @@ def _custody(p: core.Pool, acc: Account) -> None:
     h = acc.holder
     if h is None:
         return
+    custody.refuse_in_flight(p, acc.name, acc.id, h.fingerprint)
     p.conn.execute(
         b"INSERT INTO custody (account_id, host_id, target, path, lineage, since) "
         b"VALUES (%s, %s, %s, %s, %s, to_timestamp(%s))",

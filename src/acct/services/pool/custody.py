@@ -9,18 +9,23 @@ the row after taking it, and writes with compare-and-swap on the lineage fingerp
   the second waits for the first's row lock, then sees its custody and is refused;
 - ``release`` takes the lineage back (with the tokens harvested from the file), only while this
   machine is still the holder of the lineage it lent;
-- ``refresh`` spends the refresh token while holding the row lock: a second refresher waits, then
-  finds a new lineage and sends nothing.
+- ``refresh`` commits a "refresh in flight" mark before it spends the refresh token, and clears
+  it in the commit that stores the answer, holding the account's refresh lock throughout: a
+  second refresher waits, then finds a new lineage and sends nothing; one that finds a mark
+  whose refresher is gone (killed between sending and storing) sends nothing either, and the
+  account needs a new login (the spent token is never presented again, on any machine);
+- ``claim`` does not lend a lineage whose refresh is in flight, nor one whose refresh was cut off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from acct.base.errors import AcctError, HeldByTarget, NeedsLogin
+from acct.base.errors import AcctError, Busy, HeldByTarget, NeedsLogin
 from acct.base.models import Tokens
 from acct.services.pool import accounts
 from acct.services.pool import connect as pg
@@ -127,14 +132,21 @@ def claim(
                 f"{lineage})",
                 hint="try again",
             )
-        pool.conn.execute(
-            b"INSERT INTO custody (account_id, host_id, target, path, lineage) "
-            b"VALUES (%s, %s, %s, %s, %s)",
-            (account_id, pool.host_id, target, path, lineage),
-        )
-        _bump(pool, account_id, lineage, ", last_used_at = %s", (int(time.time()),))
-        _history(pool, "lend", account_id, target, lineage=lineage, path=path)
-        return accounts.get(pool.conn, pool.key, account_id)
+        cut = _check_flight(pool, p, lineage)
+        if cut is None:
+            _lend(pool, account_id, target, path, lineage)
+            return accounts.get(pool.conn, pool.key, account_id)
+    raise cut
+
+
+def _lend(pool: Pool, account_id: str, target: str, path: str, lineage: str) -> None:
+    pool.conn.execute(
+        b"INSERT INTO custody (account_id, host_id, target, path, lineage) "
+        b"VALUES (%s, %s, %s, %s, %s)",
+        (account_id, pool.host_id, target, path, lineage),
+    )
+    _bump(pool, account_id, lineage, ", last_used_at = %s", (int(time.time()),))
+    _history(pool, "lend", account_id, target, lineage=lineage, path=path)
 
 
 def release(
@@ -168,6 +180,213 @@ def release(
         return accounts.get(pool.conn, pool.key, account_id)
 
 
+# The account's lock pool-wide (an advisory lock of a session), which a refresher holds from its
+# "refresh in flight" mark until the answer is stored (``refresh`` here, and the pool's store's
+# ``account_lock``): a mark whose lock is free was left by a process that is gone.
+REFRESH_LOCK = "acct account {}"
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A "refresh in flight" mark: ``by`` (a machine) sent ``lineage``'s refresh token."""
+
+    by: str
+    pid: int
+    since: float
+    lineage: str
+
+
+def _flight(pool: Pool, account_id: str) -> Flight | None:
+    row = pool.conn.execute(
+        b"SELECT refreshing_by, refreshing_pid, extract(epoch FROM refreshing_since), "
+        b"refreshing_lineage FROM accounts WHERE id = %s",
+        (account_id,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return Flight(str(row[0]), int(row[1] or 0), float(row[2] or 0), str(row[3] or ""))
+
+
+def _refresher_alive(pool: Pool, account_id: str, flight: Flight) -> bool:
+    """Whether the refresher that left ``flight`` still runs: its session holds the account's
+    refresh lock (free once its backend is gone, whatever killed it). A refresher holds it
+    before it reads the mark, so a mark it finds is never its own."""
+    got = pool.conn.execute(
+        b"SELECT pg_try_advisory_xact_lock(hashtext(%s))", (REFRESH_LOCK.format(account_id),)
+    ).fetchone()
+    return not (got and got[0])
+
+
+def _clear_flight(pool: Pool, account_id: str) -> None:
+    pool.conn.execute(
+        b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
+        b"refreshing_since = NULL, refreshing_lineage = NULL WHERE id = %s",
+        (account_id,),
+    )
+
+
+def _in_flight_elsewhere(p: Pooled, flight: Flight) -> Busy:
+    return Busy(
+        f"account {p.account.name!r} is being refreshed by machine {flight.by} "
+        f"(lineage {flight.lineage})",
+        hint="try again in a moment",
+    )
+
+
+def _cut_off(pool: Pool, p: Pooled, flight: Flight, lineage: str) -> NeedsLogin:
+    """The refresher that left ``flight`` is gone: its refresh token may be spent. Presenting
+    it again would revoke the whole chain, so the account needs a new login instead."""
+    _bump(pool, p.account.id, lineage, ", needs_login = true")
+    _clear_flight(pool, p.account.id)
+    _history(pool, "refresh_cut_off", p.account.id, None, by=flight.by, spent=flight.lineage)
+    return NeedsLogin(
+        f"account {p.account.name!r} needs a new login: a refresh on machine {flight.by} was "
+        f"cut off (its process is gone) after sending lineage {flight.lineage}; the refresh may "
+        "have gone through, and then its new tokens are lost, so acct sends nothing rather than "
+        "present a refresh token that may be spent (which would revoke the whole chain)",
+        hint=f"acct login {p.account.name}",
+    )
+
+
+def _check_flight(pool: Pool, p: Pooled, lineage: str) -> NeedsLogin | None:
+    """Refuse to spend or lend a lineage while a refresh of it is in flight (Busy); turn the
+    mark of a refresher that is gone into "needs login" and return that error, to raise once
+    the transaction has committed it. A mark of another lineage is stale (the account was
+    logged in again since): it goes."""
+    flight = _flight(pool, p.account.id)
+    if flight is None:
+        return None
+    if flight.lineage != lineage:
+        _clear_flight(pool, p.account.id)
+        return None
+    if _refresher_alive(pool, p.account.id, flight):
+        raise _in_flight_elsewhere(p, flight)
+    return _cut_off(pool, p, flight, lineage)
+
+
+def _mark(
+    pool: Pool, account_id: str, seen: str | None, lock_timeout: float
+) -> Pooled | Tokens | NeedsLogin:
+    """The first, short transaction of a refresh: under the row lock, check the account and
+    commit the "refresh in flight" mark. Returns the tokens to send, the account when its
+    lineage is no longer ``seen`` (someone refreshed meanwhile: nothing to send), or the
+    error of a refresh found cut off (committed: raise it)."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        if p.custody is not None:
+            raise _held(p)
+        tokens = _usable(p)
+        lineage = tokens.lineage_fingerprint
+        cut = _check_flight(pool, p, lineage)
+        if cut is not None:
+            return cut
+        if lineage != seen:
+            return p
+        pool.conn.execute(
+            b"UPDATE accounts SET refreshing_by = %s, refreshing_pid = pg_backend_pid(), "
+            b"refreshing_since = now(), refreshing_lineage = %s WHERE id = %s",
+            (pool.host_id, lineage, account_id),
+        )
+        return tokens
+
+
+def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float) -> None:
+    """Commit the "refresh in flight" mark of ``lineage``, for a refresher that already holds
+    the account's lock (the pool's store's ``account_lock``). A mark it finds on ``lineage`` is
+    then one of a refresher that is gone: NeedsLogin (committed), and nothing is to be sent."""
+    cut: NeedsLogin | None = None
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        flight = _flight(pool, account_id)
+        if flight is not None and flight.lineage == lineage:
+            cut = _cut_off(pool, p, flight, lineage)
+        elif p.lineage == lineage:
+            pool.conn.execute(
+                b"UPDATE accounts SET refreshing_by = %s, refreshing_pid = pg_backend_pid(), "
+                b"refreshing_since = now(), refreshing_lineage = %s WHERE id = %s",
+                (pool.host_id, lineage, account_id),
+            )
+    if cut is not None:
+        raise cut
+
+
+def unmark_refresh(pool: Pool, account_id: str, lineage: str) -> None:
+    """The refresh of ``lineage`` is stored, or ended without spending it: its mark goes."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        pool.conn.execute(
+            b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
+            b"refreshing_since = NULL, refreshing_lineage = NULL "
+            b"WHERE id = %s AND refreshing_lineage = %s",
+            (account_id, lineage),
+        )
+
+
+def refuse_in_flight(pool: Pool, account: str, account_id: str, lineage: str) -> None:
+    """For a lend of ``lineage`` in a transaction of the pool's store: Busy while a refresh of
+    it is in flight, NeedsLogin when one was cut off (its refresh token may be spent)."""
+    flight = _flight(pool, account_id)
+    if flight is None or flight.lineage != lineage:
+        return
+    if _refresher_alive(pool, account_id, flight):
+        raise Busy(
+            f"account {account!r} is being refreshed by machine {flight.by} "
+            f"(lineage {flight.lineage})",
+            hint="try again in a moment",
+        )
+    raise NeedsLogin(
+        f"account {account!r} needs a new login: a refresh on machine {flight.by} was cut off "
+        f"(its process is gone) after sending lineage {flight.lineage}; the refresh may have "
+        "gone through, so acct does not lend a refresh token that may be spent",
+        hint=f"acct login {account}",
+    )
+
+
+def _store(pool: Pool, account_id: str, spent: str, new: Tokens, lock_timeout: float) -> Pooled:
+    """The commit that stores the answer clears the mark (compare-and-swap on the lineage
+    sent; the answer's tokens are live, so a "needs login" set meanwhile goes too)."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        accounts.get(pool.conn, pool.key, account_id, lock=True)
+        cols = accounts.sealed_tokens(pool.key, account_id, new)
+        sets = "".join(f", {k} = %s" for k in cols)
+        _bump(pool, account_id, spent, f"{sets}, needs_login = false", tuple(cols.values()))
+        _clear_flight(pool, account_id)
+        _history(pool, "refresh", account_id, None, spent=spent, now=new.lineage_fingerprint)
+        return accounts.get(pool.conn, pool.key, account_id)
+
+
+def _unmark(pool: Pool, account_id: str, spent: str) -> None:
+    """``send`` failed in this process: the row is as before the refresh, without the mark (the
+    caller decides from the error whether the token is spent)."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, LOCK_TIMEOUT_S)
+        pool.conn.execute(
+            b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
+            b"refreshing_since = NULL, refreshing_lineage = NULL "
+            b"WHERE id = %s AND refreshing_lineage = %s AND refreshing_pid = pg_backend_pid()",
+            (account_id, spent),
+        )
+
+
+@contextlib.contextmanager
+def _refresh_lock(pool: Pool, account_id: str, lock_timeout: float) -> Iterator[None]:
+    """The account's refresh lock, held by this session from before the mark until the answer
+    is stored; a second refresher waits here, then finds the new lineage."""
+    key = REFRESH_LOCK.format(account_id)
+    with pg.errors(pool.where), pool.conn.transaction():
+        pool.conn.execute(
+            b"SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
+        )
+        pool.conn.execute(b"SELECT pg_advisory_lock(hashtext(%s))", (key,))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # a session that is gone released it already
+            pool.conn.execute(b"SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+
 def refresh(
     pool: Pool,
     account_id: str,
@@ -177,32 +396,34 @@ def refresh(
     on_unsaved: Callable[[Tokens], None] | None = None,
     lock_timeout: float = LOCK_TIMEOUT_S,
 ) -> RefreshOutcome:
-    """Spend the account's refresh token through ``send`` (the token endpoint), under the row
-    lock. ``seen``: the lineage the caller looked at; once the lock is taken, another lineage
-    means someone refreshed meanwhile, and nothing is sent. ``on_unsaved`` gets the new tokens
-    when the pool could not store them (keep them locally: they are the only live copy)."""
-    new: Tokens | None = None
-    try:
-        with pg.errors(pool.where), pool.conn.transaction():
-            _begin(pool, lock_timeout)
-            p = accounts.get(pool.conn, pool.key, account_id, lock=True)
-            if p.custody is not None:
-                raise _held(p)
-            tokens = _usable(p)
-            lineage = tokens.lineage_fingerprint
-            if lineage != seen:
-                return RefreshOutcome(p, sent=False)
-            new = send(tokens)
-            cols = accounts.sealed_tokens(pool.key, account_id, new)
-            sets = "".join(f", {k} = %s" for k in cols)
-            _bump(pool, account_id, lineage, sets, tuple(cols.values()))
-            _history(pool, "refresh", account_id, None, spent=lineage,
-                     now=new.lineage_fingerprint)  # fmt: skip
-            stored = accounts.get(pool.conn, pool.key, account_id)
-    except BaseException:
-        if new is not None and on_unsaved is not None:
-            on_unsaved(new)
-        raise
+    """Spend the account's refresh token through ``send`` (the token endpoint). ``seen``: the
+    lineage the caller looked at; once the locks are taken, another lineage means someone
+    refreshed meanwhile, and nothing is sent. ``on_unsaved`` gets the new tokens when the pool
+    could not store them (keep them locally: they are the only live copy).
+
+    A "refresh in flight" mark is committed before sending and cleared in the commit that
+    stores the answer. A process killed in between leaves the mark (and the spent token): the
+    next refresher, on any machine, finds it with its refresher gone and sends nothing; the
+    account needs a new login (the same rule as a local refresh whose answer is lost)."""
+    with _refresh_lock(pool, account_id, lock_timeout):
+        got = _mark(pool, account_id, seen, lock_timeout)
+        if isinstance(got, NeedsLogin):
+            raise got
+        if isinstance(got, Pooled):
+            return RefreshOutcome(got, sent=False)
+        spent = got.lineage_fingerprint
+        try:
+            new = send(got)
+        except BaseException:
+            with contextlib.suppress(AcctError):
+                _unmark(pool, account_id, spent)
+            raise
+        try:
+            stored = _store(pool, account_id, spent, new, lock_timeout)
+        except BaseException:
+            if on_unsaved is not None:
+                on_unsaved(new)
+            raise
     return RefreshOutcome(stored, sent=True)
 
 

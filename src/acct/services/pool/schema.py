@@ -144,7 +144,18 @@ CREATE TABLE reclaims (
 CREATE INDEX reclaims_by_host ON reclaims (host_id);
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+# A refresh in flight (``custody.refresh``): committed before the refresh token is sent, cleared
+# in the commit that stores the answer. A mark whose refresher is gone (the advisory lock its
+# session held is free) means the token may be spent: nothing presents it again.
+_V3 = """
+ALTER TABLE accounts
+    ADD COLUMN refreshing_by      text,         -- host_id of the machine sending
+    ADD COLUMN refreshing_pid     integer,      -- its backend's pg_backend_pid()
+    ADD COLUMN refreshing_since   timestamptz,
+    ADD COLUMN refreshing_lineage text;         -- the lineage whose refresh token was sent
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 LATEST = MIGRATIONS[-1][0]
 
 
