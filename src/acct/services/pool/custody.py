@@ -445,7 +445,8 @@ def push(pool: Pool, account_id: str, tokens: Tokens, *, lineage: str) -> None:
         if c is None or c.host_id != pool.host_id or c.lineage != lineage:
             raise CustodyLost(
                 f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
-                f"lineage {lineage}: the pool reclaimed it"
+                f"lineage {lineage} as this session saw it (lent again, taken back or reclaimed "
+                "since): no copy pushed"
             )
         pool.conn.execute(
             b"UPDATE custody SET pushed_access_sealed = %s, pushed_refresh_sealed = %s, "
