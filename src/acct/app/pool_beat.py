@@ -22,7 +22,7 @@ from pathlib import Path
 
 from acct.base.errors import AcctError, PoolUnreachable
 from acct.base.models import Account, Tokens
-from acct.services import oauth, procs
+from acct.services import procs, providers
 from acct.services.context import Ctx
 from acct.services.pool import custody as pool_custody
 from acct.services.pool import reclaims
@@ -127,10 +127,10 @@ class Beat:
 
 
 def _is_theirs(c: Ctx, acc: Account, tokens: Tokens) -> bool:
-    """Whether the profile endpoint names ``acc`` for a rotated login (the tool may hold
+    """Whether the account's provider names ``acc`` for a rotated login (the tool may hold
     someone else's after a ``/login``)."""
     try:
-        profile = oauth.fetch_profile(c, tokens.access)
+        profile = providers.of(acc).whose(c, tokens)
     except AcctError:
         return False
     return acc.same_identity(profile.uuid, profile.org_uuid)
