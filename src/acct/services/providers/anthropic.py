@@ -163,27 +163,6 @@ def _answer(response: httpx.Response) -> Usage:
 # --- the provider ---------------------------------------------------------------------------------
 
 
-def _header_number(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(f"anthropic-ratelimit-unified-{name}")
-    try:
-        n = float(raw.strip()) if raw is not None else None
-    except ValueError:
-        return None
-    return n if n is not None and math.isfinite(n) and n >= 0 else None
-
-
-def _unified_window(headers: Mapping[str, str], name: str) -> Window | None:
-    """A window of the ``anthropic-ratelimit-unified-*`` headers (utilization a fraction)."""
-    used = _header_number(headers, f"{name}-utilization")
-    reset = _header_number(headers, f"{name}-reset")
-    if used is None and reset is None:
-        return None
-    return Window(
-        None if used is None else round(used * 100.0, 4),
-        epoch_seconds(reset) if reset else None,
-    )
-
-
 class Anthropic:
     name: ProviderName = "anthropic"
     title = "Claude"
@@ -230,13 +209,6 @@ class Anthropic:
 
     def fetch_usage(self, ctx: Ctx, client: httpx.Client, account: Account, access: str) -> Usage:
         return _answer(_get(client, ctx.endpoints.usage_url, access))
-
-    def read_headers(self, headers: Mapping[str, str], now: float) -> Usage | None:
-        lower = {k.lower(): v for k, v in headers.items()}
-        five, seven = _unified_window(lower, "5h"), _unified_window(lower, "7d")
-        if five is None and seven is None:
-            return None
-        return Usage(five_hour=five, seven_day=seven)
 
 
 ANTHROPIC = Anthropic()

@@ -9,7 +9,6 @@ back-offs) is the same for every provider and lives outside this package.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -88,8 +87,4 @@ class Provider(Protocol):
     def fetch_usage(self, ctx: Ctx, client: httpx.Client, account: Account, access: str) -> Usage:
         """One usage request. A 429 is the endpoint's throttle (``RateLimited``), a refused
         token ``AuthError``; never a statement about the account's quota."""
-        ...
-
-    def read_headers(self, headers: Mapping[str, str], now: float) -> Usage | None:
-        """The live usage an inference answer's headers carry, or None when they carry none."""
         ...

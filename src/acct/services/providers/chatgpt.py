@@ -29,7 +29,6 @@ from acct.domain.chatgpt import (
     PATTERNS,
     IdClaims,
     LabelledUsage,
-    parse_codex_headers,
     parse_id_claims,
     parse_wham_usage,
 )
@@ -485,10 +484,6 @@ class ChatGPT:
         if not workspace:
             raise ProtocolError(f"account {account.name!r} names no ChatGPT workspace")
         return fetch_usage(_endpoints(ctx), access, workspace, client=client).as_usage()
-
-    def read_headers(self, headers: Mapping[str, str], now: float) -> Usage | None:
-        seen = parse_codex_headers(headers, now)
-        return None if seen is None else seen.as_usage()
 
 
 CHATGPT = ChatGPT()
