@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from acct.base.fsio import atomic_write
+from acct.base.models import Account
 from acct.services.context import Ctx
 from tests.conftest import AcctRunner, seed_account
 from tests.fake_anthropic.client import FakeAnthropic
@@ -59,10 +60,12 @@ def _wait_for_line(lines: queue.Queue[str | None], text: str, seen: list[str]) -
             return
 
 
-def test_ctrl_c_during_a_usage_poll_ends_it_at_once_and_says_so(
-    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, acct: AcctRunner
-) -> None:
-    """The usage endpoint hangs: Ctrl-C must not wait for the request to time out."""
+def _interrupt_a_hanging_poll(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, *, once_sent: bool
+) -> Account:
+    """`acct list --usage` against a usage endpoint that hangs, Ctrl-C'd once the poll says it
+    started (``once_sent``: once its request is at the fake); it must end at once, 130, saying
+    so. Returns the polled account."""
     acc = seed_account(fake, ctx, "work")
     atomic_write(ctx.paths.config_file, "usage_timeout = 300\n")
     fake.configure(usage_hang_s=300)
@@ -79,11 +82,11 @@ def test_ctrl_c_during_a_usage_poll_ends_it_at_once_and_says_so(
     lines = _stderr_lines(proc)
     try:
         _wait_for_line(lines, "polling usage", seen)
-        # Ctrl-C once the request is at the fake (it logs a request as it arrives, then hangs):
-        # a fixed pause was too short on a loaded machine, where the signal then came before
-        # the request (during the HTTP client's import) and the test saw another interruption.
+        # The request is at the fake once it is logged (it logs a request as it arrives, then
+        # hangs): a fixed pause was too short on a loaded machine, where the signal then came
+        # before the request (during the HTTP client's import).
         deadline = time.monotonic() + 60
-        while not fake.log("usage"):
+        while once_sent and not fake.log("usage"):
             assert time.monotonic() < deadline, "the usage request never reached the fake"
             assert proc.poll() is None, "acct ended before its usage request"
             time.sleep(0.05)
@@ -97,6 +100,14 @@ def test_ctrl_c_during_a_usage_poll_ends_it_at_once_and_says_so(
         seen.append(line)
     assert status == 130
     assert "acct: interrupted\n" in seen and not any("Traceback" in s for s in seen)
+    return acc
+
+
+def test_ctrl_c_during_a_usage_poll_ends_it_at_once_and_says_so(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    """The usage endpoint hangs: Ctrl-C must not wait for the request to time out."""
+    acc = _interrupt_a_hanging_poll(fake, env, ctx, once_sent=True)
     record = ctx.state.usage(acc.id)
     assert record is not None and record.usage is None
     # The claim was given back: the next poll asks at once instead of waiting out a lease.
@@ -109,32 +120,7 @@ def test_ctrl_c_before_the_usage_request_is_sent_gives_the_claim_back(
     """Ctrl-C as soon as the poll says it started, before its request is on the wire (the HTTP
     client is still being imported): the claim on the account was kept for a whole lease
     (over ten minutes), so every other process skipped the account meanwhile."""
-    acc = seed_account(fake, ctx, "work")
-    atomic_write(ctx.paths.config_file, "usage_timeout = 300\n")
-    fake.configure(usage_hang_s=300)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "acct", "list", "--usage"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=env["HOME"],
-    )
-    seen: list[str] = []
-    lines = _stderr_lines(proc)
-    try:
-        _wait_for_line(lines, "polling usage", seen)
-        proc.send_signal(signal.SIGINT)
-        status = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    while (line := lines.get(timeout=10)) is not None:
-        seen.append(line)
-    assert status == 130
-    assert "acct: interrupted\n" in seen and not any("Traceback" in s for s in seen)
+    acc = _interrupt_a_hanging_poll(fake, env, ctx, once_sent=False)
     assert ctx.state.claim_poll(acc.id, min_age=0, lease=1)
 
 
