@@ -220,7 +220,8 @@ def test_a_refresh_answer_the_store_cannot_take_is_rescued_not_dropped(
     fake.configure(token_delay_ms=0)
     again = acct("refresh", "work")
     assert again.returncode == 0, again.stderr
-    assert "stored the tokens an earlier refresh could not store" in again.stdout
+    # Any command stores them first (here the refresh itself finds them stored).
+    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in again.stderr
     assert fake.stats()["token_refresh"] == 1  # nothing spent a second time
     [after] = ctx.store.read()
     assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
@@ -230,6 +231,47 @@ def test_a_refresh_answer_the_store_cannot_take_is_rescued_not_dropped(
     )
     assert not rescue.exists()
     assert_no_secrets([err, again.stdout, again.stderr], store_secrets(ctx) | _secrets(acc))
+
+
+def test_a_refresh_killed_between_its_answer_and_the_store_write_loses_nothing(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    """kill -9 once the answer is in hand but before the store takes it (the test holds the
+    store's lock): the answer is already in the rescue file, and the next command stores it."""
+    acc = seed_account(fake, ctx, "work")
+    fake.reset_log()
+    rescue = oauth.rescue_path(ctx, acc.id)
+    with file_lock(ctx.paths.accounts_file, timeout=5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "acct", "refresh", "work"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, cwd=env["HOME"],
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not (rescue.exists() and _in_lock_wait(proc.pid)):
+            assert proc.poll() is None and time.monotonic() < deadline, "never reached the store"
+            time.sleep(0.02)
+        proc.kill()
+        proc.wait(timeout=30)
+    assert fake.stats()["token_refresh"] == 1
+    [before] = ctx.store.read()
+    assert before.tokens == acc.tokens  # the store never took the answer
+    assert stat.S_IMODE(rescue.stat().st_mode) == 0o600
+
+    listed = acct("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in listed.stderr
+    [after] = ctx.store.read()
+    assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
+    lineage = fake.lineage(refresh_token=after.tokens.refresh)
+    assert not lineage["revoked"] and lineage["live_refresh_sha8"] == fake.sha8(
+        after.tokens.refresh
+    )
+    assert not rescue.exists()
+    again = acct("refresh", "work")
+    assert again.returncode == 0, again.stderr
+    assert not fake.lineage(uuid=acc.uuid)["revoked"]
+    assert_no_secrets([listed.stdout, listed.stderr], store_secrets(ctx) | _secrets(acc))
 
 
 def _lend(ctx: Ctx, name: str, path: str) -> None:

@@ -8,9 +8,11 @@ Commands, one per line; each answers one line on stdout:
   ``held <code>`` or ``error <code> <message>``.
 - ``poll GATE ACCOUNT_ID``: the same gate, then ask for the account's usage poll (minimum age
   180 s, lease 30 s). Answers ``claimed`` or ``no``.
-- ``refresh GATE ACCOUNT_ID SEEN TOKEN_URL``: the same gate, then refresh the account through the
-  token endpoint at TOKEN_URL if its lineage is still SEEN. Answers ``sent``, ``skipped`` or
+- ``refresh GATE ACCOUNT_ID SEEN TOKEN_URL``: the same gate, then refresh the account as acct
+  does, through the token endpoint at TOKEN_URL, if its lineage is still SEEN. Answers ``sent``, ``skipped`` or
   ``error <code> <message>``.
+- ``recover 0``: what the start of every acct command does: store the answers of refreshes
+  this machine got but did not store. Answers ``recovered NAME,...`` (``-`` for none).
 - ``lend GATE ACCOUNT_ID PATH``: lend the account as acct does: record this machine's file at
   PATH as the holder, then write the login there (atomically, 0600). Answers ``won`` or
   ``held <code> <message>``.
@@ -21,40 +23,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import psycopg
 
 from acct.base.errors import AcctError
 from acct.base.models import Tokens
 from acct.base.paths import Paths
+from acct.services import providers
+from acct.services.context import Ctx
+from acct.services.oauth.refresh import recover_refreshes
 from acct.services.pool import core, custody
 from acct.services.pool.usage import PoolUsage
-from tests.fake_anthropic.server import CLIENT_ID
 
 
 def _gate(gate: psycopg.Connection[tuple[object, ...]], number: int) -> None:
     gate.execute("SELECT pg_advisory_lock_shared(%s)", (number,))
     gate.execute("SELECT pg_advisory_unlock_shared(%s)", (number,))
-
-
-def _send(token_url: str):  # type: ignore[no-untyped-def]
-    def send(tokens: Tokens) -> Tokens:
-        body = {
-            "grant_type": "refresh_token",
-            "refresh_token": tokens.refresh,
-            "client_id": CLIENT_ID,
-        }
-        answer = httpx.post(token_url, json=body, timeout=10)
-        answer.raise_for_status()
-        doc = answer.json()
-        now = int(time.time())
-        return Tokens(doc["access_token"], doc.get("refresh_token"), now + int(doc["expires_in"]),
-                      tokens.scopes, now)  # fmt: skip
-
-    return send
 
 
 def _write_login(path: Path, tokens: Tokens) -> None:
@@ -93,8 +78,13 @@ def main() -> None:
                 _write_login(Path(words[3]), lent.account.tokens)
                 print("won", flush=True)
             elif words[0] == "refresh":
-                done = custody.refresh(pool, words[2], seen=words[3], send=_send(words[4]))
+                # acct's own refresh (as `acct refresh` runs it): its mark, journal and store.
+                ctx = Ctx(env={**env, "ACCT_TOKEN_URL": words[4]})
+                done = providers.refresh_result(ctx, words[2], seen=words[3], margin=10**9)
                 print("sent" if done.sent else "skipped", flush=True)
+            elif words[0] == "recover":
+                names = recover_refreshes(Ctx(env=env))
+                print(f"recovered {','.join(names) or '-'}", flush=True)
         except AcctError as e:
             kind = "held" if e.code == "held" else "error"
             print(f"{kind} {e.code} {e.message}", flush=True)

@@ -29,6 +29,7 @@ import psycopg
 import pytest
 
 from acct.base.models import Tokens
+from acct.base.paths import Paths
 from acct.services.pool import accounts, custody
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_anthropic.server import CLIENT_ID
@@ -271,8 +272,9 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
             "lend",
             "harvest",
             "refresh",
-            "refresh cut off: needs login",
-            "of which killed between answer and commit",
+            "refresh cut off after sending",
+            "of which lost: needs login",
+            "recovered from the journal",
         ),
         0,
     )
@@ -305,12 +307,12 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
             assert torn(pool_accounts(other)) == [], f"trial {trial} ({kind})"
         problems = lineage_problems(fake, machines, seeded)
         for s in [x for x in seeded if _refresh_mark(m, x.id) is not None]:
-            # A refresh (of `acct refresh`, or the one a lend makes first) killed between its
-            # mark and the commit of its answer (see the test of that below): the next refresh,
-            # on the other machine, sends nothing and says why.
-            killed_mid_run["refresh cut off: needs login"] += 1
-            if _SPENT.format(s.name) in problems:
-                killed_mid_run["of which killed between answer and commit"] += 1
+            # A refresh (of `acct refresh`, or the one a lend makes first) killed after its
+            # request went out, before the commit of its answer: the next refresh, on the
+            # other machine, sends nothing and says why; the next command on this machine
+            # stores the answer it had journaled, if it had one.
+            killed_mid_run["refresh cut off after sending"] += 1
+            journaled = _journaled(m, s)
             sent_before = refreshes(fake, [s.uuid])
             other = next(x for x in two if x is not m)
             done = other.acct("refresh", s.name)
@@ -319,8 +321,15 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
             row = next(p for p in pool_accounts(other) if p.account.id == s.id)
             assert row.account.needs_login and _refresh_mark(m, s.id) is None
             assert revoked_chains(fake, [x.uuid for x in seeded]) == [], f"trial {trial}"
-            _log_in_again(laptop, fake, s)
-            problems = lineage_problems(fake, machines, seeded)
+            if not journaled:
+                killed_mid_run["of which lost: needs login"] += 1
+                _log_in_again(laptop, fake, s)
+        # The next command on this machine stores what a killed refresh journaled.
+        listed = m.acct("list")
+        assert listed.returncode == 0, listed.stderr
+        recovered = listed.stderr.count("could not store")
+        killed_mid_run["recovered from the journal"] += recovered
+        problems = lineage_problems(fake, machines, seeded)
         assert problems == [], f"trial {trial} ({kind})"
         assert revoked_chains(fake, [s.uuid for s in seeded]) == [], f"trial {trial} ({kind})"
     # The next command on each machine works.
@@ -502,15 +511,17 @@ def test_three_machines_eight_processes_each_revoke_no_chain_and_lose_no_account
           f"window {per_window}, chains revoked 0")  # fmt: skip
 
 
-_SPENT = "{}: held by the pool, whose copy is not the live token"
-
-
 def _log_in_again(m: PoolMachine, fake: FakeAnthropic, s: Seeded) -> None:
     with m.pool() as pool:
         p = accounts.get(pool.conn, pool.key, s.id)
         with pool.conn.transaction():
             fresh = minted_tokens(fake.mint(s.uuid))
             accounts.put(pool.conn, pool.key, p.account.copy(tokens=fresh, needs_login=False))
+
+
+def _journaled(m: PoolMachine, s: Seeded) -> bool:
+    """Whether the machine kept the answer of the account's refresh in its rescue file."""
+    return (Paths.from_env(m.env).state_dir / "rescued" / f"{s.id}.json").exists()
 
 
 def _refresh_mark(m: PoolMachine, account_id: str) -> str | None:
@@ -548,8 +559,9 @@ def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear
     rng = random.Random(3)
     workers = {m.host: Machine(m.env) for m in (laptop, desk)}
     figures = dict.fromkeys(("lend", "refresh", "lend done before the kill",
-                             "refresh done before the kill", "refresh cut off: needs login",
-                             "of which killed between answer and commit"), 0)  # fmt: skip
+                             "refresh done before the kill", "refresh cut off after sending",
+                             "of which recovered from the journal",
+                             "of which lost: needs login"), 0)  # fmt: skip
     try:
         for trial in range(TRIALS):
             m = rng.choice([laptop, desk])
@@ -589,16 +601,28 @@ def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear
             assert torn(pool_accounts(m)) == [], f"trial {trial} ({kind})"
             problems = lineage_problems(fake, machines, seeded)
             if kind == "refresh" and not said and _refresh_mark(m, s.id) is not None:
-                # Killed between its mark and the commit of the answer: the answer, if there
-                # was one, died with the process (no design closes that window; see the test
-                # below), and the next refresher sends nothing. Then logged in again.
-                figures["refresh cut off: needs login"] += 1
-                if problems == [_SPENT.format(s.name)]:
-                    figures["of which killed between answer and commit"] += 1
+                # Killed after its request went out, before the commit of the answer: the
+                # next refresher, on the other machine, sends nothing; then the next command
+                # on this machine stores the answer it had journaled, if it had one.
+                figures["refresh cut off after sending"] += 1
+                journaled = _journaled(m, s)
                 other = next(h for h in workers if h != m.host)
                 _refresh_cut_off(workers[other], m, fake, s)
                 assert revoked_chains(fake, [x.uuid for x in seeded]) == [], f"trial {trial}"
-                _log_in_again(laptop, fake, s)
+                workers[m.host].send("recover 0")
+                recovered = workers[m.host].ask_line()
+                if journaled:
+                    assert recovered == f"recovered {s.name}", recovered
+                    figures["of which recovered from the journal"] += 1
+                else:
+                    # The answer, if one came, died with the process before it was journaled.
+                    figures["of which lost: needs login"] += 1
+                    _log_in_again(laptop, fake, s)
+                problems = lineage_problems(fake, machines, seeded)
+            elif kind == "refresh" and not said:
+                # Killed before its request went out (no mark) or after the commit.
+                workers[m.host].send("recover 0")
+                assert workers[m.host].ask_line().startswith("recovered "), f"trial {trial}"
                 problems = lineage_problems(fake, machines, seeded)
             assert problems == [], f"trial {trial} ({kind})"
             assert revoked_chains(fake, [x.uuid for x in seeded]) == [], f"trial {trial}"
@@ -615,7 +639,6 @@ def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear
     print(
         f"kill -9 trials: {TRIALS} {figures}, refreshes seen by the fake "
         f"{refreshes(fake, [x.uuid for x in seeded])}, chains revoked 0, no lineage lost otherwise"
-        " (a refresh cut off leaves its account needing a login, its spent token unsent)"
     )
 
 
@@ -659,3 +682,66 @@ def test_a_refresh_killed_after_the_answer_never_has_its_spent_token_presented_a
     assert lent.startswith("error needs_login "), lent
     assert not (laptop.home / TOOL_FILES[0]).exists()
     assert revoked_chains(fake, [seeded[0].uuid]) == []
+
+
+def test_a_refresh_killed_after_its_answer_came_loses_nothing_on_any_machine(
+    machines: list[PoolMachine], fake: FakeAnthropic
+) -> None:
+    """kill -9 once the answer is in hand, inside the pool's commit of it (a trigger holds the
+    update of the lineage): the other machine sends nothing (the mark says the token may be
+    spent), and the next command on the killed one stores the answer it journaled first."""
+    laptop, desk, _ = machines
+    seeded = seed_pool(laptop, fake, ["work"])
+    seen = pool_accounts(laptop)[0].lineage
+    journal = Paths.from_env(laptop.env).state_dir / "rescued" / f"{seeded[0].id}.json"
+    with psycopg.connect(laptop.env["ACCT_POOL"], autocommit=True) as control:
+        control.execute(
+            "CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({_HOLD}); RETURN NEW; END $$"
+        )
+        control.execute(
+            "CREATE TRIGGER hold BEFORE UPDATE ON accounts FOR EACH ROW "
+            "WHEN (OLD.lineage IS DISTINCT FROM NEW.lineage) EXECUTE FUNCTION hold()"
+        )
+        control.execute("SELECT pg_advisory_lock(%s)", (_HOLD,))
+        worker = Machine(laptop.env)
+        try:
+            worker.send(f"refresh 0 {seeded[0].id} {seen} {fake.token_url}")
+            wait_for(journal.exists, "the answer was journaled")
+            wait_for(partial(_waits_for, control, _HOLD), "the commit waited")
+            assert _refresh_mark(laptop, seeded[0].id) == seen
+            worker.proc.kill()
+            worker.proc.wait(timeout=30)
+        finally:
+            if worker.proc.poll() is None:
+                worker.proc.kill()
+            control.execute("DROP TRIGGER hold ON accounts")
+            control.execute("DROP FUNCTION hold()")
+            control.execute("SELECT pg_advisory_unlock(%s)", (_HOLD,))
+    assert refreshes(fake, [seeded[0].uuid]) == 1
+    assert lineage_problems(fake, machines, seeded) != []  # the pool's copy is spent
+    other = Machine(desk.env)
+    try:
+        _refresh_cut_off(other, laptop, fake, seeded[0])
+    finally:
+        other.stop()
+    back = laptop.acct("list")
+    assert back.returncode == 0, back.stderr
+    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in back.stderr
+    assert not journal.exists()
+    (row,) = pool_accounts(desk)
+    assert not row.account.needs_login and row.lineage != seen
+    assert lineage_problems(fake, machines, seeded) == []
+    assert revoked_chains(fake, [seeded[0].uuid]) == []
+    assert refreshes(fake, [seeded[0].uuid]) == 1
+
+
+_HOLD = 4243
+
+
+def _waits_for(control: psycopg.Connection[tuple[object, ...]], objid: int) -> bool:
+    row = control.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
+        (objid,),
+    ).fetchone()
+    return row is not None and int(str(row[0])) >= 1

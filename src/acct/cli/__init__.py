@@ -6,13 +6,18 @@ errors turn into messages and exit statuses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from acct import __version__
 from acct.base.errors import EXIT_INTERRUPTED, AcctError, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from acct.services.context import Ctx
 
 app = typer.Typer(
     name="acct",
@@ -188,6 +193,21 @@ def check_config(args: list[str]) -> None:
     c = ctx()
     _ = c.config  # parsing is validating; the command reuses the parsed config
     _ = c.endpoints  # so are the endpoint variables (a bad port is named before any request)
+    _recover_refreshes(c)
+
+
+def _recover_refreshes(c: Ctx) -> None:
+    """Store what a refresh on this machine got but could not store (its process was killed
+    between the answer and the store): a glance at one directory when there is nothing."""
+    with contextlib.suppress(OSError):
+        if not any((c.paths.state_dir / "rescued").glob("*.json")):
+            return
+    from acct.services.oauth.refresh import recover_refreshes
+
+    for name in recover_refreshes(c):
+        sys.stderr.write(
+            f"acct: stored the tokens an earlier refresh of {name!r} could not store\n"
+        )
 
 
 def _invoke(args: list[str]) -> int:

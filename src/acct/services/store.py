@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -364,13 +364,25 @@ def loads(text: str, path: Path) -> Accounts:
 
 class RefreshMark:
     """What a refresh tells its store's "refresh in flight" mark (:meth:`Store.refresh_mark`):
-    ``spent`` once the token may be spent (an answer came, or none came after the request went
-    out), ``stored`` once the answer is stored. A mark of a refresh that ends spent but not
-    stored stays: no refresher presents that token again."""
+    :meth:`sending` right before its request goes out (``acct.base.wire``), ``spent`` once the
+    token may be spent (an answer came, or none came after the request went out), ``stored``
+    once the answer is stored. A mark of a refresh that ends spent but not stored stays: no
+    refresher presents that token again."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_sending: Callable[[], None] | None = None) -> None:
         self.spent = False
         self.stored = False
+        self.sent = False
+        self._on_sending = on_sending
+
+    def sending(self) -> None:
+        """The request is about to go out (called once; a second request of the same refresh,
+        asked again without ``scope``, is covered by the first call)."""
+        if self.sent:
+            return
+        if self._on_sending is not None:
+            self._on_sending()
+        self.sent = True
 
 
 class Store:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from acct.base import wire
 from acct.base.endpoints import CLIENT_ID, OAUTH_BETA, SCOPES, Endpoints
 from acct.base.errors import (
     AcctError,
@@ -206,6 +207,7 @@ def _post_token(ctx: Ctx, body: dict[str, str], *, timeout: float) -> Any:
     )
     try:
         with ctx.http(timeout=timeout) as client:
+            wire.sending()  # the client is built: a refresh in flight is recorded now
             return client.post(
                 ctx.endpoints.token_url, json=body, headers={"accept": "application/json"}
             )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
+from acct.base import wire
 from acct.base.endpoints import CLIENT_ID
 from acct.base.errors import (
     AcctError,
@@ -215,6 +216,7 @@ def refresh_result(
             GUARD.spending(),
             _Room(ctx, acc) as room,
             ctx.store.refresh_mark(acc.id, tokens.lineage_fingerprint) as mark,
+            wire.on_sending(mark.sending),
         ):
             try:
                 answer = _counted_refresh(ctx, acc, tokens, timeout=timeout, send=send)
@@ -348,32 +350,58 @@ def _rescue_doc(seen: Account, spent: Tokens, tokens: Tokens) -> dict[str, Any]:
 def _keep_refreshed(
     ctx: Ctx, seen: Account, spent: Tokens, answer: Refreshed, room: _Room | None = None
 ) -> Account:
-    """Store the answer; when that fails, never drop it: write it to the rescue file and say so."""
-    if room is not None:
-        room.give_back_store()
-    try:
-        return _store_refreshed(ctx, seen, spent, answer)
-    except NotFound:
-        raise
-    except AcctError as e:
-        problem = e.message
+    """Store the answer, never dropping it: it is first written to the rescue file (fsynced,
+    0600), so a process killed before the store takes it leaves it for the next command on this
+    machine (:func:`recover_refreshes`); the file goes once the store has the answer. When the
+    store cannot take it, the file stays and the error says so."""
     path = rescue_path(ctx, seen.id)
     doc = _rescue_doc(seen, spent, answer.tokens(spent))
+    saved: AcctError | None = None
     try:
+        _set_aside(path)
         if room is None or not room.rescue(path, doc):
             write_json(path, doc)
     except AcctError as e:
-        raise AcctError(
-            f"the refreshed tokens of {seen.name!r} are lost: the store could not take them "
-            f"({problem}), nor could they be saved ({e.message})",
-            hint=f"fix that, then run `acct login {seen.name}`",
-        ) from None
+        saved = e
+    if room is not None:
+        room.give_back_store()
+    try:
+        kept = _store_refreshed(ctx, seen, spent, answer)
+    except NotFound:
+        path.unlink(missing_ok=True)
+        raise
+    except AcctError as e:
+        problem = e.message
+    else:
+        path.unlink(missing_ok=True)
+        return kept
+    if saved is not None:
+        try:
+            write_json(path, doc)
+        except AcctError as e:
+            raise AcctError(
+                f"the refreshed tokens of {seen.name!r} are lost: the store could not take them "
+                f"({problem}), nor could they be saved ({e.message})",
+                hint=f"fix that, then run `acct login {seen.name}`",
+            ) from None
     raise AcctError(
         f"the refreshed tokens of {seen.name!r} were saved to {path} (0600): "
         f"the store could not take them: {problem}",
         hint=f"fix that, then run `acct refresh {seen.name}`, which stores them from that file; "
         "keep the file until then",
     )
+
+
+def _set_aside(path: Path) -> None:
+    """Keep a rescue file a new answer would replace (one of an older lineage, left for the
+    user): it moves to a name of its own in the same directory."""
+    if not path.exists():
+        return
+    aside = path.with_name(f"{path.stem}.{int(time.time())}.{os.getpid()}.json")
+    try:
+        os.replace(path, aside)
+    except OSError as e:
+        raise AcctError(f"cannot move {path} aside: {_problem(e)}") from None
 
 
 # Room reserved before a refresh is sent: a store write (the store's size plus this) and a
@@ -533,6 +561,34 @@ def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
         accounts.put(updated)
     path.unlink(missing_ok=True)
     return updated
+
+
+def recover_refreshes(ctx: Ctx) -> list[str]:
+    """Store the answers of refreshes this machine got but did not store (a process killed
+    between the answer and the store write, or a store that refused it): the names of the
+    accounts whose tokens came back. Cheap when there is nothing to recover (one directory
+    listing); a file acct cannot use now (another lineage, a lent account, a store that is
+    unreachable) is left for later, and this never raises for it."""
+    directory = rescue_path(ctx, "x").parent
+    try:
+        found = sorted(p for p in directory.glob("*.json") if "." not in p.stem)
+    except OSError:
+        return []
+    if not found:
+        return []
+    names: list[str] = []
+    try:
+        accounts = ctx.store.read()
+    except AcctError:
+        return []
+    for path in found:
+        acc = accounts.by_id(path.stem)
+        if acc is None:
+            continue
+        with contextlib.suppress(AcctError):
+            if _adopt_rescued(ctx, acc) is not None:
+                names.append(acc.name)
+    return names
 
 
 def _rescued_tokens(doc: dict[str, Any], path: Path) -> Tokens:

@@ -154,16 +154,20 @@ class PoolStore:
 
     @contextlib.contextmanager
     def refresh_mark(self, account_id: str, lineage: str) -> Iterator[RefreshMark]:
-        """The "refresh in flight" mark in the pool (``custody.mark_refresh``), committed before
-        the refresh is sent and cleared once its answer is stored; it stays when the refresh
-        ended spent but unstored, so no machine presents that token again."""
-        with self.link.run() as p:
-            custody.mark_refresh(p, account_id, lineage, self.lock_timeout)
-        mark = RefreshMark()
+        """The "refresh in flight" mark in the pool (``custody.mark_refresh``), committed right
+        before the request goes out (:meth:`RefreshMark.sending`: a process killed earlier
+        leaves no mark, its token unspent) and cleared once its answer is stored; it stays when
+        the refresh ended spent but unstored, so no machine presents that token again."""
+
+        def commit() -> None:
+            with self.link.run() as p:
+                custody.mark_refresh(p, account_id, lineage, self.lock_timeout)
+
+        mark = RefreshMark(commit)
         try:
             yield mark
         finally:
-            if mark.stored or not mark.spent:
+            if mark.sent and (mark.stored or not mark.spent):
                 with contextlib.suppress(PoolError), self.link.run() as p:
                     custody.unmark_refresh(p, account_id, lineage)
 
@@ -207,6 +211,7 @@ def _write_back(
             acc.copy(holder=None)
         ):
             _put(p, acc, generations.get(acc.id))
+            custody.clear_stale_flight(p, acc.id)
         if old is None or old.holder != acc.holder:
             _custody(p, acc)
     for gone in set(before) - seen:

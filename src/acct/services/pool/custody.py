@@ -225,6 +225,18 @@ def _clear_flight(pool: Pool, account_id: str) -> None:
     )
 
 
+def clear_stale_flight(pool: Pool, account_id: str) -> None:
+    """A mark of a lineage the row no longer holds says nothing (the row moved on: a stored
+    answer, a new login): it goes, in the caller's transaction."""
+    pool.conn.execute(
+        b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
+        b"refreshing_since = NULL, refreshing_lineage = NULL "
+        b"WHERE id = %s AND refreshing_lineage IS NOT NULL "
+        b"AND refreshing_lineage IS DISTINCT FROM lineage",
+        (account_id,),
+    )
+
+
 def _in_flight_elsewhere(p: Pooled, flight: Flight) -> Busy:
     return Busy(
         f"account {p.account.name!r} is being refreshed by machine {flight.by} "

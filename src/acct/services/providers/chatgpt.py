@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from acct.base import wire
 from acct.base.errors import (
     AuthError,
     NeedsLogin,
@@ -239,6 +240,7 @@ def _send(
     own = client is None
     c = _client(client, timeout)
     try:
+        wire.sending()  # the client is built: a refresh in flight is recorded now
         return c.request(method, url, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
         raise NetworkError(f"cannot reach {what} ({type(e).__name__}); nothing was sent") from None
