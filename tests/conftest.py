@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -287,3 +289,41 @@ def xenv(
 def run(xenv: dict[str, str]) -> AcctRunner:
     """acct as a real process, with the fake tools on PATH."""
     return AcctRunner(xenv)
+
+
+@dataclass
+class Silent:
+    """A port on 127.0.0.1 that accepts connections and never says a word: a TLS handshake
+    with it never ends. ``accepted``: how many connections came."""
+
+    port: int
+    accepted: int = 0
+
+
+@pytest.fixture
+def silent() -> Iterator[Silent]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        s.settimeout(0.1)
+        server = Silent(s.getsockname()[1])
+        held: list[socket.socket] = []
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    held.append(s.accept()[0])
+                except TimeoutError:
+                    continue
+                server.accepted += 1
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        try:
+            yield server
+        finally:
+            stop.set()
+            t.join()
+            for c in held:
+                c.close()

@@ -12,6 +12,7 @@ ACCT_POOL_TRIALS (default 20; 100 is the acceptance's count). Each trial prints 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -31,6 +32,7 @@ import pytest
 from acct.base.models import Tokens
 from acct.base.paths import Paths
 from acct.services.pool import accounts, custody
+from tests.conftest import Silent
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_anthropic.server import CLIENT_ID
 from tests.pool.helpers import minted_tokens
@@ -745,3 +747,39 @@ def _waits_for(control: psycopg.Connection[tuple[object, ...]], objid: int) -> b
         (objid,),
     ).fetchone()
     return row is not None and int(str(row[0])) >= 1
+
+
+def test_a_refresh_killed_before_its_request_went_out_leaves_a_good_token_for_every_machine(
+    machines: list[PoolMachine], fake: FakeAnthropic, silent: Silent
+) -> None:
+    """kill -9 while the refresh is still connecting (a token endpoint that never finishes the
+    TLS handshake): nothing was sent, so no mark is left, and the other machine's refresh goes
+    through instead of finding the account "cut off"."""
+    laptop, desk, _ = machines
+    seeded = seed_pool(laptop, fake, ["work"])
+    with laptop.pool() as pool, pool.conn.transaction():
+        p = accounts.get(pool.conn, pool.key, seeded[0].id)
+        assert p.account.tokens is not None  # obtained an hour ago: `acct refresh` sends
+        aged = dataclasses.replace(p.account.tokens, obtained_at=int(time.time()) - 3600)
+        accounts.put(pool.conn, pool.key, p.account.copy(tokens=aged))
+    seen = pool_accounts(laptop)[0].lineage
+    stuck = laptop.popen(
+        "refresh",
+        "work",
+        extra={"ACCT_TOKEN_URL": f"https://127.0.0.1:{silent.port}/v1/oauth/token"},
+    )
+    try:
+        wait_for(lambda: silent.accepted >= 1, "the refresh connected")
+        time.sleep(0.3)  # well into the handshake, which never ends
+        assert stuck.poll() is None
+        assert _refresh_mark(laptop, seeded[0].id) is None
+    finally:
+        stuck.kill()
+        stuck.communicate(timeout=30)
+    done = desk.acct("refresh", "work")
+    assert done.returncode == 0, done.stderr
+    (row,) = pool_accounts(desk)
+    assert not row.account.needs_login and row.lineage != seen
+    assert refreshes(fake, [seeded[0].uuid]) == 1
+    assert lineage_problems(fake, machines, seeded) == []
+    assert revoked_chains(fake, [seeded[0].uuid]) == []

@@ -207,9 +207,11 @@ def _post_token(ctx: Ctx, body: dict[str, str], *, timeout: float) -> Any:
     )
     try:
         with ctx.http(timeout=timeout) as client:
-            wire.sending()  # the client is built: a refresh in flight is recorded now
             return client.post(
-                ctx.endpoints.token_url, json=body, headers={"accept": "application/json"}
+                ctx.endpoints.token_url,
+                json=body,
+                headers={"accept": "application/json"},
+                extensions={"trace": wire.trace},  # a refresh in flight is recorded on the wire
             )
     except unsent as e:
         raise NetworkError(

@@ -226,22 +226,23 @@ def refresh_result(
             mark.spent = True
             kept = _keep_refreshed(ctx, acc, tokens, answer, room)
             mark.stored = True
-            return RefreshResult(kept, sent=True)
+        events.count(ctx, "token_refreshes", account_id=acc.id, result="ok")
+        return RefreshResult(kept, sent=True)
 
 
 def _counted_refresh(
     ctx: Ctx, acc: Account, tokens: Tokens, *, timeout: float, send: Sender | None
 ) -> Refreshed:
-    """The provider's refresh, counted by result for the metrics (``needs_login``: dead lineage)."""
+    """The provider's refresh; a failure is counted by its code for the metrics (``needs_login``:
+    a dead lineage). A success is counted once its answer is kept: nothing comes between the
+    answer and its journal."""
     try:
-        answer = (send or send_refresh)(ctx, acc, tokens, timeout=timeout)
+        return (send or send_refresh)(ctx, acc, tokens, timeout=timeout)
     except AcctError as e:
         events.count(ctx, "token_refreshes", account_id=acc.id, result=e.code)
         if isinstance(e, NeedsLogin):
             events.emit(ctx, "login_died", account_id=acc.id)
         raise
-    events.count(ctx, "token_refreshes", account_id=acc.id, result="ok")
-    return answer
 
 
 def _refresh_body(refresh_token: str, scopes: tuple[str, ...]) -> dict[str, str]:

@@ -240,8 +240,8 @@ def _send(
     own = client is None
     c = _client(client, timeout)
     try:
-        wire.sending()  # the client is built: a refresh in flight is recorded now
-        return c.request(method, url, **kwargs)
+        # A refresh in flight is recorded as the request goes on the wire.
+        return c.request(method, url, extensions={"trace": wire.trace}, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
         raise NetworkError(f"cannot reach {what} ({type(e).__name__}); nothing was sent") from None
     except httpx.TimeoutException:
