@@ -94,3 +94,24 @@ def test_a_machine_silent_past_the_lease_shows_as_silent_and_keeps_its_lineage(
     machines = {m.host_id: m for m in st.machines}
     assert machines["desk"].silent and not machines["laptop"].silent
     assert [h.account for h in machines["desk"].holds] == ["work"]
+
+
+def test_shell_completion_names_the_pools_accounts_on_every_machine(machine_env, pg: PgServer) -> None:  # type: ignore[no-untyped-def]
+    """Completion reads no pool (it runs on every <Tab>): each machine keeps the names it last
+    read from the pool, so they complete there too, and a removal shows at the next read."""
+    laptop = {**machine_env("laptop"), **pg.env()}
+    init = acct(laptop, "pool", "init", "--json")
+    assert init.returncode == 0, init.stderr
+    key = json.loads(init.stdout)["key"]["path"]
+    desk = {**machine_env("desk"), **pg.env(), "ACCT_POOL_KEY": key}
+    with open_machine(desk) as pool:
+        add_account(pool, "work", made_up_tokens())
+        add_account(pool, "side-2", made_up_tokens())
+    assert acct(desk, "__complete", "accounts").stdout == ""  # nothing read from the pool yet
+    for env in (laptop, desk):
+        assert acct(env, "list").returncode == 0
+        assert acct(env, "__complete", "accounts").stdout.split() == ["side-2", "work"]
+        assert acct(env, "__complete", "accounts", "wo").stdout == "work\n"
+    assert acct(laptop, "remove", "side-2", "--yes").returncode == 0
+    assert acct(desk, "list").returncode == 0
+    assert acct(desk, "__complete", "accounts").stdout.split() == ["work"]

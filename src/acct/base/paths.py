@@ -100,6 +100,11 @@ class Paths:
         return self.state_dir / "prompt.json"
 
     @property
+    def pool_names_file(self) -> Path:
+        """The pool's account names, one per line, for shell completion (which reads no pool)."""
+        return self.state_dir / "pool-names"
+
+    @property
     def locks_dir(self) -> Path:
         return self.state_dir / "locks"
 

@@ -24,10 +24,9 @@ def ctx() -> Ctx:
 def complete_account(incomplete: str) -> list[str]:
     """Account names for shell completion; never fails (completion must stay quiet)."""
     try:
-        from acct.base.paths import Paths
-        from acct.services.store import Store
+        from acct.fast.names import account_names
 
-        names = Store(Paths.from_env(os.environ)).read().names()
+        names = account_names(os.environ)  # the local store's, then the pool's last seen
     except Exception:  # noqa: BLE001  (completion must stay quiet, whatever the store holds)
         return []
     return [n for n in names if n.startswith(incomplete)]

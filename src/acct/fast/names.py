@@ -16,6 +16,12 @@ from acct.fast.prompt import dirs, read_small
 
 
 def account_names(env: Mapping[str, str]) -> list[str]:
+    """The local store's names, then those of the pool this machine last read (a machine in a
+    pool keeps its accounts there; acct notes their names in the state dir's ``pool-names``)."""
+    return list(dict.fromkeys(_local_names(env) + _pool_names(env)))
+
+
+def _local_names(env: Mapping[str, str]) -> list[str]:
     try:
         text = read_small(os.path.join(dirs(env)[0], "accounts.toml"), 16 << 20)
         doc = tomllib.loads(text)
@@ -25,6 +31,14 @@ def account_names(env: Mapping[str, str]) -> list[str]:
     if not isinstance(accounts, list):
         return []
     return [a["name"] for a in accounts if isinstance(a, dict) and isinstance(a.get("name"), str)]
+
+
+def _pool_names(env: Mapping[str, str]) -> list[str]:
+    try:
+        text = read_small(os.path.join(dirs(env)[1], "pool-names"), 1 << 20)
+    except (OSError, ValueError):
+        return []
+    return [n for n in text.splitlines() if n and n.isprintable()]
 
 
 def main(argv: list[str]) -> int:

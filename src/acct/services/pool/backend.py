@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from acct.base.config import load_config
-from acct.base.errors import Busy, HeldByTarget, PoolError, PoolUnreachable
+from acct.base.errors import AcctError, Busy, HeldByTarget, PoolError, PoolUnreachable
+from acct.base.fsio import atomic_write, ensure_dir
 from acct.base.models import Account, Holder, Usage
 from acct.base.paths import Paths
 from acct.services.pool import accounts as rows
@@ -127,7 +128,19 @@ class PoolStore:
             holder = holder_of(r.custody, p.host_id, silent) if r.custody else None
             items.append(r.account.copy(holder=holder))
             generations[r.account.id] = r.generation
+        self._note_names([a.name for a in items])
         return Accounts(items), generations
+
+    def _note_names(self, names: list[str]) -> None:
+        """Keep the names this machine last read for shell completion (``acct.fast.names``),
+        which reads no pool; written only when they change, never failing the caller."""
+        text = "".join(f"{n}\n" for n in sorted(names))
+        path = self.paths.pool_names_file
+        with contextlib.suppress(OSError, AcctError):
+            if path.exists() and path.read_text(encoding="utf-8") == text:
+                return
+            ensure_dir(path.parent)
+            atomic_write(path, text)
 
     def read(self) -> Accounts:
         with self.link.run() as p:
