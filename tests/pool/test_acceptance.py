@@ -31,6 +31,8 @@ import pytest
 
 from acct.base.models import Tokens
 from acct.base.paths import Paths
+from acct.services import providers
+from acct.services.context import Ctx
 from acct.services.pool import accounts, custody
 from tests.conftest import Silent
 from tests.fake_anthropic.client import FakeAnthropic
@@ -107,10 +109,8 @@ def test_pg_dump_holds_none_of_the_tokens_the_fake_issued(
     lineage's pushed copy, a harvest at release; and the history of all of it."""
     laptop, desk, _ = machines
     seeded = seed_pool(laptop, fake, ["work", "personal", "team"])
-    with laptop.pool() as pool:
-        for s in seeded:
-            seen = accounts.get(pool.conn, pool.key, s.id).lineage
-            custody.refresh(pool, s.id, seen=seen, send=lambda t: _refresh_at(fake, t))
+    for s in seeded:  # acct's own refresh, as `acct refresh` runs it
+        assert providers.refresh_result(Ctx(env=laptop.env), s.id, margin=10**9).sent
     with desk.pool() as pool:
         lent = custody.claim(pool, seeded[0].id, target="claude-code", path=PATH)
         assert lent.account.tokens is not None

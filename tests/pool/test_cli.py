@@ -96,7 +96,9 @@ def test_a_machine_silent_past_the_lease_shows_as_silent_and_keeps_its_lineage(
     assert [h.account for h in machines["desk"].holds] == ["work"]
 
 
-def test_shell_completion_names_the_pools_accounts_on_every_machine(machine_env, pg: PgServer) -> None:  # type: ignore[no-untyped-def]
+def test_shell_completion_names_the_pools_accounts_on_every_machine(
+    machine_env, pg: PgServer
+) -> None:  # type: ignore[no-untyped-def]
     """Completion reads no pool (it runs on every <Tab>): each machine keeps the names it last
     read from the pool, so they complete there too, and a removal shows at the next read."""
     laptop = {**machine_env("laptop"), **pg.env()}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import psycopg
 import pytest
 
-from acct.base.errors import HeldByTarget, NeedsLogin, PoolUnreachable
+from acct.base.errors import AcctError, HeldByTarget, NeedsLogin
 from acct.base.models import Tokens
+from acct.services import oauth
+from acct.services.context import Ctx
+from acct.services.oauth.client import TokenAnswer
 from acct.services.pool import accounts, custody
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.pool.helpers import (
@@ -20,6 +24,7 @@ from tests.pool.helpers import (
     open_machine,
 )
 from tests.pool.machines import Machine, released_at_the_gate
+from tests.pool_server import PgServer
 
 PATH = "/home/x/.claude/.credentials.json"
 
@@ -136,6 +141,16 @@ def test_a_machine_whose_lineage_was_reclaimed_cannot_release_it(machine_env) ->
         assert accounts.get(pool.conn, pool.key, acc.id).account.tokens == tokens
 
 
+def _answer(t: Tokens) -> TokenAnswer:
+    return TokenAnswer(t.access, t.refresh, t.expires_at, t.scopes, obtained_at=t.obtained_at)
+
+
+def _refresh(env: dict[str, str], account_id: str, send: Any) -> oauth.RefreshResult:
+    """acct's own refresh of a pool account (as `acct refresh` runs it), with ``send`` for the
+    token endpoint."""
+    return oauth.refresh_result(Ctx(env=env), account_id, margin=10**9, send=send)
+
+
 def test_refresh_is_refused_while_a_file_holds_the_lineage(machine_env) -> None:  # type: ignore[no-untyped-def]
     env = machine_env("laptop")
     init_machine(env)
@@ -144,9 +159,8 @@ def test_refresh_is_refused_while_a_file_holds_the_lineage(machine_env) -> None:
         tokens = made_up_tokens()
         acc = add_account(pool, "work", tokens)
         custody.claim(pool, acc.id, target="claude-code", path=PATH)
-        with pytest.raises(HeldByTarget):
-            custody.refresh(pool, acc.id, seen=tokens.lineage_fingerprint,
-                            send=lambda t: spent.append(t) or made_up_tokens())  # fmt: skip
+    with pytest.raises(HeldByTarget):
+        _refresh(env, acc.id, lambda ctx, a, t, timeout: spent.append(t))
     assert spent == []
 
 
@@ -154,31 +168,35 @@ def test_refresh_of_an_account_that_needs_login_sends_nothing(machine_env) -> No
     env = machine_env("laptop")
     init_machine(env)
     with open_machine(env) as pool:
-        tokens = made_up_tokens()
-        acc = add_account(pool, "work", tokens, needs_login=True)
-        with pytest.raises(NeedsLogin):
-            custody.refresh(pool, acc.id, seen=tokens.lineage_fingerprint,
-                            send=lambda t: pytest.fail("sent"))  # fmt: skip
+        acc = add_account(pool, "work", made_up_tokens(), needs_login=True)
+    with pytest.raises(NeedsLogin):
+        _refresh(env, acc.id, lambda ctx, a, t, timeout: pytest.fail("sent"))
 
 
-def test_refreshed_tokens_the_pool_could_not_store_are_handed_back(machine_env) -> None:  # type: ignore[no-untyped-def]
+def test_refreshed_tokens_the_pool_could_not_store_wait_on_the_machine_until_it_is_back(
+    machine_env, pg: PgServer
+) -> None:  # type: ignore[no-untyped-def]
     env = machine_env("laptop")
     init_machine(env)
-    kept: list[Tokens] = []
     new = made_up_tokens()
     with open_machine(env) as pool:
         tokens = made_up_tokens()
         acc = add_account(pool, "work", tokens)
 
-        def send_then_lose_the_connection(t: Tokens) -> Tokens:
-            with psycopg.connect(env["ACCT_POOL"], autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pool.conn.info.backend_pid,))
-            return new  # the token endpoint answered; the pool is gone before it stores them
+    def send_then_lose_the_pool(ctx: Ctx, a: Any, t: Tokens, *, timeout: float) -> TokenAnswer:
+        pg.halt()  # the token endpoint answered; the pool is gone before it stores them
+        return _answer(new)
 
-        with pytest.raises(PoolUnreachable):
-            custody.refresh(pool, acc.id, seen=tokens.lineage_fingerprint,
-                            send=send_then_lose_the_connection, on_unsaved=kept.append)  # fmt: skip
-    assert kept == [new]
+    try:
+        with pytest.raises(AcctError, match="were saved to .* the store could not take them"):
+            _refresh(env, acc.id, send_then_lose_the_pool)
+    finally:
+        pg.resume()
+    assert oauth.recover_refreshes(Ctx(env=env)) == ["work"]
+    with open_machine(env) as pool:
+        back = accounts.get(pool.conn, pool.key, acc.id)
+    assert back.account.tokens is not None and back.account.tokens.refresh == new.refresh
+    assert not back.account.needs_login and back.custody is None
 
 
 def test_a_reclaimed_machine_is_refused_and_the_pool_takes_its_last_pushed_tokens(

@@ -202,7 +202,7 @@ def _recover_refreshes(c: Ctx) -> None:
     with contextlib.suppress(OSError):
         if not any((c.paths.state_dir / "rescued").glob("*.json")):
             return
-    from acct.services.oauth.refresh import recover_refreshes
+    from acct.services.oauth import recover_refreshes
 
     for name in recover_refreshes(c):
         sys.stderr.write(

@@ -19,9 +19,7 @@ the row after taking it, and writes with compare-and-swap on the lineage fingerp
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,12 +45,6 @@ class CustodyLost(AcctError):
     """This machine no longer holds the lineage it lent (the pool reclaimed it)."""
 
     code = "custody_lost"
-
-
-@dataclass(frozen=True)
-class RefreshOutcome:
-    pooled: Pooled
-    sent: bool  # whether a refresh token was spent
 
 
 # Every change of accounts or custody holds this advisory lock of its transaction: the pool's
@@ -181,8 +173,8 @@ def release(
 
 
 # The account's lock pool-wide (an advisory lock of a session), which a refresher holds from its
-# "refresh in flight" mark until the answer is stored (``refresh`` here, and the pool's store's
-# ``account_lock``): a mark whose lock is free was left by a process that is gone.
+# "refresh in flight" mark until the answer is stored (the pool's store's ``account_lock``): a
+# mark whose lock is free was left by a process that is gone.
 REFRESH_LOCK = "acct account {}"
 
 
@@ -276,33 +268,6 @@ def _check_flight(pool: Pool, p: Pooled, lineage: str) -> NeedsLogin | None:
     return _cut_off(pool, p, flight, lineage)
 
 
-def _mark(
-    pool: Pool, account_id: str, seen: str | None, lock_timeout: float
-) -> Pooled | Tokens | NeedsLogin:
-    """The first, short transaction of a refresh: under the row lock, check the account and
-    commit the "refresh in flight" mark. Returns the tokens to send, the account when its
-    lineage is no longer ``seen`` (someone refreshed meanwhile: nothing to send), or the
-    error of a refresh found cut off (committed: raise it)."""
-    with pg.errors(pool.where), pool.conn.transaction():
-        _begin(pool, lock_timeout)
-        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
-        if p.custody is not None:
-            raise _held(p)
-        tokens = _usable(p)
-        lineage = tokens.lineage_fingerprint
-        cut = _check_flight(pool, p, lineage)
-        if cut is not None:
-            return cut
-        if lineage != seen:
-            return p
-        pool.conn.execute(
-            b"UPDATE accounts SET refreshing_by = %s, refreshing_pid = pg_backend_pid(), "
-            b"refreshing_since = now(), refreshing_lineage = %s WHERE id = %s",
-            (pool.host_id, lineage, account_id),
-        )
-        return tokens
-
-
 def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float) -> None:
     """Commit the "refresh in flight" mark of ``lineage``, for a refresher that already holds
     the account's lock (the pool's store's ``account_lock``). A mark it finds on ``lineage`` is
@@ -353,90 +318,6 @@ def refuse_in_flight(pool: Pool, account: str, account_id: str, lineage: str) ->
         "gone through, so acct does not lend a refresh token that may be spent",
         hint=f"acct login {account}",
     )
-
-
-def _store(pool: Pool, account_id: str, spent: str, new: Tokens, lock_timeout: float) -> Pooled:
-    """The commit that stores the answer clears the mark (compare-and-swap on the lineage
-    sent; the answer's tokens are live, so a "needs login" set meanwhile goes too)."""
-    with pg.errors(pool.where), pool.conn.transaction():
-        _begin(pool, lock_timeout)
-        accounts.get(pool.conn, pool.key, account_id, lock=True)
-        cols = accounts.sealed_tokens(pool.key, account_id, new)
-        sets = "".join(f", {k} = %s" for k in cols)
-        _bump(pool, account_id, spent, f"{sets}, needs_login = false", tuple(cols.values()))
-        _clear_flight(pool, account_id)
-        _history(pool, "refresh", account_id, None, spent=spent, now=new.lineage_fingerprint)
-        return accounts.get(pool.conn, pool.key, account_id)
-
-
-def _unmark(pool: Pool, account_id: str, spent: str) -> None:
-    """``send`` failed in this process: the row is as before the refresh, without the mark (the
-    caller decides from the error whether the token is spent)."""
-    with pg.errors(pool.where), pool.conn.transaction():
-        _begin(pool, LOCK_TIMEOUT_S)
-        pool.conn.execute(
-            b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
-            b"refreshing_since = NULL, refreshing_lineage = NULL "
-            b"WHERE id = %s AND refreshing_lineage = %s AND refreshing_pid = pg_backend_pid()",
-            (account_id, spent),
-        )
-
-
-@contextlib.contextmanager
-def _refresh_lock(pool: Pool, account_id: str, lock_timeout: float) -> Iterator[None]:
-    """The account's refresh lock, held by this session from before the mark until the answer
-    is stored; a second refresher waits here, then finds the new lineage."""
-    key = REFRESH_LOCK.format(account_id)
-    with pg.errors(pool.where), pool.conn.transaction():
-        pool.conn.execute(
-            b"SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
-        )
-        pool.conn.execute(b"SELECT pg_advisory_lock(hashtext(%s))", (key,))
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # a session that is gone released it already
-            pool.conn.execute(b"SELECT pg_advisory_unlock(hashtext(%s))", (key,))
-
-
-def refresh(
-    pool: Pool,
-    account_id: str,
-    *,
-    seen: str | None,
-    send: Callable[[Tokens], Tokens],
-    on_unsaved: Callable[[Tokens], None] | None = None,
-    lock_timeout: float = LOCK_TIMEOUT_S,
-) -> RefreshOutcome:
-    """Spend the account's refresh token through ``send`` (the token endpoint). ``seen``: the
-    lineage the caller looked at; once the locks are taken, another lineage means someone
-    refreshed meanwhile, and nothing is sent. ``on_unsaved`` gets the new tokens when the pool
-    could not store them (keep them locally: they are the only live copy).
-
-    A "refresh in flight" mark is committed before sending and cleared in the commit that
-    stores the answer. A process killed in between leaves the mark (and the spent token): the
-    next refresher, on any machine, finds it with its refresher gone and sends nothing; the
-    account needs a new login (the same rule as a local refresh whose answer is lost)."""
-    with _refresh_lock(pool, account_id, lock_timeout):
-        got = _mark(pool, account_id, seen, lock_timeout)
-        if isinstance(got, NeedsLogin):
-            raise got
-        if isinstance(got, Pooled):
-            return RefreshOutcome(got, sent=False)
-        spent = got.lineage_fingerprint
-        try:
-            new = send(got)
-        except BaseException:
-            with contextlib.suppress(AcctError):
-                _unmark(pool, account_id, spent)
-            raise
-        try:
-            stored = _store(pool, account_id, spent, new, lock_timeout)
-        except BaseException:
-            if on_unsaved is not None:
-                on_unsaved(new)
-            raise
-    return RefreshOutcome(stored, sent=True)
 
 
 def _custody_seal(pool: Pool, value: str | None, column: str, account_id: str) -> bytes | None:

@@ -144,9 +144,10 @@ CREATE TABLE reclaims (
 CREATE INDEX reclaims_by_host ON reclaims (host_id);
 """
 
-# A refresh in flight (``custody.refresh``): committed before the refresh token is sent, cleared
-# in the commit that stores the answer. A mark whose refresher is gone (the advisory lock its
-# session held is free) means the token may be spent: nothing presents it again.
+# A refresh in flight (``custody.mark_refresh``, from the pool's store): committed as the refresh
+# request goes on the wire, cleared in the commit that stores the answer. A mark whose refresher
+# is gone (the advisory lock its session held is free) means the token may be spent: nothing
+# presents it again.
 _V3 = """
 ALTER TABLE accounts
     ADD COLUMN refreshing_by      text,         -- host_id of the machine sending
