@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from acct.base.fsio import file_lock
-from acct.base.models import Account, Holder
+from acct.base.models import Account, Holder, Tokens
 from acct.services import oauth
 from acct.services.context import Ctx
 from tests.conftest import AcctRunner, assert_no_secrets, seed_account, store_secrets
@@ -272,6 +272,33 @@ def test_a_refresh_killed_between_its_answer_and_the_store_write_loses_nothing(
     assert again.returncode == 0, again.stderr
     assert not fake.lineage(uuid=acc.uuid)["revoked"]
     assert_no_secrets([listed.stdout, listed.stderr], store_secrets(ctx) | _secrets(acc))
+
+
+def test_a_rescue_file_of_an_older_lineage_moves_aside_and_is_kept(
+    fake: FakeAnthropic, ctx: Ctx, acct: AcctRunner
+) -> None:
+    """A rescued answer that continues a lineage the store no longer holds (the account was
+    logged in again since) is not stored; it moves aside, kept for the user, and commands stop
+    looking at it."""
+    from acct.base.fsio import write_json
+    from acct.services.oauth.refresh import _rescue_doc
+
+    acc = seed_account(fake, ctx, "work")
+    assert acc.tokens is not None
+    older = Tokens("sk-ant-oat01-old", "sk-ant-ort01-old", acc.tokens.expires_at, acc.tokens.scopes)
+    rescued = Tokens("sk-ant-oat01-resc", "sk-ant-ort01-resc", acc.tokens.expires_at, ())
+    rescue = oauth.rescue_path(ctx, acc.id)
+    write_json(rescue, _rescue_doc(acc, older, rescued))
+    kept = rescue.read_bytes()
+    listed = acct("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "could not store" not in listed.stderr
+    [after] = ctx.store.read()
+    assert after.tokens == acc.tokens
+    assert not rescue.exists()
+    [aside] = list(rescue.parent.glob(f"{acc.id}.*.json"))
+    assert aside.read_bytes() == kept and stat.S_IMODE(aside.stat().st_mode) == 0o600
+    assert oauth.recover_refreshes(ctx) == []
 
 
 def _lend(ctx: Ctx, name: str, path: str) -> None:

@@ -204,7 +204,7 @@ def test_two_machines_lending_one_account_at_the_same_instant_one_gets_it_the_ot
                 assert len(won) == 1, f"trial {trial}: {done}"
                 lost = next(h for h in done if h not in won)
                 why = _one_line_refusal((done[lost][0], done[lost][2]))
-                assert "'work'" in why and "lent" in why, why
+                assert "'work'" in why and "lent" in why and f"machine {won[0]}" in why, why
                 assert held == [(won[0],)], f"trial {trial}: custody {held}, won {won}"
                 wins[won[0]] += 1
             else:

@@ -9,8 +9,14 @@ A refresh either stores its answer or was never sent:
 
 - before the request goes out, the room to keep the answer is reserved: a file the size of a
   store write in the store's directory (given back just before the store is written) and a
-  rescue slot in the state directory (the answer goes there, in place, when the store cannot
-  take it). When neither can be had (a full disk, read-only directories), nothing is sent;
+  rescue slot in the state directory. When neither can be had (a full disk, read-only
+  directories), nothing is sent;
+- the answer goes to the rescue slot (fsynced, then renamed to the rescue file) before the store
+  is written, and the file goes once the store has it: a process killed in between (``kill -9``)
+  leaves it for the next acct command on this machine (:func:`recover_refreshes`), as does a
+  store that cannot take it (a corrupt file, a pool that is unreachable);
+- in a pool, the "refresh in flight" mark is committed as the request goes on the wire
+  (:mod:`acct.base.wire`), so a process killed before that leaves a token every machine may use;
 - from just before the request until the answer is stored or rescued, SIGINT, SIGTERM and
   SIGHUP are held back (:mod:`acct.services.oauth.flight`): the signal takes effect once the
   answer is safe. Worker threads that refresh count too: the main thread's handler holds the
@@ -538,9 +544,10 @@ class _Room:
 
 
 def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
-    """Store the tokens of an earlier refresh the store could not take, when they continue the
+    """Store the tokens of an earlier refresh the store did not take, when they continue the
     stored lineage. The rescue file goes once they are stored; one that belongs to an older
-    lineage (a login replaced it) is left for the user to look at."""
+    lineage (a login replaced it) moves aside (``<id>.<time>.<pid>.json``), left for the user to
+    look at and no longer looked at by every command."""
     path = rescue_path(ctx, acc.id)
     if not path.exists():
         return None
@@ -553,6 +560,7 @@ def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
     if acc.holder is not None or stored is None:
         return None
     if doc.get("spent_lineage") != stored.lineage_fingerprint:
+        _set_aside(path)
         return None
     with ctx.store.transaction(timeout=STORE_WAIT) as accounts:
         current = accounts.by_id(acc.id)
