@@ -783,3 +783,43 @@ def test_a_refresh_killed_before_its_request_went_out_leaves_a_good_token_for_ev
     assert refreshes(fake, [seeded[0].uuid]) == 1
     assert lineage_problems(fake, machines, seeded) == []
     assert revoked_chains(fake, [seeded[0].uuid]) == []
+
+
+def test_the_database_crashing_during_a_refresh_loses_nothing(
+    machines: list[PoolMachine], fake: FakeAnthropic, pg: PgServer
+) -> None:
+    """The server stops as a crash would (``-m immediate``) while a refresh waits for the token
+    endpoint: the answer cannot be stored, so it stays in the machine's rescue file; the refresh
+    lock (an advisory lock of a session) died with the server, but the mark did not, so once the
+    server is back the other machine sends nothing, and the next command on the first one
+    stores the answer."""
+    laptop, desk, _ = machines
+    seeded = seed_pool(laptop, fake, ["work"])
+    seen = pool_accounts(laptop)[0].lineage
+    fake.configure(token_delay_ms=1500)
+    worker = Machine(laptop.env)
+    try:
+        worker.send(f"refresh 0 {seeded[0].id} {seen} {fake.token_url}")
+        wait_for(lambda: refreshes(fake, [seeded[0].uuid]) >= 1, "the refresh reached the fake")
+        pg.halt()
+        try:
+            answer = worker.ask_line()
+        finally:
+            pg.resume()
+    finally:
+        worker.stop()
+    fake.configure(token_delay_ms=0)
+    assert answer.startswith("error ") and "were saved to" in answer, answer
+    assert refreshes(fake, [seeded[0].uuid]) == 1
+    other = Machine(desk.env)
+    try:
+        _refresh_cut_off(other, laptop, fake, seeded[0])
+    finally:
+        other.stop()
+    back = laptop.acct("list")
+    assert back.returncode == 0, back.stderr
+    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in back.stderr
+    (row,) = pool_accounts(desk)
+    assert not row.account.needs_login and row.lineage != seen
+    assert lineage_problems(fake, machines, seeded) == []
+    assert revoked_chains(fake, [seeded[0].uuid]) == []
