@@ -292,3 +292,24 @@ def test_exec_on_a_disabled_account_named_with_account_warns(
     proc = AcctRunner(xenv)("exec", "--account", "team", "--", "claude", "-p", "hi")
     assert proc.returncode == 0, proc.stderr
     assert "acct: warning: team is disabled; running it because --account names it" in proc.stderr
+
+
+def test_version_prints_the_version_and_imports_no_command() -> None:
+    import subprocess
+    import sys
+
+    from acct import __version__
+
+    probe = (
+        "import sys, runpy; sys.argv = ['acct', '--version']\n"
+        "try:\n    runpy.run_module('acct', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('acct.cli', 'typer', 'httpx')))\n"
+        "print('loaded', loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"acct {__version__}", "loaded []"]
+    both = subprocess.run([sys.executable, "-m", "acct", "--version"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert both.returncode == 0 and both.stdout == f"acct {__version__}\n"

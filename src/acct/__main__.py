@@ -1,4 +1,5 @@
-"""Entry point. ``acct prompt`` takes a fast path that imports the standard library only."""
+"""Entry point. ``acct prompt``, completion's ``acct __complete`` and ``acct --version`` take fast
+paths that import the standard library only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ def main(argv: list[str] | None = None) -> int:
         from acct.fast.prompt import main as prompt_main
 
         return prompt_main(args[1:])
+    if args == ["--version"]:  # nothing else to parse: no CLI to build
+        from acct import __version__
+
+        sys.stdout.write(f"acct {__version__}\n")
+        return 0
     if args[:1] == ["__complete"]:
         from acct.fast.names import main as names_main
 
