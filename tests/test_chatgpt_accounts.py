@@ -303,6 +303,32 @@ def test_an_idle_pi_chatgpt_login_imports_named_by_its_access_token(
     assert_no_secrets(outputs(acct), store_secrets(ctx) | {t["refresh_token"]})
 
 
+def test_use_over_an_idle_codex_login_renews_it_to_tell_a_live_one_from_a_signed_out_one(
+    gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    other = gpt.add_account(email="other@example.com")
+    path, doc = idle_auth(gpt, env, other["account_id"])
+    gpt.reset_log()
+    live = acct("use", "chat")
+    assert live.returncode != 0 and "does not track (other@example.com" in live.stderr
+    assert len(gpt.log("token_refresh")) == 1  # renewed in place to learn whose it is
+    kept = json.loads(path.read_text())["tokens"]
+    assert kept["account_id"] == other["account_id"]  # kept, with its rotated pair
+    assert kept["refresh_token"] != doc["tokens"]["refresh_token"]
+    assert gpt.lineage(refresh_token=kept["refresh_token"])["revoked"] is False
+
+    idle_auth(gpt, env, other["account_id"])
+    gpt.revoke(other["account_id"])  # this one is signed out
+    gpt.reset_log()
+    dead = acct("use", "chat")
+    assert dead.returncode == 0, dead.stderr
+    assert "signed out, so replacing it loses nothing" in dead.stderr
+    assert len(gpt.log("token_refresh")) == 1
+    assert json.loads(path.read_text())["tokens"]["account_id"] == chat.org_uuid
+    assert_no_secrets(outputs(acct), store_secrets(ctx) | {kept["refresh_token"]})
+
+
 # --- the everyday commands, ChatGPT beside Claude ------------------------------------------------
 
 
