@@ -297,7 +297,9 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
         elif kind == "lend":
             args = ["use", rng.choice(free or ["work"]), "--target", rng.choice(["pi", "opencode"])]
         else:
-            args = ["refresh", rng.choice(free or ["work"])]
+            name = rng.choice(free or ["work"])
+            _obtained_an_hour_ago(m, next(x for x in seeded if x.name == name))
+            args = ["refresh", name]
         if trial == TRIALS // 2:
             p = m.popen(*args)
             pg.restart_immediate()
@@ -519,6 +521,17 @@ def _log_in_again(m: PoolMachine, fake: FakeAnthropic, s: Seeded) -> None:
         with pool.conn.transaction():
             fresh = minted_tokens(fake.mint(s.uuid))
             accounts.put(pool.conn, pool.key, p.account.copy(tokens=fresh, needs_login=False))
+
+
+def _obtained_an_hour_ago(m: PoolMachine, s: Seeded) -> None:
+    """Age the account's tokens in the pool, so `acct refresh` sends (it leaves a login obtained
+    within the last minute alone)."""
+    with m.pool() as pool, pool.conn.transaction():
+        p = accounts.get(pool.conn, pool.key, s.id)
+        if p.account.tokens is None:
+            return
+        aged = dataclasses.replace(p.account.tokens, obtained_at=int(time.time()) - 3600)
+        accounts.put(pool.conn, pool.key, p.account.copy(tokens=aged))
 
 
 def _journaled(m: PoolMachine, s: Seeded) -> bool:
@@ -757,11 +770,7 @@ def test_a_refresh_killed_before_its_request_went_out_leaves_a_good_token_for_ev
     through instead of finding the account "cut off"."""
     laptop, desk, _ = machines
     seeded = seed_pool(laptop, fake, ["work"])
-    with laptop.pool() as pool, pool.conn.transaction():
-        p = accounts.get(pool.conn, pool.key, seeded[0].id)
-        assert p.account.tokens is not None  # obtained an hour ago: `acct refresh` sends
-        aged = dataclasses.replace(p.account.tokens, obtained_at=int(time.time()) - 3600)
-        accounts.put(pool.conn, pool.key, p.account.copy(tokens=aged))
+    _obtained_an_hour_ago(laptop, seeded[0])
     seen = pool_accounts(laptop)[0].lineage
     stuck = laptop.popen(
         "refresh",
