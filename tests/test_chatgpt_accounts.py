@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import socket
 import stat
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from acct.services.context import Ctx
+from acct.services.targets import get_target
 from tests.conftest import (
     AcctRunner,
     assert_no_secrets,
@@ -24,6 +27,7 @@ from tests.conftest import (
 )
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_chatgpt.client import FakeChatGPT
+from tests.fake_chatgpt.server import DEFAULT_CONFIG
 from tests.test_login import LoginProcess, query_of
 
 
@@ -160,6 +164,169 @@ def test_import_codex_is_refused_when_codex_keeps_its_login_in_the_keyring(
     r = acct("import", "codex")
     assert r.returncode != 0 and "'keyring' store" in r.stderr
     assert list(ctx.store.read()) == []
+
+
+def idle_auth(gpt: FakeChatGPT, env: dict[str, str], account_id: str) -> tuple[Path, dict]:
+    """A Codex ``auth.json`` left idle: its access token (and the JWT's ``exp``) expired an hour
+    ago; its refresh token is live."""
+    gpt.configure(expires_in=-3600)
+    try:
+        doc = gpt.auth_json(account_id)
+    finally:
+        gpt.configure(expires_in=DEFAULT_CONFIG["expires_in"])
+    return write_auth(env, doc), doc
+
+
+def acct_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("acct: ")]
+
+
+def test_an_idle_codex_login_with_an_expired_access_token_imports(
+    gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    who = gpt.add_account(email="idle@example.com", plan_type="plus")
+    path, doc = idle_auth(gpt, env, who["account_id"])
+    old = doc["tokens"]
+    gpt.reset_log()
+    r = acct("import", "codex")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("added idle (plus) from codex")
+    refreshes = gpt.log("token_refresh")
+    assert len(refreshes) == 1  # renewed once, as Codex would after its 401
+    assert refreshes[0]["token_sha8"] == gpt.sha8(old["refresh_token"])
+    written = json.loads(path.read_text())
+    tokens = written["tokens"]
+    assert tokens["refresh_token"] != old["refresh_token"]  # the rotated pair is in the file
+    assert tokens["access_token"] != old["access_token"]
+    assert tokens["id_token"] and tokens["account_id"] == who["account_id"]
+    assert written["auth_mode"] == "chatgpt" and written["last_refresh"] != doc["last_refresh"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    acc = ctx.store.read().get("idle")
+    assert acc.provider == "chatgpt" and acc.org_uuid == who["account_id"]
+    assert acc.tokens is not None and acc.tokens.refresh == tokens["refresh_token"]
+    entry = get_target("codex").read(ctx.env)
+    assert entry is not None and entry.tokens.fresh_for(3600)
+    assert acc.holder is not None and acc.holder.target == "codex"
+    assert acc.holder.fingerprint == entry.lineage_fingerprint  # the file is its one holder
+    lineage = gpt.lineage(refresh_token=tokens["refresh_token"])
+    assert lineage["revoked"] is False and lineage["refresh_count"] == 1
+    assert_no_secrets(
+        outputs(acct), store_secrets(ctx) | {old["refresh_token"], old["access_token"]}
+    )
+
+
+def test_an_idle_codex_login_whose_refresh_is_refused_is_one_line_and_leaves_the_file(
+    gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    who = gpt.add_account(email="gone@example.com")
+    path, doc = idle_auth(gpt, env, who["account_id"])
+    gpt.revoke(who["account_id"])  # signed out elsewhere: the chain is dead
+    before = path.read_bytes()
+    gpt.reset_log()
+    r = acct("import", "codex")
+    assert r.returncode == 4, r.stderr
+    (line,) = acct_lines(r.stderr)
+    assert "signed out" in line and "expired" not in line
+    assert "codex login" in r.stderr
+    assert len(gpt.log("token_refresh")) == 1  # asked once, as Codex would; refused
+    assert path.read_bytes() == before  # as Codex leaves it: not blanked
+    assert list(ctx.store.read()) == []
+    assert_no_secrets(
+        outputs(acct), {doc["tokens"]["refresh_token"], doc["tokens"]["access_token"]}
+    )
+
+
+def test_an_idle_codex_login_is_not_renewed_while_codex_runs_on_it(
+    gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner, tmp_path: Path
+) -> None:
+    who = gpt.add_account(email="busy@example.com")
+    path, doc = idle_auth(gpt, env, who["account_id"])
+    before = path.read_bytes()
+    program = tmp_path / "bin" / "codex"  # the kernel names the process after it: "codex"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\necho ready\nread line\n")
+    program.chmod(0o755)
+    codex = subprocess.Popen([str(program)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        assert codex.stdout is not None and codex.stdout.readline() == b"ready\n"
+        gpt.reset_log()
+        r = acct("import", "codex")
+    finally:
+        codex.communicate(b"\n", timeout=30)
+    assert r.returncode != 0
+    (line,) = acct_lines(r.stderr)
+    assert f"Codex is running on {path.parent} (pid {codex.pid})" in line
+    assert gpt.log("token_refresh") == []  # nothing spent
+    assert path.read_bytes() == before
+    assert list(ctx.store.read()) == []
+    again = acct("import", "codex")  # that Codex has exited
+    assert again.returncode == 0, again.stderr
+    assert len(gpt.log("token_refresh")) == 1
+    assert_no_secrets(outputs(acct), store_secrets(ctx) | {doc["tokens"]["refresh_token"]})
+
+
+def test_an_idle_pi_chatgpt_login_imports_named_by_its_access_token(
+    gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    who = gpt.add_account(email="pi@example.com", plan_type="pro")
+    gpt.configure(expires_in=-3600)
+    try:
+        t = gpt.mint(who["account_id"])
+    finally:
+        gpt.configure(expires_in=DEFAULT_CONFIG["expires_in"])
+    path = Path(env["HOME"]) / ".pi" / "agent" / "auth.json"
+    path.parent.mkdir(mode=0o700, parents=True)
+    entry = {
+        "type": "oauth",
+        "access": t["access_token"],
+        "refresh": t["refresh_token"],
+        "expires": int(time.time() - 3600) * 1000,
+        "accountId": who["account_id"],
+    }  # Pi's openai-codex entry keeps no id_token
+    path.write_text(json.dumps({"openai-codex": entry, "anthropic": {"type": "api", "key": "x"}}))
+    path.chmod(0o600)
+    gpt.reset_log()
+    r = acct("import", "pi-chatgpt")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("added pi (pro) from pi-chatgpt")
+    assert len(gpt.log("token_refresh")) == 1  # renewed under Pi's lock, as Pi would
+    written = json.loads(path.read_text())
+    assert written["anthropic"] == {"type": "api", "key": "x"}  # the other slot is kept
+    now = written["openai-codex"]
+    assert now["refresh"] != t["refresh_token"] and now["expires"] > time.time() * 1000
+    acc = ctx.store.read().get("pi")
+    assert acc.provider == "chatgpt" and acc.org_uuid == who["account_id"]
+    assert acc.uuid == who["user_id"] and acc.email == "pi@example.com"
+    assert acc.tokens is not None and acc.tokens.refresh == now["refresh"]
+    assert acc.holder is not None and acc.holder.target == "pi-chatgpt"
+    assert gpt.lineage(refresh_token=now["refresh"])["revoked"] is False
+    assert_no_secrets(outputs(acct), store_secrets(ctx) | {t["refresh_token"]})
+
+
+def test_use_over_an_idle_codex_login_renews_it_to_tell_a_live_one_from_a_signed_out_one(
+    gpt: FakeChatGPT, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    chat = seed_chatgpt(gpt, ctx, "chat")
+    other = gpt.add_account(email="other@example.com")
+    path, doc = idle_auth(gpt, env, other["account_id"])
+    gpt.reset_log()
+    live = acct("use", "chat")
+    assert live.returncode != 0 and "does not track (other@example.com" in live.stderr
+    assert len(gpt.log("token_refresh")) == 1  # renewed in place to learn whose it is
+    kept = json.loads(path.read_text())["tokens"]
+    assert kept["account_id"] == other["account_id"]  # kept, with its rotated pair
+    assert kept["refresh_token"] != doc["tokens"]["refresh_token"]
+    assert gpt.lineage(refresh_token=kept["refresh_token"])["revoked"] is False
+
+    idle_auth(gpt, env, other["account_id"])
+    gpt.revoke(other["account_id"])  # this one is signed out
+    gpt.reset_log()
+    dead = acct("use", "chat")
+    assert dead.returncode == 0, dead.stderr
+    assert "signed out, so replacing it loses nothing" in dead.stderr
+    assert len(gpt.log("token_refresh")) == 1
+    assert json.loads(path.read_text())["tokens"]["account_id"] == chat.org_uuid
+    assert_no_secrets(outputs(acct), store_secrets(ctx) | {kept["refresh_token"]})
 
 
 # --- the everyday commands, ChatGPT beside Claude ------------------------------------------------

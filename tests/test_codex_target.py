@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from acct.base.errors import Busy, CorruptFile, NeedsLogin, UsageError
+from acct.base.errors import Busy, CorruptFile, HeldByTarget, NeedsLogin, UsageError
 from acct.base.models import Account, Tokens
 from acct.services.targets import TARGET_NAMES
-from acct.services.targets.base import TargetChanged, entry_fingerprint
-from acct.services.targets.codex import Codex, codex_home
+from acct.services.targets.base import Entry, TargetChanged, entry_fingerprint
+from acct.services.targets.codex import LOCK_NAMES, Codex, codex_home, running_codex
 from tests.conftest import clean_env
 from tests.fake_chatgpt.server import AUTH_CLAIM, jwt
 
@@ -253,13 +253,87 @@ def test_the_locks_are_released_after_a_write(codex: Codex, tenv: dict[str, str]
             os.close(fd)
 
 
-def test_renew_is_refused_codex_refreshes_outside_its_lock(
+TRY_LOCK = textwrap.dedent(
+    """
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("held")
+    else:
+        print("free")
+    """
+)
+
+
+def _lock_state(path: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", TRY_LOCK, str(path)], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_renew_spends_the_refresh_token_with_both_of_codexs_locks_held(
     codex: Codex, tenv: dict[str, str]
 ) -> None:
+    """Codex re-reads its file under these locks on a 401 before it refreshes (seen): one that
+    gets its 401 while acct renews waits, then finds the rotated pair instead of spending the
+    same refresh token. Its lock does not cover its own refresh request, hence has_lock False."""
+    codex.write(tenv, chatgpt_account(refresh="rt_OLD"))
+    doc = json.loads(codex.path(tenv).read_text())
+    doc["last_refresh"] = "2026-01-01T00:00:00Z"
+    doc["zzz_extra"] = 1
+    codex.path(tenv).write_text(json.dumps(doc))
+    seen: dict[str, str] = {}
+
+    def spend(entry: Entry) -> Tokens:
+        for name in ("auth.lock", "auth.json.lock"):
+            seen[name] = _lock_state(codex_home(tenv) / name)
+        seen["refresh"] = entry.tokens.refresh or ""
+        return chatgpt_account(refresh="rt_NEW").tokens  # type: ignore[return-value]
+
+    assert codex.has_lock(tenv) is False and codex.can_renew(tenv) is True
+    after = codex.renew(tenv, spend)
+    assert seen == {"auth.lock": "held", "auth.json.lock": "held", "refresh": "rt_OLD"}
+    assert after is not None and after.tokens.refresh == "rt_NEW"
+    written = json.loads(codex.path(tenv).read_text())
+    assert written["tokens"]["refresh_token"] == "rt_NEW"
+    assert written["last_refresh"] != "2026-01-01T00:00:00Z" and written["zzz_extra"] == 1
+    assert stat.S_IMODE(codex.path(tenv).stat().st_mode) == 0o600
+    assert [_lock_state(codex_home(tenv) / n) for n in LOCK_NAMES] == ["free", "free"]
+
+
+def start_codex(program: Path, env: dict[str, str], cwd: str | None = None) -> subprocess.Popen:
+    """A stand-in process the kernel names ``codex`` (a script of that name), once it runs."""
+    proc = subprocess.Popen(
+        [str(program)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=cwd
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def test_renew_spends_nothing_while_a_codex_runs_on_the_file(
+    codex: Codex, tenv: dict[str, str], tmp_path: Path
+) -> None:
     codex.write(tenv, chatgpt_account())
-    assert codex.has_lock(tenv) is False
-    with pytest.raises(UsageError):
-        codex.renew(tenv, lambda entry: None)
+    before = codex.path(tenv).read_bytes()
+    program = tmp_path / "codex"
+    program.write_text("#!/bin/sh\necho ready\nread line\n")
+    program.chmod(0o755)
+    elsewhere = start_codex(program, {**tenv, "CODEX_HOME": str(tmp_path / "x")})
+    # CODEX_HOME relative to its working directory names this file too
+    relative = start_codex(program, {**tenv, "CODEX_HOME": ".codex"}, cwd=tenv["HOME"])
+    spent: list[Entry] = []
+    try:
+        assert running_codex(codex_home(tenv)) == [relative.pid]
+        with pytest.raises(HeldByTarget, match=rf"Codex is running on .* \(pid {relative.pid}\)"):
+            codex.renew(tenv, lambda entry: spent.append(entry) or None)
+    finally:
+        for proc in (elsewhere, relative):
+            proc.communicate(b"\n", timeout=30)
+    assert spent == [] and codex.path(tenv).read_bytes() == before
+    assert running_codex(codex_home(tenv)) == []
 
 
 def test_remove_keeps_other_keys(codex: Codex, tenv: dict[str, str]) -> None:

@@ -3,7 +3,9 @@
 It checks the facts the ChatGPT foundations rest on (docs/codex.md): Codex uses the login the
 codex target writes, sends it with ``ChatGPT-Account-Id`` to a provider that ``-c`` points at
 the fake, ends on a limit with words acct classifies as quota, writes a refreshed pair back where
-the target reads it without revoking the chain, and resumes with ``exec resume --last``.
+the target reads it without revoking the chain, and resumes with ``exec resume --last``. An
+idle login ``acct import`` renewed in place is one Codex runs on as it is, and a running Codex
+is seen by acct, which then spends nothing.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import pytest
 
 from acct.base.models import Account, Tokens
 from acct.domain.classify import classify
-from acct.services.targets.codex import Codex
-from tests.conftest import clean_env
+from acct.services.targets.codex import Codex, codex_home, running_codex
+from tests.conftest import AcctRunner, clean_env
 from tests.e2e.conftest import offline_env
 from tests.e2e.npm_clients import ClientUnavailable, NpmClient, ensure_installed
 from tests.fake_chatgpt.client import FakeChatGPT
+from tests.fake_chatgpt.server import DEFAULT_CONFIG
 
 pytestmark = pytest.mark.e2e
 
@@ -242,3 +245,66 @@ def test_resume_args_continue_the_same_session(codex_bin, fake, cenv, workdir) -
         json.loads(e["headers"]["x-codex-turn-metadata"])["history_initialization"] for e in turns
     ]
     assert history == ["new", "cold_resume"]
+
+
+def idle_login(fake: FakeChatGPT, env: dict[str, str], account_id: str) -> dict[str, Any]:
+    """Codex's file as an idle Codex leaves it: the access token expired an hour ago."""
+    fake.configure(expires_in=-3600)
+    try:
+        doc = fake.auth_json(account_id)
+    finally:
+        fake.configure(expires_in=DEFAULT_CONFIG["expires_in"])
+    path = Codex().path(env)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    return doc
+
+
+def test_codex_runs_on_the_idle_login_acct_import_renewed_without_refreshing_it_again(
+    codex_bin, fake, cenv, workdir
+) -> None:
+    a = fake.add_account(email="idle@example.com", plan_type="plus")
+    old = idle_login(fake, cenv, a["account_id"])["tokens"]
+    fake.reset_log()
+    imported = AcctRunner({**cenv, **fake.env()})("import", "codex")
+    assert imported.returncode == 0, imported.stderr
+    entry = Codex().read(cenv)
+    assert entry is not None and entry.tokens.refresh != old["refresh_token"]
+    proc = run_codex(codex_bin, fake, cenv, workdir, "exec", "say hi")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(fake.log("token_refresh")) == 1  # acct's: Codex took the renewed file as it is
+    sent = {e["token_sha8"] for e in fake.log("responses")}
+    assert sent == {fake.sha8(entry.tokens.access)}
+    lineage = fake.lineage(refresh_token=entry.tokens.refresh)
+    assert lineage["revoked"] is False and lineage["refresh_count"] == 1
+    assert Codex().read(cenv) == entry  # the file still holds what the store records
+
+
+def test_acct_import_sees_a_running_codex_and_spends_nothing(
+    codex_bin, fake, cenv, workdir
+) -> None:
+    a = fake.add_account(plan_type="plus")
+    lend(fake, cenv, a["account_id"])
+    fake.configure(hold_responses=True)
+    proc = start_codex(codex_bin, fake, cenv, workdir, "say hi")
+    try:
+        fake.wait_held(1)  # Codex runs, its turn held here
+        idle_login(fake, cenv, a["account_id"])  # an expired login of the account meanwhile
+        before = Codex().path(cenv).read_bytes()
+        pids = running_codex(codex_home(cenv))
+        assert pids, "the running Codex binary is not seen"
+        fake.reset_log()
+        refused = AcctRunner({**cenv, **fake.env()})("import", "codex")
+        fake.configure(hold_responses=False)
+        fake.release(10)
+        proc.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert refused.returncode != 0 and "Codex is running on" in refused.stderr
+    assert f"pid {pids[0]}" in refused.stderr
+    assert fake.log("token_refresh") == []  # acct spent nothing
+    assert Codex().path(cenv).read_bytes() == before
+    assert running_codex(codex_home(cenv)) == []

@@ -47,8 +47,11 @@ def import_login(
     """Take the login a tool holds now into the store; the file stays its live holder.
 
     A login whose access token has expired (the tool sat idle) is refreshed in its file first,
-    as the tool itself would do it (:func:`acct.services.custody.renew_at`). acct's lock of the file is
-    held throughout, so no other acct process changes its custody meanwhile.
+    as the tool itself would do it (:func:`acct.services.custody.renew_at`): the server vouches
+    for whose it is only on a live access token, and the rotated pair goes back to the file, its
+    one holder. That goes for Codex too, although Codex would refresh it on its next run: the
+    import cannot wait for that. acct's lock of the file is held throughout, so no other acct
+    process changes its custody meanwhile.
     """
     if name is not None:
         validate_name(name)
@@ -64,7 +67,7 @@ def import_login(
         custody.harvest_at(c, target, path, c.env)
         entry = _read_for_import(c, target, path)
         stale = not entry.tokens.fresh_for(custody.RENEW_BELOW)
-        if entry.tokens.refresh and stale and not target.refreshes_expired:
+        if entry.tokens.refresh and stale:
             custody.renew_at(c, target, path, c.env)
             entry = _read_for_import(c, target, path)
         return _store_import(c, target, path, entry, name)
@@ -84,7 +87,7 @@ def _store_import(
         raise NeedsLogin(
             f"{path} holds a login the server refuses (401 for an access token that has not "
             "expired): it is signed out, so there is nothing to import",
-            hint=f"log in again inside {target.name} (/login), or with `acct login`",
+            hint=f"log in again: {target.relogin}, or `{provider.login_command}`",
         ) from None
     if profile is None and name is None:
         raise UsageError(

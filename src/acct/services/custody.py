@@ -62,8 +62,11 @@ change in one atomic write). The rules here:
   file gets it, and written back there if the lend fails after that.
 - **renew** (for ``acct import``): a tool's login whose access token has expired is refreshed in
   its own file, under the tool's own lock, exactly as the tool would do it, so the lineage never
-  has two holders. Only for tools with such a lock (Claude Code, Pi): OpenCode has none and could
-  spend the same refresh token at the same moment. Never under a running session's tool.
+  has two holders. Only where that keeps the tool from spending the same refresh token at the
+  same moment: Claude Code and Pi (their lock covers their refresh), and Codex while no Codex
+  process runs on the file (its locks cover its re-read before a refresh, not the refresh
+  request itself; ``targets/codex.py``). OpenCode takes no lock: never. Never under a running
+  session's tool.
 """
 
 from __future__ import annotations
@@ -1065,7 +1068,7 @@ def _harvest_for_lend(
         or entry is None
         or entry.tokens.fresh_for(DEAD_MARGIN)
         or not entry.tokens.refresh
-        or not target.has_lock(env, path)
+        or not target.can_renew(env, path)
         or _live_tools_on(ctx, holder_path(path))
     ):
         return hv
@@ -1106,14 +1109,16 @@ def _fresh_enough(ctx: Ctx, hv: HarvestResult, target: JsonTarget) -> bool:
 def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -> Entry | None:
     """Refresh the login in a tool's file in place when its access token has (nearly) expired.
 
-    What the tool itself would do on its next start, under the tool's own lock (see the module
-    docstring), so the file stays the lineage's only holder. Refused, with what to do instead,
-    for a tool without a lock and for a file that holds a copy of a lineage recorded at another
-    file (refreshing it would spend that file's lineage). Returns the entry the file holds after.
+    What the tool itself would do on its next start (Codex: after its 401), under the tool's own
+    lock (see the module docstring), so the file stays the lineage's only holder. Refused, with
+    what to do instead, for a tool without a lock, for a Codex running on the file, and for a
+    file that holds a copy of a lineage recorded at another file (refreshing it would spend that
+    file's lineage). A refresh token the server refuses is :class:`NeedsLogin` ("signed out"),
+    the file left as it was. Returns the entry the file holds after.
     """
     key = holder_path(path)
     hint = f"run {target.name} once so it refreshes its login, then try again"
-    if not target.has_lock(env, path):
+    if not target.can_renew(env, path):
         raise AuthError(
             f"the access token in {path} has expired, and acct cannot refresh it safely: "
             f"{target.name} could be refreshing it at the same moment (it takes no lock)",
@@ -1141,7 +1146,7 @@ def renew_at(ctx: Ctx, target: JsonTarget, path: Path, env: Mapping[str, str]) -
         except NeedsLogin:
             raise NeedsLogin(
                 f"{what} is signed out (its refresh token is no longer valid)",
-                hint=f"run /login in {target.name}, or `acct login`",
+                hint=f"{target.relogin}, or `{providers.get(target.provider).login_command}`",
             ) from None
         except oauth.RefreshUnanswered as e:
             raise NetworkError(

@@ -442,15 +442,17 @@ class ChatGPT:
         and the server vouches for the workspace: the usage endpoint answers the file's access
         token for the workspace named in ``ChatGPT-Account-Id`` only when the token is that
         workspace's (unsigned-as-read claims alone would let any local process name an account
-        of its choosing). The user within a shared workspace is the id_token's word."""
+        of its choosing). The user within a shared workspace is the id_token's word. A login
+        without an id_token (Pi's ``openai-codex`` entry keeps none) is named by the claims of
+        its access token, the very token the server then has to accept."""
         from acct.services.oauth import TokenRefused
 
         id_token = tokens.extra.get("id_token")
-        who = identity_of(id_token if isinstance(id_token, str) else None)
+        who = identity_of(id_token if isinstance(id_token, str) and id_token else tokens.access)
         given = tokens.extra.get("account_id")
         workspace = given if isinstance(given, str) and given else who.org_uuid
         if not who.uuid or not workspace:
-            raise ProtocolError("the file's ChatGPT login carries no readable id_token")
+            raise ProtocolError("the file's ChatGPT login names no ChatGPT user and workspace")
         if who.org_uuid and workspace != who.org_uuid:
             raise ProtocolError("the file's ChatGPT login names two workspaces")
         try:

@@ -263,9 +263,6 @@ class JsonTarget:
     refresh_margin: float = 0.0
     patterns: Patterns = Patterns()
     extra_usage_billing: bool = False
-    # The tool refreshes an expired access token itself when it next runs (so an import takes
-    # the file's login as it is, never refreshing it in place).
-    refreshes_expired: bool = False
     # Variables that override the credential file (acct exec removes them for the run), and
     # variables the tool uses only when its file has no Anthropic entry (doctor mentions them).
     overriding_env: tuple[str, ...] = ()
@@ -397,6 +394,17 @@ class JsonTarget:
     def has_lock(self, env: Mapping[str, str], path: Path | None = None) -> bool:
         """Whether the tool takes a lock around its own refresh that acct can take too."""
         return self.lock_dir(env, self._file(env, path)) is not None
+
+    def can_renew(self, env: Mapping[str, str], path: Path | None = None) -> bool:
+        """Whether acct can refresh the file's login in place (:meth:`renew`) without the tool
+        spending the same refresh token at the same moment: where the tool takes a lock around
+        its own refresh that acct can take too."""
+        return self.has_lock(env, path)
+
+    @property
+    def relogin(self) -> str:
+        """How the user logs in again inside the tool."""
+        return f"run /login in {self.name}"
 
     def _check(self, current: Slot, expect: str | None, path: Path) -> None:
         if expect is not None and current.fingerprint != expect:

@@ -9,10 +9,19 @@ The file (Codex 0.171.0, docs/codex.md)::
 Codex writes it atomically (a ``.auth-XXXXXX`` temporary, 0600, renamed over the file) while
 holding ``flock`` on ``auth.lock`` and then ``auth.json.lock`` next to it; acct takes the same
 two locks in the same order for its writes. Codex sends the refresh request BEFORE it takes them,
-so the locks do not keep Codex from spending the refresh token while acct holds them: acct never
-refreshes this file in place (``renew`` refuses), it hands Codex a fresh access token instead
-(Codex refreshes only after a 401). Codex rewrites the whole file from its own schema, so keys it
-does not know are dropped on its next refresh; acct keeps them on its own writes.
+so the locks alone do not keep Codex from spending the refresh token while acct holds them. A
+lend therefore hands Codex a fresh access token and leaves the refreshing to Codex (it refreshes
+only after a 401). Codex rewrites the whole file from its own schema, so keys it does not know
+are dropped on its next refresh; acct keeps them on its own writes.
+
+``acct import`` of a login whose access token has expired (Codex sat idle) renews it in place
+(:meth:`Codex.renew`), as Codex would after its 401, and that is safe for two reasons together:
+on a 401 Codex first re-reads the file under both locks and, finding other tokens of the same
+account there, retries with them and sends no refresh (seen); acct holds both locks from its
+read of the file to its write, so a Codex that gets its 401 meanwhile waits and then takes the
+rotated pair. What the locks cannot cover is a Codex already past that re-read, its refresh on
+the wire: so acct refreshes only while no Codex process runs on this ``CODEX_HOME``
+(:func:`running_codex`, looked at with the locks held).
 
 With ``cli_auth_credentials_store`` set to ``keyring``, ``auto`` or ``ephemeral`` Codex does not
 read (or may not read) this file at all: acct refuses to write it then.
@@ -29,11 +38,11 @@ import json
 import os
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from acct.base.errors import Busy, CorruptFile, UsageError
+from acct.base.errors import Busy, CorruptFile, HeldByTarget, UsageError
 from acct.base.fsio import FILE_MODE, atomic_write, ensure_dir, os_error, read_json_object
 from acct.base.models import Account, ProviderName, Tokens, fingerprint
 from acct.domain.chatgpt import PATTERNS, parse_id_claims
@@ -197,13 +206,58 @@ def last_refresh_now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+PROGRAM = "codex"  # the name the kernel gives Codex's own binary (the npm launcher starts it)
+
+
+def _environ(pid: str) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None  # gone, or another user's: it cannot be using this user's file either
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
+
+
+def _home_of_process(pid: str, environ: dict[str, str]) -> str:
+    """The real path of the ``CODEX_HOME`` a Codex process uses (a relative one is its cwd's)."""
+    value = environ.get("CODEX_HOME", "").strip()
+    if value and not os.path.isabs(value) and not value.startswith("~"):
+        with contextlib.suppress(OSError):
+            environ = {
+                **environ,
+                "CODEX_HOME": os.path.join(os.readlink(f"/proc/{pid}/cwd"), value),
+            }
+    return os.path.realpath(codex_home(environ))
+
+
+def running_codex(home: Path) -> list[int]:
+    """The ids of the Codex processes of this user whose ``CODEX_HOME`` is ``home`` (symlinks
+    resolved); none where the system does not tell (no ``/proc``)."""
+    wanted = os.path.realpath(home)
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:
+        return []
+    found: list[int] = []
+    for pid in pids:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if comm.strip() != PROGRAM:
+            continue
+        environ = _environ(pid)
+        if environ is not None and _home_of_process(pid, environ) == wanted:
+            found.append(int(pid))
+    return sorted(found)
+
+
 class Codex(JsonTarget):
     name = "codex"
     provider: ProviderName = "chatgpt"
     entry_key = ENTRY_KEY
     commands = ("codex",)
     refresh_margin = 0.0  # Codex 0.171.0 refreshes only after a 401, whatever the expiry says
-    refreshes_expired = True
     patterns = PATTERNS
     extra_usage_billing = False
     # Seen with `codex exec` 0.171.0: CODEX_API_KEY is sent instead of the file's login, and
@@ -317,6 +371,66 @@ class Codex(JsonTarget):
         assert entry is not None
         return entry
 
+    # -- renewing an expired login in place (acct import) ------------------------------------
+
+    def can_renew(self, env: Mapping[str, str], path: Path | None = None) -> bool:
+        """Yes, under both locks and while no Codex runs on the file (see the module docstring);
+        :meth:`has_lock` stays False: Codex takes no lock around its refresh request."""
+        return True
+
+    @property
+    def relogin(self) -> str:
+        return "run `codex login`"
+
+    def _refresh_hazard(self, p: Path) -> str | None:
+        """Why refreshing the file's login now could spend its refresh token twice, or None."""
+        pids = running_codex(p.parent)
+        if not pids:
+            return None
+        return (
+            f"Codex is running on {p.parent} (pid {', '.join(map(str, pids))}): it refreshes "
+            "its expired login itself, and could be sending that refresh now, outside its locks"
+        )
+
+    def renew(
+        self,
+        env: Mapping[str, str],
+        refresh: Callable[[Entry], Tokens | None],
+        *,
+        path: Path | None = None,
+    ) -> Entry | None:
+        """Refresh the file's login in place as Codex does after a 401: under both of Codex's
+        locks from the read to the write, the rotated tokens written back with a new
+        ``last_refresh`` (atomic, 0600, other keys kept). ``refresh`` spends the refresh token
+        (it returns the rotated tokens, or None to leave the entry as it is); it is called only
+        while no Codex process runs on this file (:class:`HeldByTarget` otherwise, nothing
+        spent). Returns the entry the file holds afterwards."""
+        p = self._file(env, path)
+        self.before_write(env, p)
+        try:
+            with self._locked(env, p):
+                doc = read_json_object(p, what=f"{self.name} credentials") or {}
+                entry = self._entry_of(doc, p)
+                if entry is None or entry.blank:
+                    return entry
+                hazard = self._refresh_hazard(p)
+                if hazard is not None:
+                    raise HeldByTarget(
+                        f"{hazard}; acct will not spend the same refresh token",
+                        hint="let that Codex run a turn (it renews the login) or quit it, "
+                        "then try again",
+                    )
+                tokens = refresh(entry)
+                if tokens is None:
+                    return entry
+                stand_in = Account(name=self.name, plan=entry.subscription_type)
+                doc[self.entry_key] = self.render_entry(stand_in, tokens, doc[self.entry_key])
+                doc["last_refresh"] = last_refresh_now()
+                atomic_write(p, dump_json(doc))
+        except OSError as e:
+            raise os_error("write", p, e) from None
+        return self._entry_of(doc, p)
+
     # -- the usage proxy in front of Codex ----------------------------------------------------
 
     def route(self, env: Mapping[str, str], cwd: Path) -> ToolRoute:
@@ -392,4 +506,5 @@ __all__ = [
     "codex_home",
     "credentials_store",
     "proxy_config",
+    "running_codex",
 ]
