@@ -78,6 +78,7 @@ def test_a_quota_refusal_is_answered_by_the_next_account_in_flight(
     lines = switch_lines(p.stderr)
     assert len(lines) == 1 and lines[0].startswith("acct: a hit its 5-hour limit (resets ")
     assert lines[0].endswith("→ switching to b in flight")
+    assert "during the run" not in p.stderr  # told once, by the switch
     bench = bench_of(ctx, "a")
     assert bench is not None and bench.kind == "quota" and bench.until == reset
     assert bench_of(ctx, "b") is None

@@ -4,6 +4,8 @@ usage proxy in front of it for one run, without changing the user's files."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -212,26 +214,163 @@ def test_an_opencode_route_acct_cannot_read_runs_it_without_the_proxy_in_one_lin
     assert len(notes) == 1 and "opencode.json" in notes[0], p.stderr
 
 
-@pytest.mark.parametrize("argv", [["opencode", "run", "hi"], ["pi", "-p", "hi"]])
-def test_a_tool_sleeping_on_a_quota_refusal_is_ended_and_the_work_goes_on_on_b(
-    fake, ctx, run, tool_log, argv
-) -> None:
+SLEEPERS = pytest.mark.parametrize(
+    "argv", [["opencode", "run", "hi"], ["pi", "-p", "hi"]], ids=["opencode", "pi"]
+)
+# The fake tool sleeps this long on a 429, as the real OpenCode and Pi 0.73 sleep for the
+# retry-after (hours on a quota refusal): a refusal that reaches it would stall the run.
+ASLEEP = {"FAKE_TOOL_WAIT_ON_429": "600"}
+
+
+def a_at_its_limit(fake, ctx, *, b_too: bool = False):
     a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
     b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
-    reset = int(time.time()) + 2 * 3600
-    fake.set_messages(a.uuid, "quota", reset_epoch=reset, claim="five_hour")
-    fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
-    p = run("exec", "--account", "a", "--", *argv, env={"FAKE_TOOL_WAIT_ON_429": "600"}, timeout=60)
+    now = int(time.time())
+    resets = {a.id: now + 2 * 3600, b.id: now + 3 * 3600}
+    for acc in (a, b) if b_too else (a,):
+        fake.set_messages(acc.uuid, "quota", reset_epoch=resets[acc.id], claim="five_hour")
+        fake.set_usage(acc.uuid, five_hour=100, five_hour_resets_at=resets[acc.id])
+    cached(ctx, a, 10)
+    cached(ctx, b, 30)
+    fake.reset_log()
+    return a, b, resets
+
+
+def limit_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if "limit" in ln and ln.startswith("acct: ")]
+
+
+@SLEEPERS
+def test_opencode_and_pi_at_a_limit_get_bs_answer_in_the_same_run(
+    fake, ctx, run, tool_log, argv
+) -> None:
+    """A's refusal is sent again on B in flight: the tool, which would sleep on the refusal for
+    hours, gets B's answer to the same request, and the run is neither ended nor resumed."""
+    a, b, resets = a_at_its_limit(fake, ctx)
+    p = run("exec", "--account", "a", "--", *argv, env=ASLEEP, timeout=60)
     assert p.returncode == 0 and "Hello from b@example.com" in p.stdout, p.stderr
-    assert "ending the run to go on" in p.stderr and "switching to b" in p.stderr
+    calls = fake.log("messages")
+    assert [(c["account_uuid"], c["status"]) for c in calls] == [(a.uuid, 429), (b.uuid, 200)]
+    assert calls[0]["body_sha8"] == calls[1]["body_sha8"]  # the same request, byte for byte
+    assert len(events(tool_log, "start")) == 1  # not ended, not resumed
+    assert events(tool_log, "waiting_on_429") == [] and events(tool_log, "signal") == []
+    assert "ending the run" not in p.stderr
+    (line,) = limit_lines(p.stderr)  # one line says it all
+    assert line.startswith("acct: a hit its 5-hour limit (resets ")
+    assert line.endswith("→ switching to b in flight")
+    bench = ctx.state.benches().get(a.id)
+    assert bench is not None and bench.kind == "quota" and bench.until == resets[a.id]
+    assert ctx.state.benches().get(b.id) is None
+    stored = ctx.store.read()
+    assert stored.get("b").holder is None  # b's lineage never left the store
+    assert stored.get("a").holder is not None  # the tool's file keeps a
+    rotate = [h for h in ctx.state.history() if h["event"] == "rotate"]
+    assert [(r["account_id"], r["to"], r.get("in_flight")) for r in rotate] == [(a.id, b.id, True)]
+    for acc in (a, b):
+        assert not fake.lineage(acc.uuid)["revoked"], acc.name
+    assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
+
+
+@SLEEPERS
+def test_a_tool_that_runs_on_after_an_in_flight_switch_is_not_ended_for_as_refusal(
+    fake, ctx, run, tool_log, argv
+) -> None:
+    """A's refusal stays the last word for the run's first account, but it never reached the
+    tool: the run goes on well past the refusal grace on b, and ends by itself."""
+    from acct.app.exec_session import REFUSAL_GRACE_S
+
+    a, b, _ = a_at_its_limit(fake, ctx)
+    knobs = {**ASLEEP, "FAKE_TOOL_SLEEP": str(REFUSAL_GRACE_S * 4)}
+    p = run("exec", "--account", "a", "--", *argv, env=knobs, timeout=60)
+    assert p.returncode == 0 and "Hello from b@example.com" in p.stdout, p.stderr
+    assert "ending the run" not in p.stderr
+    assert events(tool_log, "signal") == [] and len(events(tool_log, "start")) == 1
+    assert events(tool_log, "end")[-1]["status"] == 0
     assert [(c["account_uuid"], c["status"]) for c in fake.log("messages")] == [
         (a.uuid, 429),
         (b.uuid, 200),
     ]
-    bench = ctx.state.benches().get(a.id)
-    assert bench is not None and bench.kind == "quota" and bench.until == reset
-    waits = events(tool_log, "waiting_on_429")
-    assert len(waits) == 1
+
+
+@SLEEPERS
+def test_opencode_and_pi_after_an_in_flight_switch_status_and_the_prompt_name_b(
+    fake, ctx, run, tool_log, tmp_path, argv
+) -> None:
+    from tests.test_proxy_failover import _answered, _gated
+
+    a_at_its_limit(fake, ctx)
+    env = dict(run.env)
+    gate = tmp_path / "gate"
+    proc = _gated(env, gate, "--account", "a", "--", *argv, **ASLEEP)
+    try:
+        _answered(env, proc)
+        status = subprocess.run(
+            [sys.executable, "-m", "acct", "status", "--json"],
+            check=True,
+            env=env,
+            cwd=env["HOME"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        doc = json.loads(status.stdout)
+        assert [(s["account"], s["target"]) for s in doc["sessions"]] == [("b", argv[0])]
+        prompt = json.loads(ctx.paths.prompt_state_file.read_text())
+        assert prompt["targets"][argv[0]]["account"] == "b"
+        assert len(events(tool_log, "start")) == 1  # the run a began, now on b
+        assert events(tool_log, "waiting_on_429") == []
+        gate.touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Hello from b@example.com" in out, err
+    assert_no_secrets([out, err, status.stdout], store_secrets(ctx))
+
+
+@SLEEPERS
+def test_when_every_account_is_refused_a_sleeping_tool_is_still_ended(
+    fake, ctx, run, tool_log, argv
+) -> None:
+    """The fallback: no account can take over in flight, the last refusal reaches the tool,
+    which would sleep on it; acct ends the run and says every account is limited."""
+    a, b, resets = a_at_its_limit(fake, ctx, b_too=True)
+    p = run("exec", "--account", "a", "--", *argv, env=ASLEEP, timeout=60)
+    assert p.returncode == 5, p.stderr
+    assert [(c["account_uuid"], c["status"]) for c in fake.log("messages")] == [
+        (a.uuid, 429),
+        (b.uuid, 429),
+    ]
+    assert "no other account can take over" in p.stderr
+    assert "b's limit reached the tool, which would wait for it; ending the run" in p.stderr
+    assert "every account is rate-limited" in p.stderr
+    assert len(events(tool_log, "waiting_on_429")) == 1
+    assert [e["signum"] for e in events(tool_log, "signal")] == [15]
+    assert len(events(tool_log, "start")) == 1
+    for acc in (a, b):
+        bench = ctx.state.benches().get(acc.id)
+        assert bench is not None and bench.until == resets[acc.id], acc.name
+
+
+@SLEEPERS
+def test_with_wait_a_sleeping_tools_refused_request_is_held_not_ended(
+    fake, ctx, run, tool_log, argv
+) -> None:
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    cached(ctx, a, 10)
+    reset = int(time.time()) + 10  # after the tool's first request, however slow the start
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset, lift_at_reset=True)
+    fake.reset_log()
+    p = run("exec", "--wait", "--", *argv, env=ASLEEP, timeout=90)
+    assert p.returncode == 0 and "Hello from a@example.com" in p.stdout, p.stderr
+    assert "holding the request until a's reset" in p.stderr
+    assert "ending the run" not in p.stderr
+    assert [(c["account_uuid"], c["status"]) for c in fake.log("messages")] == [
+        (a.uuid, 429),
+        (a.uuid, 200),
+    ]
+    assert fake.log("messages")[1]["t"] >= reset
+    assert events(tool_log, "waiting_on_429") == [] and len(events(tool_log, "start")) == 1
 
 
 def test_a_plain_throttle_is_never_a_reason_to_end_the_tools_run(fake, ctx, run, tool_log) -> None:

@@ -759,6 +759,11 @@ class FakeState:
             log["model"] = request["model"]
             log["stream"] = bool(request.get("stream"))
             log["user_account"] = _user_account(request)
+            # Which request this was, byte for byte (a request sent again on another account
+            # has the same one unless something in it names the account), and what in it could.
+            log["body_sha8"] = hashlib.sha256(raw or b"").hexdigest()[:8]
+            meta = request.get("metadata")
+            log["metadata_keys"] = sorted(meta) if isinstance(meta, dict) else None
             now = int(time.time())
             reset = settings.reset_epoch or now + 3600
             mode = settings.mode

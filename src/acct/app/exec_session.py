@@ -36,7 +36,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,13 +80,15 @@ LIMIT_STREAMS: dict[str, tuple[int, ...]] = {
 # through a provider given with `-c` (each target's proxy_env/proxy_argv; docs/tools.md and
 # docs/codex.md have what was measured).
 PROXIED = ("claude-code", "opencode", "pi", "codex")
-# Tools whose proxy fails over in flight (the others' runs end and resume on the next account).
-FAILS_OVER = ("claude-code", "codex")
+# Tools whose proxy fails over in flight: a quota refusal is sent again on the next account and
+# the tool gets that account's answer (acct.services.proxy.failover).
+FAILS_OVER = ("claude-code", "codex", "opencode", "pi")
 TERMINATING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 # Tools that do not exit on a quota refusal: OpenCode sleeps for the retry-after (hours), Pi 0.73
-# too unless its retries are off, Pi 1.x retries for about 15 s. When the proxy saw a refusal
-# reach such a tool and no later answer was allowed, acct ends the run itself (SIGTERM) after
-# this grace, so the exit-based loop benches the account and resumes on the next one.
+# too unless its retries are off, Pi 1.x retries for about 15 s. A refusal reaches them only when
+# no account could take over in flight (or --no-rotate): when it stays the last answer the tool
+# got for this grace, acct ends the run itself (SIGTERM), so the exit-based loop benches the
+# account and resumes on the next one, or says that every account is limited.
 SLEEPS_ON_REFUSAL = ("opencode", "pi")
 REFUSAL_GRACE_S = 1.0
 _POLL_S = 0.1
@@ -380,7 +382,7 @@ class Session:
         if self.watch is not None and self.route is not None:
             argv = self.target.proxy_argv(argv, child)
         ender = (
-            _RefusalEnder(self.watch, acc, self.out)
+            _RefusalEnder(self.watch, acc, self.out, self._name_of)
             if self.watch is not None and self.target.name in SLEEPS_ON_REFUSAL
             else None
         )
@@ -400,6 +402,13 @@ class Session:
         ending = self._ending(acc, result)
         self._record_run(acc, result, ending)
         return result, ending
+
+    def _name_of(self, account_id: str) -> str:
+        try:
+            acc = self.c.store.read().by_id(account_id)
+        except AcctError:
+            acc = None
+        return acc.name if acc is not None else account_id
 
     def _started(self, pid: int, acc: Account) -> None:
         if self.live is not None:
@@ -460,12 +469,13 @@ class Session:
         ]
         return bool(switches) and switches[-1].to is not None
 
-    def _learn_from_proxy(self, acc: Account) -> None:
+    def _learn_from_proxy(self, acc: Account, result: RunResult) -> None:
         """A quota refusal the proxy saw as the last word for ``acc`` benches it until the
         reset even when the run did not end on a limit: interactive Claude Code waits on a
-        limit and exits 0 when the user quits, and the next run must not pick it again."""
+        limit and exits 0 when the user quits, and the next run must not pick it again. A
+        refusal answered in flight was benched and told by the proxy already."""
         seen = self.watch.quota(acc.id) if self.watch is not None else None
-        if seen is None:
+        if seen is None or self._answered_in_flight(result):
             return
         until, kind, reason = rest_for(seen, time.time(), self.c.config.cooloff)
         with contextlib.suppress(AcctError):
@@ -620,8 +630,9 @@ class Session:
             else (None if self.c.config.proxy else False)
         )
         if self.target.name in PROXIED and self.target.name != "claude-code":
-            # OpenCode and Pi: live usage and quota signals only (their sleeping runs are ended
-            # and resumed on the next account, _RefusalEnder). Codex: in-flight failover too.
+            # OpenCode, Pi and Codex: pointed at the proxy by their targets' overlays; it fails
+            # over in flight, and a sleeping run whose refusal no account could take is ended
+            # (_RefusalEnder).
             plan = self._plan() if self.target.name in FAILS_OVER else None
             self.watch, self.route = start_tool_watch(self.c, self.target, asked, self.out, plan)
         else:  # Claude Code, and a tool the proxy cannot be put in front of (it says so)
@@ -660,7 +671,7 @@ class Session:
         while True:
             result, ending = self.run_once(acc, argv, env)
             if ending.kind not in ("quota", "auth"):
-                self._learn_from_proxy(acc)
+                self._learn_from_proxy(acc, result)
             if result.interrupted or any(s in TERMINATING for s in result.forwarded):
                 return result.status
             if ending.kind == "throttle":
@@ -817,13 +828,17 @@ def start_watch(
 class _RefusalEnder:
     """Ends a run whose tool got a quota refusal and would sleep on it (``SLEEPS_ON_REFUSAL``).
 
-    The proxy's last word for the run's account decides: a refusal that stays the last word for
-    ``REFUSAL_GRACE_S`` (no later answer was allowed) ends the child with SIGTERM. The run then
-    ends as ``quota`` with the server's reset (``Session._proxy_says``).
+    What the tool received decides (:meth:`Watch.reached`), not the run's first account: a
+    refusal the proxy answered in flight from another account, or holds with ``--wait``, never
+    reached the tool, and the run goes on on the account the session is on now. A refusal that
+    did reach it and stays the last answer for ``REFUSAL_GRACE_S`` ends the child with SIGTERM;
+    the run then ends as ``quota`` with the server's reset (``Session._proxy_says``).
     """
 
-    def __init__(self, watch: Watch, acc: Account, out: Reporter) -> None:
-        self.watch, self.acc, self.out = watch, acc, out
+    def __init__(
+        self, watch: Watch, acc: Account, out: Reporter, name_of: Callable[[str], str]
+    ) -> None:
+        self.watch, self.acc, self.out, self.name_of = watch, acc, out, name_of
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -839,14 +854,15 @@ class _RefusalEnder:
     def _watch(self, pid: int) -> None:
         since: float | None = None
         while not self._done.wait(_POLL_S):
-            if self.watch.quota(self.acc.id) is None:
+            reached = self.watch.reached(self.acc.id)
+            if reached is None:
                 since = None
                 continue
             since = since if since is not None else time.monotonic()
             if time.monotonic() - since >= REFUSAL_GRACE_S:
                 self.out.note(
-                    f"{self.acc.name}'s limit reached the tool, which would wait for it; "
-                    "ending the run to go on"
+                    f"{self.name_of(reached[0])}'s limit reached the tool, which would wait for "
+                    "it; ending the run to go on"
                 )
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)

@@ -190,6 +190,9 @@ class Failover:
         self._uuids: dict[str, str | None] = {}
         self._workspaces: dict[str, str | None] = {}  # account id -> chatgpt-account-id
         self.switches: list[Switch] = []
+        # The quota refusal the tool got last (account id, signal), until an allowed answer to
+        # one of the session's requests follows it: what an exec session ends a sleeping run on.
+        self._reached: tuple[str, QuotaSignal] | None = None
         self._chores: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._chores_done = threading.Condition()
         self._pending = 0
@@ -236,12 +239,21 @@ class Failover:
             self._uuids[account.id] = account.uuid
             self._credentials = {account.fingerprint} if account.is_oauth else set()
             self._file_seen = None
+            self._reached = None
             self._read_file()
 
     @property
     def serving(self) -> str | None:
         with self._lock:
             return self._serving
+
+    @property
+    def reached(self) -> tuple[str, QuotaSignal] | None:
+        """The account and quota refusal the tool received last, while no allowed answer to the
+        session's requests came after it; None while every refusal was answered in flight (or
+        is held with ``--wait``)."""
+        with self._lock:
+            return self._reached
 
     # --- the broker -----------------------------------------------------------------------
 
@@ -263,18 +275,29 @@ class Failover:
             return replace(request, account_id=lent, original=request)
 
     def after(self, obs: Observation | None, sent: Outgoing) -> Outgoing | None:
-        if sent.account_id is None or obs is None or obs.http_status != 429:
+        if sent.account_id is None or obs is None:
             return None
-        signal = obs.quota
+        if obs.http_status < 400:
+            with self._lock:
+                self._reached = None  # the tool is answered: whatever it was refused is past
+            return None
+        signal = obs.quota if obs.http_status == 429 else None
         if signal is None:
             return None  # a plain throttle, or paid overage: not this account's quota
+        again = self._again(signal, sent, sent.account_id)
+        if again is None:
+            with self._lock:
+                self._reached = (sent.account_id, signal)
+        return again
+
+    def _again(self, signal: QuotaSignal, sent: Outgoing, refused: str) -> Outgoing | None:
+        """The refused request dressed for the next account; None: the refusal goes to the tool."""
         original = sent.original or sent
-        tried = {*sent.tried, sent.account_id}
+        tried = {*sent.tried, refused}
         with self._lock:
-            refused = sent.account_id
             self._later(lambda: self._bench(refused, signal))
             if len([s for s in self.switches if s.to]) >= self.plan.max_switches:
-                self._refused_everywhere(sent.account_id, signal, quiet=True)
+                self._refused_everywhere(refused, signal, quiet=True)
                 return None
             if self._serving not in tried and self._serving is not None:
                 # A parallel request already switched: follow it.
@@ -285,10 +308,10 @@ class Failover:
             nxt = self._hold()  # without the lock: other requests go on meanwhile
         with self._lock:
             if nxt is None:
-                self._refused_everywhere(sent.account_id, signal)
+                self._refused_everywhere(refused, signal)
                 return None
             if nxt != self._serving:
-                self._switch_to(nxt, sent.account_id, signal)
+                self._switch_to(nxt, refused, signal)
             try:
                 return self._resend(original, nxt, tried)
             except Unavailable:

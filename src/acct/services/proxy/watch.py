@@ -160,6 +160,17 @@ class Watch:
         with self._cond:
             return self._quota if self._account_id == account_id else None
 
+    def reached(self, account_id: str) -> tuple[str, QuotaSignal] | None:
+        """The account and quota refusal the tool of ``account_id``'s run received and is left
+        with (no allowed answer came after it). With failover that is the refusal no account
+        could take over, whichever account the session is on by then; a refusal answered in
+        flight, or held with ``--wait``, never reached the tool. Without failover, the refusal
+        that is the last word for the run's account."""
+        if self.failover is not None:
+            return self.failover.reached
+        seen = self.quota(account_id)
+        return (account_id, seen) if seen is not None else None
+
     # --- the writer thread -------------------------------------------------------------------
 
     def _answered(self, credential: str, usage: AnswerUsage | None) -> None:
