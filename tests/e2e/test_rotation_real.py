@@ -1,5 +1,6 @@
 """The real OpenCode and Pi under ``acct exec``, account A at its limit and B healthy: the task
-finishes on B with exit 0, without ``acct doctor --fix``, and no refresh-token chain is revoked.
+finishes on B with exit 0 in the same run (the proxy sends A's refused request again on B, in
+flight: no end, no resume), without ``acct doctor --fix``, and no refresh-token chain is revoked.
 
 Both tools run behind acct's usage proxy (OpenCode through an OPENCODE_CONFIG_CONTENT overlay,
 Pi through acct's extension), which chains to the base URL their own settings name: the fake.
@@ -27,8 +28,25 @@ PI_ARGS = ("pi", "--provider", "anthropic", "--model", "claude-sonnet-4-5", "-p"
 OPENCODE_ARGS = ("opencode", "run", "--model", "anthropic/claude-sonnet-4-5")
 
 
-def calls(fake: FakeAnthropic) -> list[tuple[str, int]]:
-    return [(c["account_uuid"], c["status"]) for c in fake.log("messages")]
+def answered_in_flight(fake: FakeAnthropic, a: Any, b: Any, stderr: str) -> None:
+    """Every request A refused was sent again, byte for byte, and answered for B; the run was
+    neither ended nor resumed (the exit-based loop says ``switching to b`` without ``in
+    flight``, and ``ending the run`` first)."""
+    log = fake.log("messages")
+    seen = [(c["account_uuid"], c["status"]) for c in log]
+    refused = [i for i, c in enumerate(log) if c["account_uuid"] == a.uuid]
+    assert refused and all(log[i]["status"] == 429 for i in refused), seen
+    for i in refused:
+        nxt = log[i + 1] if i + 1 < len(log) else None
+        assert nxt is not None and (nxt["account_uuid"], nxt["status"]) == (b.uuid, 200), seen
+        assert nxt["body_sha8"] == log[i]["body_sha8"], "not the same request"
+        assert nxt["header_names"] == log[i]["header_names"], (log[i], nxt)
+        # Neither tool names the account in the body (Claude Code does, in metadata.user_id).
+        assert log[i].get("metadata_keys") is None and nxt.get("metadata_keys") is None, log[i]
+    assert seen[-1] == (b.uuid, 200), seen
+    switches = [ln for ln in stderr.splitlines() if "switching to" in ln]
+    assert switches == [switches[0]] and switches[0].endswith("switching to b in flight"), stderr
+    assert "ending the run" not in stderr, stderr
 
 
 def a_at_its_limit(fake: FakeAnthropic, ctx: Any) -> tuple[Any, Any, int]:
@@ -48,7 +66,7 @@ def no_chain_revoked(fake: FakeAnthropic, *accounts: Any) -> None:
         assert not any(ln["revoked"] for ln in lineages), acc.name
 
 
-def test_opencode_finishes_on_b_when_a_is_at_its_limit(
+def test_opencode_finishes_on_b_in_flight_when_a_is_at_its_limit(
     fake, ctx, run_acct_opencode, opencode_env, workdir: Path
 ) -> None:
     a, b, _ = a_at_its_limit(fake, ctx)
@@ -69,14 +87,13 @@ def test_opencode_finishes_on_b_when_a_is_at_its_limit(
 
     assert p.returncode == 0, p.stderr
     assert "Hello from b@example.com" in p.stdout
-    seen = calls(fake)
-    assert (a.uuid, 429) in seen and seen[-1] == (b.uuid, 200), seen
+    answered_in_flight(fake, a, b, p.stderr)
     assert json.loads(config.read_text())["plugin"] == plugins  # no doctor --fix, no new entry
     no_chain_revoked(fake, a, b)
     assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
 
 
-def test_pi_finishes_on_b_when_a_is_at_its_limit_without_doctor_fix(
+def test_pi_finishes_on_b_in_flight_when_a_is_at_its_limit_without_doctor_fix(
     fake, ctx, run_acct_pi, pi_env, workdir: Path
 ) -> None:
     a, b, reset = a_at_its_limit(fake, ctx)
@@ -96,8 +113,7 @@ def test_pi_finishes_on_b_when_a_is_at_its_limit_without_doctor_fix(
 
     assert p.returncode == 0, p.stderr
     assert "Hello from b@example.com" in p.stdout
-    seen = calls(fake)
-    assert (a.uuid, 429) in seen and seen[-1] == (b.uuid, 200), seen
+    answered_in_flight(fake, a, b, p.stderr)
     assert not settings.exists()
     bench = ctx.state.benches().get(a.id)
     assert bench is not None and abs(bench.until - reset) <= 60

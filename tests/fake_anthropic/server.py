@@ -764,6 +764,7 @@ class FakeState:
             log["body_sha8"] = hashlib.sha256(raw or b"").hexdigest()[:8]
             meta = request.get("metadata")
             log["metadata_keys"] = sorted(meta) if isinstance(meta, dict) else None
+            log["header_names"] = sorted({str(k).lower() for k in headers})
             now = int(time.time())
             reset = settings.reset_epoch or now + 3600
             mode = settings.mode
