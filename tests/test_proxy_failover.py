@@ -289,19 +289,20 @@ def test_a_rotation_while_the_tool_refreshes_its_own_token_revokes_no_chain(fake
     no_leaks(ctx, run)
 
 
-@pytest.fixture
-def session(fake, ctx, env, tmp_path):
-    """a lent to Claude Code's file and a Watch with failover in front of the fake, as an
-    ``acct exec`` session has it; b and c in the store."""
+@pytest.fixture(params=["claude-code", "opencode", "pi"])
+def session(fake, ctx, env, tmp_path, request):
+    """a lent to the tool's file and a Watch with failover in front of the fake, as an
+    ``acct exec`` session of that tool has it; b and c in the store."""
+    name = request.param
     a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
     b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30)
     c = seed_account(fake, ctx, "c", five_hour=40, seven_day=40)
     cached(ctx, a, b, c)
-    custody.lend(ctx, a.id, "claude-code", env, move=False)
-    target = get_target("claude-code")
-    here = ("claude-code", custody.holder_path(target.path(env)))
+    custody.lend(ctx, a.id, name, env, move=False)
+    target = get_target(name)
+    here = (name, custody.holder_path(target.path(env)))
     said: list[str] = []
-    plan = Plan("claude-code", here, env, "headroom", announce=said.append)
+    plan = Plan(name, here, env, "headroom", announce=said.append)
     watch = Watch({**env, "ANTHROPIC_BASE_URL": fake.base_url}, plan=plan).start()
     watch.begin(ctx.store.read().get("a"))
     try:

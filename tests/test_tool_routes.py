@@ -293,6 +293,40 @@ def test_a_tool_that_runs_on_after_an_in_flight_switch_is_not_ended_for_as_refus
 
 
 @SLEEPERS
+def test_opencode_and_pi_that_refresh_their_own_token_are_still_failed_over_and_no_chain_dies(
+    fake, ctx, run, tool_log, argv
+) -> None:
+    """The tool spends a's refresh token (its file holds a) and asks with the successor access
+    token, which the proxy reads back from the tool's file as the session's own; b's token is
+    acct's, refreshed under b's lock while the store holds it."""
+    a = seed_account(fake, ctx, "a", five_hour=10, seven_day=10)
+    b = seed_account(fake, ctx, "b", five_hour=30, seven_day=30, expires_in=600)
+    cached(ctx, a, 10)
+    cached(ctx, b, 30)
+    fake.set_messages(a.uuid, "quota", reset_epoch=int(time.time()) + 3600)
+    fake.reset_log()
+    knobs = {**ASLEEP, "FAKE_TOOL_REFRESH": "1", "FAKE_TOOL_AGAIN": "1"}
+    p = run("exec", "--account", "a", "--", *argv, env=knobs, timeout=60)
+    assert p.returncode == 0 and "Hello from b@example.com" in p.stdout, p.stderr
+    calls = fake.log("messages")
+    assert [(c["account_uuid"], c["status"]) for c in calls] == [
+        (a.uuid, 429),
+        (b.uuid, 200),
+        (b.uuid, 200),  # sticky: the tool's next request goes straight to b
+    ]
+    assert calls[0]["token_sha8"] != fake.sha8(a.tokens.access)  # the tool's successor token
+    assert len(events(tool_log, "start")) == 1
+    assert fake.lineage(a.uuid)["refresh_count"] >= 1  # the tool refreshed a
+    assert fake.lineage(b.uuid)["refresh_count"] == 1  # acct refreshed b once
+    refreshes = fake.log("token_refresh")
+    assert refreshes and all(r["status"] == 200 for r in refreshes)
+    for acc in ctx.store.read():
+        assert not fake.lineage(acc.uuid)["revoked"], acc.name
+        assert fake.lineage(acc.uuid)["live_refresh_sha8"] == fake.sha8(acc.tokens.refresh)
+    assert_no_secrets([p.stdout, p.stderr], store_secrets(ctx))
+
+
+@SLEEPERS
 def test_opencode_and_pi_after_an_in_flight_switch_status_and_the_prompt_name_b(
     fake, ctx, run, tool_log, tmp_path, argv
 ) -> None:
