@@ -18,10 +18,12 @@ account): that tool may be spending its refresh token. Nothing is benched or rot
 user interrupted the run, when the file cannot be read back, or when the file held another
 account by the end of the run (an ``acct use`` switched it meanwhile).
 
-For Claude Code, a loopback proxy (:mod:`acct.services.proxy`, ``--no-proxy`` turns it off) reads
-the rate-limit headers of every answer: they keep the usage cache live without polling, and a
-refusal for quota it saw ends a failed run as ``quota`` with the server's exact reset, even when
-the tool wrote its words to a terminal acct does not read.
+A loopback proxy in front of the tool (:mod:`acct.services.proxy`, ``--no-proxy`` turns it off)
+reads the rate-limit headers of every answer: they keep the usage cache live without polling. A
+quota refusal is sent again on the next account in flight (Claude Code, OpenCode, Pi, Codex), so
+the tool never sees it; a refusal that did reach the tool ends a failed run as ``quota`` with the
+server's exact reset, even when the tool wrote its words to a terminal acct does not read, and a
+tool that would sleep on it (OpenCode, Pi) is ended for it (:class:`_RefusalEnder`).
 
 ``[targets.NAME] resume_args`` in ``config.toml`` replaces the arguments of a resumed run;
 ``{prompt}`` in them becomes the continuation prompt.

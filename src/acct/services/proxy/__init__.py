@@ -1,12 +1,12 @@
 """A loopback proxy in front of the Messages API that reads every answer's rate-limit headers.
 
 Every ``/v1/messages`` answer carries the account's live usage in ``anthropic-ratelimit-unified-*``
-headers. ``acct exec`` points Claude Code at this proxy (``ANTHROPIC_BASE_URL``); the
-proxy forwards each request unchanged to the real upstream (the user's own
-``ANTHROPIC_BASE_URL`` when one was set, so proxies chain), streams the answer back as it arrives
-and reports what the headers say. That gives acct live usage without polling the throttled usage
-endpoint, and tells it that a request was refused for quota even when the tool's words go to a
-terminal acct cannot read.
+headers. ``acct exec`` points the tool at this proxy for one run (Claude Code through
+``ANTHROPIC_BASE_URL``, OpenCode, Pi and Codex through their targets' overlays); the proxy forwards
+each request unchanged to the real upstream (the base URL the tool's own settings name, so proxies
+chain), streams the answer back as it arrives and reports what the headers say. That gives acct
+live usage without polling the throttled usage endpoint, and tells it that a request was refused
+for quota even when the tool's words go to a terminal acct cannot read.
 
 The proxy sees the tool's credentials in transit and keeps none: an observation names the
 credential by fingerprint, nothing is logged, and errors name exception types, never values.
@@ -17,7 +17,8 @@ same request again on the next account (:mod:`.failover`) and the tool only sees
 Why no refresh-token lineage ends up with two holders, whatever the proxy does:
 
 - The proxy never writes a credentials file and never moves a lineage: the tool's file keeps
-  the lineage acct lent it, and the tool goes on refreshing it as its only holder. The proxy
+  the lineage acct lent it, and the tool goes on refreshing it as its only holder
+  (Claude Code, OpenCode's plugin and Pi alike: each refreshes into its own file). The proxy
   only reads that file, to recognise the successor access token the tool refreshed into.
 - The tokens it puts into requests are *access* tokens. An access token is not a lineage:
   presenting it spends nothing and rotates nothing.
