@@ -53,7 +53,10 @@ def test_pi_quota_rotates_to_the_next_account(fake, ctx, run_acct_pi, pi_env, wo
     fake.set_messages(a.uuid, "quota", reset_epoch=reset)
     fake.set_usage(a.uuid, five_hour=100, five_hour_resets_at=reset)
 
-    p = run_acct_pi("exec", "--", *PI_ARGS, "write the report", cwd=workdir, timeout=180)
+    # The exit-based loop (through the proxy b answers in flight: test_rotation_real.py).
+    p = run_acct_pi(
+        "exec", "--no-proxy", "--", *PI_ARGS, "write the report", cwd=workdir, timeout=180
+    )
 
     assert p.returncode == 0, p.stderr
     assert '429 {"type":"error"' in p.stderr  # Pi's own words, passed through
