@@ -83,7 +83,7 @@ def retry_check(env: Mapping[str, str], fix: bool) -> list[Check]:
         "retry",
         False,
         "Pi retries a 429 for as long as the server says (hours on a quota limit), "
-        "so acct cannot rotate",
+        "so acct cannot rotate it without the usage proxy (--no-proxy)",
         path=str(path),
         fix="set retry.enabled=false and retry.provider.maxRetries=0",
     )
