@@ -340,6 +340,31 @@ def test_a_request_without_the_sessions_credential_is_never_re_sent(fake, ctx, s
     assert answers(fake)[-2:] == [("a@example.com", 429), ("b@example.com", 200)]
 
 
+def test_only_a_refusal_no_account_took_over_counts_as_reaching_the_tool(
+    fake, ctx, session
+) -> None:
+    """What ends a sleeping OpenCode or Pi run: a's refusal stays the last word for a after b
+    answered it in flight, but the tool never got it; the one that no account could take over
+    did reach it, until an allowed answer follows."""
+    watch, accs, _ = session
+    a, b, c = accs["a"], accs["b"], accs["c"]
+    reset = int(time.time()) + 3600
+    fake.set_messages(a.uuid, "quota", reset_epoch=reset)
+    own = _bearer(ctx.store.read().get("a").tokens.access)
+    assert _post(watch.url, own).status_code == 200
+    watch.settle()
+    assert watch.quota(a.id) is not None  # a's last word is its refusal...
+    assert watch.reached(a.id) is None  # ...which the tool never received
+    for acc in (b, c):
+        fake.set_messages(acc.uuid, "quota", reset_epoch=reset + 60)
+    assert _post(watch.url, own).status_code == 429
+    got = watch.reached(a.id)
+    assert got is not None and got[0] == c.id and got[1].reset_at == reset + 60
+    fake.set_messages(c.uuid, "ok")
+    assert _post(watch.url, own).status_code == 200
+    assert watch.reached(a.id) is None
+
+
 def test_an_account_lent_to_another_file_is_never_injected(
     fake, ctx, env, session, tmp_path
 ) -> None:
