@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 from tests.conftest import REPO
 from tests.pool.helpers import add_account, made_up_tokens, open_machine
@@ -41,6 +42,10 @@ def test_pool_init_then_status_lists_machines_and_what_they_hold(machine_env, pg
     assert set(machines) == {"laptop", "desk"}
     assert machines["laptop"]["this"] and not machines["desk"]["this"]
     assert [h["account"] for h in machines["desk"]["holds"]] == ["work"]
+    # Times as every document gives them: ISO-8601 and epoch seconds.
+    (held,) = machines["desk"]["holds"]
+    assert isinstance(held["lent_at_epoch"], int) and held["lent_at"].startswith("20")
+    assert abs(machines["laptop"]["last_contact_at_epoch"] - time.time()) < 3600
     assert machines["laptop"]["holds"] == []
     text = acct(laptop, "pool", "status").stdout
     assert "desk: ok" in text and "work: lineage" in text

@@ -131,13 +131,33 @@ def test_a_machine_whose_lineage_was_reclaimed_cannot_release_it(machine_env) ->
         custody.claim(pool, acc.id, target="claude-code", path=PATH)
         with pytest.raises(custody.CustodyLost):  # not desk's to release
             custody.release(other, acc.id, lineage=tokens.lineage_fingerprint)
-        with pool.conn.transaction():  # what `acct pool reclaim laptop` will do
-            pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (acc.id,))
-        custody.claim(other, acc.id, target="claude-code", path=PATH)
-        with pytest.raises(custody.CustodyLost, match="reclaimed"):
+        custody.reclaim(other, "laptop")  # `acct pool reclaim laptop`, run on desk
+        with pytest.raises(custody.CustodyLost, match="the pool reclaimed it"):
             custody.release(
                 pool, acc.id, lineage=tokens.lineage_fingerprint, harvested=made_up_tokens()
             )
+        with pytest.raises(custody.CustodyLost, match="reclaimed it: no copy pushed"):
+            custody.push(pool, acc.id, made_up_tokens(), lineage=tokens.lineage_fingerprint)
+
+
+def test_a_custody_taken_back_otherwise_is_not_called_a_reclaim(machine_env) -> None:  # type: ignore[no-untyped-def]
+    env = machine_env("laptop")
+    init_machine(env)
+    with open_machine(env) as pool:
+        tokens = made_up_tokens()
+        acc = add_account(pool, "work", tokens)
+        custody.claim(pool, acc.id, target="claude-code", path=PATH)
+        with pool.conn.transaction():  # taken back by another process of this machine
+            pool.conn.execute(b"DELETE FROM custody WHERE account_id = %s", (acc.id,))
+        for attempt in (
+            lambda: custody.release(pool, acc.id, lineage=tokens.lineage_fingerprint),
+            lambda: custody.push(
+                pool, acc.id, made_up_tokens(), lineage=tokens.lineage_fingerprint
+            ),
+        ):
+            with pytest.raises(custody.CustodyLost) as e:
+                attempt()
+            assert "reclaimed" not in e.value.message and "taken back" in e.value.message
         assert accounts.get(pool.conn, pool.key, acc.id).account.tokens == tokens
 
 

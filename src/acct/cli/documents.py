@@ -19,8 +19,10 @@ from acct.services.store import Accounts
 from acct.services.targets import get_target
 
 if TYPE_CHECKING:
+    from acct.app.pool import JoinResult, LeaveResult, PoolStatus
     from acct.app.stats import Group, Stats
     from acct.domain.capacity import Capacity, PoolAccount
+    from acct.services.pool.custody import Reclaimed
 
 
 def login_account(acc: Account) -> dict[str, object]:
@@ -237,3 +239,51 @@ def stats(s: Stats) -> dict[str, Any]:
         "groups": [_stats_group(g) for g in s.groups],
         "total": _stats_group(s.total),
     }
+
+
+# --- acct pool ---------------------------------------------------------------------------------
+
+
+def _moved(r: JoinResult) -> list[dict[str, Any]]:
+    return [{"account": m.name, "pool_name": m.pool_name, "outcome": m.outcome, "held": m.held}
+            for m in r.moved]  # fmt: skip
+
+
+def pool_join(r: JoinResult) -> dict[str, Any]:
+    """`acct pool join --json`, and `acct pool init --json` with the schema and key."""
+    doc: dict[str, Any] = {"pool": r.where, "host_id": r.host_id}
+    if r.init is not None:
+        i = r.init
+        doc["schema"] = {"before": i.schema_before, "now": i.schema_now}
+        doc["key"] = {"path": i.key_path, "created": i.key_created, "id": i.key_id}
+    doc["accounts"] = _moved(r)
+    return doc
+
+
+def pool_leave(r: LeaveResult) -> dict[str, Any]:
+    return {"pool": r.where, "host_id": r.host_id, "returned": list(r.returned)}
+
+
+def pool_reclaim(host: str, done: list[Reclaimed]) -> dict[str, Any]:
+    return {"host_id": host,
+            "accounts": [{"account": r.account, "took_pushed": r.took_pushed} for r in done]}  # fmt: skip
+
+
+def pool_status(st: PoolStatus) -> dict[str, Any]:
+    return {
+        "pool": st.where, "schema": st.schema_version, "key_id": st.key_id, "host_id": st.host_id,
+        "accounts": st.accounts,
+        "machines": [{
+            "host_id": m.host_id, "hostname": m.hostname,
+            "last_contact_at": iso(m.last_contact), "last_contact_at_epoch": epoch(m.last_contact),
+            "silent": m.silent, "this": m.this, "sessions": m.sessions,
+            "live": [{"pid": x.pid, "target": x.target, "account": x.account,
+                      "started_at": iso(x.started_at), "started_at_epoch": epoch(x.started_at),
+                      "heartbeat_at": iso(x.heartbeat_at),
+                      "heartbeat_at_epoch": epoch(x.heartbeat_at)}
+                     for x in m.live],
+            "holds": [{"account": h.account, "target": h.target, "path": h.path,
+                       "lineage": h.lineage, "lent_at": iso(h.since),
+                       "lent_at_epoch": epoch(h.since)} for h in m.holds],
+        } for m in st.machines],
+    }  # fmt: skip

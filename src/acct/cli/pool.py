@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from acct.app import pool as use
 from acct.base.paths import Paths, display_path
-from acct.base.timefmt import iso
-from acct.cli import app
+from acct.cli import app, documents
 from acct.cli.common import JsonOpt, ctx
 from acct.cli.render import emit_json, mode, out
 
@@ -53,11 +52,6 @@ def _moved_lines(env: dict[str, str], r: use.JoinResult) -> None:
         out.print(f"this machine's accounts now live in pool {r.where}", markup=False)
 
 
-def _moved_doc(r: use.JoinResult) -> list[dict[str, Any]]:
-    return [{"account": m.name, "pool_name": m.pool_name, "outcome": m.outcome, "held": m.held}
-            for m in r.moved]  # fmt: skip
-
-
 @pool_app.command("init")
 def init(json_out: JsonOpt = False) -> None:
     """Create the pool's schema (or upgrade it) and, for a new pool, its key file (0600); then
@@ -71,11 +65,7 @@ def init(json_out: JsonOpt = False) -> None:
     r = j.init
     assert r is not None
     if json_out:
-        emit_json("pool-init", {
-            "pool": r.where, "schema": {"before": r.schema_before, "now": r.schema_now},
-            "key": {"path": r.key_path, "created": r.key_created, "id": r.key_id},
-            "host_id": j.host_id, "accounts": _moved_doc(j),
-        })  # fmt: skip
+        emit_json("pool-init", documents.pool_join(j))
         return
     schema = (
         f"schema version {r.schema_now}"
@@ -103,7 +93,7 @@ def join(json_out: JsonOpt = False) -> None:
     env, paths = _paths()
     j = use.join(env, paths)
     if json_out:
-        emit_json("pool-join", {"pool": j.where, "host_id": j.host_id, "accounts": _moved_doc(j)})
+        emit_json("pool-join", documents.pool_join(j))
         return
     out.print(f"machine {j.host_id} joined pool {j.where}", markup=False)
     _moved_lines(env, j)
@@ -117,8 +107,7 @@ def leave(json_out: JsonOpt = False) -> None:
     c = ctx()
     r = use.leave(c)
     if json_out:
-        emit_json("pool-leave", {"pool": r.where, "host_id": r.host_id,
-                                 "returned": list(r.returned)})  # fmt: skip
+        emit_json("pool-leave", documents.pool_leave(r))
         return
     for name in r.returned:
         out.print(f"{name}: its lineage is back in the pool", markup=False)
@@ -149,8 +138,7 @@ def reclaim(
     mode.json = json_out
     done = use.reclaim(ctx(), host, account=account, force=force)
     if json_out:
-        emit_json("pool-reclaim", {"host_id": host, "accounts": [
-            {"account": r.account, "took_pushed": r.took_pushed} for r in done]})  # fmt: skip
+        emit_json("pool-reclaim", documents.pool_reclaim(host, list(done)))
         return
     if not done:
         out.print(f"machine {host} holds no lineage of the pool", markup=False)
@@ -168,22 +156,6 @@ def _ago(t: float) -> str:
     return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
 
 
-def _document(st: use.PoolStatus) -> dict[str, Any]:
-    return {
-        "pool": st.where, "schema": st.schema_version, "key_id": st.key_id, "host_id": st.host_id,
-        "accounts": st.accounts,
-        "machines": [{
-            "host_id": m.host_id, "hostname": m.hostname, "last_contact": iso(m.last_contact),
-            "silent": m.silent, "this": m.this, "sessions": m.sessions,
-            "live": [{"pid": x.pid, "target": x.target, "account": x.account,
-                      "started_at": iso(x.started_at), "heartbeat_at": iso(x.heartbeat_at)}
-                     for x in m.live],
-            "holds": [{"account": h.account, "target": h.target, "path": h.path,
-                       "lineage": h.lineage, "since": iso(h.since)} for h in m.holds],
-        } for m in st.machines],
-    }  # fmt: skip
-
-
 @pool_app.command("status")
 def status(json_out: JsonOpt = False) -> None:
     """The pool's machines, their last contact, live sessions and which lineage each holds."""
@@ -191,7 +163,7 @@ def status(json_out: JsonOpt = False) -> None:
     env, paths = _paths()
     st = use.status(env, paths, lease_timeout=ctx().config.lease_timeout)
     if json_out:
-        emit_json("pool-status", _document(st))
+        emit_json("pool-status", documents.pool_status(st))
         return
     out.print(f"pool {st.where}: schema {st.schema_version}, {st.accounts} accounts, "
               f"key id {st.key_id}", markup=False)  # fmt: skip

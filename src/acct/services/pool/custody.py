@@ -28,6 +28,7 @@ from acct.base.models import Tokens
 from acct.services.pool import accounts
 from acct.services.pool import connect as pg
 from acct.services.pool.accounts import Pooled
+from acct.services.pool.reclaims import was_reclaimed
 
 if TYPE_CHECKING:
     from acct.services.pool.core import Pool
@@ -141,6 +142,25 @@ def _lend(pool: Pool, account_id: str, target: str, path: str, lineage: str) -> 
     _history(pool, "lend", account_id, target, lineage=lineage, path=path)
 
 
+def _held_here(pool: Pool, account_id: str, lineage: str, then: str) -> Pooled:
+    """The account under its row lock, while this machine's custody of ``lineage`` stands;
+    CustodyLost otherwise, saying what happened to it (``then`` ends the message)."""
+    p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+    c = p.custody
+    if c is not None and c.host_id == pool.host_id and c.lineage == lineage:
+        return p
+    if was_reclaimed(pool, account_id, lineage):
+        raise CustodyLost(
+            f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
+            f"lineage {lineage}: the pool reclaimed it{then}",
+            hint="leave the tool's file alone; acct will not use that lineage again",
+        )
+    raise CustodyLost(
+        f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
+        f"lineage {lineage} as acct lent it (lent again or taken back since){then}"
+    )
+
+
 def release(
     pool: Pool,
     account_id: str,
@@ -154,14 +174,9 @@ def release(
     wrote there. Refused (CustodyLost) when this machine is no longer the holder."""
     with pg.errors(pool.where), pool.conn.transaction():
         _begin(pool, lock_timeout)
-        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        p = _held_here(pool, account_id, lineage, "")
         c = p.custody
-        if c is None or c.host_id != pool.host_id or c.lineage != lineage:
-            raise CustodyLost(
-                f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
-                f"lineage {lineage}: the pool reclaimed it",
-                hint="leave the tool's file alone; acct will not use that lineage again",
-            )
+        assert c is not None
         current = p.lineage or ""
         if harvested is not None and harvested.lineage_fingerprint != current:
             cols = accounts.sealed_tokens(pool.key, account_id, harvested)
@@ -333,14 +348,7 @@ def push(pool: Pool, account_id: str, tokens: Tokens, *, lineage: str) -> None:
     pool reclaimed it since)."""
     with pg.errors(pool.where), pool.conn.transaction():
         _begin(pool, LOCK_TIMEOUT_S)
-        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
-        c = p.custody
-        if c is None or c.host_id != pool.host_id or c.lineage != lineage:
-            raise CustodyLost(
-                f"this machine ({pool.host_id}) no longer holds account {p.account.name!r}'s "
-                f"lineage {lineage} as this session saw it (lent again, taken back or reclaimed "
-                "since): no copy pushed"
-            )
+        _held_here(pool, account_id, lineage, ": no copy pushed")
         pool.conn.execute(
             b"UPDATE custody SET pushed_access_sealed = %s, pushed_refresh_sealed = %s, "
             b"pushed_expires_at = %s, pushed_lineage = %s, pushed_at = now() "
