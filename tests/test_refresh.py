@@ -301,6 +301,30 @@ def test_a_rescue_file_of_an_older_lineage_moves_aside_and_is_kept(
     assert oauth.recover_refreshes(ctx) == []
 
 
+def test_the_recovery_at_a_commands_start_leaves_an_account_a_refresh_holds_to_that_refresh(
+    fake: FakeAnthropic, ctx: Ctx
+) -> None:
+    """A rescued answer is stored only under its account's lock, on a fresh read: while a
+    refresh holds the lock (it adopts the answer itself, then may send), the recovery leaves it;
+    storing it behind that refresh's back would have the refresh send a spent token."""
+    from acct.base.fsio import write_json
+    from acct.services.oauth.refresh import _rescue_doc
+
+    acc = seed_account(fake, ctx, "work")
+    assert acc.tokens is not None
+    rescued = Tokens("sk-ant-oat01-next", "sk-ant-ort01-next", acc.tokens.expires_at, ())
+    rescue = oauth.rescue_path(ctx, acc.id)
+    write_json(rescue, _rescue_doc(acc, acc.tokens, rescued))
+    with ctx.store.account_lock(acc.id, timeout=5, what="the account"):
+        assert oauth.recover_refreshes(ctx) == []
+        [held] = ctx.store.read()
+        assert held.tokens == acc.tokens and rescue.exists()
+    assert oauth.recover_refreshes(ctx) == ["work"]
+    [after] = ctx.store.read()
+    assert after.tokens is not None and after.tokens.refresh == rescued.refresh
+    assert not rescue.exists()
+
+
 def _lend(ctx: Ctx, name: str, path: str) -> None:
     with ctx.store.transaction() as accounts:
         acc = accounts.get(name)

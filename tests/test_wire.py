@@ -4,6 +4,8 @@ right before the request's headers are written, and never for a request that was
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 
 import httpx
 import pytest
@@ -51,6 +53,58 @@ def test_a_hook_that_refuses_stops_the_request_before_it_is_written(fake: FakeAn
     assert fake.log() == []
 
 
-def test_outside_a_refresh_the_trace_calls_nothing(fake: FakeAnthropic) -> None:
-    with httpx.Client(timeout=5) as c:
-        assert c.get(fake.base_url + "/", extensions={"trace": wire.trace}).status_code >= 200
+def test_a_hook_belongs_to_its_own_context_not_to_other_threads(fake: FakeAnthropic) -> None:
+    """The proxy's worker threads start with contexts of their own: a refresh's hook set in one
+    thread never runs for a request another thread sends."""
+    seen: list[str] = []
+    done: list[int] = []
+
+    def other_thread() -> None:
+        with httpx.Client(timeout=5) as c:
+            done.append(
+                c.post(fake.token_url, json={}, extensions={"trace": wire.trace}).status_code
+            )
+
+    with wire.on_sending(lambda: seen.append("sending")):
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+    assert done and done[0] >= 400 and seen == []
+
+
+class _Refusing(socketserver.StreamRequestHandler):
+    """An HTTP proxy that refuses every tunnel (407)."""
+
+    def handle(self) -> None:
+        self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        self.wfile.write(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+            b"Proxy-Authenticate: Basic\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+
+
+def test_a_chatgpt_refresh_a_proxy_refuses_sent_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy's CONNECT carries the refresh's trace too (the mark is committed there), but a
+    refused tunnel reached no token endpoint: "nothing was sent", never "may be spent"."""
+    from acct.base.errors import NetworkError
+    from acct.base.models import Tokens
+    from acct.services.providers import chatgpt
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Refusing) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        endpoints = chatgpt.ChatGPTEndpoints.from_env(
+            {"ACCT_CHATGPT_AUTH_BASE": "https://auth.invalid"}
+        )
+        seen: list[str] = []
+        try:
+            with wire.on_sending(lambda: seen.append("sending")), pytest.raises(NetworkError) as e:
+                chatgpt.refresh(endpoints, Tokens("at", "rt", 0, ()), timeout=5)
+        finally:
+            proxy.shutdown()
+    assert "nothing was sent" in e.value.message
+    assert seen == ["sending"]  # the mark was committed at the CONNECT; the caller clears it

@@ -333,6 +333,8 @@ def test_kill_9_during_lend_harvest_and_refresh_and_a_database_restart_tear_noth
         assert listed.returncode == 0, listed.stderr
         recovered = listed.stderr.count("could not store")
         killed_mid_run["recovered from the journal"] += recovered
+        left = [x.name for x in seeded if _journaled(m, x)]
+        assert left == [], f"trial {trial}: rescue files left after a command: {left}"
         problems = lineage_problems(fake, machines, seeded)
         assert problems == [], f"trial {trial} ({kind})"
         assert revoked_chains(fake, [s.uuid for s in seeded]) == [], f"trial {trial} ({kind})"
@@ -636,8 +638,10 @@ def test_kill_9_of_a_machine_mid_lend_or_mid_refresh_and_a_database_restart_tear
                 problems = lineage_problems(fake, machines, seeded)
             elif kind == "refresh" and not said:
                 # Killed before its request went out (no mark) or after the commit.
+                # Nothing to store: never sent, or stored (a journal left behind just goes).
                 workers[m.host].send("recover 0")
-                assert workers[m.host].ask_line().startswith("recovered "), f"trial {trial}"
+                assert workers[m.host].ask_line() == "recovered -", f"trial {trial}"
+                assert not _journaled(m, s), f"trial {trial}"
                 problems = lineage_problems(fake, machines, seeded)
             assert problems == [], f"trial {trial} ({kind})"
             assert revoked_chains(fake, [x.uuid for x in seeded]) == [], f"trial {trial}"

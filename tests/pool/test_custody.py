@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from acct.base.errors import AcctError, HeldByTarget, NeedsLogin
+from acct.base.errors import AcctError, HeldByTarget, LineageMoved, NeedsLogin
 from acct.base.models import Tokens
 from acct.services import oauth
 from acct.services.context import Ctx
@@ -290,3 +290,24 @@ def test_a_machine_back_after_being_reclaimed_learns_it_at_its_next_heartbeat(
         assert sessions.heartbeat(pool, "s1", lent) == {b.id}
         sessions.end(pool, "s1")
         assert sessions.live(other) == []
+
+
+def test_a_refresh_whose_lineage_moved_before_its_request_is_refused_and_marks_nothing(
+    machine_env,
+) -> None:  # type: ignore[no-untyped-def]
+    """The mark is committed as the request goes out; if the row no longer holds the lineage
+    then (stored by another machine meanwhile, or lent), nothing is marked and nothing sent."""
+    env = machine_env("laptop")
+    init_machine(env)
+    with open_machine(env) as pool:
+        tokens = made_up_tokens()
+        acc = add_account(pool, "work", tokens)
+        with pytest.raises(LineageMoved, match="nothing was sent"):
+            custody.mark_refresh(pool, acc.id, "0ldl1ne", 5.0)
+        custody.claim(pool, acc.id, target="claude-code", path=PATH)
+        with pytest.raises(LineageMoved, match="lent to a file"):
+            custody.mark_refresh(pool, acc.id, tokens.lineage_fingerprint, 5.0)
+        row = pool.conn.execute(
+            "SELECT refreshing_lineage FROM accounts WHERE id = %s", (acc.id,)
+        ).fetchone()
+    assert row == (None,)

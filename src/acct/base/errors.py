@@ -71,6 +71,12 @@ class Busy(AcctError):
     code = "busy"
 
 
+class LineageMoved(AcctError):
+    """The account's lineage is not the one the caller looked at: someone refreshed or lent it."""
+
+    code = "lineage_moved"
+
+
 class Interrupted(AcctError):
     exit_code = EXIT_INTERRUPTED
     code = "interrupted"

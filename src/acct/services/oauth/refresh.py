@@ -41,6 +41,7 @@ from acct.base.errors import (
     AcctError,
     CorruptFile,
     HeldByTarget,
+    LineageMoved,
     NeedsLogin,
     NetworkError,
     NotFound,
@@ -70,6 +71,9 @@ STORE_WAIT = 120.0
 # A forced refresh sends nothing when the stored tokens are this young: another process has
 # just refreshed them, and a second refresh would only rotate the lineage under its feet.
 RECENT_REFRESH = 60.0
+# How long the recovery at a command's start waits for an account's lock: its holder is a
+# refresh, which adopts the rescued answer itself.
+RECOVER_LOCK_WAIT = 0.5
 
 
 # --- refresh ----------------------------------------------------------------------------------
@@ -229,6 +233,8 @@ def refresh_result(
             except RefreshUnanswered:
                 mark.spent = True  # it may have gone through
                 raise
+            except LineageMoved:  # refused by the mark, before a byte went out
+                return RefreshResult(_load(ctx, account_id), sent=False)
             mark.spent = True
             kept = _keep_refreshed(ctx, acc, tokens, answer, room)
             mark.stored = True
@@ -511,7 +517,12 @@ class _Room:
                 path.unlink()
 
     def rescue(self, path: Path, doc: dict[str, Any]) -> bool:
-        """Write ``doc`` into the reserved slot and move it to ``path``; False without a slot."""
+        """Write ``doc`` into the reserved slot and move it to ``path``; False without a slot.
+
+        The rename comes before the fsyncs: once renamed, the answer is in the kernel under
+        its name, so a process killed from then on (``kill -9``) leaves it for the next command;
+        the fsyncs after it make it survive a power loss too. Only a power loss between the
+        rename and the fsync can leave a torn file there (acct then names it and leaves it)."""
         if self.slot is None:
             return False
         fd, slot = self.slot
@@ -519,12 +530,16 @@ class _Room:
         try:
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
-            os.fsync(fd)
             os.replace(slot, path)
         except OSError as e:
             raise AcctError(f"cannot write {path}: {_problem(e)}") from None
         self.slot = None
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise AcctError(f"cannot write {path}: {_problem(e)}") from None
+        finally:
+            os.close(fd)
         with contextlib.suppress(OSError):
             dfd = os.open(path.parent, os.O_RDONLY)
             try:
@@ -557,14 +572,14 @@ def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
     if stored is not None and rescued.lineage_fingerprint == stored.lineage_fingerprint:
         path.unlink(missing_ok=True)  # stored already
         return None
-    if acc.holder is not None or stored is None:
+    if stored is not None and doc.get("spent_lineage") != stored.lineage_fingerprint:
+        _set_aside(path)  # its lineage was replaced: it can never be stored
         return None
-    if doc.get("spent_lineage") != stored.lineage_fingerprint:
-        _set_aside(path)
+    if acc.holder is not None or stored is None:
         return None
     with ctx.store.transaction(timeout=STORE_WAIT) as accounts:
         current = accounts.by_id(acc.id)
-        if current is None or current.tokens != stored:
+        if current is None or current.tokens != stored or current.holder is not None:
             return None
         updated = current.copy(tokens=rescued, needs_login=False)
         accounts.put(updated)
@@ -576,26 +591,22 @@ def recover_refreshes(ctx: Ctx) -> list[str]:
     """Store the answers of refreshes this machine got but did not store (a process killed
     between the answer and the store write, or a store that refused it): the names of the
     accounts whose tokens came back. Cheap when there is nothing to recover (one directory
-    listing); a file acct cannot use now (another lineage, a lent account, a store that is
-    unreachable) is left for later, and this never raises for it."""
+    listing). Each file is judged under its account's lock, on a fresh read of the store: a
+    refresh in flight writes, adopts and removes that file under the same lock, so nothing here
+    races it (an account whose lock is busy is left to its holder, which adopts first). A file
+    acct cannot use now (a lent account, a store that is unreachable) is left for later, and
+    this never raises for it."""
     directory = rescue_path(ctx, "x").parent
     try:
         found = sorted(p for p in directory.glob("*.json") if "." not in p.stem)
     except OSError:
         return []
-    if not found:
-        return []
     names: list[str] = []
-    try:
-        accounts = ctx.store.read()
-    except AcctError:
-        return []
     for path in found:
-        acc = accounts.by_id(path.stem)
-        if acc is None:
-            continue
-        with contextlib.suppress(AcctError):
-            if _adopt_rescued(ctx, acc) is not None:
+        lock = ctx.store.account_lock(path.stem, timeout=RECOVER_LOCK_WAIT, what="the account")
+        with contextlib.suppress(AcctError, OSError), lock:
+            acc = ctx.store.read().by_id(path.stem)
+            if acc is not None and _adopt_rescued(ctx, acc) is not None:
                 names.append(acc.name)
     return names
 

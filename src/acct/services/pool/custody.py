@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from acct.base.errors import AcctError, Busy, HeldByTarget, NeedsLogin
+from acct.base.errors import AcctError, Busy, HeldByTarget, LineageMoved, NeedsLogin
 from acct.base.models import Tokens
 from acct.services.pool import accounts
 from acct.services.pool import connect as pg
@@ -34,12 +34,6 @@ if TYPE_CHECKING:
     from acct.services.pool.core import Pool
 
 LOCK_TIMEOUT_S = 30.0
-
-
-class LineageMoved(AcctError):
-    """The account's lineage is not the one the caller looked at: someone refreshed or lent it."""
-
-    code = "lineage_moved"
 
 
 class CustodyLost(AcctError):
@@ -294,7 +288,14 @@ def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float)
         flight = _flight(pool, account_id)
         if flight is not None and flight.lineage == lineage:
             cut = _cut_off(pool, p, flight, lineage)
-        elif p.lineage == lineage:
+        elif p.lineage != lineage or p.custody is not None:
+            now = "lent to a file" if p.custody is not None else "no longer the pool's"
+            raise LineageMoved(
+                f"account {p.account.name!r} changed while its refresh was about to be sent "
+                f"(lineage {lineage} is {now}); nothing was sent",
+                hint="try again",
+            )
+        else:
             pool.conn.execute(
                 b"UPDATE accounts SET refreshing_by = %s, refreshing_pid = pg_backend_pid(), "
                 b"refreshing_since = now(), refreshing_lineage = %s WHERE id = %s",

@@ -242,7 +242,14 @@ def _send(
     try:
         # A refresh in flight is recorded as the request goes on the wire.
         return c.request(method, url, extensions={"trace": wire.trace}, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+    except (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        httpx.ProxyError,  # the proxy refused the tunnel: nothing reached the endpoint
+        httpx.UnsupportedProtocol,
+        httpx.LocalProtocolError,
+    ) as e:
         raise NetworkError(f"cannot reach {what} ({type(e).__name__}); nothing was sent") from None
     except httpx.TimeoutException:
         raise Unanswered(f"{what} did not answer within {timeout:g}s") from None
