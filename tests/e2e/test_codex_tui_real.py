@@ -128,12 +128,14 @@ def test_interactive_codex_at_its_limit_is_answered_by_the_next_account_in_fligh
     assert "usage limit" not in screen  # Codex never saw the refusal
     assert status == 0, term.screen()
     logged = turns(fake)
-    # A's turn was refused once; the same request went on with B's bearer and B's
-    # chatgpt-account-id (the fake answers 403 to a workspace that is not the token's)
-    assert logged[0] == (sha(fake, a), str(a.org_uuid), 429)
-    assert logged[1] == (sha(fake, b), str(b.org_uuid), 200)
-    # the rest of the session stays on B
-    assert set(logged[1:]) == {(sha(fake, b), str(b.org_uuid), 200)}
+    # A's requests were refused, each once, before anything was answered (the TUI may send
+    # more than one at once, and each is refused before the switch); the same requests went on
+    # with B's bearer and B's chatgpt-account-id (the fake answers 403 to a workspace that is
+    # not the token's), and the rest of the session stays on B
+    on_a = (sha(fake, a), str(a.org_uuid), 429)
+    k = logged.count(on_a)
+    assert k >= 1 and logged[:k] == [on_a] * k, logged
+    assert len(logged) >= 2 * k and set(logged[k:]) == {(sha(fake, b), str(b.org_uuid), 200)}
     bench = ctx.state.benches().get(a.id)
     assert (
         bench is not None and bench.kind == "quota" and reset <= bench.until <= time.time() + 3600
