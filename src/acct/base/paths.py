@@ -100,6 +100,19 @@ class Paths:
         return self.state_dir / "prompt.json"
 
     @property
+    def rescued_dir(self) -> Path:
+        """Refresh answers on their way to the store, or that it could not take (``<id>.json``)."""
+        return self.state_dir / "rescued"
+
+    def rescued(self) -> list[Path]:
+        """The rescued answers waiting to be stored, by account id (a file set aside, with a
+        dotted name, is the user's); none when the directory cannot be read."""
+        try:
+            return sorted(p for p in self.rescued_dir.glob("*.json") if "." not in p.stem)
+        except OSError:
+            return []
+
+    @property
     def pool_names_file(self) -> Path:
         """The pool's account names, one per line, for shell completion (which reads no pool)."""
         return self.state_dir / "pool-names"

@@ -6,7 +6,6 @@ errors turn into messages and exit statuses.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from typing import TYPE_CHECKING
@@ -199,9 +198,8 @@ def check_config(args: list[str]) -> None:
 def _recover_refreshes(c: Ctx) -> None:
     """Store what a refresh on this machine got but could not store (its process was killed
     between the answer and the store): a glance at one directory when there is nothing."""
-    with contextlib.suppress(OSError):
-        if not any((c.paths.state_dir / "rescued").glob("*.json")):
-            return
+    if not c.paths.rescued():
+        return
     from acct.services.oauth import recover_refreshes
 
     for name in recover_refreshes(c):

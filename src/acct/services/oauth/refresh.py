@@ -339,7 +339,7 @@ def _store_refreshed(ctx: Ctx, seen: Account, spent: Tokens, answer: Refreshed) 
 
 def rescue_path(ctx: Ctx, account_id: str) -> Path:
     """Where a refresh answer the store could not take waits for the next refresh (0600)."""
-    return ctx.paths.state_dir / "rescued" / f"{account_id}.json"
+    return ctx.paths.rescued_dir / f"{account_id}.json"
 
 
 def _rescue_doc(seen: Account, spent: Tokens, tokens: Tokens) -> dict[str, Any]:
@@ -483,7 +483,7 @@ class _Room:
         store_file = self.ctx.paths.accounts_file
         tag = f".{self.acc.id}.{os.getpid()}.{threading.get_ident()}.room"
         problems: list[str] = []
-        rescue_dir = rescue_path(self.ctx, self.acc.id).parent
+        rescue_dir = self.ctx.paths.rescued_dir
         for d in (store_file.parent, rescue_dir):
             _sweep_rooms(d)
         full = False
@@ -596,13 +596,8 @@ def recover_refreshes(ctx: Ctx) -> list[str]:
     races it (an account whose lock is busy is left to its holder, which adopts first). A file
     acct cannot use now (a lent account, a store that is unreachable) is left for later, and
     this never raises for it."""
-    directory = rescue_path(ctx, "x").parent
-    try:
-        found = sorted(p for p in directory.glob("*.json") if "." not in p.stem)
-    except OSError:
-        return []
     names: list[str] = []
-    for path in found:
+    for path in ctx.paths.rescued():
         lock = ctx.store.account_lock(path.stem, timeout=RECOVER_LOCK_WAIT, what="the account")
         with contextlib.suppress(AcctError, OSError), lock:
             acc = ctx.store.read().by_id(path.stem)

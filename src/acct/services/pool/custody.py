@@ -218,23 +218,23 @@ def _refresher_alive(pool: Pool, account_id: str, flight: Flight) -> bool:
     return not (got and got[0])
 
 
-def _clear_flight(pool: Pool, account_id: str) -> None:
+def _clear_flight(pool: Pool, account_id: str, only: bytes = b"", *args: object) -> None:
+    """Clear the account's "refresh in flight" mark; ``only`` narrows which (more of the
+    WHERE clause, with its ``args``)."""
     pool.conn.execute(
         b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
-        b"refreshing_since = NULL, refreshing_lineage = NULL WHERE id = %s",
-        (account_id,),
+        b"refreshing_since = NULL, refreshing_lineage = NULL WHERE id = %s" + only,
+        (account_id, *args),
     )
 
 
 def clear_stale_flight(pool: Pool, account_id: str) -> None:
     """A mark of a lineage the row no longer holds says nothing (the row moved on: a stored
     answer, a new login): it goes, in the caller's transaction."""
-    pool.conn.execute(
-        b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
-        b"refreshing_since = NULL, refreshing_lineage = NULL "
-        b"WHERE id = %s AND refreshing_lineage IS NOT NULL "
-        b"AND refreshing_lineage IS DISTINCT FROM lineage",
-        (account_id,),
+    _clear_flight(
+        pool,
+        account_id,
+        b" AND refreshing_lineage IS NOT NULL AND refreshing_lineage IS DISTINCT FROM lineage",
     )
 
 
@@ -308,12 +308,7 @@ def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float)
 def unmark_refresh(pool: Pool, account_id: str, lineage: str) -> None:
     """The refresh of ``lineage`` is stored, or ended without spending it: its mark goes."""
     with pg.errors(pool.where), pool.conn.transaction():
-        pool.conn.execute(
-            b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
-            b"refreshing_since = NULL, refreshing_lineage = NULL "
-            b"WHERE id = %s AND refreshing_lineage = %s",
-            (account_id, lineage),
-        )
+        _clear_flight(pool, account_id, b" AND refreshing_lineage = %s", lineage)
 
 
 def refuse_in_flight(pool: Pool, account: str, account_id: str, lineage: str) -> None:
