@@ -47,3 +47,12 @@ def add_account(pool: core.Pool, name: str, tokens: Tokens, **fields: Any) -> Ac
     with pool.conn.transaction():
         accounts.put(pool.conn, pool.key, acc)
     return acc
+
+
+def waits_at_lock(control: Any, objid: int) -> bool:
+    """Whether a session waits for the advisory lock ``objid`` (a machine stopped at a point)."""
+    row = control.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
+        (objid,),
+    ).fetchone()
+    return row is not None and int(str(row[0])) >= 1

@@ -37,7 +37,7 @@ from acct.services.pool import accounts, custody
 from tests.conftest import Silent
 from tests.fake_anthropic.client import FakeAnthropic
 from tests.fake_anthropic.server import CLIENT_ID
-from tests.pool.helpers import minted_tokens
+from tests.pool.helpers import minted_tokens, waits_at_lock
 from tests.pool.machines import Machine
 from tests.pool.trials import (
     SOAK_SECONDS,
@@ -727,7 +727,7 @@ def test_a_refresh_killed_after_its_answer_came_loses_nothing_on_any_machine(
         try:
             worker.send(f"refresh 0 {seeded[0].id} {seen} {fake.token_url}")
             wait_for(journal.exists, "the answer was journaled")
-            wait_for(partial(_waits_for, control, _HOLD), "the commit waited")
+            wait_for(partial(waits_at_lock, control, _HOLD), "the commit waited")
             assert _refresh_mark(laptop, seeded[0].id) == seen
             worker.proc.kill()
             worker.proc.wait(timeout=30)
@@ -739,31 +739,35 @@ def test_a_refresh_killed_after_its_answer_came_loses_nothing_on_any_machine(
             control.execute("SELECT pg_advisory_unlock(%s)", (_HOLD,))
     assert refreshes(fake, [seeded[0].uuid]) == 1
     assert lineage_problems(fake, machines, seeded) != []  # the pool's copy is spent
-    other = Machine(desk.env)
-    try:
-        _refresh_cut_off(other, laptop, fake, seeded[0])
-    finally:
-        other.stop()
-    back = laptop.acct("list")
-    assert back.returncode == 0, back.stderr
-    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in back.stderr
+    _cut_off_elsewhere_then_stored_here(machines, fake, seeded[0], seen)
     assert not journal.exists()
-    (row,) = pool_accounts(desk)
-    assert not row.account.needs_login and row.lineage != seen
-    assert lineage_problems(fake, machines, seeded) == []
-    assert revoked_chains(fake, [seeded[0].uuid]) == []
     assert refreshes(fake, [seeded[0].uuid]) == 1
 
 
 _HOLD = 4243
 
 
-def _waits_for(control: psycopg.Connection[tuple[object, ...]], objid: int) -> bool:
-    row = control.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %s",
-        (objid,),
-    ).fetchone()
-    return row is not None and int(str(row[0])) >= 1
+def _cut_off_elsewhere_then_stored_here(
+    machines: list[PoolMachine], fake: FakeAnthropic, s: Seeded, seen: str | None
+) -> None:
+    """After laptop's refresh of ``s`` died with its answer journaled: desk's refresh finds the
+    mark and sends nothing, then laptop's next command stores the answer; one live lineage.
+    The pool holds ``s`` alone."""
+    laptop, desk, _ = machines
+    other = Machine(desk.env)
+    try:
+        _refresh_cut_off(other, laptop, fake, s)
+    finally:
+        other.stop()
+    back = laptop.acct("list")
+    assert back.returncode == 0, back.stderr
+    assert (
+        f"acct: stored the tokens an earlier refresh of {s.name!r} could not store" in back.stderr
+    )
+    (row,) = pool_accounts(desk)
+    assert row.account.id == s.id and not row.account.needs_login and row.lineage != seen
+    assert lineage_problems(fake, machines, [s]) == []
+    assert revoked_chains(fake, [s.uuid]) == []
 
 
 def test_a_refresh_killed_before_its_request_went_out_leaves_a_good_token_for_every_machine(
@@ -824,15 +828,4 @@ def test_the_database_crashing_during_a_refresh_loses_nothing(
     fake.configure(token_delay_ms=0)
     assert answer.startswith("error ") and "were saved to" in answer, answer
     assert refreshes(fake, [seeded[0].uuid]) == 1
-    other = Machine(desk.env)
-    try:
-        _refresh_cut_off(other, laptop, fake, seeded[0])
-    finally:
-        other.stop()
-    back = laptop.acct("list")
-    assert back.returncode == 0, back.stderr
-    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in back.stderr
-    (row,) = pool_accounts(desk)
-    assert not row.account.needs_login and row.lineage != seen
-    assert lineage_problems(fake, machines, seeded) == []
-    assert revoked_chains(fake, [seeded[0].uuid]) == []
+    _cut_off_elsewhere_then_stored_here(machines, fake, seeded[0], seen)

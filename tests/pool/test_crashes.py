@@ -11,7 +11,7 @@ import pytest
 
 from acct.base.errors import PoolUnreachable
 from acct.services.pool import accounts, custody
-from tests.pool.helpers import add_account, made_up_tokens, open_machine
+from tests.pool.helpers import add_account, made_up_tokens, open_machine, waits_at_lock
 from tests.pool.machines import Machine
 from tests.pool_server import PgServer
 
@@ -21,14 +21,7 @@ _HOLD = 4242
 
 def _wait_for_waiter(control: psycopg.Connection[tuple[object, ...]], objid: int) -> None:
     deadline = time.monotonic() + 30
-    while True:
-        row = control.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND objid = %s",
-            (objid,),
-        ).fetchone()
-        if row is not None and row[0] >= 1:
-            return
+    while not waits_at_lock(control, objid):
         assert time.monotonic() < deadline, "the machine never reached the point"
         time.sleep(0.005)
 
