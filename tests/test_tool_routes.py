@@ -4,8 +4,6 @@ usage proxy in front of it for one run, without changing the user's files."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -338,15 +336,7 @@ def test_opencode_and_pi_after_an_in_flight_switch_status_and_the_prompt_name_b(
     proc = _gated(env, gate, "--account", "a", "--", *argv, **ASLEEP)
     try:
         _answered(env, proc)
-        status = subprocess.run(
-            [sys.executable, "-m", "acct", "status", "--json"],
-            check=True,
-            env=env,
-            cwd=env["HOME"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = run("status", "--json", check=True)
         doc = json.loads(status.stdout)
         assert [(s["account"], s["target"]) for s in doc["sessions"]] == [("b", argv[0])]
         prompt = json.loads(ctx.paths.prompt_state_file.read_text())
