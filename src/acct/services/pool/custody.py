@@ -238,10 +238,9 @@ def clear_stale_flight(pool: Pool, account_id: str) -> None:
     )
 
 
-def _in_flight_elsewhere(p: Pooled, flight: Flight) -> Busy:
+def _in_flight_elsewhere(name: str, flight: Flight) -> Busy:
     return Busy(
-        f"account {p.account.name!r} is being refreshed by machine {flight.by} "
-        f"(lineage {flight.lineage})",
+        f"account {name!r} is being refreshed by machine {flight.by} (lineage {flight.lineage})",
         hint="try again in a moment",
     )
 
@@ -273,7 +272,7 @@ def _check_flight(pool: Pool, p: Pooled, lineage: str) -> NeedsLogin | None:
         _clear_flight(pool, p.account.id)
         return None
     if _refresher_alive(pool, p.account.id, flight):
-        raise _in_flight_elsewhere(p, flight)
+        raise _in_flight_elsewhere(p.account.name, flight)
     return _cut_off(pool, p, flight, lineage)
 
 
@@ -318,11 +317,7 @@ def refuse_in_flight(pool: Pool, account: str, account_id: str, lineage: str) ->
     if flight is None or flight.lineage != lineage:
         return
     if _refresher_alive(pool, account_id, flight):
-        raise Busy(
-            f"account {account!r} is being refreshed by machine {flight.by} "
-            f"(lineage {flight.lineage})",
-            hint="try again in a moment",
-        )
+        raise _in_flight_elsewhere(account, flight)
     raise NeedsLogin(
         f"account {account!r} needs a new login: a refresh on machine {flight.by} was cut off "
         f"(its process is gone) after sending lineage {flight.lineage}; the refresh may have "
