@@ -395,3 +395,45 @@ def test_an_api_key_account_has_nothing_to_refresh(
     proc = acct("refresh", "ci")
     assert proc.returncode == 2 and "API key" in proc.stderr
     assert_no_secrets([proc.stdout, proc.stderr], {key})
+
+
+def test_a_refresh_killed_while_its_answer_is_on_the_way_loses_nothing(
+    fake: FakeAnthropic, env: dict[str, str], ctx: Ctx, acct: AcctRunner
+) -> None:
+    """kill -9 of acct after the server rotated the lineage and before its answer came: the
+    courier that carried the request outlives acct, journals the answer, and the next command
+    stores it; the spent token is never presented again."""
+    acc = seed_account(fake, ctx, "work")
+    fake.configure(token_delay_ms=1500)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "acct", "refresh", "work"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=env["HOME"],
+    )
+    deadline = time.monotonic() + 30
+    while fake.lineage(uuid=acc.uuid)["refresh_count"] == 0:
+        assert time.monotonic() < deadline, "the refresh never reached the server"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=30)
+    journal = oauth.flight_path(ctx, acc.id)
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    [before] = ctx.store.read()
+    assert before.tokens == acc.tokens  # acct died before it stored anything
+    listed = acct("list")  # any command; it waits for nothing, so give the courier its answer
+    deadline = time.monotonic() + 30
+    while "could not store" not in listed.stderr:
+        assert time.monotonic() < deadline, listed.stderr
+        time.sleep(0.2)
+        listed = acct("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "acct: stored the tokens an earlier refresh of 'work' could not store" in listed.stderr
+    [after] = ctx.store.read()
+    assert after.tokens and acc.tokens and after.tokens.refresh != acc.tokens.refresh
+    lineage = fake.lineage(refresh_token=after.tokens.refresh)
+    assert not lineage["revoked"] and lineage["refresh_count"] == 1
+    assert not journal.exists() and not oauth.rescue_path(ctx, acc.id).exists()
+    assert lineage["live_refresh_sha8"] == fake.sha8(after.tokens.refresh)

@@ -32,7 +32,6 @@ from acct.base.models import Tokens
 from acct.base.paths import Paths
 from acct.services import providers
 from acct.services.context import Ctx
-from acct.services.oauth.refresh import recover_refreshes
 from acct.services.pool import core, custody
 from acct.services.pool.usage import PoolUsage
 
@@ -83,7 +82,7 @@ def main() -> None:
                 done = providers.refresh_result(ctx, words[2], seen=words[3], margin=10**9)
                 print("sent" if done.sent else "skipped", flush=True)
             elif words[0] == "recover":
-                names = recover_refreshes(Ctx(env=env))
+                names = providers.recover_refreshes(Ctx(env=env))
                 print(f"recovered {','.join(names) or '-'}", flush=True)
         except AcctError as e:
             kind = "held" if e.code == "held" else "error"

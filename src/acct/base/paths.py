@@ -105,10 +105,12 @@ class Paths:
         return self.state_dir / "rescued"
 
     def rescued(self) -> list[Path]:
-        """The rescued answers waiting to be stored, by account id (a file set aside, with a
-        dotted name, is the user's); none when the directory cannot be read."""
+        """The rescued answers waiting to be stored, and the journals of refresh requests
+        (``<id>.flight``), by account id (a file set aside, with a dotted name, is the user's);
+        none when the directory cannot be read."""
         try:
-            return sorted(p for p in self.rescued_dir.glob("*.json") if "." not in p.stem)
+            found = [*self.rescued_dir.glob("*.json"), *self.rescued_dir.glob("*.flight")]
+            return sorted(p for p in found if "." not in p.stem)
         except OSError:
             return []
 

@@ -11,6 +11,11 @@ is known to be good) instead of one that must be treated as spent.
 
 The hook is a context variable: it belongs to the refresh that set it (one thread, or a copied
 context), and a request sent outside a refresh calls nothing.
+
+A refresh that names a journal has its request carried by a courier process
+(:mod:`acct.base.courier`), which outlives acct: the clients that send token requests take
+their transport from :func:`transport`. :func:`replaying` gives back a journaled answer instead
+of sending.
 """
 
 from __future__ import annotations
@@ -18,20 +23,73 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 _HOOK: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
     "acct_refresh_sending", default=None
 )
 
 
+@dataclass(frozen=True)
+class _Journal:
+    path: Path
+    doc: dict[str, Any]
+
+
+_JOURNAL: contextvars.ContextVar[_Journal | None] = contextvars.ContextVar(
+    "acct_refresh_journal", default=None
+)
+_REPLAY: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "acct_refresh_replay", default=None
+)
+
+
 @contextlib.contextmanager
-def on_sending(hook: Callable[[], None]) -> Iterator[None]:
-    """Run ``hook`` when a request of this context is about to be sent (see :func:`sending`)."""
+def on_sending(
+    hook: Callable[[], None], *, journal: Path | None = None, doc: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """Run ``hook`` when a request of this context is about to be sent (see :func:`sending`).
+    With ``journal``, the request goes through a courier that journals there (``doc`` is what
+    the journal says of the refresh)."""
     token = _HOOK.set(hook)
+    held = _JOURNAL.set(_Journal(journal, dict(doc or {})) if journal is not None else None)
     try:
         yield
     finally:
+        _JOURNAL.reset(held)
         _HOOK.reset(token)
+
+
+@contextlib.contextmanager
+def replaying(answer: dict[str, Any]) -> Iterator[None]:
+    """Requests of this context get ``answer`` (a courier's journaled answer), once, instead
+    of being sent."""
+    token = _REPLAY.set(answer)
+    try:
+        yield
+    finally:
+        _REPLAY.reset(token)
+
+
+def transport() -> httpx.BaseTransport | None:
+    """The transport a token request of this context goes through: a replay, a courier, or
+    None (an ordinary client)."""
+    replay, journal = _REPLAY.get(), _JOURNAL.get()
+    if replay is None and journal is None:
+        return None
+    import httpx
+
+    from acct.base import courier
+
+    if replay is not None:
+        return courier.Replay(replay)
+    assert journal is not None
+    return courier.Courier(journal.path, journal.doc, sending, httpx.HTTPTransport)
 
 
 def sending() -> None:

@@ -200,7 +200,7 @@ def _recover_refreshes(c: Ctx) -> None:
     between the answer and the store): a glance at one directory when there is nothing."""
     if not c.paths.rescued():
         return
-    from acct.services.oauth import recover_refreshes
+    from acct.services.providers import recover_refreshes
 
     for name in recover_refreshes(c):
         sys.stderr.write(

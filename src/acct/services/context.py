@@ -79,8 +79,13 @@ class Ctx:
     def http(self, *, timeout: float = 20.0) -> httpx.Client:
         import httpx  # lazy: about 60 ms of start-up that `acct prompt` and `--help` never pay
 
+        from acct.base import wire
+
+        # A refresh's request goes through its courier, which reads the proxy settings itself.
+        courier = wire.transport()
         return httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"user-agent": USER_AGENT},
-            trust_env=True,
+            trust_env=courier is None,
+            transport=courier,
         )

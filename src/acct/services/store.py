@@ -422,6 +422,13 @@ class Store:
         del account_id, lineage
         yield RefreshMark()
 
+    def unsent_refresh(self, account_id: str, lineage: str) -> bool:
+        """A refresh of ``lineage`` on this machine ended without its request leaving (its
+        process was killed first): undo what its mark left, under :meth:`account_lock`. True
+        when that made the account usable again. Only a pool's store marks anything."""
+        del account_id, lineage
+        return False
+
     @contextlib.contextmanager
     def account_lock(self, account_id: str, *, timeout: float, what: str) -> Iterator[None]:
         """The account's own lock (one refresher at a time); pool-wide in a pool's store."""

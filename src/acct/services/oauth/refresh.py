@@ -17,6 +17,11 @@ A refresh either stores its answer or was never sent:
   store that cannot take it (a corrupt file, a pool that is unreachable);
 - in a pool, the "refresh in flight" mark is committed as the request goes on the wire
   (:mod:`acct.base.wire`), so a process killed before that leaves a token every machine may use;
+- the request itself is carried by a courier process (:mod:`acct.base.courier`) that outlives
+  acct and journals each step in ``rescued/<id>.flight``: its intent before the mark, "sending"
+  before the request, the answer as it came. A process killed at any instant leaves the next
+  command (:func:`recover_refreshes`) a verdict: never sent (the mark, or a cut-off another
+  machine made of it, goes), an answer to store, or a token that may be spent;
 - from just before the request until the answer is stored or rescued, SIGINT, SIGTERM and
   SIGHUP are held back (:mod:`acct.services.oauth.flight`): the signal takes effect once the
   answer is safe. Worker threads that refresh count too: the main thread's handler holds the
@@ -25,6 +30,7 @@ A refresh either stores its answer or was never sent:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -35,10 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from acct.base import wire
+from acct.base import courier, wire
 from acct.base.endpoints import CLIENT_ID
 from acct.base.errors import (
     AcctError,
+    Busy,
     CorruptFile,
     HeldByTarget,
     LineageMoved,
@@ -203,7 +210,7 @@ def refresh_result(
         seen = before.tokens.lineage_fingerprint if before.tokens else None
     with ctx.store.account_lock(account_id, timeout=_lock_wait(timeout), what="the account"):
         acc = _load(ctx, account_id)
-        rescued = _adopt_rescued(ctx, acc)
+        rescued = _adopt_rescued(ctx, acc, send=send, wait=timeout)
         if rescued is not None:
             return RefreshResult(rescued, sent=False, recovered=True)
         tokens = _check_refreshable(acc)
@@ -226,15 +233,22 @@ def refresh_result(
             GUARD.spending(),
             _Room(ctx, acc) as room,
             ctx.store.refresh_mark(acc.id, tokens.lineage_fingerprint) as mark,
-            wire.on_sending(mark.sending),
+            wire.on_sending(
+                mark.sending, journal=flight_path(ctx, acc.id), doc=_flight_doc(acc, tokens)
+            ),
         ):
             try:
                 answer = _counted_refresh(ctx, acc, tokens, timeout=timeout, send=send)
             except RefreshUnanswered:
                 mark.spent = True  # it may have gone through
+                _end_flight(ctx, acc.id)
                 raise
             except LineageMoved:  # refused by the mark, before a byte went out
+                _end_flight(ctx, acc.id)
                 return RefreshResult(_load(ctx, account_id), sent=False)
+            except BaseException:
+                _end_flight(ctx, acc.id)
+                raise
             mark.spent = True
             kept = _keep_refreshed(ctx, acc, tokens, answer, room)
             mark.stored = True
@@ -376,6 +390,8 @@ def _keep_refreshed(
             write_json(path, doc)
     except AcctError as e:
         saved = e
+    else:
+        flight_path(ctx, seen.id).unlink(missing_ok=True)  # the rescue file says it all now
     if room is not None:
         room.give_back_store()
     try:
@@ -391,7 +407,16 @@ def _keep_refreshed(
     if saved is not None:
         try:
             write_json(path, doc)
+            flight_path(ctx, seen.id).unlink(missing_ok=True)
         except AcctError as e:
+            journal = flight_path(ctx, seen.id)
+            if _flight_doc_of(journal).get("state") == "answered":
+                raise AcctError(
+                    f"the refreshed tokens of {seen.name!r} could not be stored ({problem}) "
+                    f"nor saved ({e.message}); their answer stays in {journal}",
+                    hint=f"fix that, then run `acct refresh {seen.name}`, which stores them "
+                    "from that file; keep the file until then",
+                ) from None
             raise AcctError(
                 f"the refreshed tokens of {seen.name!r} are lost: the store could not take them "
                 f"({problem}), nor could they be saved ({e.message})",
@@ -558,14 +583,130 @@ class _Room:
                 path.unlink()
 
 
-def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
+# --- the courier's journal of a refresh ---------------------------------------------------------
+
+
+def flight_path(ctx: Ctx, account_id: str) -> Path:
+    """The journal of the account's refresh request (:mod:`acct.base.courier`), 0600."""
+    return ctx.paths.rescued_dir / f"{account_id}.flight"
+
+
+def _flight_doc(acc: Account, spent: Tokens) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "account_id": acc.id,
+        "account_name": acc.name,
+        "provider": acc.provider,
+        "spent_lineage": spent.lineage_fingerprint,
+        "pid": os.getpid(),
+    }
+
+
+def _flight_doc_of(path: Path) -> dict[str, Any]:
+    try:
+        return read_json_object(path, what="refresh journal") or {}
+    except AcctError:
+        return {}
+
+
+def _courier_alive(doc: dict[str, Any]) -> bool:
+    return courier.alive(doc.get("courier_pid"), doc.get("courier_start"))
+
+
+def _end_flight(ctx: Ctx, account_id: str) -> None:
+    """This process is done with its refresh's journal (what it says is acted on already),
+    unless the courier still waits for the answer: it journals it, for the next command."""
+    path = flight_path(ctx, account_id)
+    if path.exists() and not _courier_alive(_flight_doc_of(path)):
+        path.unlink(missing_ok=True)
+
+
+# States of a courier's journal that say its request may have spent the token.
+_MAYBE_SPENT = ("sending", "unanswered")
+
+
+def _settle_flight(ctx: Ctx, acc: Account, send: Sender | None, wait: float) -> Account | None:
+    """Act on the journal of a refresh whose process ended before it could (killed): the
+    account with its tokens back, or None when there is nothing to take back.
+
+    - a courier still running is waited for up to ``wait`` seconds, then left (Busy when
+      ``wait`` is not 0: nothing may be sent while it may still send);
+    - *intent* (its courier is gone): the request never left, the token is good: what its
+      mark left in a pool goes (the mark, or the "needs login" of a cut-off of it);
+    - *answered*: the answer goes through the provider's own parser, then to the rescue file
+      and the store as if it had just come; a refusal that spends nothing counts as never sent;
+    - *sending* or *unanswered*: the token may be spent; as for a refresh left unanswered,
+      nothing more is done (a pool's mark stays)."""
+    path = flight_path(ctx, acc.id)
+    doc = _flight_doc_of(path)
+    deadline = time.monotonic() + wait
+    while _courier_alive(doc):
+        if time.monotonic() >= deadline:
+            if wait:
+                raise Busy(
+                    f"an earlier refresh of {acc.name!r} still waits for its answer; nothing "
+                    "is sent meanwhile",
+                    hint="try again in a minute",
+                )
+            return None
+        time.sleep(0.01)
+        doc = _flight_doc_of(path)
+    stored = acc.tokens
+    if not doc or stored is None or doc.get("spent_lineage") != stored.lineage_fingerprint:
+        path.unlink(missing_ok=True)  # the lineage moved on since: nothing here applies
+        return None
+    state, answer = doc.get("state"), doc.get("answer")
+    if state == "answered" and isinstance(answer, dict) and acc.holder is None:
+        try:
+            with wire.replaying(answer):
+                replayed = (send or send_refresh)(ctx, acc, stored, timeout=REFRESH_TIMEOUT)
+        except NeedsLogin:
+            path.unlink(missing_ok=True)  # a dead lineage, marked so by the parser
+            return None
+        except AcctError:
+            state = "intent"  # refused or failed without spending it
+        else:
+            received = answer.get("received_at")
+            tokens = _as_of(replayed.tokens(stored), received)
+            write_json(rescue_path(ctx, acc.id), _rescue_doc(acc, stored, tokens))
+            path.unlink(missing_ok=True)
+            return _adopt_rescued(ctx, acc)
+    if state == "intent":
+        healed = ctx.store.unsent_refresh(acc.id, stored.lineage_fingerprint)
+        path.unlink(missing_ok=True)
+        return _load(ctx, acc.id) if healed else None
+    if state in _MAYBE_SPENT or state == "answered":
+        path.unlink(missing_ok=True)
+    return None
+
+
+def _as_of(tokens: Tokens, received: object) -> Tokens:
+    """Tokens parsed now from an answer that came at ``received``: their times as of then."""
+    if not isinstance(received, int | float):
+        return tokens
+    late = max(0, int(time.time() - received))
+    if not late:
+        return tokens
+    obtained = tokens.obtained_at - late if tokens.obtained_at is not None else None
+    return dataclasses.replace(tokens, expires_at=tokens.expires_at - late, obtained_at=obtained)
+
+
+def _adopt_rescued(
+    ctx: Ctx, acc: Account, *, send: Sender | None = None, wait: float = 0.0
+) -> Account | None:
     """Store the tokens of an earlier refresh the store did not take, when they continue the
     stored lineage. The rescue file goes once they are stored; one that belongs to an older
     lineage (a login replaced it) moves aside (``<id>.<time>.<pid>.json``), left for the user to
-    look at and no longer looked at by every command."""
+    look at and no longer looked at by every command. Without a rescue file, the journal of a
+    refresh cut short is settled (:func:`_settle_flight`)."""
     path = rescue_path(ctx, acc.id)
     if not path.exists():
+        if flight_path(ctx, acc.id).exists():
+            return _settle_flight(ctx, acc, send, wait)
         return None
+    flight = flight_path(ctx, acc.id)
+    if flight.exists() and not _courier_alive(_flight_doc_of(flight)):
+        flight.unlink(missing_ok=True)  # the rescue file came after it
     doc = read_json_object(path, what="rescued refresh answer") or {}
     rescued = _rescued_tokens(doc, path)
     stored = acc.tokens
@@ -587,7 +728,7 @@ def _adopt_rescued(ctx: Ctx, acc: Account) -> Account | None:
     return updated
 
 
-def recover_refreshes(ctx: Ctx) -> list[str]:
+def recover_refreshes(ctx: Ctx, send: Sender | None = None) -> list[str]:
     """Store the answers of refreshes this machine got but did not store (a process killed
     between the answer and the store write, or a store that refused it): the names of the
     accounts whose tokens came back. Cheap when there is nothing to recover (one directory
@@ -595,13 +736,13 @@ def recover_refreshes(ctx: Ctx) -> list[str]:
     refresh in flight writes, adopts and removes that file under the same lock, so nothing here
     races it (an account whose lock is busy is left to its holder, which adopts first). A file
     acct cannot use now (a lent account, a store that is unreachable) is left for later, and
-    this never raises for it."""
+    this never raises for it. ``send`` parses a journaled answer (default: Anthropic's)."""
     names: list[str] = []
-    for path in ctx.paths.rescued():
-        lock = ctx.store.account_lock(path.stem, timeout=RECOVER_LOCK_WAIT, what="the account")
+    for account_id in dict.fromkeys(p.stem for p in ctx.paths.rescued()):
+        lock = ctx.store.account_lock(account_id, timeout=RECOVER_LOCK_WAIT, what="the account")
         with contextlib.suppress(AcctError, OSError), lock:
-            acc = ctx.store.read().by_id(path.stem)
-            if acc is not None and _adopt_rescued(ctx, acc) is not None:
+            acc = ctx.store.read().by_id(account_id)
+            if acc is not None and _adopt_rescued(ctx, acc, send=send) is not None:
                 names.append(acc.name)
     return names
 

@@ -184,6 +184,12 @@ class PoolStore:
                 with contextlib.suppress(PoolError), self.link.run() as p:
                     custody.unmark_refresh(p, account_id, lineage)
 
+    def unsent_refresh(self, account_id: str, lineage: str) -> bool:
+        """This machine's refresh of ``lineage`` never sent its request: its mark goes, or the
+        "needs login" another machine made of it (``custody.unsent_refresh``)."""
+        with self.link.run() as p:
+            return custody.unsent_refresh(p, account_id, lineage, self.lock_timeout)
+
     @contextlib.contextmanager
     def account_lock(self, account_id: str, *, timeout: float, what: str) -> Iterator[None]:
         """The account's lock, pool-wide: a session advisory lock on a connection of its own

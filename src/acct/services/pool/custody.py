@@ -310,6 +310,41 @@ def unmark_refresh(pool: Pool, account_id: str, lineage: str) -> None:
         _clear_flight(pool, account_id, b" AND refreshing_lineage = %s", lineage)
 
 
+def unsent_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float) -> bool:
+    """A refresh of ``lineage`` on this machine was killed before its request left (its
+    courier's journal says so; the caller holds the account's lock, so no refresher of it runs
+    anywhere): its mark goes, or, when another machine already cut it off, the "needs login"
+    that made. Only while the row still holds ``lineage`` in the pool. True when anything
+    changed."""
+    with pg.errors(pool.where), pool.conn.transaction():
+        _begin(pool, lock_timeout)
+        p = accounts.get(pool.conn, pool.key, account_id, lock=True)
+        if p.lineage != lineage or p.custody is not None:
+            return False
+        flight = _flight(pool, account_id)
+        if flight is not None:
+            if flight.by != pool.host_id or flight.lineage != lineage:
+                return False
+            _clear_flight(pool, account_id)
+        else:
+            last = pool.conn.execute(
+                b"SELECT event, detail FROM history WHERE account_id = %s "
+                b"ORDER BY t DESC, id DESC LIMIT 1",
+                (account_id,),
+            ).fetchone()
+            detail = last[1] if last is not None and last[0] == "refresh_cut_off" else None
+            if not (
+                p.account.needs_login
+                and isinstance(detail, dict)
+                and detail.get("by") == pool.host_id
+                and detail.get("spent") == lineage
+            ):
+                return False
+            _bump(pool, account_id, lineage, ", needs_login = false")
+        _history(pool, "refresh_unsent", account_id, None, lineage=lineage)
+    return True
+
+
 def refuse_in_flight(pool: Pool, account: str, account_id: str, lineage: str) -> None:
     """For a lend of ``lineage`` in a transaction of the pool's store: Busy while a refresh of
     it is in flight, NeedsLogin when one was cut off (its refresh token may be spent)."""

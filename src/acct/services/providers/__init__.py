@@ -55,6 +55,12 @@ def ensure_fresh(ctx: Ctx, account_id: str, margin: float, **kw: Any) -> Account
     return oauth.ensure_fresh(ctx, account_id, margin, send=send_refresh, **kw)
 
 
+def recover_refreshes(ctx: Ctx) -> list[str]:
+    """:func:`acct.services.oauth.recover_refreshes`, each journaled answer parsed by its
+    account's provider."""
+    return oauth.recover_refreshes(ctx, send=send_refresh)
+
+
 def refresh_unstored(
     ctx: Ctx, tokens: Tokens, *, what: str, provider: str = "anthropic", **kw: Any
 ) -> Refreshed:
@@ -74,6 +80,7 @@ __all__ = [
     "ensure_fresh",
     "get",
     "of",
+    "recover_refreshes",
     "refresh",
     "refresh_result",
     "refresh_unstored",

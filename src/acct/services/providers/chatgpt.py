@@ -222,7 +222,13 @@ def _client(client: httpx.Client | None, timeout: float) -> httpx.Client:
         return client
     import httpx
 
-    return httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+    # A refresh's request goes through its courier, which reads the proxy settings itself.
+    courier = wire.transport()
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        trust_env=courier is None,
+        transport=courier,
+    )
 
 
 def _send(
