@@ -24,10 +24,10 @@ def test_pool_init_then_status_lists_machines_and_what_they_hold(machine_env, pg
     laptop = {**machine_env("laptop"), **pg.env()}
     made = acct(laptop, "pool", "init")
     assert made.returncode == 0, made.stderr
-    assert "schema version 0 -> 3" in made.stdout and "created" in made.stdout
+    assert "schema version 0 -> 4" in made.stdout and "created" in made.stdout
     again = json.loads(acct(laptop, "pool", "init", "--json").stdout)
     assert again["kind"] == "pool-init"
-    assert again["schema"] == {"before": 3, "now": 3} and again["key"]["created"] is False
+    assert again["schema"] == {"before": 4, "now": 4} and again["key"]["created"] is False
     desk = {**machine_env("desk"), **pg.env(), "ACCT_POOL_KEY": again["key"]["path"]}
     with open_machine(desk) as pool:
         from acct.services.pool import custody

@@ -311,3 +311,44 @@ def test_a_refresh_whose_lineage_moved_before_its_request_is_refused_and_marks_n
             "SELECT refreshing_lineage FROM accounts WHERE id = %s", (acc.id,)
         ).fetchone()
     assert row == (None,)
+
+
+def test_only_the_refresh_that_left_a_mark_can_say_it_never_sent(machine_env) -> None:  # type: ignore[no-untyped-def]
+    """A refresh killed before its request left (its courier's journal says so) takes back
+    what its mark left: the mark itself, or the "needs login" another machine made of it. Only
+    its own, by its nonce: an earlier refresh of the same lineage may have spent it."""
+    laptop = machine_env("laptop")
+    made = init_machine(laptop)
+    desk = {**machine_env("desk"), "ACCT_POOL_KEY": made.key_path}
+    with open_machine(laptop) as pool:
+        tokens = made_up_tokens()
+        acc = add_account(pool, "work", tokens)
+        lineage = tokens.lineage_fingerprint
+        custody.mark_refresh(pool, acc.id, lineage, 5.0, "first")  # its process is gone
+        assert not custody.unsent_refresh(pool, acc.id, lineage, "second", 5.0)
+        assert not custody.unsent_refresh(pool, acc.id, lineage, "", 5.0)
+    with open_machine(desk) as other:
+        with pytest.raises(NeedsLogin, match="cut off"):
+            custody.mark_refresh(other, acc.id, lineage, 5.0, "desk's")
+        assert accounts.get(other.conn, other.key, acc.id).account.needs_login
+        # Nor does a refresh start on a row marked "needs login" meanwhile.
+        with pytest.raises(NeedsLogin, match="nothing was sent"):
+            custody.mark_refresh(other, acc.id, lineage, 5.0, "later")
+    with open_machine(laptop) as pool:
+        assert not custody.unsent_refresh(pool, acc.id, lineage, "second", 5.0)
+        assert accounts.get(pool.conn, pool.key, acc.id).account.needs_login
+        assert custody.unsent_refresh(pool, acc.id, lineage, "first", 5.0)
+        assert not accounts.get(pool.conn, pool.key, acc.id).account.needs_login
+        # Its own mark, not yet cut off, just goes.
+        custody.mark_refresh(pool, acc.id, lineage, 5.0, "third")
+        assert custody.unsent_refresh(pool, acc.id, lineage, "third", 5.0)
+        row = pool.conn.execute(
+            "SELECT refreshing_lineage, needs_login FROM accounts WHERE id = %s", (acc.id,)
+        ).fetchone()
+        events = pool.conn.execute(
+            "SELECT event FROM history WHERE account_id = %s AND event LIKE 'refresh_%%' "
+            "ORDER BY id",
+            (acc.id,),
+        ).fetchall()
+    assert row == (None, False)
+    assert [e for (e,) in events] == ["refresh_cut_off", "refresh_unsent", "refresh_unsent"]

@@ -193,12 +193,7 @@ class Courier(httpx.BaseTransport):
             intent = dict(self.doc, state="intent", courier_pid=proc.pid, at=time.time())
             intent["courier_start"] = started_at(proc.pid)
             write_json(self.journal, intent)
-            try:
-                self.on_sending()
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    self.journal.unlink()  # refused before ``go``: nothing is sent
-                raise
+            self.on_sending()  # raises to refuse: no ``go``, nothing is sent (the intent stays)
             proc.stdin.write(json.dumps({"go": True, "doc": intent}).encode() + b"\n")
             proc.stdin.flush()
             proc.stdin.close()

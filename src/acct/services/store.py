@@ -416,17 +416,18 @@ class Store:
         return False
 
     @contextlib.contextmanager
-    def refresh_mark(self, account_id: str, lineage: str) -> Iterator[RefreshMark]:
+    def refresh_mark(self, account_id: str, lineage: str, nonce: str = "") -> Iterator[RefreshMark]:
         """A refresh of ``lineage`` about to be sent, under :meth:`account_lock`. Only a pool's
         store records it (another machine could present the spent token); here, nothing."""
-        del account_id, lineage
+        del account_id, lineage, nonce
         yield RefreshMark()
 
-    def unsent_refresh(self, account_id: str, lineage: str) -> bool:
-        """A refresh of ``lineage`` on this machine ended without its request leaving (its
-        process was killed first): undo what its mark left, under :meth:`account_lock`. True
-        when that made the account usable again. Only a pool's store marks anything."""
-        del account_id, lineage
+    def unsent_refresh(self, account_id: str, lineage: str, nonce: str) -> bool:
+        """The refresh ``nonce`` of ``lineage`` on this machine ended without its request
+        leaving (its process was killed first): undo what its mark left, under
+        :meth:`account_lock`. True when that made the account usable again. Only a pool's store
+        marks anything."""
+        del account_id, lineage, nonce
         return False
 
     @contextlib.contextmanager

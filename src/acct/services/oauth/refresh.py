@@ -34,6 +34,7 @@ import dataclasses
 import errno
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -229,12 +230,15 @@ def refresh_result(
                 + ("is being replaced" if force else "is about to expire"),
                 hint=f"acct login {acc.name}",
             )
+        nonce = secrets.token_hex(8)  # names this refresh's mark and journal
         with (
             GUARD.spending(),
             _Room(ctx, acc) as room,
-            ctx.store.refresh_mark(acc.id, tokens.lineage_fingerprint) as mark,
+            ctx.store.refresh_mark(acc.id, tokens.lineage_fingerprint, nonce) as mark,
             wire.on_sending(
-                mark.sending, journal=flight_path(ctx, acc.id), doc=_flight_doc(acc, tokens)
+                mark.sending,
+                journal=flight_path(ctx, acc.id),
+                doc=_flight_doc(acc, tokens, nonce),
             ),
         ):
             try:
@@ -591,9 +595,10 @@ def flight_path(ctx: Ctx, account_id: str) -> Path:
     return ctx.paths.rescued_dir / f"{account_id}.flight"
 
 
-def _flight_doc(acc: Account, spent: Tokens) -> dict[str, Any]:
+def _flight_doc(acc: Account, spent: Tokens, nonce: str) -> dict[str, Any]:
     return {
         "version": 1,
+        "nonce": nonce,
         "account_id": acc.id,
         "account_name": acc.name,
         "provider": acc.provider,
@@ -615,10 +620,22 @@ def _courier_alive(doc: dict[str, Any]) -> bool:
 
 def _end_flight(ctx: Ctx, account_id: str) -> None:
     """This process is done with its refresh's journal (what it says is acted on already),
-    unless the courier still waits for the answer: it journals it, for the next command."""
+    unless the courier still waits for the answer: it journals it, for the next command. An
+    intent means nothing was sent: a mark its commit may have left (the commit failed, or
+    was refused) goes now, or, when the pool cannot be reached, with the next command."""
     path = flight_path(ctx, account_id)
-    if path.exists() and not _courier_alive(_flight_doc_of(path)):
-        path.unlink(missing_ok=True)
+    if not path.exists():
+        return
+    doc = _flight_doc_of(path)
+    if _courier_alive(doc):
+        return
+    lineage, nonce = doc.get("spent_lineage"), doc.get("nonce")
+    if doc.get("state") == "intent" and isinstance(lineage, str) and isinstance(nonce, str):
+        try:
+            ctx.store.unsent_refresh(account_id, lineage, nonce)
+        except AcctError:
+            return  # kept for the next command
+    path.unlink(missing_ok=True)
 
 
 # States of a courier's journal that say its request may have spent the token.
@@ -672,7 +689,9 @@ def _settle_flight(ctx: Ctx, acc: Account, send: Sender | None, wait: float) -> 
             path.unlink(missing_ok=True)
             return _adopt_rescued(ctx, acc)
     if state == "intent":
-        healed = ctx.store.unsent_refresh(acc.id, stored.lineage_fingerprint)
+        healed = ctx.store.unsent_refresh(
+            acc.id, stored.lineage_fingerprint, str(doc.get("nonce") or "")
+        )
         path.unlink(missing_ok=True)
         return _load(ctx, acc.id) if healed else None
     if state in _MAYBE_SPENT or state == "answered":

@@ -166,7 +166,7 @@ class PoolStore:
             return reclaims.was_reclaimed(p, account_id, lineage)
 
     @contextlib.contextmanager
-    def refresh_mark(self, account_id: str, lineage: str) -> Iterator[RefreshMark]:
+    def refresh_mark(self, account_id: str, lineage: str, nonce: str = "") -> Iterator[RefreshMark]:
         """The "refresh in flight" mark in the pool (``custody.mark_refresh``), committed right
         before the request goes out (:meth:`RefreshMark.sending`: a process killed earlier
         leaves no mark, its token unspent) and cleared once its answer is stored; it stays when
@@ -174,7 +174,7 @@ class PoolStore:
 
         def commit() -> None:
             with self.link.run() as p:
-                custody.mark_refresh(p, account_id, lineage, self.lock_timeout)
+                custody.mark_refresh(p, account_id, lineage, self.lock_timeout, nonce)
 
         mark = RefreshMark(commit)
         try:
@@ -184,11 +184,11 @@ class PoolStore:
                 with contextlib.suppress(PoolError), self.link.run() as p:
                     custody.unmark_refresh(p, account_id, lineage)
 
-    def unsent_refresh(self, account_id: str, lineage: str) -> bool:
+    def unsent_refresh(self, account_id: str, lineage: str, nonce: str) -> bool:
         """This machine's refresh of ``lineage`` never sent its request: its mark goes, or the
         "needs login" another machine made of it (``custody.unsent_refresh``)."""
         with self.link.run() as p:
-            return custody.unsent_refresh(p, account_id, lineage, self.lock_timeout)
+            return custody.unsent_refresh(p, account_id, lineage, nonce, self.lock_timeout)
 
     @contextlib.contextmanager
     def account_lock(self, account_id: str, *, timeout: float, what: str) -> Iterator[None]:

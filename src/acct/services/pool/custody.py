@@ -195,17 +195,20 @@ class Flight:
     pid: int
     since: float
     lineage: str
+    nonce: str = ""
 
 
 def _flight(pool: Pool, account_id: str) -> Flight | None:
     row = pool.conn.execute(
         b"SELECT refreshing_by, refreshing_pid, extract(epoch FROM refreshing_since), "
-        b"refreshing_lineage FROM accounts WHERE id = %s",
+        b"refreshing_lineage, refreshing_nonce FROM accounts WHERE id = %s",
         (account_id,),
     ).fetchone()
     if row is None or row[0] is None:
         return None
-    return Flight(str(row[0]), int(row[1] or 0), float(row[2] or 0), str(row[3] or ""))
+    return Flight(
+        str(row[0]), int(row[1] or 0), float(row[2] or 0), str(row[3] or ""), str(row[4] or "")
+    )
 
 
 def _refresher_alive(pool: Pool, account_id: str, flight: Flight) -> bool:
@@ -223,7 +226,8 @@ def _clear_flight(pool: Pool, account_id: str, only: bytes = b"", *args: object)
     WHERE clause, with its ``args``)."""
     pool.conn.execute(
         b"UPDATE accounts SET refreshing_by = NULL, refreshing_pid = NULL, "
-        b"refreshing_since = NULL, refreshing_lineage = NULL WHERE id = %s" + only,
+        b"refreshing_since = NULL, refreshing_lineage = NULL, refreshing_nonce = NULL "
+        b"WHERE id = %s" + only,
         (account_id, *args),
     )
 
@@ -250,7 +254,15 @@ def _cut_off(pool: Pool, p: Pooled, flight: Flight, lineage: str) -> NeedsLogin:
     it again would revoke the whole chain, so the account needs a new login instead."""
     _bump(pool, p.account.id, lineage, ", needs_login = true")
     _clear_flight(pool, p.account.id)
-    _history(pool, "refresh_cut_off", p.account.id, None, by=flight.by, spent=flight.lineage)
+    _history(
+        pool,
+        "refresh_cut_off",
+        p.account.id,
+        None,
+        by=flight.by,
+        spent=flight.lineage,
+        nonce=flight.nonce,
+    )
     return NeedsLogin(
         f"account {p.account.name!r} needs a new login: a refresh on machine {flight.by} was "
         f"cut off (its process is gone) after sending lineage {flight.lineage}; the refresh may "
@@ -276,7 +288,9 @@ def _check_flight(pool: Pool, p: Pooled, lineage: str) -> NeedsLogin | None:
     return _cut_off(pool, p, flight, lineage)
 
 
-def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float) -> None:
+def mark_refresh(
+    pool: Pool, account_id: str, lineage: str, lock_timeout: float, nonce: str = ""
+) -> None:
     """Commit the "refresh in flight" mark of ``lineage``, for a refresher that already holds
     the account's lock (the pool's store's ``account_lock``). A mark it finds on ``lineage`` is
     then one of a refresher that is gone: NeedsLogin (committed), and nothing is to be sent."""
@@ -287,6 +301,12 @@ def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float)
         flight = _flight(pool, account_id)
         if flight is not None and flight.lineage == lineage:
             cut = _cut_off(pool, p, flight, lineage)
+        elif p.account.needs_login:
+            raise NeedsLogin(
+                f"account {p.account.name!r} needs a new login (it was marked so while its "
+                "refresh was about to be sent); nothing was sent",
+                hint=f"acct login {p.account.name}",
+            )
         elif p.lineage != lineage or p.custody is not None:
             now = "lent to a file" if p.custody is not None else "no longer the pool's"
             raise LineageMoved(
@@ -297,8 +317,9 @@ def mark_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float)
         else:
             pool.conn.execute(
                 b"UPDATE accounts SET refreshing_by = %s, refreshing_pid = pg_backend_pid(), "
-                b"refreshing_since = now(), refreshing_lineage = %s WHERE id = %s",
-                (pool.host_id, lineage, account_id),
+                b"refreshing_since = now(), refreshing_lineage = %s, refreshing_nonce = %s "
+                b"WHERE id = %s",
+                (pool.host_id, lineage, nonce or None, account_id),
             )
     if cut is not None:
         raise cut
@@ -310,12 +331,16 @@ def unmark_refresh(pool: Pool, account_id: str, lineage: str) -> None:
         _clear_flight(pool, account_id, b" AND refreshing_lineage = %s", lineage)
 
 
-def unsent_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: float) -> bool:
+def unsent_refresh(
+    pool: Pool, account_id: str, lineage: str, nonce: str, lock_timeout: float
+) -> bool:
     """A refresh of ``lineage`` on this machine was killed before its request left (its
     courier's journal says so; the caller holds the account's lock, so no refresher of it runs
-    anywhere): its mark goes, or, when another machine already cut it off, the "needs login"
-    that made. Only while the row still holds ``lineage`` in the pool. True when anything
-    changed."""
+    anywhere): its mark goes, or, when a machine already cut it off, the "needs login" that
+    made. Only that refresh's (``nonce``: an earlier refresh of the lineage may have spent it),
+    and only while the row still holds ``lineage`` in the pool. True when anything changed."""
+    if not nonce:
+        return False
     with pg.errors(pool.where), pool.conn.transaction():
         _begin(pool, lock_timeout)
         p = accounts.get(pool.conn, pool.key, account_id, lock=True)
@@ -323,7 +348,7 @@ def unsent_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: floa
             return False
         flight = _flight(pool, account_id)
         if flight is not None:
-            if flight.by != pool.host_id or flight.lineage != lineage:
+            if flight.nonce != nonce or flight.by != pool.host_id or flight.lineage != lineage:
                 return False
             _clear_flight(pool, account_id)
         else:
@@ -338,6 +363,7 @@ def unsent_refresh(pool: Pool, account_id: str, lineage: str, lock_timeout: floa
                 and isinstance(detail, dict)
                 and detail.get("by") == pool.host_id
                 and detail.get("spent") == lineage
+                and detail.get("nonce") == nonce
             ):
                 return False
             _bump(pool, account_id, lineage, ", needs_login = false")

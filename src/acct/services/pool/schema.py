@@ -156,7 +156,13 @@ ALTER TABLE accounts
     ADD COLUMN refreshing_lineage text;         -- the lineage whose refresh token was sent
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
+# Which refresh left a mark: a nonce of the refresh, also in its courier's journal, so the machine
+# that left it can tell its own mark (or a cut-off of it) from an earlier refresh's of the lineage.
+_V4 = """
+ALTER TABLE accounts ADD COLUMN refreshing_nonce text;
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3), (4, _V4))
 LATEST = MIGRATIONS[-1][0]
 
 
