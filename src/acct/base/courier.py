@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 
-from acct.base import pids
 from acct.base.fsio import write_json
 
 # How long past its own timeouts a courier may take before acct stops waiting for it (it
@@ -51,6 +50,37 @@ _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encod
 
 class _Stopped(Exception):
     """acct did not say ``go``: nothing is sent."""
+
+
+def started_at(pid: int) -> str | None:
+    """When process ``pid`` started (``/proc``'s clock ticks), to tell it from a later process
+    given the same pid; None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def alive(pid: object, start: object = None) -> bool:
+    """Whether the courier ``pid`` (started at ``start``) still runs. A pid acct cannot judge
+    counts as alive: waiting for a courier is safe, judging its journal early is not."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = started_at(pid)
+    if now is not None and isinstance(start, str) and now != start:
+        return False  # another process has that pid now
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        if state in ("Z", "X"):
+            return False  # ended, not yet reaped
+    return True
 
 
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
@@ -161,7 +191,7 @@ class Courier(httpx.BaseTransport):
                 said = said or {}
                 raise _error(said.get("error"), said.get("detail") or "no courier", request, False)
             intent = dict(self.doc, state="intent", courier_pid=proc.pid, at=time.time())
-            intent["courier_start"] = pids.start_of(proc.pid)
+            intent["courier_start"] = started_at(proc.pid)
             write_json(self.journal, intent)
             self.on_sending()  # raises to refuse: no ``go``, nothing is sent (the intent stays)
             proc.stdin.write(json.dumps({"go": True, "doc": intent}).encode() + b"\n")

@@ -41,10 +41,9 @@ from pathlib import Path
 
 from acct.base.errors import AcctError, UsageError
 from acct.base.fsio import ensure_dir, file_lock, holder_path, read_json_object
-from acct.base.pids import start_of
 from acct.services import custody, events
 from acct.services.context import Ctx
-from acct.services.procs import is_live
+from acct.services.procs import is_live, start_of
 from acct.services.state import SessionRow
 from acct.services.targets import JsonTarget, get_target
 

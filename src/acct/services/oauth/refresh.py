@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from acct.base import pids, wire
+from acct.base import wire
 from acct.base.endpoints import CLIENT_ID
 from acct.base.errors import (
     AcctError,
@@ -615,10 +615,9 @@ def _flight_doc_of(path: Path) -> dict[str, Any]:
 
 
 def _courier_alive(doc: dict[str, Any]) -> bool:
-    pid, start = doc.get("courier_pid"), doc.get("courier_start")
-    return pids.running(
-        pid if isinstance(pid, int) else None, start if isinstance(start, int) else None
-    )
+    from acct.base import courier  # lazy: it imports httpx (and httpx, Rich)
+
+    return courier.alive(doc.get("courier_pid"), doc.get("courier_start"))
 
 
 def _end_flight(ctx: Ctx, account_id: str) -> None:
